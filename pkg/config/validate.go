@@ -1,0 +1,260 @@
+package config
+
+import (
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"reflect"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/go-viper/mapstructure/v2"
+	"go.yaml.in/yaml/v3"
+)
+
+// ExampleJWTSecret is the placeholder of the example configuration; it is refused
+// outside development.
+const ExampleJWTSecret = "change-me-example-secret"
+
+// Validate checks every key a service depends on and returns all problems at once,
+// each naming its key and the bad value.
+func (c Config) Validate() error {
+	var errs []error
+	bad := func(key string, value any, why string) {
+		errs = append(errs, fmt.Errorf("%w: %s = %v: %s", ErrInvalid, key, value, why))
+	}
+	oneOf := func(key, value string, allowed ...string) {
+		if !slices.Contains(allowed, value) {
+			bad(key, fmt.Sprintf("%q", value), "must be one of "+strings.Join(allowed, ", "))
+		}
+	}
+	addr := func(key, value string) {
+		if _, _, err := net.SplitHostPort(value); err != nil {
+			bad(key, fmt.Sprintf("%q", value), "must be host:port")
+		}
+	}
+	positive := func(key string, d time.Duration) {
+		if d <= 0 {
+			bad(key, d, "must be positive")
+		}
+	}
+
+	oneOf("env", c.Env, "development", "production")
+	oneOf("log.level", c.Log.Level, "debug", "info", "warn", "error")
+	if c.Log.Format != "" {
+		oneOf("log.format", c.Log.Format, "json", "console")
+	}
+
+	addr("api.addr", c.API.Addr)
+	if u, err := url.Parse(c.API.PublicURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		bad("api.public_url", fmt.Sprintf("%q", c.API.PublicURL), "must be an http(s) URL")
+	}
+	positive("api.shutdown_timeout", c.API.ShutdownTimeout)
+	positive("api.read_timeout", c.API.ReadTimeout)
+	positive("api.write_timeout", c.API.WriteTimeout)
+	positive("api.idle_timeout", c.API.IdleTimeout)
+	if c.API.BodyLimit < 1024 {
+		bad("api.body_limit", c.API.BodyLimit, "must be at least 1024")
+	}
+
+	addr("worker.admin_addr", c.Worker.AdminAddr)
+	if c.Worker.Concurrency < 1 {
+		bad("worker.concurrency", c.Worker.Concurrency, "must be at least 1")
+	}
+	if c.Worker.Servers < 1 || c.Worker.Servers > 64 {
+		bad("worker.servers", c.Worker.Servers, "must be between 1 and 64")
+	}
+	for _, q := range []string{"critical", "high", "normal", "low"} {
+		if w, ok := c.Worker.QueueWeights[q]; !ok || w < 1 {
+			bad("worker.queue_weights."+q, c.Worker.QueueWeights[q], "must be at least 1")
+		}
+	}
+	for typ, n := range c.Worker.TypeLimits {
+		if n < 1 {
+			bad("worker.type_limits."+typ, n, "must be at least 1")
+		}
+	}
+	positive("worker.shutdown_timeout", c.Worker.ShutdownTimeout)
+	positive("worker.flush_interval", c.Worker.FlushInterval)
+	if c.Worker.MaxMessages < 1 {
+		bad("worker.max_messages", c.Worker.MaxMessages, "must be at least 1")
+	}
+
+	addr("scheduler.admin_addr", c.Scheduler.AdminAddr)
+	positive("scheduler.sync_interval", c.Scheduler.SyncInterval)
+	positive("scheduler.reconcile_interval", c.Scheduler.ReconcileInterval)
+	positive("scheduler.shutdown_timeout", c.Scheduler.ShutdownTimeout)
+	if c.Scheduler.CatchUp < 0 {
+		bad("scheduler.catch_up", c.Scheduler.CatchUp, "must not be negative")
+	}
+
+	addr("monitor.addr", c.Monitor.Addr)
+	positive("monitor.collect_interval", c.Monitor.CollectInterval)
+	positive("monitor.shutdown_timeout", c.Monitor.ShutdownTimeout)
+
+	oneOf("redis.mode", c.Redis.Mode, "single", "sentinel", "cluster")
+	switch c.Redis.Mode {
+	case "single":
+		addr("redis.addr", c.Redis.Addr)
+	case "sentinel":
+		if len(c.Redis.Addrs) == 0 {
+			bad("redis.addrs", "[]", "sentinel mode needs the sentinels' addresses")
+		}
+		if c.Redis.MasterName == "" {
+			bad("redis.master_name", `""`, "sentinel mode needs the master's name")
+		}
+	case "cluster":
+		if len(c.Redis.Addrs) == 0 {
+			bad("redis.addrs", "[]", "cluster mode needs node addresses")
+		}
+		if c.Redis.DB != 0 {
+			bad("redis.db", c.Redis.DB, "cluster mode supports only db 0")
+		}
+	}
+	for i, a := range c.Redis.Addrs {
+		addr(fmt.Sprintf("redis.addrs[%d]", i), a)
+	}
+	if c.Redis.DB < 0 {
+		bad("redis.db", c.Redis.DB, "must not be negative")
+	}
+
+	if u, err := url.Parse(c.Database.URL); c.Database.URL == "" || (err == nil && strings.HasPrefix(c.Database.URL, "postgres") && u.Host == "" && !strings.Contains(c.Database.URL, "host=")) {
+		bad("database.url", maskedURL(c.Database.URL), "must be a postgres:// URL or a DSN")
+	}
+	if c.Database.MaxOpenConns < 1 {
+		bad("database.max_open_conns", c.Database.MaxOpenConns, "must be at least 1")
+	}
+
+	if !c.IsDevelopment() {
+		switch {
+		case c.Auth.JWTSecret == ExampleJWTSecret:
+			bad("auth.jwt_secret", "(masked)", "the example secret is refused outside development")
+		case c.Auth.JWTSecret == "" && c.Auth.JWKSURL == "":
+			bad("auth.jwt_secret", `""`, "must be set outside development (or set auth.jwks_url)")
+		case c.Auth.JWTSecret != "" && len(c.Auth.JWTSecret) < 32:
+			bad("auth.jwt_secret", "(masked)", "must be at least 32 characters")
+		}
+	}
+	for _, alg := range c.Auth.JWTAlgorithms {
+		oneOf("auth.jwt_algorithms", alg, "HS256", "RS256", "ES256")
+	}
+	for id, k := range c.Crypto.Keys {
+		raw, err := base64.StdEncoding.DecodeString(k)
+		if err != nil || len(raw) != 32 {
+			bad("crypto.keys."+id, "(masked)", "must be 32 bytes, base64-encoded")
+		}
+	}
+	if len(c.Crypto.Keys) > 0 {
+		if _, ok := c.Crypto.Keys[c.Crypto.ActiveKey]; !ok {
+			bad("crypto.active_key", fmt.Sprintf("%q", c.Crypto.ActiveKey), "must name a key in crypto.keys")
+		}
+	} else if !c.IsDevelopment() {
+		bad("crypto.keys", "{}", "production needs at least one key")
+	}
+
+	for i, cidr := range c.Egress.AllowCIDRs {
+		if _, _, err := net.ParseCIDR(cidr); err != nil {
+			bad(fmt.Sprintf("egress.allow_cidrs[%d]", i), fmt.Sprintf("%q", cidr), "must be a CIDR such as 10.0.0.0/8")
+		}
+	}
+	positive("egress.connect_timeout", c.Egress.ConnectTimeout)
+	positive("egress.timeout", c.Egress.Timeout)
+	if c.Egress.MaxResponseBytes < 1 {
+		bad("egress.max_response_bytes", c.Egress.MaxResponseBytes, "must be positive")
+	}
+
+	oneOf("storage.backend", c.Storage.Backend, "local", "s3")
+	if c.Storage.Backend == "s3" && c.Storage.S3.Bucket == "" {
+		bad("storage.s3.bucket", `""`, "s3 backend needs a bucket")
+	}
+	positive("storage.link_ttl", c.Storage.LinkTTL)
+	positive("storage.result_ttl", c.Storage.ResultTTL)
+
+	if c.SMTP.TLS != "" {
+		oneOf("smtp.tls", c.SMTP.TLS, "starttls", "tls", "none")
+	}
+	if c.SMTP.Port < 1 || c.SMTP.Port > 65535 {
+		bad("smtp.port", c.SMTP.Port, "must be a port number")
+	}
+	oneOf("prices.provider", c.Prices.Provider, "simulated", "stooq")
+	if c.Prices.BatchSize < 1 || c.Prices.BatchSize > 10000 {
+		bad("prices.batch_size", c.Prices.BatchSize, "must be between 1 and 10000")
+	}
+	for role, rl := range c.RateLimit.PerRole {
+		if rl.RPS <= 0 || rl.Burst < 1 {
+			bad("ratelimit.per_role."+role, fmt.Sprintf("%+v", rl), "rps and burst must be positive")
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// String prints the configuration as YAML with every secret masked.
+func (c Config) String() string {
+	m := map[string]any{}
+	_ = mapstructure.Decode(c, &m)
+	maskSecrets(reflect.TypeOf(c), m)
+	out, err := yaml.Marshal(m)
+	if err != nil {
+		return fmt.Sprintf("config: %v", err)
+	}
+	return string(out)
+}
+
+// maskSecrets replaces the values of fields tagged secret:"true" in m.
+func maskSecrets(t reflect.Type, m map[string]any) {
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		key := f.Tag.Get("mapstructure")
+		val, ok := m[key]
+		if !ok {
+			continue
+		}
+		if f.Tag.Get("secret") == "true" {
+			m[key] = mask(val)
+			continue
+		}
+		if f.Type.Kind() == reflect.Struct {
+			if sub, ok := val.(map[string]any); ok {
+				maskSecrets(f.Type, sub)
+			}
+		}
+	}
+}
+
+func mask(v any) any {
+	switch x := v.(type) {
+	case string:
+		if x == "" {
+			return ""
+		}
+		if strings.Contains(x, "://") {
+			return maskedURL(x)
+		}
+		return "********"
+	case map[string]string:
+		out := map[string]string{}
+		for k := range x {
+			out[k] = "********"
+		}
+		return out
+	}
+	return "********"
+}
+
+// maskedURL hides the password of a URL and keeps the rest readable.
+func maskedURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil || u.User == nil {
+		if err != nil {
+			return "********"
+		}
+		return s
+	}
+	if _, has := u.User.Password(); has {
+		u.User = url.UserPassword(u.User.Username(), "xxxxx")
+	}
+	return u.String()
+}

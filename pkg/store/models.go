@@ -1,0 +1,120 @@
+package store
+
+import (
+	"database/sql/driver"
+	"encoding/json"
+	"fmt"
+	"time"
+)
+
+// JSON is a jsonb column kept as raw bytes.
+type JSON json.RawMessage
+
+// Value implements driver.Valuer.
+func (j JSON) Value() (driver.Value, error) {
+	if len(j) == 0 {
+		return nil, nil
+	}
+	return string(j), nil
+}
+
+// Scan implements sql.Scanner.
+func (j *JSON) Scan(src any) error {
+	switch v := src.(type) {
+	case nil:
+		*j = nil
+	case []byte:
+		*j = append((*j)[:0], v...)
+	case string:
+		*j = JSON(v)
+	default:
+		return fmt.Errorf("store: cannot scan %T into JSON", src)
+	}
+	return nil
+}
+
+// MarshalJSON keeps the raw document.
+func (j JSON) MarshalJSON() ([]byte, error) {
+	if len(j) == 0 {
+		return []byte("null"), nil
+	}
+	return j, nil
+}
+
+// UnmarshalJSON keeps the raw document.
+func (j *JSON) UnmarshalJSON(b []byte) error {
+	*j = append((*j)[:0], b...)
+	return nil
+}
+
+// Task is a row of tasks: the record of one task.
+type Task struct {
+	ID                string `gorm:"primaryKey"`
+	Type              string
+	Status            string
+	Priority          string
+	Params            JSON
+	KeyID             string
+	CreatedBy         string
+	IdempotencyKey    *string
+	RequestHash       string
+	CreatedAt         time.Time
+	UpdatedAt         time.Time
+	ScheduledFor      time.Time
+	StartedAt         *time.Time
+	CompletedAt       *time.Time
+	Progress          float64
+	CurrentStep       string
+	Messages          JSON
+	Attempt           int
+	RetryBase         int
+	MaxRetries        int
+	RetryPolicy       JSON
+	TimeoutSeconds    int
+	EstimatedDuration int
+	NextRetryAt       *time.Time
+	Result            JSON
+	ResultURL         *string
+	Error             JSON
+	WorkerID          string
+	CancelRequested   bool
+	CallbackURL       *string
+	ScheduleID        *string
+	FireTime          *time.Time
+	QueueWaitMs       *int64
+	DurationMs        *int64
+}
+
+// TaskAttempt is a row of task_attempts: one attempt of a task.
+type TaskAttempt struct {
+	TaskID       string `gorm:"primaryKey"`
+	Attempt      int    `gorm:"primaryKey"`
+	Worker       string
+	StartedAt    time.Time
+	FinishedAt   *time.Time
+	DurationMs   *int64
+	QueueWaitMs  *int64
+	Outcome      string
+	ErrorKind    string
+	ErrorMessage string
+	Stack        string
+}
+
+// TaskLog is a row of task_logs: one log line a handler wrote.
+type TaskLog struct {
+	ID      int64 `gorm:"primaryKey"`
+	TaskID  string
+	Attempt int
+	TS      time.Time `gorm:"column:ts"`
+	Level   string
+	Message string
+	Fields  JSON
+}
+
+// Models returns every model, for the test that holds them to the migrated
+// schema. A package that adds a table adds its model here.
+func Models() []any {
+	return []any{
+		&Task{}, &TaskAttempt{}, &TaskLog{},
+	}
+}

@@ -1,0 +1,126 @@
+#!/usr/bin/env bash
+# Shared helpers for the project's scripts: install and start a local Redis and
+# PostgreSQL on loopback, without docker. Source it; it defines functions only.
+
+# die prints a message and exits.
+die() { echo "error: $*" >&2; exit 1; }
+
+# apt_install installs Debian packages when running as root, else explains.
+apt_install() {
+  if [ "$(id -u)" != 0 ]; then
+    die "missing $*; install it with: sudo apt-get install -y $*"
+  fi
+  if [ -z "${TASKFORGE_APT_UPDATED:-}" ]; then
+    apt-get update -qq >/dev/null || die "apt-get update failed"
+    export TASKFORGE_APT_UPDATED=1
+  fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null \
+    || die "apt-get install $* failed"
+}
+
+# ensure_redis makes redis-server available.
+ensure_redis() {
+  command -v redis-server >/dev/null 2>&1 && return 0
+  echo "installing redis-server..." >&2
+  apt_install redis-server
+  # The package starts a system service on 6379; the project runs its own.
+  if command -v systemctl >/dev/null 2>&1; then systemctl disable --now redis-server >/dev/null 2>&1 || true; fi
+  command -v redis-server >/dev/null 2>&1 || die "redis-server still missing"
+}
+
+# pg_bin prints the directory holding initdb and pg_ctl.
+pg_bin() {
+  local d
+  if command -v pg_config >/dev/null 2>&1 && [ -x "$(pg_config --bindir)/initdb" ]; then
+    pg_config --bindir; return 0
+  fi
+  for d in $(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V -r); do
+    [ -x "$d/initdb" ] && { echo "$d"; return 0; }
+  done
+  return 1
+}
+
+# ensure_postgres makes initdb/pg_ctl available.
+ensure_postgres() {
+  pg_bin >/dev/null && return 0
+  echo "installing postgresql..." >&2
+  apt_install postgresql postgresql-contrib
+  if command -v systemctl >/dev/null 2>&1; then systemctl disable --now postgresql >/dev/null 2>&1 || true; fi
+  pg_bin >/dev/null || die "PostgreSQL binaries still missing"
+}
+
+# free_port prints a TCP port nobody listens on at 127.0.0.1.
+free_port() {
+  local p
+  for _ in $(seq 1 200); do
+    p=$(( (RANDOM * 32768 + RANDOM) % 30000 + 20000 ))
+    if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "$p"; return 0; fi
+  done
+  die "no free port found"
+}
+
+# as_pg runs a command as the postgres user when we are root (PostgreSQL refuses
+# to run as root), else as ourselves.
+as_pg() {
+  if [ "$(id -u)" = 0 ]; then
+    id postgres >/dev/null 2>&1 || useradd --system --home-dir /var/lib/postgresql --shell /bin/bash postgres
+    runuser -u postgres -- "$@"
+  else
+    "$@"
+  fi
+}
+
+# start_redis DIR PORT [extra args] starts a throw-away Redis in DIR on 127.0.0.1:PORT.
+start_redis() {
+  local dir=$1 port=$2; shift 2
+  mkdir -p "$dir"
+  redis-server --bind 127.0.0.1 --port "$port" --dir "$dir" --daemonize yes \
+    --pidfile "$dir/redis.pid" --logfile "$dir/redis.log" --save '' "$@" >/dev/null \
+    || die "redis-server failed to start (see $dir/redis.log)"
+  for _ in $(seq 1 100); do
+    redis-cli -p "$port" ping 2>/dev/null | grep -q PONG && return 0
+    sleep 0.1
+  done
+  die "redis-server did not answer on port $port (see $dir/redis.log)"
+}
+
+# stop_redis DIR stops the Redis started in DIR.
+stop_redis() {
+  local dir=$1
+  [ -f "$dir/redis.pid" ] && kill "$(cat "$dir/redis.pid")" 2>/dev/null || true
+}
+
+# start_postgres DIR PORT initialises (once) and starts PostgreSQL in DIR on
+# 127.0.0.1:PORT with trust authentication for local connections.
+start_postgres() {
+  local dir=$1 port=$2 bin; shift 2
+  bin=$(pg_bin) || die "PostgreSQL not installed"
+  mkdir -p "$dir"
+  if [ "$(id -u)" = 0 ]; then
+    as_pg true # creates the user when missing
+    chown -R postgres: "$dir"
+    # Every parent must be traversable by postgres.
+    local p=$dir
+    while [ "$p" != / ]; do p=$(dirname "$p"); chmod o+x "$p" 2>/dev/null || true; done
+  fi
+  if [ ! -f "$dir/data/PG_VERSION" ]; then
+    as_pg "$bin/initdb" -D "$dir/data" -U postgres -A trust -E UTF8 --no-locale >"$dir/initdb.log" 2>&1 \
+      || die "initdb failed (see $dir/initdb.log)"
+  fi
+  as_pg "$bin/pg_ctl" -D "$dir/data" -l "$dir/postgres.log" -w -t 60 \
+    -o "-c listen_addresses=127.0.0.1 -p $port -k $dir -c max_connections=300 $*" start >/dev/null \
+    || die "PostgreSQL failed to start (see $dir/postgres.log)"
+}
+
+# stop_postgres DIR stops the PostgreSQL started in DIR.
+stop_postgres() {
+  local dir=$1 bin
+  bin=$(pg_bin) || return 0
+  [ -f "$dir/data/postmaster.pid" ] && as_pg "$bin/pg_ctl" -D "$dir/data" -m fast -w -t 30 stop >/dev/null 2>&1 || true
+}
+
+# psql_as DIR PORT SQL runs SQL as the postgres superuser.
+psql_as() {
+  local dir=$1 port=$2; shift 2
+  as_pg "$(pg_bin)/psql" -h 127.0.0.1 -p "$port" -U postgres -d postgres -v ON_ERROR_STOP=1 -qAt -c "$*"
+}

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Runs every test of every module against a throw-away Redis and PostgreSQL that
+# this script starts on free loopback ports and stops at the end.
+#   scripts/test.sh            all tests, race detector on
+#   scripts/test.sh -short     unit tests only (no servers needed)
+# Extra arguments are passed to go test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/lib.sh
+
+command -v go >/dev/null 2>&1 || die "Go is required (https://go.dev/dl)"
+ensure_redis
+ensure_postgres
+scripts/install-tools.sh
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/taskforge-test.XXXXXX")
+redis_port=$(free_port)
+pg_port=$(free_port)
+cleanup() {
+  stop_redis "$work/redis"
+  stop_postgres "$work/pg"
+  rm -rf "$work"
+}
+trap cleanup EXIT INT TERM
+
+# Many Redis databases so that every test gets its own.
+start_redis "$work/redis" "$redis_port" --databases 4096 --appendonly no
+start_postgres "$work/pg" "$pg_port" -c fsync=off -c synchronous_commit=off -c full_page_writes=off
+psql_as "$work/pg" "$pg_port" "CREATE ROLE taskforge LOGIN SUPERUSER"
+psql_as "$work/pg" "$pg_port" "CREATE DATABASE taskforge OWNER taskforge"
+
+export TASKFORGE_TEST_REDIS_ADDR="127.0.0.1:$redis_port"
+export TASKFORGE_TEST_DATABASE_URL="postgres://taskforge@127.0.0.1:$pg_port/taskforge?sslmode=disable"
+export TASKFORGE_MAILPIT="$PWD/bin/mailpit"
+export PATH="$PWD/bin:$PATH"
+echo "redis on $TASKFORGE_TEST_REDIS_ADDR, postgres on 127.0.0.1:$pg_port"
+
+status=0
+# go test does not cross a workspace from its root: list every module's packages.
+pkgs=${TEST_PKGS:-$(go list -m -f '{{.Dir}}/...')}
+go test -race -count=1 -timeout 15m "$@" $pkgs || status=$?
+
+if [ -x scripts/check-deployments.sh ]; then
+  scripts/check-deployments.sh || status=$?
+fi
+exit $status
