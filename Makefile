@@ -1,0 +1,50 @@
+# Taskforge. `make help` lists the targets.
+SHELL := /bin/bash
+MODULES = $(shell go list -m -f '{{.Dir}}')
+export PATH := $(CURDIR)/bin:$(PATH)
+
+.DEFAULT_GOAL := help
+
+help: ## List the targets.
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+
+dev: ## Start Redis, PostgreSQL, api, worker, scheduler and monitor; Ctrl-C stops all.
+	@scripts/dev.sh
+
+test: ## Run every test of every module against throw-away Redis and PostgreSQL.
+	@scripts/test.sh
+
+test-short: ## Run the unit tests only (no servers).
+	@for m in $(MODULES); do (cd $$m && go test -short -count=1 ./...) || exit 1; done
+
+build: ## Build every service into ./bin.
+	@for s in api worker scheduler monitor; do go build -o bin/taskforge-$$s ./services/$$s || exit 1; done
+
+build-check: ## Build each service with GOWORK=off, as a container build does.
+	@for s in api worker scheduler monitor; do (cd services/$$s && GOWORK=off CGO_ENABLED=0 go build -o /dev/null .) || exit 1; done
+
+lint: ## go vet every module (and golangci-lint when installed); gofmt check.
+	@for m in $(MODULES); do (cd $$m && go vet ./...) || exit 1; done
+	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$')); if [ -n "$$out" ]; then echo "gofmt:"; echo "$$out"; exit 1; fi
+	@if command -v golangci-lint >/dev/null; then for m in $(MODULES); do (cd $$m && golangci-lint run ./...) || exit 1; done; fi
+
+proto: ## Regenerate Go from proto/ with the project's pinned tools.
+	@scripts/install-protoc.sh
+	@rm -f pkg/taskpb/*.pb.go
+	@protoc -I proto --plugin=protoc-gen-go=bin/protoc-gen-go --go_out=pkg/taskpb --go_opt=paths=source_relative --go_opt=Mtaskforge/v1/options.proto=github.com/taskforge/taskforge/pkg/taskpb proto/taskforge/v1/*.proto
+	@mv pkg/taskpb/taskforge/v1/*.pb.go pkg/taskpb/ && rm -rf pkg/taskpb/taskforge
+
+proto-check: proto ## Fail when the committed generated code is stale.
+	@git diff --exit-code -- pkg/taskpb || (echo "generated code is stale: run make proto and commit" && exit 1)
+
+tidy: ## go mod tidy every module and go work sync.
+	@for m in $(MODULES); do (cd $$m && go mod tidy) || exit 1; done
+	@go work sync
+
+tidy-check: ## Fail when go.mod/go.sum files are not tidy.
+	@for m in $(MODULES); do (cd $$m && go mod tidy -diff) || { echo "$$m is not tidy: run make tidy"; exit 1; }; done
+
+bench: ## Run the benchmarks that print the performance figures.
+	@scripts/bench/run.sh
+
+.PHONY: help dev test test-short build build-check lint proto proto-check tidy tidy-check bench

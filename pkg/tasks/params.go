@@ -1,0 +1,371 @@
+package tasks
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/mail"
+	"slices"
+	"strings"
+	"time"
+
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+
+	"github.com/taskforge/taskforge/pkg/taskpb"
+)
+
+// FieldError names a field of a request and what is wrong with it. Field paths
+// are dotted, e.g. "params.portfolio_id".
+type FieldError struct {
+	Field   string `json:"field"`
+	Message string `json:"message"`
+}
+
+// ValidationError carries one or more field errors; the API answers it with 422.
+type ValidationError struct {
+	Errors []FieldError
+}
+
+func (e *ValidationError) Error() string {
+	parts := make([]string, len(e.Errors))
+	for i, f := range e.Errors {
+		parts[i] = f.Field + ": " + f.Message
+	}
+	return "invalid: " + strings.Join(parts, "; ")
+}
+
+// Invalid builds a ValidationError for one field.
+func Invalid(field, format string, args ...any) *ValidationError {
+	return &ValidationError{Errors: []FieldError{{Field: field, Message: fmt.Sprintf(format, args...)}}}
+}
+
+// AsValidation returns the ValidationError inside err, if any.
+func AsValidation(err error) (*ValidationError, bool) {
+	var v *ValidationError
+	ok := errors.As(err, &v)
+	return v, ok
+}
+
+// DecodeParams decodes JSON params into the type's message. Unknown fields,
+// wrong types, missing required fields and the type's own rules give a
+// ValidationError whose fields are prefixed with prefix (e.g. "params").
+func DecodeParams(spec Spec, raw json.RawMessage, prefix string) (proto.Message, error) {
+	msg := spec.NewParams()
+	path := func(f string) string {
+		if prefix == "" {
+			return f
+		}
+		return prefix + "." + f
+	}
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 || bytes.Equal(raw, []byte("null")) {
+		raw = []byte("{}")
+	}
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &fields); err != nil {
+		return nil, Invalid(pathOr(prefix, "params"), "must be a JSON object")
+	}
+	desc := msg.ProtoReflect().Descriptor().Fields()
+	var errs []FieldError
+	for name, value := range fields {
+		fd := desc.ByJSONName(name)
+		if fd == nil {
+			fd = desc.ByName(protoreflect.Name(name))
+		}
+		if fd == nil {
+			errs = append(errs, FieldError{path(name), "unknown field"})
+			continue
+		}
+		one, _ := json.Marshal(map[string]json.RawMessage{name: value})
+		part := spec.NewParams()
+		if err := protojson.Unmarshal(one, part); err != nil {
+			errs = append(errs, FieldError{path(string(fd.Name())), "must be " + kindName(fd)})
+			continue
+		}
+		proto.Merge(msg, part)
+	}
+	for i := 0; i < desc.Len(); i++ {
+		fd := desc.Get(i)
+		if IsRequired(fd) && !present(msg.ProtoReflect(), fd) {
+			errs = append(errs, FieldError{path(string(fd.Name())), "is required"})
+		}
+	}
+	if len(errs) == 0 && spec.Check != nil {
+		for _, e := range spec.Check(msg) {
+			e.Field = path(e.Field)
+			errs = append(errs, e)
+		}
+	}
+	if len(errs) > 0 {
+		slices.SortFunc(errs, func(a, b FieldError) int { return strings.Compare(a.Field, b.Field) })
+		return nil, &ValidationError{Errors: errs}
+	}
+	return msg, nil
+}
+
+func pathOr(p, def string) string {
+	if p == "" {
+		return def
+	}
+	return p
+}
+
+func present(m protoreflect.Message, fd protoreflect.FieldDescriptor) bool {
+	if !m.Has(fd) {
+		return false
+	}
+	switch {
+	case fd.IsList():
+		return m.Get(fd).List().Len() > 0
+	case fd.Kind() == protoreflect.StringKind:
+		return strings.TrimSpace(m.Get(fd).String()) != ""
+	}
+	return true
+}
+
+// IsRequired reports whether a field carries the required option.
+func IsRequired(fd protoreflect.FieldDescriptor) bool {
+	return proto.GetExtension(fd.Options(), taskpb.E_Required).(bool)
+}
+
+// IsSecret reports whether a field carries the secret option.
+func IsSecret(fd protoreflect.FieldDescriptor) bool {
+	return proto.GetExtension(fd.Options(), taskpb.E_Secret).(bool)
+}
+
+func kindName(fd protoreflect.FieldDescriptor) string {
+	var k string
+	switch fd.Kind() {
+	case protoreflect.StringKind:
+		k = "a string"
+	case protoreflect.BoolKind:
+		k = "a boolean"
+	case protoreflect.Int32Kind, protoreflect.Int64Kind, protoreflect.Sint32Kind, protoreflect.Sint64Kind,
+		protoreflect.Uint32Kind, protoreflect.Uint64Kind:
+		k = "an integer"
+	case protoreflect.DoubleKind, protoreflect.FloatKind:
+		k = "a number"
+	default:
+		k = "a JSON value"
+	}
+	switch {
+	case fd.IsMap():
+		return "an object of " + strings.TrimPrefix(strings.TrimPrefix(kindName(fd.MapValue()), "a "), "an ") + "s"
+	case fd.IsList():
+		return "an array of " + strings.TrimPrefix(strings.TrimPrefix(k, "a "), "an ") + "s"
+	}
+	return k
+}
+
+// ParamsJSON renders params as JSON with proto field names, unpopulated fields
+// omitted.
+func ParamsJSON(m proto.Message) (json.RawMessage, error) {
+	b, err := protojson.MarshalOptions{UseProtoNames: true}.Marshal(m)
+	if err != nil {
+		return nil, err
+	}
+	return json.RawMessage(b), nil
+}
+
+// Rules of the types beyond required fields.
+
+func checkLookback(m proto.Message) []FieldError {
+	var days int32
+	switch p := m.(type) {
+	case *taskpb.RefreshAllPricesParams:
+		days = p.GetLookbackDays()
+		if len(p.GetSymbols()) > 10000 {
+			return []FieldError{{"symbols", "at most 10000 symbols"}}
+		}
+	case *taskpb.RefreshBenchmarkParams:
+		days = p.GetLookbackDays()
+	}
+	if days < 0 || days > 3650 {
+		return []FieldError{{"lookback_days", "must be between 0 and 3650"}}
+	}
+	return nil
+}
+
+func checkRefreshPortfolio(m proto.Message) []FieldError {
+	p := m.(*taskpb.RefreshPortfolioParams)
+	if p.GetPortfolioId() == "" && !p.GetAll() {
+		return []FieldError{{"portfolio_id", "is required unless all is true"}}
+	}
+	if p.GetPortfolioId() != "" && p.GetAll() {
+		return []FieldError{{"portfolio_id", "must be empty when all is true"}}
+	}
+	return nil
+}
+
+func checkCalculateMetrics(m proto.Message) []FieldError {
+	p := m.(*taskpb.CalculateMetricsParams)
+	var errs []FieldError
+	if p.GetWindowDays() < 0 || p.GetWindowDays() > 3650 || (p.GetWindowDays() > 0 && p.GetWindowDays() < 2) {
+		errs = append(errs, FieldError{"window_days", "must be between 2 and 3650 (0 means 252)"})
+	}
+	if r := p.GetRiskFreeRate(); r < -1 || r > 1 {
+		errs = append(errs, FieldError{"risk_free_rate", "must be a fraction between -1 and 1"})
+	}
+	return errs
+}
+
+// CleanupTargets are the tables cleanup_old_data may prune.
+var CleanupTargets = []string{"tasks", "task_logs", "prices", "results", "audit"}
+
+func checkCleanup(m proto.Message) []FieldError {
+	p := m.(*taskpb.CleanupOldDataParams)
+	if p.GetOlderThanDays() < 0 {
+		return []FieldError{{"older_than_days", "must not be negative"}}
+	}
+	for _, t := range p.GetTargets() {
+		if !slices.Contains(CleanupTargets, t) {
+			return []FieldError{{"targets", fmt.Sprintf("%q is not one of %s", t, strings.Join(CleanupTargets, ", "))}}
+		}
+	}
+	return nil
+}
+
+func checkTableNames(tables []string) []FieldError {
+	for _, t := range tables {
+		if !isIdent(t) {
+			return []FieldError{{"tables", fmt.Sprintf("%q is not a table name", t)}}
+		}
+	}
+	return nil
+}
+
+func checkTables(m proto.Message) []FieldError {
+	return checkTableNames(m.(*taskpb.OptimizeDatabaseParams).GetTables())
+}
+
+func checkBackup(m proto.Message) []FieldError {
+	p := m.(*taskpb.BackupDataParams)
+	if f := p.GetFormat(); f != "" && f != "pg_dump" && f != "jsonl" {
+		return []FieldError{{"format", "must be pg_dump or jsonl"}}
+	}
+	return checkTableNames(p.GetTables())
+}
+
+func isIdent(s string) bool {
+	if s == "" || len(s) > 63 {
+		return false
+	}
+	for i, r := range s {
+		if !(r == '_' || r >= 'a' && r <= 'z' || i > 0 && r >= '0' && r <= '9') {
+			return false
+		}
+	}
+	return true
+}
+
+func checkDate(field, v string) []FieldError {
+	if v == "" {
+		return nil
+	}
+	if _, err := time.Parse(time.DateOnly, v); err != nil {
+		return []FieldError{{field, "must be a date YYYY-MM-DD"}}
+	}
+	return nil
+}
+
+func checkReport(m proto.Message) []FieldError {
+	p := m.(*taskpb.GenerateReportsParams)
+	var errs []FieldError
+	if !slices.Contains([]string{"portfolio_summary", "risk", "task_activity"}, p.GetReport()) {
+		errs = append(errs, FieldError{"report", "must be portfolio_summary, risk or task_activity"})
+	}
+	if f := p.GetFormat(); f != "" && f != "csv" && f != "html" && f != "pdf" {
+		errs = append(errs, FieldError{"format", "must be csv, html or pdf"})
+	}
+	errs = append(errs, checkDate("period_start", p.GetPeriodStart())...)
+	errs = append(errs, checkDate("period_end", p.GetPeriodEnd())...)
+	if p.GetPeriodStart() != "" && p.GetPeriodEnd() != "" && p.GetPeriodStart() > p.GetPeriodEnd() {
+		errs = append(errs, FieldError{"period_end", "must not be before period_start"})
+	}
+	return errs
+}
+
+func checkAddresses(field string, addrs []string) []FieldError {
+	if len(addrs) > 100 {
+		return []FieldError{{field, "at most 100 addresses"}}
+	}
+	for _, a := range addrs {
+		if _, err := mail.ParseAddress(a); err != nil || strings.ContainsAny(a, "\r\n") {
+			return []FieldError{{field, fmt.Sprintf("%q is not an email address", a)}}
+		}
+	}
+	return nil
+}
+
+func checkEmail(m proto.Message) []FieldError {
+	p := m.(*taskpb.SendEmailParams)
+	var errs []FieldError
+	errs = append(errs, checkAddresses("to", p.GetTo())...)
+	errs = append(errs, checkAddresses("cc", p.GetCc())...)
+	if strings.ContainsAny(p.GetSubject(), "\r\n") || len(p.GetSubject()) > 998 {
+		errs = append(errs, FieldError{"subject", "must be one line of at most 998 characters"})
+	}
+	for _, a := range p.GetAttachments() {
+		if !strings.HasPrefix(a, "task_") {
+			errs = append(errs, FieldError{"attachments", fmt.Sprintf("%q is not a task id", a)})
+			break
+		}
+	}
+	return errs
+}
+
+func checkAlert(m proto.Message) []FieldError {
+	p := m.(*taskpb.SendAlertParams)
+	var errs []FieldError
+	if !slices.Contains([]string{"slack", "sms", "push"}, p.GetChannel()) {
+		errs = append(errs, FieldError{"channel", "must be slack, sms or push"})
+	}
+	if s := p.GetSeverity(); s != "" && !slices.Contains([]string{"info", "warning", "critical"}, s) {
+		errs = append(errs, FieldError{"severity", "must be info, warning or critical"})
+	}
+	if p.GetChannel() == "sms" && len(p.GetRecipients()) == 0 {
+		errs = append(errs, FieldError{"recipients", "sms needs at least one phone number"})
+	}
+	return errs
+}
+
+// checkScheme is the creation-time URL rule the registry can check alone; the
+// task service adds the egress guard's address checks.
+func checkScheme(raw string) error {
+	if !strings.HasPrefix(raw, "https://") && !strings.HasPrefix(raw, "http://") {
+		return errors.New("must be an http or https URL")
+	}
+	return nil
+}
+
+func checkWebhook(m proto.Message) []FieldError {
+	p := m.(*taskpb.WebhookCallbackParams)
+	var errs []FieldError
+	if err := checkScheme(p.GetUrl()); err != nil {
+		errs = append(errs, FieldError{"url", err.Error()})
+	}
+	if meth := p.GetMethod(); meth != "" && meth != "POST" && meth != "PUT" && meth != "PATCH" {
+		errs = append(errs, FieldError{"method", "must be POST, PUT or PATCH"})
+	}
+	for k, v := range p.GetHeaders() {
+		if k == "" || strings.ContainsAny(k, " :\r\n") || strings.ContainsAny(v, "\r\n") {
+			errs = append(errs, FieldError{"headers", fmt.Sprintf("%q is not a valid header", k)})
+			break
+		}
+	}
+	return errs
+}
+
+func checkDigest(m proto.Message) []FieldError {
+	p := m.(*taskpb.GenerateDigestParams)
+	var errs []FieldError
+	if s := p.GetPeriod(); s != "" && s != "daily" && s != "weekly" {
+		errs = append(errs, FieldError{"period", "must be daily or weekly"})
+	}
+	errs = append(errs, checkDate("date", p.GetDate())...)
+	errs = append(errs, checkAddresses("recipients", p.GetRecipients())...)
+	return errs
+}

@@ -1,0 +1,197 @@
+// Package tasks describes Taskforge's task types: the registry of the twelve
+// types (category, default priority, timeout, retry policy, who may create them,
+// params message), typed params decoding and validation, the Asynq envelope, the
+// retry policy's delays and the state machine.
+package tasks
+
+import (
+	"errors"
+	"sort"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/taskforge/taskforge/pkg/taskpb"
+)
+
+// Category groups task types.
+type Category string
+
+// The categories of the specification.
+const (
+	DataRefresh  Category = "data_refresh"
+	Maintenance  Category = "maintenance"
+	Notification Category = "notification"
+	Internal     Category = "internal"
+)
+
+// Permissions needed to create a task of a type.
+const (
+	PermCreate      = "tasks:create"
+	PermCreateAdmin = "tasks:create:admin"
+)
+
+// The task type names. They never change once shipped.
+const (
+	TypeRefreshAllPrices = "refresh_all_prices"
+	TypeRefreshPortfolio = "refresh_portfolio"
+	TypeRefreshBenchmark = "refresh_benchmark"
+	TypeCalculateMetrics = "calculate_metrics"
+	TypeCleanupOldData   = "cleanup_old_data"
+	TypeOptimizeDatabase = "optimize_database"
+	TypeBackupData       = "backup_data"
+	TypeGenerateReports  = "generate_reports"
+	TypeSendEmail        = "send_email"
+	TypeSendAlert        = "send_alert"
+	TypeWebhookCallback  = "webhook_callback"
+	TypeGenerateDigest   = "generate_digest"
+	// TypeScheduleFire is the scheduler's internal job; it is not a user task.
+	TypeScheduleFire = "taskforge:schedule_fire"
+)
+
+// ErrUnknownType is returned for a type name the registry does not know.
+var ErrUnknownType = errors.New("unknown task type")
+
+// Spec is everything about one task type.
+type Spec struct {
+	// Name is the type's stable name.
+	Name string
+	// Description says what the type does.
+	Description string
+	Category    Category
+	// Priority is the default queue.
+	Priority string
+	// Timeout is the default per-attempt timeout.
+	Timeout time.Duration
+	// Retry is the default retry policy.
+	Retry RetryPolicy
+	// Permission is what a caller needs to create the type.
+	Permission string
+	// EstimatedDuration is the default estimate, in seconds, before any run of
+	// the type has completed.
+	EstimatedDuration int
+	// NewParams returns an empty params message.
+	NewParams func() proto.Message
+	// Check validates params beyond the message's own field rules.
+	Check func(proto.Message) []FieldError
+}
+
+// The specification's defaults.
+var (
+	// DefaultRetry is the specification's retry policy.
+	DefaultRetry = RetryPolicy{MaxRetries: 3, RetryDelay: 60, ExponentialBackoff: true, MaxRetryDelay: 3600}
+	// DefaultTimeout applies to types without a more specific one.
+	DefaultTimeout = 300 * time.Second
+)
+
+// registry holds the specs by name; it is a static table built once.
+var registry = newRegistry()
+
+func normalize(s Spec) Spec {
+	if s.Retry == (RetryPolicy{}) {
+		s.Retry = DefaultRetry
+	}
+	if s.Timeout == 0 {
+		s.Timeout = DefaultTimeout
+	}
+	if s.Permission == "" {
+		s.Permission = PermCreate
+		if s.Category == Maintenance {
+			s.Permission = PermCreateAdmin
+		}
+	}
+	return s
+}
+
+// Lookup returns the spec of a user-visible type.
+func Lookup(name string) (Spec, bool) {
+	s, ok := registry[name]
+	return s, ok && s.Category != Internal
+}
+
+// LookupAny returns the spec of any type, internal ones included.
+func LookupAny(name string) (Spec, bool) {
+	s, ok := registry[name]
+	return s, ok
+}
+
+// All returns the user-visible specs sorted by category then name.
+func All() []Spec {
+	out := make([]Spec, 0, len(registry))
+	for _, s := range registry {
+		if s.Category != Internal {
+			out = append(out, s)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Category != out[j].Category {
+			return categoryOrder(out[i].Category) < categoryOrder(out[j].Category)
+		}
+		return out[i].Name < out[j].Name
+	})
+	return out
+}
+
+func categoryOrder(c Category) int {
+	switch c {
+	case DataRefresh:
+		return 0
+	case Maintenance:
+		return 1
+	case Notification:
+		return 2
+	}
+	return 3
+}
+
+// newRegistry is the registry itself: one entry per type.
+func newRegistry() map[string]Spec {
+	const (
+		refreshTimeout = 600 * time.Second
+		reportTimeout  = 1800 * time.Second
+		cleanupTimeout = 3600 * time.Second
+	)
+	m := map[string]Spec{}
+	add := func(s Spec) { m[s.Name] = normalize(s) }
+	add(Spec{Name: TypeRefreshAllPrices, Category: DataRefresh, Priority: "normal", Timeout: refreshTimeout,
+		Description: "Update all asset prices from the price provider.", EstimatedDuration: 60,
+		NewParams: func() proto.Message { return &taskpb.RefreshAllPricesParams{} }, Check: checkLookback})
+	add(Spec{Name: TypeRefreshPortfolio, Category: DataRefresh, Priority: "normal", Timeout: refreshTimeout,
+		Description: "Value a portfolio's holdings at the latest close.", EstimatedDuration: 10,
+		NewParams: func() proto.Message { return &taskpb.RefreshPortfolioParams{} }, Check: checkRefreshPortfolio})
+	add(Spec{Name: TypeRefreshBenchmark, Category: DataRefresh, Priority: "normal", Timeout: refreshTimeout,
+		Description: "Update benchmark index prices.", EstimatedDuration: 10,
+		NewParams: func() proto.Message { return &taskpb.RefreshBenchmarkParams{} }, Check: checkLookback})
+	add(Spec{Name: TypeCalculateMetrics, Category: DataRefresh, Priority: "normal", Timeout: refreshTimeout,
+		Description: "Compute a portfolio's risk metrics.", EstimatedDuration: 10,
+		NewParams: func() proto.Message { return &taskpb.CalculateMetricsParams{} }, Check: checkCalculateMetrics})
+	add(Spec{Name: TypeCleanupOldData, Category: Maintenance, Priority: "low", Timeout: cleanupTimeout,
+		Description: "Remove outdated records.", EstimatedDuration: 60,
+		NewParams: func() proto.Message { return &taskpb.CleanupOldDataParams{} }, Check: checkCleanup})
+	add(Spec{Name: TypeOptimizeDatabase, Category: Maintenance, Priority: "low", Timeout: cleanupTimeout,
+		Description: "Vacuum, analyse and reindex the database.", EstimatedDuration: 120,
+		NewParams: func() proto.Message { return &taskpb.OptimizeDatabaseParams{} }, Check: checkTables})
+	add(Spec{Name: TypeBackupData, Category: Maintenance, Priority: "low", Timeout: cleanupTimeout,
+		Description: "Create a backup of the database.", EstimatedDuration: 120,
+		NewParams: func() proto.Message { return &taskpb.BackupDataParams{} }, Check: checkBackup})
+	add(Spec{Name: TypeGenerateReports, Category: Maintenance, Priority: "low", Timeout: reportTimeout,
+		Description: "Create a report file.", EstimatedDuration: 30,
+		NewParams: func() proto.Message { return &taskpb.GenerateReportsParams{} }, Check: checkReport})
+	add(Spec{Name: TypeSendEmail, Category: Notification, Priority: "high",
+		Description: "Send an email.", EstimatedDuration: 2,
+		NewParams: func() proto.Message { return &taskpb.SendEmailParams{} }, Check: checkEmail})
+	add(Spec{Name: TypeSendAlert, Category: Notification, Priority: "high",
+		Description: "Send a Slack, SMS or push alert.", EstimatedDuration: 2,
+		NewParams: func() proto.Message { return &taskpb.SendAlertParams{} }, Check: checkAlert})
+	add(Spec{Name: TypeWebhookCallback, Category: Notification, Priority: "high",
+		Description: "Call an external webhook with a signed body.", EstimatedDuration: 2,
+		NewParams: func() proto.Message { return &taskpb.WebhookCallbackParams{} }, Check: checkWebhook})
+	add(Spec{Name: TypeGenerateDigest, Category: Notification, Priority: "high",
+		Description: "Email a daily or weekly summary.", EstimatedDuration: 10,
+		NewParams: func() proto.Message { return &taskpb.GenerateDigestParams{} }, Check: checkDigest})
+	add(Spec{Name: TypeScheduleFire, Category: Internal, Priority: "critical", Timeout: 30 * time.Second,
+		Retry:       RetryPolicy{MaxRetries: 5, RetryDelay: 1, ExponentialBackoff: true, MaxRetryDelay: 30},
+		Description: "Create a schedule's task for one fire time.", EstimatedDuration: 1,
+		NewParams:   func() proto.Message { return &taskpb.ScheduleFireParams{} }})
+	return m
+}

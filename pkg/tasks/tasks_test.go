@@ -1,0 +1,161 @@
+package tasks_test
+
+import (
+	"encoding/json"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/taskforge/taskforge/pkg/taskpb"
+	"github.com/taskforge/taskforge/pkg/tasks"
+)
+
+func TestRegistryHasTheSpecificationsTypes(t *testing.T) {
+	t.Parallel()
+	want := map[string]struct {
+		cat      tasks.Category
+		timeout  time.Duration
+		priority string
+		perm     string
+	}{
+		"refresh_all_prices": {tasks.DataRefresh, 600 * time.Second, "normal", tasks.PermCreate},
+		"refresh_portfolio":  {tasks.DataRefresh, 600 * time.Second, "normal", tasks.PermCreate},
+		"refresh_benchmark":  {tasks.DataRefresh, 600 * time.Second, "normal", tasks.PermCreate},
+		"calculate_metrics":  {tasks.DataRefresh, 600 * time.Second, "normal", tasks.PermCreate},
+		"cleanup_old_data":   {tasks.Maintenance, 3600 * time.Second, "low", tasks.PermCreateAdmin},
+		"optimize_database":  {tasks.Maintenance, 3600 * time.Second, "low", tasks.PermCreateAdmin},
+		"backup_data":        {tasks.Maintenance, 3600 * time.Second, "low", tasks.PermCreateAdmin},
+		"generate_reports":   {tasks.Maintenance, 1800 * time.Second, "low", tasks.PermCreateAdmin},
+		"send_email":         {tasks.Notification, 300 * time.Second, "high", tasks.PermCreate},
+		"send_alert":         {tasks.Notification, 300 * time.Second, "high", tasks.PermCreate},
+		"webhook_callback":   {tasks.Notification, 300 * time.Second, "high", tasks.PermCreate},
+		"generate_digest":    {tasks.Notification, 300 * time.Second, "high", tasks.PermCreate},
+	}
+	all := tasks.All()
+	require.Len(t, all, len(want))
+	for _, s := range all {
+		w, ok := want[s.Name]
+		require.True(t, ok, s.Name)
+		require.Equal(t, w.cat, s.Category, s.Name)
+		require.Equal(t, w.timeout, s.Timeout, s.Name)
+		require.Equal(t, w.priority, s.Priority, s.Name)
+		require.Equal(t, w.perm, s.Permission, s.Name)
+		require.Equal(t, tasks.DefaultRetry, s.Retry, s.Name)
+		require.NotNil(t, s.ParamsSchema()["properties"], s.Name)
+	}
+	_, ok := tasks.Lookup(tasks.TypeScheduleFire)
+	require.False(t, ok, "internal types are not user-visible")
+}
+
+func TestDecodeParams(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name, typ, body string
+		fields          []string
+	}{
+		{"ok", "refresh_portfolio", `{"portfolio_id":"pf_1"}`, nil},
+		{"all", "refresh_portfolio", `{"all":true}`, nil},
+		{"neither", "refresh_portfolio", `{}`, []string{"params.portfolio_id"}},
+		{"null params", "refresh_portfolio", `null`, []string{"params.portfolio_id"}},
+		{"unknown field", "refresh_portfolio", `{"portfolio_id":"x","nope":1}`, []string{"params.nope"}},
+		{"wrong type", "refresh_all_prices", `{"lookback_days":"five"}`, []string{"params.lookback_days"}},
+		{"wrong list", "refresh_all_prices", `{"symbols":"AAPL"}`, []string{"params.symbols"}},
+		{"missing required", "calculate_metrics", `{"window_days":10}`, []string{"params.portfolio_id"}},
+		{"required blank", "calculate_metrics", `{"portfolio_id":"  "}`, []string{"params.portfolio_id"}},
+		{"not an object", "send_email", `[1]`, []string{"params"}},
+		{"bad email", "send_email", `{"to":["nope"],"subject":"s"}`, []string{"params.to"}},
+		{"several", "send_alert", `{"channel":"fax"}`, []string{"params.message", "params.title"}},
+		{"bad channel", "send_alert", `{"channel":"fax","title":"t","message":"m"}`, []string{"params.channel"}},
+		{"webhook scheme", "webhook_callback", `{"url":"ftp://x"}`, []string{"params.url"}},
+		{"webhook ok", "webhook_callback", `{"url":"https://example.com/h","payload":{"a":[1,2]},"secret":"s"}`, nil},
+		{"camel name accepted", "calculate_metrics", `{"portfolioId":"pf"}`, nil},
+		{"cleanup target", "cleanup_old_data", `{"targets":["users"]}`, []string{"params.targets"}},
+		{"report dates", "generate_reports", `{"report":"risk","period_start":"2024-02-01","period_end":"2024-01-01"}`, []string{"params.period_end"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			spec, ok := tasks.Lookup(tc.typ)
+			require.True(t, ok)
+			msg, err := tasks.DecodeParams(spec, json.RawMessage(tc.body), "params")
+			if tc.fields == nil {
+				require.NoError(t, err)
+				require.NotNil(t, msg)
+				return
+			}
+			v, ok := tasks.AsValidation(err)
+			require.True(t, ok, "want a validation error, got %v", err)
+			var got []string
+			for _, f := range v.Errors {
+				got = append(got, f.Field)
+			}
+			require.Equal(t, tc.fields, got)
+		})
+	}
+}
+
+func TestDecodedParamsKeepValues(t *testing.T) {
+	t.Parallel()
+	spec, _ := tasks.Lookup("calculate_metrics")
+	msg, err := tasks.DecodeParams(spec, json.RawMessage(`{"portfolio_id":"pf_demo_growth","window_days":60,"risk_free_rate":0.02}`), "params")
+	require.NoError(t, err)
+	p := msg.(*taskpb.CalculateMetricsParams)
+	require.Equal(t, "pf_demo_growth", p.GetPortfolioId())
+	require.EqualValues(t, 60, p.GetWindowDays())
+	require.InDelta(t, 0.02, p.GetRiskFreeRate(), 1e-12)
+	js, err := tasks.ParamsJSON(p)
+	require.NoError(t, err)
+	require.JSONEq(t, `{"portfolio_id":"pf_demo_growth","window_days":60,"risk_free_rate":0.02}`, string(js))
+}
+
+func TestEnvelopeRoundTrip(t *testing.T) {
+	t.Parallel()
+	params := &taskpb.RefreshPortfolioParams{PortfolioId: "pf_1"}
+	b, err := tasks.EncodeEnvelope("task_1", "refresh_portfolio", params, tasks.DefaultRetry, 600, "k1")
+	require.NoError(t, err)
+	env, err := tasks.DecodeEnvelope(b)
+	require.NoError(t, err)
+	require.Equal(t, "task_1", env.GetTaskId())
+	require.Equal(t, tasks.DefaultRetry, tasks.PolicyFromProto(env.GetRetryPolicy()))
+	spec, msg, err := tasks.DecodeEnvelopeParams(env)
+	require.NoError(t, err)
+	require.Equal(t, "refresh_portfolio", spec.Name)
+	require.Equal(t, "pf_1", msg.(*taskpb.RefreshPortfolioParams).GetPortfolioId())
+	_, err = tasks.DecodeEnvelope([]byte("garbage"))
+	require.Error(t, err)
+}
+
+func TestRetryDelay(t *testing.T) {
+	t.Parallel()
+	p := tasks.RetryPolicy{MaxRetries: 5, RetryDelay: 60, ExponentialBackoff: true, MaxRetryDelay: 300}
+	for n, want := range map[int]time.Duration{1: 60 * time.Second, 2: 120 * time.Second, 3: 240 * time.Second} {
+		for i := 0; i < 50; i++ {
+			d := p.Delay(n)
+			require.LessOrEqual(t, d, want)
+			require.GreaterOrEqual(t, d, want*9/10)
+		}
+	}
+	require.Equal(t, 300*time.Second, p.Delay(4), "capped by max_retry_delay")
+	require.Equal(t, 300*time.Second, p.Delay(1000), "no overflow")
+	flat := tasks.RetryPolicy{MaxRetries: 3, RetryDelay: 7, MaxRetryDelay: 3600}
+	require.Equal(t, 7*time.Second, flat.Delay(3))
+	require.Empty(t, tasks.DefaultRetry.Validate("retry_policy"))
+	bad := tasks.RetryPolicy{MaxRetries: -1, RetryDelay: 0, MaxRetryDelay: 10}
+	require.Len(t, bad.Validate("retry_policy"), 2)
+	require.Len(t, tasks.RetryPolicy{MaxRetries: 1, RetryDelay: 60, MaxRetryDelay: 10}.Validate("rp"), 1)
+}
+
+func TestStateMachine(t *testing.T) {
+	t.Parallel()
+	require.True(t, tasks.CanTransition("pending", "running"))
+	require.True(t, tasks.CanTransition("running", "completed"))
+	require.True(t, tasks.CanTransition("retrying", "running"))
+	require.True(t, tasks.CanTransition("failed", "pending"))
+	require.False(t, tasks.CanTransition("completed", "running"), "a late message never moves a completed task")
+	require.False(t, tasks.CanTransition("completed", "cancelled"))
+	require.False(t, tasks.CanTransition("cancelled", "running"))
+	require.False(t, tasks.CanTransition("failed", "running"))
+	require.ElementsMatch(t, []string{"pending", "running", "retrying"}, tasks.From("cancelled"))
+	require.ElementsMatch(t, []string{"running"}, tasks.From("completed"))
+}
