@@ -237,7 +237,7 @@ type StorageConfig struct {
 	// ResultTTL is how long results are kept. Default 168h.
 	ResultTTL time.Duration `mapstructure:"result_ttl"`
 	// InlineMaxBytes is the largest JSON result kept in PostgreSQL. Default 65536.
-	InlineMaxBytes int `mapstructure:"inline_max_bytes"`
+	InlineMaxBytes int      `mapstructure:"inline_max_bytes"`
 	S3             S3Config `mapstructure:"s3"`
 }
 

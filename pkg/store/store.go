@@ -64,9 +64,11 @@ func Open(o Options) (*gorm.DB, error) {
 	}
 	db, err := gorm.Open(postgres.Open(o.URL), &gorm.Config{
 		SkipDefaultTransaction: true,
-		PrepareStmt:            true,
-		Logger:                 logger.Discard,
-		NowFunc:                func() time.Time { return time.Now().UTC() },
+		// A service starts while PostgreSQL is down and heals when it returns.
+		DisableAutomaticPing: true,
+		PrepareStmt:          true,
+		Logger:               logger.Discard,
+		NowFunc:              func() time.Time { return time.Now().UTC() },
 	})
 	if err != nil {
 		return nil, fmt.Errorf("store: open: %w", err)

@@ -192,6 +192,6 @@ func newRegistry() map[string]Spec {
 	add(Spec{Name: TypeScheduleFire, Category: Internal, Priority: "critical", Timeout: 30 * time.Second,
 		Retry:       RetryPolicy{MaxRetries: 5, RetryDelay: 1, ExponentialBackoff: true, MaxRetryDelay: 30},
 		Description: "Create a schedule's task for one fire time.", EstimatedDuration: 1,
-		NewParams:   func() proto.Message { return &taskpb.ScheduleFireParams{} }})
+		NewParams: func() proto.Message { return &taskpb.ScheduleFireParams{} }})
 	return m
 }

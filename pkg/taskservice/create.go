@@ -1,0 +1,377 @@
+// Package taskservice is the one creation path of user tasks, used by the API,
+// the scheduler and triggers: validate typed params, write the tasks row, enqueue
+// to Asynq with TaskID = the row's id. It also holds the other operations that
+// must keep PostgreSQL and Redis in step: cancel and manual retry.
+package taskservice
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/oklog/ulid/v2"
+	"go.uber.org/zap"
+	"google.golang.org/protobuf/proto"
+	"gorm.io/gorm"
+
+	"github.com/taskforge/taskforge/pkg/queue"
+	"github.com/taskforge/taskforge/pkg/store"
+	"github.com/taskforge/taskforge/pkg/taskpb"
+	"github.com/taskforge/taskforge/pkg/tasks"
+)
+
+// Errors of the service, translated to status codes at the API's edge.
+var (
+	// ErrIdempotencyConflict: the caller reused an idempotency key with another body.
+	ErrIdempotencyConflict = errors.New("idempotency key reused with a different request")
+	// ErrUnavailable: PostgreSQL or Redis is down; the request may be retried.
+	ErrUnavailable = errors.New("dependency unavailable")
+	// ErrNotFound: no task with that id that the caller may see.
+	ErrNotFound = errors.New("task not found")
+	// ErrConflict: the task's state does not allow the operation.
+	ErrConflict = errors.New("task state conflict")
+	// ErrForbidden: the caller may not do this.
+	ErrForbidden = errors.New("forbidden")
+)
+
+// Limits on what a caller may ask for.
+const (
+	MaxTimeoutSeconds  = 24 * 3600
+	MaxScheduleAhead   = 366 * 24 * time.Hour
+	MaxIdempotencyKey  = 255
+	DefaultRetention   = time.Hour
+	compensateDeadline = 5 * time.Second
+)
+
+// Sealer encrypts a params message's secret fields in place and returns the id
+// of the key used ("" when there were none). The security layer provides it.
+type Sealer interface {
+	Seal(msg proto.Message) (keyID string, err error)
+}
+
+// URLCheck vets a caller-supplied URL at creation (the egress guard's check).
+type URLCheck func(raw string) error
+
+// Options configure a Service.
+type Options struct {
+	// Retention keeps completed tasks in Asynq for Asynqmon. If zero, one hour.
+	Retention time.Duration
+	// Sealer encrypts secret params. If nil, params are stored as given.
+	Sealer Sealer
+	// CheckURL vets callback and webhook URLs. If nil, only the scheme is checked.
+	CheckURL URLCheck
+	// Inserters is the number of concurrent batch inserters. If zero, 4.
+	Inserters int
+	// MaxBatch caps the rows of one insert. If zero, 256.
+	MaxBatch int
+}
+
+// Service creates, cancels and retries tasks.
+type Service struct {
+	db        *gorm.DB
+	client    *asynq.Client
+	inspector *asynq.Inspector
+	log       *zap.Logger
+	opts      Options
+	inserter  *inserter
+	estimates *estimator
+}
+
+// New returns a Service. Close stops its inserters.
+func New(db *gorm.DB, client *asynq.Client, inspector *asynq.Inspector, log *zap.Logger, opts Options) (*Service, error) {
+	if db == nil || client == nil || inspector == nil || log == nil {
+		return nil, errors.New("taskservice: nil dependency")
+	}
+	if opts.Retention == 0 {
+		opts.Retention = DefaultRetention
+	}
+	if opts.Inserters == 0 {
+		opts.Inserters = 4
+	}
+	if opts.MaxBatch == 0 {
+		opts.MaxBatch = 256
+	}
+	s := &Service{db: db, client: client, inspector: inspector, log: log, opts: opts}
+	s.inserter = newInserter(db, opts.Inserters, opts.MaxBatch)
+	s.estimates = newEstimator(db, 50, 30*time.Second)
+	return s, nil
+}
+
+// Close stops the batch inserters after the rows already handed to them.
+func (s *Service) Close() { s.inserter.close() }
+
+// CreateRequest is what a caller asks for. Either Params (JSON) or Message (an
+// already decoded params message, e.g. from a schedule) is set.
+type CreateRequest struct {
+	Type           string
+	Params         json.RawMessage
+	Message        proto.Message
+	Priority       string
+	ScheduledFor   *time.Time
+	RetryPolicy    *tasks.RetryPolicy
+	TimeoutSeconds *int
+	CallbackURL    string
+	IdempotencyKey string
+	// CreatedBy is the caller's principal id; idempotency keys are scoped to it.
+	CreatedBy string
+	// ScheduleID and FireTime tie a task to one fire of a schedule; the pair is
+	// unique, so a fire creates its task at most once.
+	ScheduleID string
+	FireTime   *time.Time
+}
+
+// Created is the outcome of Create.
+type Created struct {
+	Task store.Task
+	// Existing is true when the task already existed for the idempotency key (or
+	// the schedule fire): the API answers 200 instead of 201.
+	Existing bool
+}
+
+// Create validates the request, writes the row and enqueues the task. If Redis
+// refuses the enqueue the row is removed again and ErrUnavailable returned; if
+// the process dies in between, the reconciler re-enqueues the pending row.
+func (s *Service) Create(ctx context.Context, req CreateRequest) (Created, error) {
+	row, msg, spec, err := s.prepare(ctx, req)
+	if err != nil {
+		return Created{}, err
+	}
+	inserted, err := s.inserter.insert(ctx, &row)
+	if err != nil {
+		return Created{}, err
+	}
+	if !inserted {
+		return s.existing(ctx, row)
+	}
+	if err := s.enqueue(ctx, &row, spec, msg); err != nil {
+		s.compensate(row.ID, err)
+		return Created{}, err
+	}
+	return Created{Task: row}, nil
+}
+
+// prepare validates req and builds the row to insert.
+func (s *Service) prepare(ctx context.Context, req CreateRequest) (store.Task, proto.Message, tasks.Spec, error) {
+	spec, ok := tasks.Lookup(req.Type)
+	if !ok {
+		if req.Type == "" {
+			return store.Task{}, nil, spec, tasks.Invalid("type", "is required")
+		}
+		return store.Task{}, nil, spec, tasks.Invalid("type", "unknown task type %q", req.Type)
+	}
+	var errs []tasks.FieldError
+	msg := req.Message
+	if msg == nil {
+		m, err := tasks.DecodeParams(spec, req.Params, "params")
+		if v, ok := tasks.AsValidation(err); ok {
+			errs = append(errs, v.Errors...)
+		} else if err != nil {
+			return store.Task{}, nil, spec, err
+		}
+		msg = m
+	}
+	if wp, ok := msg.(*taskpb.WebhookCallbackParams); ok && s.opts.CheckURL != nil {
+		if err := s.opts.CheckURL(wp.GetUrl()); err != nil {
+			errs = append(errs, tasks.FieldError{Field: "params.url", Message: err.Error()})
+		}
+	}
+	priority := req.Priority
+	if priority == "" {
+		priority = spec.Priority
+	}
+	if !queue.ValidPriority(priority) {
+		errs = append(errs, tasks.FieldError{Field: "priority", Message: "must be critical, high, normal or low"})
+	}
+	now := time.Now().UTC()
+	scheduled := now
+	if req.ScheduledFor != nil {
+		switch {
+		case req.ScheduledFor.After(now.Add(MaxScheduleAhead)):
+			errs = append(errs, tasks.FieldError{Field: "scheduled_for", Message: "must be within a year"})
+		case req.ScheduledFor.After(now):
+			scheduled = req.ScheduledFor.UTC()
+		}
+	}
+	policy := spec.Retry
+	if req.RetryPolicy != nil {
+		policy = *req.RetryPolicy
+		errs = append(errs, policy.Validate("retry_policy")...)
+	}
+	timeout := int(spec.Timeout / time.Second)
+	if req.TimeoutSeconds != nil {
+		timeout = *req.TimeoutSeconds
+		if timeout < 1 || timeout > MaxTimeoutSeconds {
+			errs = append(errs, tasks.FieldError{Field: "timeout_seconds", Message: "must be between 1 and 86400"})
+		}
+	}
+	if req.CallbackURL != "" {
+		check := s.opts.CheckURL
+		if check == nil {
+			check = schemeOnly
+		}
+		if err := check(req.CallbackURL); err != nil {
+			errs = append(errs, tasks.FieldError{Field: "callback_url", Message: err.Error()})
+		}
+	}
+	if len(req.IdempotencyKey) > MaxIdempotencyKey {
+		errs = append(errs, tasks.FieldError{Field: "idempotency_key", Message: "must be at most 255 characters"})
+	}
+	if len(errs) > 0 {
+		return store.Task{}, nil, spec, &tasks.ValidationError{Errors: errs}
+	}
+
+	// The request hash is taken over the plaintext params (deterministic binary
+	// form) so that a replay with the same secret matches; it is a one-way
+	// digest, never the secret itself.
+	canonical, err := proto.MarshalOptions{Deterministic: true}.Marshal(msg)
+	if err != nil {
+		return store.Task{}, nil, spec, fmt.Errorf("taskservice: params: %w", err)
+	}
+	hash := requestHash(spec.Name, canonical, priority, req.ScheduledFor, policy, timeout, req.CallbackURL)
+
+	keyID := ""
+	if s.opts.Sealer != nil {
+		if keyID, err = s.opts.Sealer.Seal(msg); err != nil {
+			return store.Task{}, nil, spec, fmt.Errorf("taskservice: seal params: %w", err)
+		}
+	}
+	paramsJSON, err := tasks.ParamsJSON(msg)
+	if err != nil {
+		return store.Task{}, nil, spec, fmt.Errorf("taskservice: params: %w", err)
+	}
+	policyJSON, _ := json.Marshal(policy)
+	row := store.Task{
+		ID: NewID(), Type: spec.Name, Status: tasks.StatusPending, Priority: priority,
+		Params: store.JSON(paramsJSON), KeyID: keyID, CreatedBy: req.CreatedBy, RequestHash: hash,
+		CreatedAt: now, UpdatedAt: now, ScheduledFor: scheduled,
+		Messages: store.JSON("[]"), MaxRetries: policy.MaxRetries, RetryPolicy: store.JSON(policyJSON),
+		TimeoutSeconds:    timeout,
+		EstimatedDuration: s.estimates.estimate(ctx, spec),
+	}
+	if req.IdempotencyKey != "" {
+		k := req.IdempotencyKey
+		row.IdempotencyKey = &k
+	}
+	if req.CallbackURL != "" {
+		u := req.CallbackURL
+		row.CallbackURL = &u
+	}
+	if req.ScheduleID != "" && req.FireTime != nil {
+		id, ft := req.ScheduleID, req.FireTime.UTC()
+		row.ScheduleID, row.FireTime = &id, &ft
+	}
+	return row, msg, spec, nil
+}
+
+func schemeOnly(raw string) error {
+	if !strings.HasPrefix(raw, "https://") && !strings.HasPrefix(raw, "http://") {
+		return errors.New("must be an http or https URL")
+	}
+	return nil
+}
+
+// existing answers a request whose row was not inserted because its idempotency
+// key (or schedule fire) already had a task.
+func (s *Service) existing(ctx context.Context, row store.Task) (Created, error) {
+	var found store.Task
+	q := s.db.WithContext(ctx)
+	var err error
+	switch {
+	case row.IdempotencyKey != nil:
+		err = q.Where("created_by = ? AND idempotency_key = ?", row.CreatedBy, *row.IdempotencyKey).Take(&found).Error
+	case row.ScheduleID != nil:
+		err = q.Where("schedule_id = ? AND fire_time = ?", *row.ScheduleID, *row.FireTime).Take(&found).Error
+	default:
+		return Created{}, fmt.Errorf("taskservice: insert of %s skipped without a unique key", row.ID)
+	}
+	if err != nil {
+		return Created{}, translate("find existing task", err)
+	}
+	if row.IdempotencyKey != nil && found.RequestHash != row.RequestHash {
+		return Created{}, ErrIdempotencyConflict
+	}
+	return Created{Task: found, Existing: true}, nil
+}
+
+// enqueue hands the task to Asynq.
+func (s *Service) enqueue(ctx context.Context, row *store.Task, spec tasks.Spec, msg proto.Message) error {
+	policy := spec.Retry
+	_ = json.Unmarshal(row.RetryPolicy, &policy)
+	payload, err := tasks.EncodeEnvelope(row.ID, row.Type, msg, policy, row.TimeoutSeconds, row.KeyID)
+	if err != nil {
+		return err
+	}
+	_, err = s.client.EnqueueContext(ctx, asynq.NewTask(row.Type, payload), s.enqueueOptions(row, policy)...)
+	switch {
+	case err == nil, errors.Is(err, asynq.ErrTaskIDConflict):
+		// A conflict means the task is already queued under its id.
+		return nil
+	default:
+		s.log.Warn("enqueue failed", zap.String("task_id", row.ID), zap.Error(err))
+		return fmt.Errorf("%w: redis: %v", ErrUnavailable, err)
+	}
+}
+
+// enqueueOptions maps a row to Asynq's options: queue per priority, the retry
+// budget, a timeout of at least a second (Asynq truncates to whole seconds and
+// reads zero as its 30-minute default) and the scheduled time.
+func (s *Service) enqueueOptions(row *store.Task, policy tasks.RetryPolicy) []asynq.Option {
+	opts := []asynq.Option{
+		asynq.TaskID(row.ID),
+		asynq.Queue(row.Priority),
+		asynq.MaxRetry(policy.MaxRetries),
+		asynq.Timeout(time.Duration(max(row.TimeoutSeconds, 1)) * time.Second),
+		asynq.Retention(s.opts.Retention),
+	}
+	if row.ScheduledFor.After(time.Now()) {
+		opts = append(opts, asynq.ProcessAt(row.ScheduledFor))
+	}
+	return opts
+}
+
+// compensate removes a row whose enqueue failed, so that no orphan survives. If
+// PostgreSQL is down too, the reconciler re-enqueues the row later.
+func (s *Service) compensate(id string, cause error) {
+	ctx, cancel := context.WithTimeout(context.Background(), compensateDeadline)
+	defer cancel()
+	err := s.db.WithContext(ctx).Exec(`DELETE FROM tasks WHERE id = ? AND status = 'pending' AND attempt = 0`, id).Error
+	if err != nil {
+		s.log.Error("orphan task row left for the reconciler", zap.String("task_id", id), zap.NamedError("cause", cause), zap.Error(err))
+	}
+}
+
+// translate maps a PostgreSQL error to the service's errors.
+func translate(op string, err error) error {
+	err = store.Translate(err)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return ErrNotFound
+	case errors.Is(err, store.ErrUnavailable), errors.Is(err, context.DeadlineExceeded):
+		return fmt.Errorf("%w: postgres: %s: %v", ErrUnavailable, op, err)
+	}
+	return fmt.Errorf("taskservice: %s: %w", op, err)
+}
+
+// NewID returns a new task id: "task_" and a lower-case ULID, so ids sort by
+// creation time.
+func NewID() string {
+	return "task_" + strings.ToLower(ulid.MustNew(ulid.Now(), rand.Reader).String())
+}
+
+func requestHash(typ string, params []byte, priority string, scheduled *time.Time, p tasks.RetryPolicy, timeout int, callback string) string {
+	h := sha256.New()
+	sched := ""
+	if scheduled != nil {
+		sched = scheduled.UTC().Format(time.RFC3339Nano)
+	}
+	fmt.Fprintf(h, "%s\x00%s\x00%s\x00%s\x00%d/%d/%t/%d\x00%d\x00%s", typ, params, priority, sched,
+		p.MaxRetries, p.RetryDelay, p.ExponentialBackoff, p.MaxRetryDelay, timeout, callback)
+	return hex.EncodeToString(h.Sum(nil))
+}
