@@ -86,7 +86,7 @@ type StatusError struct {
 
 // Error describes the status.
 func (e *StatusError) Error() string {
-	return fmt.Sprintf("price: unexpected HTTP status %d %s", e.StatusCode, http.StatusText(e.StatusCode))
+	return fmt.Sprintf("unexpected HTTP status %d %s", e.StatusCode, http.StatusText(e.StatusCode))
 }
 
 // Permanent reports whether the status is a client error that a retry will not

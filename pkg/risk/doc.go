@@ -58,8 +58,10 @@
 // Undefined figures. A figure that does not exist for the data is a nil pointer,
 // never NaN or ±Inf:
 //   - Sharpe and Sortino are nil when the portfolio's daily returns have zero
-//     variance (sample standard deviation at most ZeroTolerance);
-//   - Sortino is also nil when no return falls below the daily risk-free rate;
+//     variance (sample standard deviation at most ZeroTolerance), which includes
+//     a window of a single return;
+//   - Sortino is also nil when no return falls below the daily risk-free rate
+//     (downside deviation at most ZeroTolerance);
 //   - Beta and Alpha are nil when the benchmark's returns have zero variance or
 //     there is a single return;
 //   - Beta, Alpha and TrackingError are nil when no benchmark is given.
