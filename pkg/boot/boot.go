@@ -1,0 +1,113 @@
+// Package boot holds the start-up steps every service shares: read the --config
+// flag, load and validate the configuration, build the logger, and open
+// PostgreSQL and Redis with their readiness checks. main stays a list of wiring.
+package boot
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+
+	"github.com/hibiken/asynq"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/redis/go-redis/v9"
+	"go.uber.org/zap"
+	"gorm.io/gorm"
+
+	"github.com/taskforge/taskforge/pkg/config"
+	"github.com/taskforge/taskforge/pkg/health"
+	"github.com/taskforge/taskforge/pkg/logging"
+	"github.com/taskforge/taskforge/pkg/queue"
+	"github.com/taskforge/taskforge/pkg/store"
+)
+
+// Flags are the command-line flags every service accepts.
+type Flags struct {
+	// ConfigPath is --config; empty means $TASKFORGE_CONFIG or none.
+	ConfigPath string
+	// PrintConfig prints the effective configuration (secrets masked) and exits.
+	PrintConfig bool
+	// Args are the remaining arguments (subcommands).
+	Args []string
+}
+
+// ParseFlags parses args (without the program name).
+func ParseFlags(service string, args []string, stderr io.Writer) (Flags, error) {
+	fs := flag.NewFlagSet(service, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var f Flags
+	fs.StringVar(&f.ConfigPath, "config", "", "YAML configuration file (default $TASKFORGE_CONFIG)")
+	fs.BoolVar(&f.PrintConfig, "print-config", false, "print the effective configuration, secrets masked, and exit")
+	if err := fs.Parse(args); err != nil {
+		return f, err
+	}
+	f.Args = fs.Args()
+	return f, nil
+}
+
+// Config loads and validates the configuration.
+func Config(f Flags) (config.Config, error) {
+	cfg, err := config.Load(f.ConfigPath)
+	if err != nil {
+		return cfg, err
+	}
+	if err := cfg.Validate(); err != nil {
+		return cfg, err
+	}
+	return cfg, nil
+}
+
+// Logger builds the service's logger from cfg.
+func Logger(service string, cfg config.Config) (*zap.Logger, error) {
+	return logging.New(service, cfg.Log.Level, cfg.Log.Format, cfg.IsDevelopment())
+}
+
+// Deps are the connections a service holds.
+type Deps struct {
+	DB          *gorm.DB
+	RedisOpt    asynq.RedisConnOpt
+	RedisClient redis.UniversalClient
+	Registry    *prometheus.Registry
+	Checker     *health.Checker
+}
+
+// Open connects to PostgreSQL and Redis lazily (a service starts while either is
+// down and heals when it returns) and builds the metrics registry and readiness
+// checks.
+func Open(cfg config.Config) (*Deps, error) {
+	db, err := store.Open(store.Options{
+		URL: cfg.Database.URL, MaxOpenConns: cfg.Database.MaxOpenConns, MaxIdleConns: cfg.Database.MaxIdleConns,
+		ConnMaxLifetime: cfg.Database.ConnMaxLifetime, ConnMaxIdleTime: cfg.Database.ConnMaxIdleTime,
+	})
+	if err != nil {
+		return nil, err
+	}
+	opt, err := queue.RedisOpt(cfg.Redis)
+	if err != nil {
+		return nil, err
+	}
+	rc := queue.Client(opt)
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	checker := health.NewChecker(map[string]health.Check{
+		"postgres": func(ctx context.Context) error { return store.Ping(ctx, db) },
+		"redis":    func(ctx context.Context) error { return queue.Ping(ctx, rc) },
+	}, reg)
+	return &Deps{DB: db, RedisOpt: opt, RedisClient: rc, Registry: reg, Checker: checker}, nil
+}
+
+// Close closes the connections.
+func (d *Deps) Close() error {
+	var errs []error
+	if sqlDB, err := d.DB.DB(); err == nil {
+		errs = append(errs, sqlDB.Close())
+	}
+	errs = append(errs, d.RedisClient.Close())
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("boot: close: %w", err)
+	}
+	return nil
+}
