@@ -114,7 +114,7 @@ func TestAllowCIDRsLetLoopbackServerThrough(t *testing.T) {
 	}
 }
 
-func TestLocalhostNameBlockedAtDial(t *testing.T) {
+func TestLocalhostNameBlocked(t *testing.T) {
 	t.Parallel()
 
 	target := &countingHandler{}

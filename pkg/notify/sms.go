@@ -2,6 +2,7 @@ package notify
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"net/http"
 	"net/url"
@@ -64,7 +65,8 @@ func NewSMS(client *http.Client, cfg SMSConfig) (*SMS, error) {
 		return nil, err
 	}
 	u := base.JoinPath("2010-04-01", "Accounts", cfg.AccountSID, "Messages.json")
-	return &SMS{client: client, cfg: cfg, url: u, red: redactor(nil).with(cfg.AuthToken)}, nil
+	return &SMS{client: client, cfg: cfg, url: u, red: redactor(nil).with(cfg.AuthToken,
+		base64.StdEncoding.EncodeToString([]byte(cfg.AccountSID+":"+cfg.AuthToken)))}, nil
 }
 
 // Send texts the alert to every recipient. It tries them all and reports the
