@@ -277,4 +277,3 @@ func TestNewMailerValidatesConfig(t *testing.T) {
 		})
 	}
 }
-
