@@ -2,7 +2,11 @@
 // do. A Principal is the authenticated caller; handlers read it from the context.
 package auth
 
-import "context"
+import (
+	"context"
+	"crypto/subtle"
+	"errors"
+)
 
 // Role is a caller's role.
 type Role string
@@ -46,4 +50,31 @@ func WithPrincipal(ctx context.Context, p Principal) context.Context {
 func FromContext(ctx context.Context) (Principal, bool) {
 	p, ok := ctx.Value(ctxKey{}).(Principal)
 	return p, ok
+}
+
+// ErrUnauthenticated means no or invalid credentials (401).
+var ErrUnauthenticated = errors.New("unauthenticated")
+
+// Authenticator turns a bearer credential (an API key or a JWT) into a Principal.
+type Authenticator interface {
+	Authenticate(ctx context.Context, bearer string) (Principal, error)
+}
+
+// StaticTokens authenticates a fixed set of tokens; it serves the bootstrap
+// admin key and tests.
+type StaticTokens map[string]Principal
+
+// Authenticate implements Authenticator in constant time per token.
+func (s StaticTokens) Authenticate(_ context.Context, bearer string) (Principal, error) {
+	var found Principal
+	ok := false
+	for tok, p := range s {
+		if subtle.ConstantTimeCompare([]byte(tok), []byte(bearer)) == 1 {
+			found, ok = p, true
+		}
+	}
+	if !ok || bearer == "" {
+		return Principal{}, ErrUnauthenticated
+	}
+	return found, nil
 }

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Runs every benchmark script in scripts/bench (or those named as arguments)
+# against throw-away Redis and PostgreSQL, the same way scripts/test.sh does.
+# Each script prints its figures.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+. scripts/lib.sh
+ensure_redis
+ensure_postgres
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/taskforge-bench.XXXXXX")
+redis_port=$(free_port)
+pg_port=$(free_port)
+cleanup() { stop_redis "$work/redis"; stop_postgres "$work/pg"; rm -rf "$work"; }
+trap cleanup EXIT INT TERM
+start_redis "$work/redis" "$redis_port" --databases 4096 --appendonly no
+start_postgres "$work/pg" "$pg_port" -c synchronous_commit=off -c shared_buffers=256MB
+psql_as "$work/pg" "$pg_port" "CREATE ROLE taskforge LOGIN SUPERUSER"
+psql_as "$work/pg" "$pg_port" "CREATE DATABASE taskforge OWNER taskforge"
+export TASKFORGE_TEST_REDIS_ADDR="127.0.0.1:$redis_port"
+export TASKFORGE_TEST_DATABASE_URL="postgres://taskforge@127.0.0.1:$pg_port/taskforge?sslmode=disable"
+
+scripts=("$@")
+if [ ${#scripts[@]} -eq 0 ]; then
+  for s in scripts/bench/*.sh; do [ "$(basename "$s")" = run.sh ] || scripts+=("$s"); done
+fi
+for s in "${scripts[@]}"; do
+  echo "== $s"
+  bash "$s"
+done
