@@ -83,10 +83,27 @@ func (b *lockedBuffer) String() string {
 }
 
 // startMailpit starts mailpit on free loopback ports with a database in a
-// temporary directory, waits until it is ready and stops it at cleanup.
+// temporary directory, waits until it is ready and stops it at cleanup. A start
+// that loses a port race to another process is retried on new ports.
 func startMailpit(t *testing.T, extraArgs ...string) *mailpit {
 	t.Helper()
 	bin := mailpitBinary(t)
+	var output string
+	for range 3 {
+		mp, out, ok := tryStartMailpit(t, bin, extraArgs)
+		if ok {
+			return mp
+		}
+		output = out
+	}
+	t.Fatalf("mailpit did not start: %s", output)
+	return nil
+}
+
+// tryStartMailpit makes one start attempt. It reports false, with the
+// process's output, if mailpit exits before it is ready.
+func tryStartMailpit(t *testing.T, bin string, extraArgs []string) (*mailpit, string, bool) {
+	t.Helper()
 	smtpPort, httpPort := freePort(t), freePort(t)
 	args := append([]string{
 		"--smtp", "127.0.0.1:" + strconv.Itoa(smtpPort),
@@ -132,13 +149,13 @@ func startMailpit(t *testing.T, extraArgs ...string) *mailpit {
 		}
 		_ = resp.Body.Close()
 		return resp.StatusCode == http.StatusOK
-	}, 30*time.Second, 50*time.Millisecond, "mailpit did not become ready")
+	}, 30*time.Second, 50*time.Millisecond, "mailpit did not become ready: %s", out)
 	select {
 	case <-exited:
-		t.Fatalf("mailpit exited early: %s", out.String())
+		return nil, out.String(), false
 	default:
+		return mp, "", true
 	}
-	return mp
 }
 
 // address is mailpit's JSON form of an address.
