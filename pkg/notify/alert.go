@@ -92,3 +92,10 @@ func joinRecipientErrors(channel string, total int, failed []recipientError) err
 	e.err = errors.Join(causes...)
 	return e
 }
+
+// The alert channels implement AlertSender.
+var (
+	_ AlertSender = (*Slack)(nil)
+	_ AlertSender = (*SMS)(nil)
+	_ AlertSender = (*Push)(nil)
+)

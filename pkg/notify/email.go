@@ -270,3 +270,16 @@ func validateAttachment(a Attachment) error {
 	}
 	return nil
 }
+
+// Mailer implements EmailSender.
+var _ EmailSender = (*Mailer)(nil)
+
+// String formats the configuration with the password masked, so that it can
+// be logged.
+func (c MailConfig) String() string {
+	return fmt.Sprintf("{Host:%s Port:%d Username:%s Password:%s From:%s TLS:%s}",
+		c.Host, c.Port, c.Username, mask(c.Password), c.From, c.TLS)
+}
+
+// GoString masks the password in %#v output too.
+func (c MailConfig) GoString() string { return "notify.MailConfig" + c.String() }

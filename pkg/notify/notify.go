@@ -230,3 +230,11 @@ func newRequest(ctx context.Context, channel, method string, u *url.URL, body io
 	}
 	return req, nil
 }
+
+// mask hides a secret in printed configuration, showing only whether it is set.
+func mask(secret string) string {
+	if secret == "" {
+		return ""
+	}
+	return "[redacted]"
+}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
@@ -112,3 +113,12 @@ func (p *Push) push(ctx context.Context, topic string, a Alert) error {
 	_, err = do(p.client, req, ChannelPush, p.red)
 	return err
 }
+
+// String formats the configuration with the token masked. The URL is shown:
+// unlike a Slack webhook URL, a gateway URL is not a credential.
+func (c PushConfig) String() string {
+	return fmt.Sprintf("{URL:%s Token:%s Topic:%s}", c.URL, mask(c.Token), c.Topic)
+}
+
+// GoString masks the token in %#v output too.
+func (c PushConfig) GoString() string { return "notify.PushConfig" + c.String() }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -110,3 +111,11 @@ func (s *SMS) SendSMS(ctx context.Context, to, body string) error {
 	_, err = do(s.client, req, ChannelSMS, s.red)
 	return err
 }
+
+// String formats the configuration with the auth token masked.
+func (c SMSConfig) String() string {
+	return fmt.Sprintf("{BaseURL:%s AccountSID:%s AuthToken:%s From:%s}", c.BaseURL, c.AccountSID, mask(c.AuthToken), c.From)
+}
+
+// GoString masks the auth token in %#v output too.
+func (c SMSConfig) GoString() string { return "notify.SMSConfig" + c.String() }
