@@ -116,5 +116,6 @@ type TaskLog struct {
 func Models() []any {
 	return []any{
 		&Task{}, &TaskAttempt{}, &TaskLog{},
+		&APIKey{}, &AuditEntry{},
 	}
 }
