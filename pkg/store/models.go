@@ -116,6 +116,8 @@ type TaskLog struct {
 func Models() []any {
 	return []any{
 		&Task{}, &TaskAttempt{}, &TaskLog{},
+		&Result{},
 		&APIKey{}, &AuditEntry{},
+		&Schedule{},
 	}
 }
