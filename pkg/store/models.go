@@ -116,7 +116,6 @@ type TaskLog struct {
 func Models() []any {
 	return []any{
 		&Task{}, &TaskAttempt{}, &TaskLog{},
-		&Result{},
 		&APIKey{}, &AuditEntry{},
 		&Schedule{},
 	}
