@@ -116,6 +116,8 @@ type TaskLog struct {
 func Models() []any {
 	return []any{
 		&Task{}, &TaskAttempt{}, &TaskLog{},
+		&Asset{}, &Price{}, &Portfolio{}, &Holding{}, &Benchmark{}, &PortfolioValue{}, &RiskMetric{},
+		&Result{},
 		&APIKey{}, &AuditEntry{},
 		&Schedule{},
 	}
