@@ -117,7 +117,6 @@ func Models() []any {
 	return []any{
 		&Task{}, &TaskAttempt{}, &TaskLog{},
 		&Asset{}, &Price{}, &Portfolio{}, &Holding{}, &Benchmark{}, &PortfolioValue{}, &RiskMetric{},
-		&Result{},
 		&APIKey{}, &AuditEntry{},
 		&Schedule{},
 	}
