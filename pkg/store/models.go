@@ -119,5 +119,6 @@ func Models() []any {
 		&Asset{}, &Price{}, &Portfolio{}, &Holding{}, &Benchmark{}, &PortfolioValue{}, &RiskMetric{},
 		&APIKey{}, &AuditEntry{},
 		&Schedule{},
+		&TaskCallback{},
 	}
 }
