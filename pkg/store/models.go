@@ -117,6 +117,7 @@ func Models() []any {
 	return []any{
 		&Task{}, &TaskAttempt{}, &TaskLog{},
 		&Asset{}, &Price{}, &Portfolio{}, &Holding{}, &Benchmark{}, &PortfolioValue{}, &RiskMetric{},
+		&Result{},
 		&APIKey{}, &AuditEntry{},
 		&Schedule{},
 		&TaskCallback{},
