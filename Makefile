@@ -37,9 +37,9 @@ proto: ## Regenerate Go from proto/ with the project's pinned tools.
 proto-check: proto ## Fail when the committed generated code is stale.
 	@git diff --exit-code -- pkg/taskpb || (echo "generated code is stale: run make proto and commit" && exit 1)
 
-tidy: ## go mod tidy every module and go work sync.
-	@for m in $(MODULES); do (cd $$m && go mod tidy) || exit 1; done
+tidy: ## go work sync, then go mod tidy every module.
 	@go work sync
+	@for m in $(MODULES); do (cd $$m && go mod tidy) || exit 1; done
 
 tidy-check: ## Fail when go.mod/go.sum files are not tidy.
 	@for m in $(MODULES); do (cd $$m && go mod tidy -diff) || { echo "$$m is not tidy: run make tidy"; exit 1; }; done
