@@ -1,0 +1,251 @@
+package auth
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base32"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+	"unicode"
+
+	"github.com/oklog/ulid/v2"
+	"gorm.io/gorm"
+
+	"github.com/taskforge/taskforge/pkg/store"
+	"github.com/taskforge/taskforge/pkg/tasks"
+)
+
+// API key format: KeyPrefix, an 8-character lookup part (lowercase base32), an
+// underscore and 32 random bytes in unpadded base64url:
+//
+//	tfk_abcd2345_<43 characters>
+//
+// The lookup part is stored in clear (with KeyPrefix, e.g. "tfk_abcd2345") to
+// find the row; the whole key only as its SHA-256. The secret part carries 256
+// bits of entropy, so a fast hash is enough: there is nothing to brute-force.
+const (
+	KeyPrefix   = "tfk_"
+	lookupLen   = 8
+	secretBytes = 32
+	keyLen      = len(KeyPrefix) + lookupLen + 1 + 43
+)
+
+// Limits of key metadata.
+const (
+	maxKeyName = 100
+	// touchEvery throttles last_used_at writes per key and process.
+	touchEvery = time.Minute
+)
+
+// lookupAlphabet is lowercase RFC 4648 base32, so the lookup part never holds
+// the separator '_'.
+const lookupAlphabet = "abcdefghijklmnopqrstuvwxyz234567"
+
+// GenerateKey returns a new random API key, its lookup prefix ("tfk_" and 8
+// characters, unique per key, shown in listings) and the hash to store.
+func GenerateKey() (plaintext, prefix, hash string) {
+	var lookup [5]byte
+	var secret [secretBytes]byte
+	_, _ = rand.Read(lookup[:]) // crypto/rand.Read never fails
+	_, _ = rand.Read(secret[:])
+	prefix = KeyPrefix + base32.NewEncoding(lookupAlphabet).WithPadding(base32.NoPadding).EncodeToString(lookup[:])
+	plaintext = prefix + "_" + base64.RawURLEncoding.EncodeToString(secret[:])
+	return plaintext, prefix, HashKey(plaintext)
+}
+
+// HashKey returns the stored form of an API key: the hex SHA-256 of all of it.
+func HashKey(plaintext string) string {
+	sum := sha256.Sum256([]byte(plaintext))
+	return hex.EncodeToString(sum[:])
+}
+
+// KeyLookupPrefix returns the lookup prefix of s if s has the shape of an API
+// key, and false otherwise.
+func KeyLookupPrefix(s string) (string, bool) {
+	if len(s) != keyLen || !strings.HasPrefix(s, KeyPrefix) || s[len(KeyPrefix)+lookupLen] != '_' {
+		return "", false
+	}
+	for _, c := range s[len(KeyPrefix) : len(KeyPrefix)+lookupLen] {
+		if !strings.ContainsRune(lookupAlphabet, c) {
+			return "", false
+		}
+	}
+	if _, err := base64.RawURLEncoding.DecodeString(s[len(KeyPrefix)+lookupLen+1:]); err != nil {
+		return "", false
+	}
+	return s[:len(KeyPrefix)+lookupLen], true
+}
+
+// KeyStore keeps API keys in PostgreSQL (table api_keys). Every authentication
+// reads the key's row, so a revocation takes effect on the next request.
+type KeyStore struct {
+	db  *gorm.DB
+	now func() time.Time
+	// touched remembers when this process last wrote a key's last_used_at.
+	touched sync.Map // key id → time.Time
+}
+
+// NewKeyStore returns a KeyStore on db.
+func NewKeyStore(db *gorm.DB) (*KeyStore, error) {
+	if db == nil {
+		return nil, errors.New("auth: nil database")
+	}
+	return &KeyStore{db: db, now: time.Now}, nil
+}
+
+// NewKey is what a caller asks for when creating an API key.
+type NewKey struct {
+	Name string
+	Role Role
+	// ExpiresAt, if set, must be in the future.
+	ExpiresAt *time.Time
+	// CreatedBy is the creating principal's id.
+	CreatedBy string
+}
+
+// CreatedKey is a new key's row and its plaintext, which is never available
+// again.
+type CreatedKey struct {
+	Key       store.APIKey
+	Plaintext string
+}
+
+// Create validates req and stores a new key. Bad fields give a
+// tasks.ValidationError naming the field (name, role, expires_at).
+func (s *KeyStore) Create(ctx context.Context, req NewKey) (CreatedKey, error) {
+	name := strings.TrimSpace(req.Name)
+	var errs []tasks.FieldError
+	switch {
+	case name == "":
+		errs = append(errs, tasks.FieldError{Field: "name", Message: "is required"})
+	case len(name) > maxKeyName:
+		errs = append(errs, tasks.FieldError{Field: "name", Message: fmt.Sprintf("must be at most %d characters", maxKeyName)})
+	case strings.IndexFunc(name, unicode.IsControl) >= 0:
+		errs = append(errs, tasks.FieldError{Field: "name", Message: "must not contain control characters"})
+	}
+	if !req.Role.Valid() {
+		errs = append(errs, tasks.FieldError{Field: "role", Message: "must be viewer, operator or admin"})
+	}
+	now := s.now().UTC()
+	var expires *time.Time
+	if req.ExpiresAt != nil {
+		if !req.ExpiresAt.After(now) {
+			errs = append(errs, tasks.FieldError{Field: "expires_at", Message: "must be in the future"})
+		}
+		e := req.ExpiresAt.UTC()
+		expires = &e
+	}
+	if len(errs) > 0 {
+		return CreatedKey{}, &tasks.ValidationError{Errors: errs}
+	}
+	// A 40-bit lookup part collides rarely; the unique index catches it and a
+	// fresh key is drawn.
+	for try := 0; ; try++ {
+		plain, prefix, hash := GenerateKey()
+		row := store.APIKey{
+			ID: "key_" + strings.ToLower(ulid.Make().String()), Name: name, Role: string(req.Role),
+			Prefix: prefix, Hash: hash, CreatedBy: req.CreatedBy, CreatedAt: now, ExpiresAt: expires,
+		}
+		err := store.Translate(s.db.WithContext(ctx).Create(&row).Error)
+		if errors.Is(err, store.ErrConflict) && try < 3 {
+			continue
+		}
+		if err != nil {
+			return CreatedKey{}, fmt.Errorf("auth: create api key: %w", err)
+		}
+		return CreatedKey{Key: row, Plaintext: plain}, nil
+	}
+}
+
+// List returns every key, newest first, revoked and expired ones included.
+func (s *KeyStore) List(ctx context.Context) ([]store.APIKey, error) {
+	var rows []store.APIKey
+	if err := s.db.WithContext(ctx).Order("created_at DESC, id DESC").Find(&rows).Error; err != nil {
+		return nil, fmt.Errorf("auth: list api keys: %w", store.Translate(err))
+	}
+	return rows, nil
+}
+
+// Get returns one key; an unknown id gives store.ErrNotFound.
+func (s *KeyStore) Get(ctx context.Context, id string) (store.APIKey, error) {
+	var row store.APIKey
+	if err := s.db.WithContext(ctx).Where("id = ?", id).Take(&row).Error; err != nil {
+		return store.APIKey{}, fmt.Errorf("auth: get api key %s: %w", id, store.Translate(err))
+	}
+	return row, nil
+}
+
+// Revoke revokes a key at once: the next request with it is refused. Revoking a
+// revoked key changes nothing; an unknown id gives store.ErrNotFound.
+func (s *KeyStore) Revoke(ctx context.Context, id string) (store.APIKey, error) {
+	now := s.now().UTC()
+	err := s.db.WithContext(ctx).Model(&store.APIKey{}).
+		Where("id = ? AND revoked_at IS NULL", id).Update("revoked_at", now).Error
+	if err != nil {
+		return store.APIKey{}, fmt.Errorf("auth: revoke api key %s: %w", id, store.Translate(err))
+	}
+	return s.Get(ctx, id)
+}
+
+// Lookup finds the key plaintext belongs to and checks it: the hash compared in
+// constant time, not revoked, not expired. Failures wrap ErrUnauthenticated
+// with the reason; a database failure wraps ErrUnavailable.
+func (s *KeyStore) Lookup(ctx context.Context, plaintext string) (store.APIKey, error) {
+	prefix, ok := KeyLookupPrefix(plaintext)
+	if !ok {
+		return store.APIKey{}, fmt.Errorf("%w: malformed api key", ErrUnauthenticated)
+	}
+	var row store.APIKey
+	err := store.Translate(s.db.WithContext(ctx).Where("prefix = ?", prefix).Take(&row).Error)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		// Compare anyway, so an unknown prefix costs what a known one does.
+		subtle.ConstantTimeCompare([]byte(HashKey(plaintext)), []byte(strings.Repeat("0", sha256.Size*2)))
+		return store.APIKey{}, fmt.Errorf("%w: unknown api key", ErrUnauthenticated)
+	case err != nil:
+		return store.APIKey{}, fmt.Errorf("%w: api key lookup: %w", ErrUnavailable, err)
+	}
+	if subtle.ConstantTimeCompare([]byte(HashKey(plaintext)), []byte(row.Hash)) != 1 {
+		return store.APIKey{}, fmt.Errorf("%w: api key does not match", ErrUnauthenticated)
+	}
+	now := s.now()
+	if row.RevokedAt != nil {
+		return store.APIKey{}, fmt.Errorf("%w: api key revoked", ErrUnauthenticated)
+	}
+	if row.ExpiresAt != nil && !now.Before(*row.ExpiresAt) {
+		return store.APIKey{}, fmt.Errorf("%w: api key expired", ErrUnauthenticated)
+	}
+	if !Role(row.Role).Valid() {
+		return store.APIKey{}, fmt.Errorf("%w: api key has unknown role", ErrUnauthenticated)
+	}
+	s.touch(ctx, row.ID, now)
+	return row, nil
+}
+
+// Authenticate implements Authenticator for API keys. The principal's id is the
+// key's id.
+func (s *KeyStore) Authenticate(ctx context.Context, bearer string) (Principal, error) {
+	row, err := s.Lookup(ctx, bearer)
+	if err != nil {
+		return Principal{}, err
+	}
+	return Principal{ID: row.ID, Name: row.Name, Role: Role(row.Role)}, nil
+}
+
+// touch records that a key was used, at most once a minute per key and process.
+// It is best effort: a failed write does not refuse the request.
+func (s *KeyStore) touch(ctx context.Context, id string, now time.Time) {
+	if last, ok := s.touched.Load(id); ok && now.Sub(last.(time.Time)) < touchEvery {
+		return
+	}
+	s.touched.Store(id, now)
+	_ = s.db.WithContext(ctx).Model(&store.APIKey{}).Where("id = ?", id).
+		Update("last_used_at", now.UTC()).Error
+}

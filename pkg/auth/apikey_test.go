@@ -1,0 +1,230 @@
+package auth
+
+import (
+	"context"
+	"crypto/subtle"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/taskforge/taskforge/pkg/store"
+	"github.com/taskforge/taskforge/pkg/tasks"
+	"github.com/taskforge/taskforge/pkg/testenv"
+)
+
+func TestGenerateKeyShape(t *testing.T) {
+	t.Parallel()
+	seen := map[string]bool{}
+	for range 200 {
+		plain, prefix, hash := GenerateKey()
+		require.Len(t, plain, keyLen)
+		require.True(t, strings.HasPrefix(plain, prefix+"_"), plain)
+		require.Len(t, prefix, len(KeyPrefix)+8)
+		require.Equal(t, HashKey(plain), hash)
+		require.Len(t, hash, 64)
+		got, ok := KeyLookupPrefix(plain)
+		require.True(t, ok, plain)
+		require.Equal(t, prefix, got)
+		require.False(t, seen[plain])
+		seen[plain] = true
+	}
+}
+
+func TestKeyLookupPrefixRejects(t *testing.T) {
+	t.Parallel()
+	plain, _, _ := GenerateKey()
+	for _, s := range []string{
+		"", "tfk_", plain[:len(plain)-1], plain + "A", "xfk_" + plain[4:],
+		plain[:len(KeyPrefix)] + "ABCDEFGH" + plain[len(KeyPrefix)+8:], // upper case is not in the alphabet
+		plain[:len(KeyPrefix)+8] + "-" + plain[len(KeyPrefix)+9:],
+		plain[:len(plain)-2] + "!!",
+	} {
+		_, ok := KeyLookupPrefix(s)
+		require.False(t, ok, "%q", s)
+	}
+}
+
+type keyBundle struct {
+	ks  *KeyStore
+	pg  testenv.Postgres
+	now *time.Time
+	mu  *sync.Mutex
+}
+
+func setupKeys(t *testing.T) keyBundle {
+	t.Helper()
+	pg := testenv.NewPostgres(t)
+	ks, err := NewKeyStore(pg.DB)
+	require.NoError(t, err)
+	now := time.Now().UTC().Truncate(time.Microsecond)
+	mu := &sync.Mutex{}
+	ks.now = func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	return keyBundle{ks: ks, pg: pg, now: &now, mu: mu}
+}
+
+func (b keyBundle) advance(d time.Duration) {
+	b.mu.Lock()
+	*b.now = b.now.Add(d)
+	b.mu.Unlock()
+}
+
+func TestAPIKeyLifecycle(t *testing.T) {
+	t.Parallel()
+	b := setupKeys(t)
+	ctx := context.Background()
+	expires := b.ks.now().Add(time.Hour)
+
+	created, err := b.ks.Create(ctx, NewKey{Name: " ci deploy ", Role: Operator, ExpiresAt: &expires, CreatedBy: "bootstrap-admin"})
+	require.NoError(t, err)
+	require.True(t, strings.HasPrefix(created.Key.ID, "key_"))
+	require.Equal(t, "ci deploy", created.Key.Name)
+	require.Equal(t, "bootstrap-admin", created.Key.CreatedBy)
+	require.NotContains(t, created.Key.Hash, created.Plaintext)
+
+	// Only the prefix and the hash are stored.
+	var stored store.APIKey
+	require.NoError(t, b.pg.DB.Where("id = ?", created.Key.ID).Take(&stored).Error)
+	require.Equal(t, HashKey(created.Plaintext), stored.Hash)
+	require.True(t, strings.HasPrefix(created.Plaintext, stored.Prefix+"_"))
+	var n int64
+	require.NoError(t, b.pg.DB.Model(&store.APIKey{}).Where("hash = ? OR prefix = ? OR name = ?",
+		created.Plaintext, created.Plaintext, created.Plaintext).Count(&n).Error)
+	require.Zero(t, n)
+
+	p, err := b.ks.Authenticate(ctx, created.Plaintext)
+	require.NoError(t, err)
+	require.Equal(t, Principal{ID: created.Key.ID, Name: "ci deploy", Role: Operator}, p)
+	require.NoError(t, b.pg.DB.Where("id = ?", created.Key.ID).Take(&stored).Error)
+	require.NotNil(t, stored.LastUsedAt, "last use is recorded")
+
+	// The right prefix with a wrong secret is refused.
+	wrong := created.Plaintext[:len(created.Plaintext)-4] + "AAAA"
+	if wrong == created.Plaintext {
+		wrong = created.Plaintext[:len(created.Plaintext)-4] + "BBBB"
+	}
+	_, err = b.ks.Authenticate(ctx, wrong)
+	require.ErrorIs(t, err, ErrUnauthenticated)
+	require.ErrorContains(t, err, "does not match")
+
+	other, err := b.ks.Create(ctx, NewKey{Name: "reader", Role: Viewer})
+	require.NoError(t, err)
+	list, err := b.ks.List(ctx)
+	require.NoError(t, err)
+	require.Len(t, list, 2)
+	require.Equal(t, other.Key.ID, list[0].ID, "newest first")
+
+	// Revocation takes effect on the very next request.
+	revoked, err := b.ks.Revoke(ctx, created.Key.ID)
+	require.NoError(t, err)
+	require.NotNil(t, revoked.RevokedAt)
+	_, err = b.ks.Authenticate(ctx, created.Plaintext)
+	require.ErrorIs(t, err, ErrUnauthenticated)
+	require.ErrorContains(t, err, "revoked")
+	b.advance(time.Minute)
+	again, err := b.ks.Revoke(ctx, created.Key.ID)
+	require.NoError(t, err)
+	require.True(t, revoked.RevokedAt.Equal(*again.RevokedAt), "revoking twice keeps the first time")
+	_, err = b.ks.Authenticate(ctx, other.Plaintext)
+	require.NoError(t, err, "other keys are untouched")
+
+	_, err = b.ks.Revoke(ctx, "key_missing")
+	require.ErrorIs(t, err, store.ErrNotFound)
+	_, err = b.ks.Get(ctx, "key_missing")
+	require.ErrorIs(t, err, store.ErrNotFound)
+}
+
+func TestAPIKeyExpiry(t *testing.T) {
+	t.Parallel()
+	b := setupKeys(t)
+	ctx := context.Background()
+	expires := b.ks.now().Add(time.Hour)
+	created, err := b.ks.Create(ctx, NewKey{Name: "temp", Role: Admin, ExpiresAt: &expires})
+	require.NoError(t, err)
+	b.advance(59 * time.Minute)
+	p, err := b.ks.Authenticate(ctx, created.Plaintext)
+	require.NoError(t, err)
+	require.Equal(t, Admin, p.Role)
+	b.advance(time.Minute)
+	_, err = b.ks.Authenticate(ctx, created.Plaintext)
+	require.ErrorIs(t, err, ErrUnauthenticated)
+	require.ErrorContains(t, err, "expired")
+}
+
+func TestAPIKeyUnknownAndMalformed(t *testing.T) {
+	t.Parallel()
+	b := setupKeys(t)
+	plain, _, _ := GenerateKey()
+	for _, s := range []string{plain, "tfk_nope", "", "Bearer " + plain} {
+		_, err := b.ks.Authenticate(context.Background(), s)
+		require.ErrorIs(t, err, ErrUnauthenticated, "%q", s)
+	}
+}
+
+func TestAPIKeyCreateValidation(t *testing.T) {
+	t.Parallel()
+	b := setupKeys(t)
+	past := b.ks.now().Add(-time.Second)
+	cases := []struct {
+		req    NewKey
+		fields []string
+	}{
+		{NewKey{Name: "", Role: Viewer}, []string{"name"}},
+		{NewKey{Name: strings.Repeat("n", 101), Role: Viewer}, []string{"name"}},
+		{NewKey{Name: "a\nb", Role: Viewer}, []string{"name"}},
+		{NewKey{Name: "x", Role: "root"}, []string{"role"}},
+		{NewKey{Name: "x", Role: Viewer, ExpiresAt: &past}, []string{"expires_at"}},
+		{NewKey{Name: " ", Role: "", ExpiresAt: &past}, []string{"name", "role", "expires_at"}},
+	}
+	for _, tc := range cases {
+		_, err := b.ks.Create(context.Background(), tc.req)
+		v, ok := tasks.AsValidation(err)
+		require.True(t, ok, "%+v: %v", tc.req, err)
+		var got []string
+		for _, f := range v.Errors {
+			got = append(got, f.Field)
+		}
+		require.Equal(t, tc.fields, got)
+	}
+	var n int64
+	require.NoError(t, b.pg.DB.Model(&store.APIKey{}).Count(&n).Error)
+	require.Zero(t, n)
+}
+
+func TestAPIKeyDatabaseDown(t *testing.T) {
+	t.Parallel()
+	db, err := store.Open(store.Options{URL: "postgres://taskforge@127.0.0.1:1/none?sslmode=disable&connect_timeout=2"})
+	require.NoError(t, err)
+	ks, err := NewKeyStore(db)
+	require.NoError(t, err)
+	plain, _, _ := GenerateKey()
+	_, err = ks.Authenticate(context.Background(), plain)
+	require.ErrorIs(t, err, ErrUnavailable)
+	require.NotErrorIs(t, err, ErrUnauthenticated)
+}
+
+// BenchmarkHashCompare prints the cost of comparing a presented key's hash
+// with the stored one when they differ in the first or the last byte; with
+// subtle.ConstantTimeCompare the two figures match.
+func BenchmarkHashCompare(b *testing.B) {
+	plain, _, stored := GenerateKey()
+	first := "f" + stored[1:]
+	if first == stored {
+		first = "e" + stored[1:]
+	}
+	last := stored[:63] + "f"
+	if last == stored {
+		last = stored[:63] + "e"
+	}
+	_ = plain
+	for _, bc := range []struct{ name, other string }{{"first-byte", first}, {"last-byte", last}} {
+		b.Run(bc.name, func(b *testing.B) {
+			x, y := []byte(stored), []byte(bc.other)
+			for b.Loop() {
+				subtle.ConstantTimeCompare(x, y)
+			}
+		})
+	}
+}

@@ -1,0 +1,99 @@
+package auth
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// ErrUnavailable means a credential could not be checked because a backend
+// (PostgreSQL for API keys, the JWKS server before its first answer) is down:
+// the request may be retried (503), and the credential is not known to be bad.
+var ErrUnavailable = errors.New("authentication unavailable")
+
+// BootstrapPrincipalID is the principal id of the bootstrap admin key.
+const BootstrapPrincipalID = "bootstrap-admin"
+
+// MinBootstrapKeyLen is the shortest bootstrap admin key accepted.
+const MinBootstrapKeyLen = 20
+
+// ServiceOptions configure a Service. Each credential kind is optional.
+type ServiceOptions struct {
+	// BootstrapAdminKey is an admin key from the configuration
+	// (auth.bootstrap_admin_key). If empty, none.
+	BootstrapAdminKey string
+	// Keys authenticates API keys. If nil, API keys are refused.
+	Keys *KeyStore
+	// JWT authenticates tokens. If nil, JWTs are refused.
+	JWT *JWTVerifier
+}
+
+// Service authenticates every kind of bearer credential: the bootstrap admin
+// key, API keys ("tfk_…", checked against the database on every request so a
+// revocation takes effect at once) and JWTs.
+type Service struct {
+	bootstrap StaticTokens
+	keys      *KeyStore
+	jwt       *JWTVerifier
+}
+
+// NewService returns a Service. A bootstrap key shorter than
+// MinBootstrapKeyLen is refused.
+func NewService(o ServiceOptions) (*Service, error) {
+	s := &Service{keys: o.Keys, jwt: o.JWT}
+	if o.BootstrapAdminKey != "" {
+		if len(o.BootstrapAdminKey) < MinBootstrapKeyLen {
+			return nil, fmt.Errorf("auth: auth.bootstrap_admin_key must be at least %d characters", MinBootstrapKeyLen)
+		}
+		s.bootstrap = StaticTokens{o.BootstrapAdminKey: {ID: BootstrapPrincipalID, Name: "bootstrap admin", Role: Admin}}
+	}
+	return s, nil
+}
+
+// Credential kinds, as recorded in audit details.
+const (
+	KindBootstrap = "bootstrap"
+	KindAPIKey    = "api_key"
+	KindJWT       = "jwt"
+	KindUnknown   = "unknown"
+)
+
+// CredentialKind tells which kind of credential bearer looks like, without
+// checking it.
+func CredentialKind(bearer string) string {
+	switch {
+	case strings.HasPrefix(bearer, KeyPrefix):
+		return KindAPIKey
+	case strings.Count(bearer, ".") == 2:
+		return KindJWT
+	}
+	return KindUnknown
+}
+
+// Authenticate implements Authenticator. Failures wrap ErrUnauthenticated (401)
+// or ErrUnavailable (503).
+func (s *Service) Authenticate(ctx context.Context, bearer string) (Principal, error) {
+	if bearer == "" {
+		return Principal{}, fmt.Errorf("%w: no credentials", ErrUnauthenticated)
+	}
+	if len(bearer) > MaxTokenBytes {
+		return Principal{}, fmt.Errorf("%w: credential too large", ErrUnauthenticated)
+	}
+	if s.bootstrap != nil {
+		if p, err := s.bootstrap.Authenticate(ctx, bearer); err == nil {
+			return p, nil
+		}
+	}
+	switch CredentialKind(bearer) {
+	case KindAPIKey:
+		if s.keys != nil {
+			return s.keys.Authenticate(ctx, bearer)
+		}
+	case KindJWT:
+		if s.jwt != nil {
+			return s.jwt.Authenticate(ctx, bearer)
+		}
+	}
+	return Principal{}, fmt.Errorf("%w: unrecognised credential", ErrUnauthenticated)
+}
