@@ -1,0 +1,68 @@
+package schedule
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+
+	"gorm.io/gorm"
+)
+
+// Seed is a schedule created on first start.
+type Seed struct {
+	Name   string
+	Cron   string
+	Type   string
+	Params string
+}
+
+// Seeds are the specification's four schedules, in UTC.
+var Seeds = []Seed{
+	{Name: "daily_refresh", Cron: "0 9 * * *", Type: "refresh_all_prices", Params: `{}`},
+	{Name: "hourly_update", Cron: "0 * * * *", Type: "refresh_portfolio", Params: `{"all": true}`},
+	{Name: "weekly_report", Cron: "0 10 * * MON", Type: "generate_reports", Params: `{"report": "portfolio_summary"}`},
+	{Name: "monthly_cleanup", Cron: "0 2 1 * *", Type: "cleanup_old_data", Params: `{}`},
+}
+
+// seedLock is the advisory lock key that serialises seeding across replicas.
+const seedLock = 0x5c4ed5eed
+
+// SeedCreator is the principal recorded on seeded schedules.
+const SeedCreator = "system"
+
+// SeedDefaults creates seeds when the schedules table is empty (a first
+// start) and reports how many it created. An installation that deletes every
+// schedule gets them back on the next start unless scheduler.seed_schedules
+// is off.
+func (s *Store) SeedDefaults(ctx context.Context, seeds []Seed) (int, error) {
+	n := 0
+	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		if err := tx.Exec(`SELECT pg_advisory_xact_lock(?)`, seedLock).Error; err != nil {
+			return err
+		}
+		var any int64
+		if err := tx.Raw(`SELECT count(*) FROM (SELECT 1 FROM schedules LIMIT 1) s`).Scan(&any).Error; err != nil {
+			return err
+		}
+		if any > 0 {
+			return nil
+		}
+		txs := &Store{db: tx, now: s.now}
+		for _, sd := range seeds {
+			name, cron, typ := sd.Name, sd.Cron, sd.Type
+			in := Input{Name: &name, Cron: &cron, Type: &typ, Params: json.RawMessage(sd.Params)}
+			if _, err := txs.Create(ctx, in, SeedCreator); err != nil {
+				return err
+			}
+			n++
+		}
+		return nil
+	})
+	if err != nil {
+		if errors.Is(err, ErrUnavailable) || errors.Is(err, ErrNameTaken) {
+			return 0, err
+		}
+		return 0, translate("seed schedules", err)
+	}
+	return n, nil
+}
