@@ -22,8 +22,8 @@ import (
 	"github.com/taskforge/taskforge/pkg/portfolio"
 	"github.com/taskforge/taskforge/pkg/price"
 	"github.com/taskforge/taskforge/pkg/risk"
-	"github.com/taskforge/taskforge/pkg/tasks"
 	"github.com/taskforge/taskforge/pkg/taskpb"
+	"github.com/taskforge/taskforge/pkg/tasks"
 	"github.com/taskforge/taskforge/pkg/testenv"
 )
 

@@ -12,8 +12,8 @@ import (
 
 	"github.com/taskforge/taskforge/pkg/job"
 	"github.com/taskforge/taskforge/pkg/price"
-	"github.com/taskforge/taskforge/pkg/tasks"
 	"github.com/taskforge/taskforge/pkg/taskpb"
+	"github.com/taskforge/taskforge/pkg/tasks"
 )
 
 // Errors of the handlers. They reach the task's error wrapped in job.Permanent.
