@@ -1,0 +1,353 @@
+package maintenance
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"slices"
+	"time"
+
+	"gorm.io/gorm"
+
+	"github.com/taskforge/taskforge/pkg/config"
+	"github.com/taskforge/taskforge/pkg/job"
+	"github.com/taskforge/taskforge/pkg/result"
+	"github.com/taskforge/taskforge/pkg/store"
+	"github.com/taskforge/taskforge/pkg/taskpb"
+	"github.com/taskforge/taskforge/pkg/tasks"
+)
+
+// terminal is the SQL list of terminal task states: only such tasks are ever
+// deleted.
+const terminal = `('completed', 'failed', 'cancelled')`
+
+// CleanupOptions configure cleanup_old_data.
+type CleanupOptions struct {
+	// Retention gives each target's default age in days.
+	Retention config.RetentionConfig
+	// BatchSize is the number of rows one statement deletes. If zero, 5000.
+	BatchSize int
+	// Now returns the current time. If nil, time.Now.
+	Now func() time.Time
+}
+
+// CleanupTarget is one target's outcome in cleanup_old_data's result.
+type CleanupTarget struct {
+	// Rows is the number of rows deleted (or, in a dry run, that would be).
+	Rows int64 `json:"rows"`
+	// OlderThanDays and Cutoff say which rows were old enough.
+	OlderThanDays int       `json:"older_than_days"`
+	Cutoff        time.Time `json:"cutoff"`
+	// Files is the number of result files removed (results and tasks targets).
+	Files int64 `json:"files,omitempty"`
+	// Skipped says why the target was not run.
+	Skipped string `json:"skipped,omitempty"`
+}
+
+// CleanupResult is cleanup_old_data's result.
+type CleanupResult struct {
+	DryRun  bool                     `json:"dry_run"`
+	Targets map[string]CleanupTarget `json:"targets"`
+}
+
+// cleanupOrder runs results first (they reference tasks), then task logs, then
+// tasks, then the rest.
+var cleanupOrder = []string{"results", "task_logs", "tasks", "prices", "audit"}
+
+// targetTable is the table behind each target.
+func targetTable(target string) string {
+	if target == "audit" {
+		return "audit_log"
+	}
+	return target
+}
+
+func (o CleanupOptions) days(target string) int {
+	switch target {
+	case "tasks":
+		return o.Retention.Tasks
+	case "task_logs":
+		return o.Retention.TaskLogs
+	case "prices":
+		return o.Retention.Prices
+	case "results":
+		return o.Retention.Results
+	case "audit":
+		return o.Retention.Audit
+	}
+	return 0
+}
+
+// cleaner runs one cleanup task.
+type cleaner struct {
+	db      *sql.DB
+	results *result.Store
+	batch   int
+	r       job.Reporter
+	now     time.Time
+}
+
+// NewCleanup returns the cleanup_old_data handler. results may be nil when no
+// result storage is configured: the results target is then skipped, and tasks
+// that still have results are kept.
+func NewCleanup(db *gorm.DB, results *result.Store, o CleanupOptions) func(context.Context, job.Reporter, *taskpb.CleanupOldDataParams) error {
+	if o.BatchSize <= 0 {
+		o.BatchSize = 5000
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	return func(ctx context.Context, r job.Reporter, p *taskpb.CleanupOldDataParams) error {
+		sdb, err := sqlDB(db)
+		if err != nil {
+			return err
+		}
+		for _, t := range p.GetTargets() {
+			if !slices.Contains(tasks.CleanupTargets, t) {
+				return job.Permanent(fmt.Errorf("maintenance: unknown cleanup target %q", t))
+			}
+		}
+		if p.GetOlderThanDays() < 0 {
+			return job.Permanent(fmt.Errorf("maintenance: older_than_days must not be negative"))
+		}
+		var targets []string
+		for _, t := range cleanupOrder {
+			if len(p.GetTargets()) == 0 || slices.Contains(p.GetTargets(), t) {
+				targets = append(targets, t)
+			}
+		}
+		c := &cleaner{db: sdb, results: results, batch: o.BatchSize, r: r, now: o.Now().UTC()}
+		tables := make([]string, len(targets))
+		for i, t := range targets {
+			tables[i] = targetTable(t)
+		}
+		exist, err := existingTables(ctx, sdb, tables)
+		if err != nil {
+			return err
+		}
+		out := CleanupResult{DryRun: p.GetDryRun(), Targets: map[string]CleanupTarget{}}
+		for i, target := range targets {
+			days := int(p.GetOlderThanDays())
+			if days == 0 {
+				days = o.days(target)
+			}
+			res := CleanupTarget{OlderThanDays: days, Cutoff: c.now.AddDate(0, 0, -days)}
+			r.Progress(float64(i)/float64(len(targets)), "cleanup "+target, "")
+			switch {
+			case !exist[targetTable(target)]:
+				res.Skipped = "table " + targetTable(target) + " does not exist"
+				r.Log(job.Warn, "cleanup target skipped: its table does not exist",
+					map[string]any{"target": target, "table": targetTable(target)})
+			case target == "results" && results == nil:
+				res.Skipped = "no result storage configured"
+				r.Log(job.Warn, "cleanup target skipped: no result storage", map[string]any{"target": target})
+			case p.GetDryRun():
+				n, err := c.count(ctx, target, res.Cutoff)
+				if err != nil {
+					return err
+				}
+				res.Rows = n
+			default:
+				if err := c.run(ctx, target, &res); err != nil {
+					return err
+				}
+			}
+			out.Targets[target] = res
+			verb := "deleted"
+			if p.GetDryRun() {
+				verb = "would delete"
+			}
+			if res.Skipped == "" {
+				r.Log(job.Info, "cleanup target done", map[string]any{
+					"target": target, "rows": res.Rows, "files": res.Files, "cutoff": res.Cutoff, "dry_run": p.GetDryRun(),
+				})
+				r.Progress(float64(i+1)/float64(len(targets)), "cleanup "+target,
+					fmt.Sprintf("%s: %s %d rows older than %d days", target, verb, res.Rows, days))
+			}
+		}
+		r.Progress(1, "done", "")
+		return r.SetResult(out)
+	}
+}
+
+// count counts what a target would delete.
+func (c *cleaner) count(ctx context.Context, target string, cutoff time.Time) (int64, error) {
+	var q string
+	args := []any{cutoff}
+	switch target {
+	case "tasks":
+		q = `SELECT count(*) FROM tasks WHERE status IN ` + terminal + ` AND COALESCE(completed_at, updated_at) < $1`
+	case "task_logs":
+		q = `SELECT count(*) FROM task_logs l JOIN tasks t ON t.id = l.task_id WHERE l.ts < $1 AND t.status IN ` + terminal
+	case "prices":
+		q, args = `SELECT count(*) FROM prices WHERE date < $1::date`, []any{cutoff.Format(time.DateOnly)}
+	case "results":
+		q, args = `SELECT count(*) FROM results WHERE created_at < $1 OR expires_at <= $2`, []any{cutoff, c.now}
+	case "audit":
+		q = `SELECT count(*) FROM audit_log WHERE ts < $1`
+	}
+	var n int64
+	if err := c.db.QueryRowContext(ctx, q, args...).Scan(&n); err != nil {
+		return 0, fmt.Errorf("maintenance: count %s: %w", target, store.Translate(err))
+	}
+	return n, nil
+}
+
+// run deletes a target's old rows in batches, reporting after each batch and
+// stopping between batches when ctx ends.
+func (c *cleaner) run(ctx context.Context, target string, res *CleanupTarget) error {
+	for batch := 1; ; batch++ {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		var n, files int64
+		var err error
+		switch target {
+		case "tasks":
+			n, files, err = c.deleteTasks(ctx, res.Cutoff)
+		case "results":
+			n, files, err = c.deleteResults(ctx, res.Cutoff)
+		case "task_logs":
+			n, err = c.exec(ctx, `DELETE FROM task_logs WHERE id IN (
+				SELECT l.id FROM task_logs l JOIN tasks t ON t.id = l.task_id
+				WHERE l.ts < $1 AND t.status IN `+terminal+` ORDER BY l.id LIMIT $2)`, res.Cutoff, c.batch)
+		case "prices":
+			n, err = c.exec(ctx, `DELETE FROM prices WHERE ctid IN (
+				SELECT ctid FROM prices WHERE date < $1::date LIMIT $2) AND date < $1::date`,
+				res.Cutoff.Format(time.DateOnly), c.batch)
+		case "audit":
+			n, err = c.exec(ctx, `DELETE FROM audit_log WHERE id IN (
+				SELECT id FROM audit_log WHERE ts < $1 ORDER BY id LIMIT $2)`, res.Cutoff, c.batch)
+		}
+		if err != nil {
+			return fmt.Errorf("maintenance: cleanup %s: %w", target, store.Translate(err))
+		}
+		res.Rows += n
+		res.Files += files
+		if n > 0 {
+			c.r.Log(job.Debug, "cleanup batch deleted", map[string]any{"target": target, "batch": batch, "rows": n})
+		}
+		if n < int64(c.batch) {
+			return nil
+		}
+	}
+}
+
+func (c *cleaner) exec(ctx context.Context, q string, args ...any) (int64, error) {
+	r, err := c.db.ExecContext(ctx, q, args...)
+	if err != nil {
+		return 0, err
+	}
+	return r.RowsAffected()
+}
+
+// deleteTasks deletes one batch of old terminal tasks (their attempts, logs and
+// callbacks cascade) together with their results' rows, then the results' files.
+func (c *cleaner) deleteTasks(ctx context.Context, cutoff time.Time) (int64, int64, error) {
+	var doomed []result.Result
+	var n int64
+	err := c.tx(ctx, func(tx *sql.Tx) error {
+		keep := ""
+		if c.results == nil {
+			keep = ` AND NOT EXISTS (SELECT 1 FROM results WHERE results.task_id = tasks.id)`
+		}
+		rows, err := tx.QueryContext(ctx, `SELECT id FROM tasks
+			WHERE status IN `+terminal+` AND COALESCE(completed_at, updated_at) < $1`+keep+`
+			ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED`, cutoff, c.batch)
+		if err != nil {
+			return err
+		}
+		ids, err := scanStrings(rows)
+		if err != nil || len(ids) == 0 {
+			return err
+		}
+		if c.results != nil {
+			if doomed, err = deleteResultRows(ctx, tx, `task_id = ANY($1)`, ids); err != nil {
+				return err
+			}
+		}
+		// The status is checked again: a row is never deleted unless terminal.
+		r, err := tx.ExecContext(ctx, `DELETE FROM tasks WHERE id = ANY($1) AND status IN `+terminal, ids)
+		if err != nil {
+			return err
+		}
+		n, err = r.RowsAffected()
+		return err
+	})
+	if err != nil {
+		return 0, 0, err
+	}
+	return n, c.removeFiles(ctx, doomed), nil
+}
+
+// deleteResults deletes one batch of expired or old results: rows in a
+// transaction, then their files.
+func (c *cleaner) deleteResults(ctx context.Context, cutoff time.Time) (int64, int64, error) {
+	var doomed []result.Result
+	err := c.tx(ctx, func(tx *sql.Tx) error {
+		var err error
+		doomed, err = deleteResultRows(ctx, tx, `id IN (SELECT id FROM results WHERE created_at < $1 OR expires_at <= $2
+			ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED)`, cutoff, c.now, c.batch)
+		return err
+	})
+	if err != nil {
+		return 0, 0, err
+	}
+	return int64(len(doomed)), c.removeFiles(ctx, doomed), nil
+}
+
+func deleteResultRows(ctx context.Context, tx *sql.Tx, where string, args ...any) ([]result.Result, error) {
+	rows, err := tx.QueryContext(ctx, `DELETE FROM results WHERE `+where+` RETURNING id, backend, key`, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []result.Result
+	for rows.Next() {
+		var r result.Result
+		if err := rows.Scan(&r.ID, &r.Backend, &r.Key); err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
+
+// removeFiles deletes result files whose rows are gone. A failure leaves an
+// orphaned file, logged, rather than a row without a file.
+func (c *cleaner) removeFiles(ctx context.Context, rs []result.Result) int64 {
+	var n int64
+	for _, r := range rs {
+		if err := c.results.DeleteFile(context.WithoutCancel(ctx), r); err != nil {
+			c.r.Log(job.Warn, "result file not removed", map[string]any{"result_id": r.ID, "error": err.Error()})
+			continue
+		}
+		n++
+	}
+	return n
+}
+
+func (c *cleaner) tx(ctx context.Context, f func(*sql.Tx) error) error {
+	tx, err := c.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	if err := f(tx); err != nil {
+		_ = tx.Rollback()
+		return err
+	}
+	return tx.Commit()
+}
+
+func scanStrings(rows *sql.Rows) ([]string, error) {
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var s string
+		if err := rows.Scan(&s); err != nil {
+			return nil, err
+		}
+		out = append(out, s)
+	}
+	return out, rows.Err()
+}
