@@ -189,14 +189,16 @@ func (s *Service) prepare(ctx context.Context, req CreateRequest) (store.Task, p
 	if !queue.ValidPriority(priority) {
 		errs = append(errs, tasks.FieldError{Field: "priority", Message: "must be critical, high, normal or low"})
 	}
-	now := time.Now().UTC()
+	// PostgreSQL keeps microseconds: truncating here makes the creation response
+	// and later reads (and list cursors) agree.
+	now := time.Now().UTC().Truncate(time.Microsecond)
 	scheduled := now
 	if req.ScheduledFor != nil {
 		switch {
 		case req.ScheduledFor.After(now.Add(MaxScheduleAhead)):
 			errs = append(errs, tasks.FieldError{Field: "scheduled_for", Message: "must be within a year"})
 		case req.ScheduledFor.After(now):
-			scheduled = req.ScheduledFor.UTC()
+			scheduled = req.ScheduledFor.UTC().Truncate(time.Microsecond)
 		}
 	}
 	policy := spec.Retry

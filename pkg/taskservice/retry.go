@@ -1,0 +1,78 @@
+package taskservice
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"google.golang.org/protobuf/encoding/protojson"
+	"gorm.io/gorm"
+
+	"github.com/taskforge/taskforge/pkg/auth"
+	"github.com/taskforge/taskforge/pkg/store"
+	"github.com/taskforge/taskforge/pkg/tasks"
+)
+
+// Retry runs a failed or cancelled task p may see again (manual intervention on
+// a dead letter): the row goes back to pending with retry_base = attempt (a
+// fresh retry budget; attempt numbers continue), cancel_requested cleared and
+// the error, result and timings of the last run cleared; the task is removed
+// from Asynq (its archived copy, or wherever it is) and enqueued again under the
+// same id. The row update and the Redis calls share a transaction: if Redis
+// refuses, the row keeps its state and ErrUnavailable is returned. Any other
+// state is ErrConflict. Operators may retry their own tasks, admins any.
+func (s *Service) Retry(ctx context.Context, p auth.Principal, id string) (store.Task, error) {
+	row, err := s.find(ctx, s.db, p, id)
+	if err != nil {
+		return row, err
+	}
+	spec, ok := tasks.LookupAny(row.Type)
+	if !ok {
+		return row, fmt.Errorf("taskservice: retry %s: %w %q", id, tasks.ErrUnknownType, row.Type)
+	}
+	if !p.CanCreate() || (spec.Permission == tasks.PermCreateAdmin && !p.IsAdmin()) {
+		return row, ErrForbidden
+	}
+	if row.Status != tasks.StatusFailed && row.Status != tasks.StatusCancelled {
+		return row, ErrConflict
+	}
+	msg := spec.NewParams()
+	if err := (protojson.UnmarshalOptions{DiscardUnknown: true}).Unmarshal(row.Params, msg); err != nil {
+		return row, fmt.Errorf("taskservice: retry %s: stored params: %w", id, err)
+	}
+
+	var updated store.Task
+	err = s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		var rows []store.Task
+		err := tx.Raw(`
+UPDATE tasks SET status = 'pending', retry_base = attempt, cancel_requested = false, error = NULL,
+       next_retry_at = NULL, completed_at = NULL, result = NULL, result_url = NULL, duration_ms = NULL,
+       progress = 0, current_step = '', worker_id = '', updated_at = now()
+WHERE id = ? AND status IN ? RETURNING *`, row.ID, []string{tasks.StatusFailed, tasks.StatusCancelled}).Scan(&rows).Error
+		if err != nil {
+			return translate("retry task "+id, err)
+		}
+		if len(rows) == 0 {
+			return ErrConflict
+		}
+		updated = rows[0]
+		if err := s.inspector.DeleteTask(updated.Priority, updated.ID); err != nil && !isRedisMissing(err) {
+			if strings.Contains(err.Error(), "active state") {
+				// A previous delivery still runs; enqueueing now would
+				// conflict with it.
+				return ErrConflict
+			}
+			return fmt.Errorf("%w: redis: delete task %s: %v", ErrUnavailable, updated.ID, err)
+		}
+		return s.enqueue(ctx, &updated, spec, msg)
+	})
+	if err != nil {
+		if errors.Is(err, ErrConflict) || errors.Is(err, ErrUnavailable) || errors.Is(err, ErrNotFound) {
+			return store.Task{}, err
+		}
+		return store.Task{}, fmt.Errorf("taskservice: retry %s: %w", id, err)
+	}
+	updated.Params = RedactParams(updated.Type, updated.Params)
+	return updated, nil
+}

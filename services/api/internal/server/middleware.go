@@ -1,0 +1,195 @@
+package server
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/labstack/echo/v4"
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+
+	"github.com/taskforge/taskforge/pkg/auth"
+	"github.com/taskforge/taskforge/pkg/logging"
+	"github.com/taskforge/taskforge/pkg/store"
+	"github.com/taskforge/taskforge/pkg/taskservice"
+)
+
+// HeaderRequestID carries the request id in and out.
+const HeaderRequestID = "X-Request-ID"
+
+const ctxRequestID = "request_id"
+
+// httpMetrics are the API's request metrics.
+type httpMetrics struct {
+	requests *prometheus.CounterVec
+	duration *prometheus.HistogramVec
+}
+
+func newHTTPMetrics(reg prometheus.Registerer) (*httpMetrics, error) {
+	m := &httpMetrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "taskforge_api_requests_total", Help: "HTTP requests by method, route and status code.",
+		}, []string{"method", "route", "code"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "taskforge_api_request_duration_seconds", Help: "HTTP request latency by method and route.",
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
+		}, []string{"method", "route"}),
+	}
+	for _, c := range []prometheus.Collector{m.requests, m.duration} {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("server: register metrics: %w", err)
+		}
+	}
+	return m, nil
+}
+
+// observe gives each request an id (X-Request-ID, echoed), turns panics into a
+// logged 500 without details, handles the error and logs one line per request
+// (never bodies or the Authorization header) and records the metrics.
+func (s *Server) observe(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) (err error) {
+		start := time.Now()
+		rid := c.Request().Header.Get(HeaderRequestID)
+		if !validRequestID(rid) {
+			rid = newRequestID()
+		}
+		c.Set(ctxRequestID, rid)
+		c.Response().Header().Set(HeaderRequestID, rid)
+		defer func() {
+			if r := recover(); r != nil {
+				err = fmt.Errorf("panic: %v", r)
+				if rerr, ok := r.(error); ok && errors.Is(rerr, http.ErrAbortHandler) {
+					panic(r)
+				}
+			}
+			if err != nil {
+				c.Error(err)
+				err = nil
+			}
+			route := c.Path()
+			if route == "" {
+				route = "unmatched"
+			}
+			status := c.Response().Status
+			elapsed := time.Since(start)
+			s.metrics.requests.WithLabelValues(c.Request().Method, route, strconv.Itoa(status)).Inc()
+			s.metrics.duration.WithLabelValues(c.Request().Method, route).Observe(elapsed.Seconds())
+			fields := []zap.Field{
+				logging.RequestID(rid), zap.String("method", c.Request().Method), zap.String("route", route),
+				zap.String("path", c.Request().URL.Path), zap.Int("status", status), zap.Duration("duration", elapsed),
+				zap.Int64("bytes_out", c.Response().Size),
+			}
+			if p, ok := auth.FromContext(c.Request().Context()); ok {
+				fields = append(fields, zap.String("principal", p.ID))
+			}
+			if ce := s.log.Check(zap.InfoLevel, "request"); ce != nil {
+				ce.Write(fields...)
+			}
+		}()
+		return next(c)
+	}
+}
+
+func validRequestID(id string) bool {
+	if id == "" || len(id) > 64 {
+		return false
+	}
+	for _, r := range id {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.') {
+			return false
+		}
+	}
+	return true
+}
+
+func newRequestID() string {
+	b := make([]byte, 12)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+func requestID(c echo.Context) string {
+	id, _ := c.Get(ctxRequestID).(string)
+	return id
+}
+
+// limitBody refuses bodies over the limit: at once when Content-Length says so,
+// else when reading passes it (*http.MaxBytesError, mapped to 413).
+func (s *Server) limitBody(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		r := c.Request()
+		if r.ContentLength > s.limit {
+			return newError(http.StatusRequestEntityTooLarge, "payload-too-large",
+				fmt.Sprintf("the body exceeds %d bytes", s.limit))
+		}
+		if r.Body != nil && r.Body != http.NoBody {
+			r.Body = http.MaxBytesReader(c.Response(), r.Body, s.limit)
+		}
+		return next(c)
+	}
+}
+
+// authenticate requires a valid bearer token and puts the principal in the
+// request's context.
+func (s *Server) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		scheme, token, ok := strings.Cut(c.Request().Header.Get(echo.HeaderAuthorization), " ")
+		token = strings.TrimSpace(token)
+		if !ok || !strings.EqualFold(scheme, "Bearer") || token == "" {
+			return errUnauthenticated
+		}
+		ctx := c.Request().Context()
+		p, err := s.auth.Authenticate(ctx, token)
+		switch {
+		case err == nil && p.Role.Valid():
+		case errors.Is(err, taskservice.ErrUnavailable), errors.Is(err, store.ErrUnavailable):
+			return err
+		case err == nil, errors.Is(err, auth.ErrUnauthenticated):
+			return errUnauthenticated
+		default:
+			s.log.Warn("authentication failed", logging.RequestID(requestID(c)), zap.Error(err))
+			return errUnauthenticated
+		}
+		c.SetRequest(c.Request().WithContext(auth.WithPrincipal(ctx, p)))
+		return next(c)
+	}
+}
+
+// requireAdmin lets admins through and answers 403 to everyone else.
+func requireAdmin(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		if !principal(c).IsAdmin() {
+			return errForbidden
+		}
+		return next(c)
+	}
+}
+
+// principal is the authenticated caller; routes without authenticate get the
+// zero Principal, which may do nothing.
+func principal(c echo.Context) auth.Principal {
+	p, _ := auth.FromContext(c.Request().Context())
+	return p
+}
+
+// jsonEncoder writes compact JSON without HTML escaping.
+func jsonEncoder(w io.Writer) *json.Encoder {
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	return enc
+}
+
+// writeJSON answers status with v as JSON.
+func writeJSON(c echo.Context, status int, v any) error {
+	c.Response().Header().Set(echo.HeaderContentType, echo.MIMEApplicationJSON)
+	c.Response().WriteHeader(status)
+	return jsonEncoder(c.Response()).Encode(v)
+}

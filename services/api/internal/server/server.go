@@ -1,0 +1,113 @@
+// Package server is the API's HTTP layer: Echo routes for tasks, the task type
+// registry, queues, statistics, health and metrics; authentication and role
+// checks; problem+json errors. The task logic lives in pkg/taskservice.
+package server
+
+import (
+	"errors"
+	"net/http"
+
+	"github.com/labstack/echo/v4"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.uber.org/zap"
+
+	"github.com/taskforge/taskforge/pkg/auth"
+	"github.com/taskforge/taskforge/pkg/health"
+	"github.com/taskforge/taskforge/pkg/taskservice"
+)
+
+// DefaultBodyLimit is the largest request body accepted when Options.BodyLimit
+// is zero.
+const DefaultBodyLimit = 1 << 20
+
+// Options are what the server needs.
+type Options struct {
+	// Tasks creates, reads, cancels and retries tasks.
+	Tasks *taskservice.Service
+	// Auth turns bearer tokens into principals.
+	Auth auth.Authenticator
+	// Checker answers /readyz.
+	Checker *health.Checker
+	// Registry receives the HTTP metrics and is served at /metrics. If nil, a
+	// fresh registry is used.
+	Registry *prometheus.Registry
+	// Log receives request and error logs.
+	Log *zap.Logger
+	// OpenAPI is the OpenAPI document served at /api/v1/openapi.yaml.
+	OpenAPI []byte
+	// BodyLimit is the largest request body, in bytes. If zero, 1 MiB.
+	BodyLimit int64
+}
+
+// Server is the API's http.Handler.
+type Server struct {
+	echo    *echo.Echo
+	tasks   *taskservice.Service
+	auth    auth.Authenticator
+	checker *health.Checker
+	reg     *prometheus.Registry
+	log     *zap.Logger
+	openapi []byte
+	limit   int64
+	metrics *httpMetrics
+}
+
+// New builds the server and registers its routes.
+func New(o Options) (*Server, error) {
+	if o.Tasks == nil || o.Auth == nil || o.Checker == nil || o.Log == nil || len(o.OpenAPI) == 0 {
+		return nil, errors.New("server: missing dependency")
+	}
+	if o.Registry == nil {
+		o.Registry = prometheus.NewRegistry()
+	}
+	if o.BodyLimit <= 0 {
+		o.BodyLimit = DefaultBodyLimit
+	}
+	m, err := newHTTPMetrics(o.Registry)
+	if err != nil {
+		return nil, err
+	}
+	e := echo.New()
+	e.HideBanner, e.HidePort = true, true
+	s := &Server{echo: e, tasks: o.Tasks, auth: o.Auth, checker: o.Checker, reg: o.Registry, log: o.Log,
+		openapi: o.OpenAPI, limit: o.BodyLimit, metrics: m}
+	e.HTTPErrorHandler = s.handleError
+	e.Use(s.observe, s.limitBody)
+	s.routes()
+	return s, nil
+}
+
+// ServeHTTP implements http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.echo.ServeHTTP(w, r) }
+
+// Routes lists the registered routes (method and Echo path), for the test that
+// holds them to the OpenAPI document.
+func (s *Server) Routes() []*echo.Route { return s.echo.Routes() }
+
+// routes registers every route. Each one is also in openapi.yaml; a test holds
+// the two together. Authenticated routes take s.authenticate; role checks are
+// in the handlers (or requireAdmin).
+func (s *Server) routes() {
+	e := s.echo
+	authed := s.authenticate
+
+	// Health: open to probes.
+	e.GET("/healthz", echo.WrapHandler(http.HandlerFunc(health.Healthz)))
+	e.GET("/readyz", echo.WrapHandler(http.HandlerFunc(s.checker.Readyz)))
+	e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{})), authed, requireAdmin)
+
+	v1 := e.Group("/api/v1")
+	// Tasks.
+	v1.POST("/tasks", s.createTask, authed)
+	v1.GET("/tasks", s.listTasks, authed)
+	v1.GET("/tasks/:task_id", s.getTask, authed)
+	v1.DELETE("/tasks/:task_id", s.cancelTask, authed)
+	v1.GET("/tasks/:task_id/logs", s.taskLogs, authed)
+	v1.POST("/tasks/:task_id/retry", s.retryTask, authed)
+	// Registry, monitoring and the contract.
+	v1.GET("/task-types", s.taskTypes, authed)
+	v1.GET("/queues", s.queues, authed)
+	v1.GET("/stats", s.stats, authed)
+	v1.GET("/openapi.yaml", s.openAPI, authed)
+}

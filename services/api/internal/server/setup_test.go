@@ -1,0 +1,272 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/getkin/kin-openapi/openapi3"
+	"github.com/getkin/kin-openapi/openapi3filter"
+	"github.com/getkin/kin-openapi/routers"
+	"github.com/getkin/kin-openapi/routers/gorillamux"
+	"github.com/hibiken/asynq"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/zap"
+	"gorm.io/gorm"
+
+	"github.com/taskforge/taskforge/pkg/auth"
+	"github.com/taskforge/taskforge/pkg/health"
+	"github.com/taskforge/taskforge/pkg/queue"
+	"github.com/taskforge/taskforge/pkg/store"
+	"github.com/taskforge/taskforge/pkg/taskservice"
+	"github.com/taskforge/taskforge/pkg/testenv"
+	"github.com/taskforge/taskforge/services/api/client"
+)
+
+// The callers of the tests, one per role (two operators to test ownership).
+const (
+	tokAdmin  = "tok-admin"
+	tokOp     = "tok-operator"
+	tokOp2    = "tok-operator-2"
+	tokViewer = "tok-viewer"
+)
+
+var principals = auth.StaticTokens{
+	tokAdmin:  {ID: "key_admin", Name: "admin", Role: auth.Admin},
+	tokOp:     {ID: "key_op", Name: "operator", Role: auth.Operator},
+	tokOp2:    {ID: "key_op2", Name: "operator 2", Role: auth.Operator},
+	tokViewer: {ID: "key_viewer", Name: "viewer", Role: auth.Viewer},
+}
+
+// openapiDoc is the document the server is held to.
+func openapiDoc(t testing.TB) []byte {
+	t.Helper()
+	b, err := os.ReadFile("../../openapi.yaml")
+	require.NoError(t, err)
+	return b
+}
+
+var (
+	docOnce   sync.Once
+	docRouter routers.Router
+	docModel  *openapi3.T
+	docErr    error
+)
+
+// contract loads and validates openapi.yaml once per test binary.
+func contract(t testing.TB) (*openapi3.T, routers.Router) {
+	t.Helper()
+	docOnce.Do(func() {
+		b, err := os.ReadFile("../../openapi.yaml")
+		if err != nil {
+			docErr = err
+			return
+		}
+		loader := openapi3.NewLoader()
+		doc, err := loader.LoadFromData(b)
+		if err != nil {
+			docErr = err
+			return
+		}
+		if docErr = doc.Validate(context.Background()); docErr != nil {
+			return
+		}
+		// Match any host: the tests' servers listen on random ports.
+		doc.Servers = nil
+		docModel = doc
+		docRouter, docErr = gorillamux.NewRouter(doc)
+	})
+	require.NoError(t, docErr, "openapi.yaml")
+	return docModel, docRouter
+}
+
+// validating checks every response against openapi.yaml: its status must be
+// declared for the route, its content type and body must match the schema. A
+// request outside the document must get a problem+json 404 or 405.
+type validating struct {
+	t      testing.TB
+	router routers.Router
+	next   http.RoundTripper
+}
+
+func (v validating) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := v.next.RoundTrip(req)
+	if err != nil {
+		return resp, err
+	}
+	body, err := io.ReadAll(resp.Body)
+	_ = resp.Body.Close()
+	if err != nil {
+		return nil, err
+	}
+	resp.Body = io.NopCloser(bytes.NewReader(body))
+	route, params, err := v.router.FindRoute(req)
+	if err != nil {
+		if resp.StatusCode != http.StatusNotFound && resp.StatusCode != http.StatusMethodNotAllowed {
+			v.t.Errorf("%s %s is not in openapi.yaml but answered %d", req.Method, req.URL.Path, resp.StatusCode)
+		}
+		if ct := resp.Header.Get("Content-Type"); ct != "application/problem+json" {
+			v.t.Errorf("%s %s: %d with content type %q, want application/problem+json", req.Method, req.URL.Path, resp.StatusCode, ct)
+		}
+		return resp, nil
+	}
+	opts := &openapi3filter.Options{IncludeResponseStatus: true, ExcludeRequestBody: true, MultiError: true}
+	in := &openapi3filter.ResponseValidationInput{
+		RequestValidationInput: &openapi3filter.RequestValidationInput{Request: req, PathParams: params, Route: route, Options: opts},
+		Status:                 resp.StatusCode, Header: resp.Header, Body: io.NopCloser(bytes.NewReader(body)), Options: opts,
+	}
+	if err := openapi3filter.ValidateResponse(req.Context(), in); err != nil {
+		v.t.Errorf("%s %s answered %d, which breaks openapi.yaml: %v\nbody: %s", req.Method, req.URL.Path, resp.StatusCode, err, truncate(body))
+	}
+	if resp.StatusCode >= 400 && resp.Header.Get("Content-Type") != "application/problem+json" && route.Path != "/readyz" {
+		v.t.Errorf("%s %s: %d is not problem+json", req.Method, req.URL.Path, resp.StatusCode)
+	}
+	return resp, nil
+}
+
+func truncate(b []byte) string {
+	if len(b) > 2000 {
+		return string(b[:2000]) + "…"
+	}
+	return string(b)
+}
+
+// testBundle is a running API against the test's own PostgreSQL database and
+// Redis database.
+type testBundle struct {
+	srv       *Server
+	http      *httptest.Server
+	svc       *taskservice.Service
+	pg        testenv.Postgres
+	rd        testenv.Redis
+	inspector *asynq.Inspector
+	reg       *prometheus.Registry
+}
+
+type setupOptions struct {
+	db       *gorm.DB
+	redisOpt asynq.RedisConnOpt
+}
+
+func setup(t *testing.T) testBundle {
+	return setupWith(t, setupOptions{})
+}
+
+func setupWith(t *testing.T, o setupOptions) testBundle {
+	t.Helper()
+	contract(t)
+	pg := testenv.NewPostgres(t)
+	rd := testenv.NewRedis(t)
+	db := pg.DB
+	if o.db != nil {
+		db = o.db
+	}
+	var opt asynq.RedisConnOpt = rd.Opt()
+	if o.redisOpt != nil {
+		opt = o.redisOpt
+	}
+	ac, insp := asynq.NewClient(opt), asynq.NewInspector(opt)
+	t.Cleanup(func() { _ = ac.Close(); _ = insp.Close() })
+	svc, err := taskservice.New(db, ac, insp, zap.NewNop(), taskservice.Options{})
+	require.NoError(t, err)
+	t.Cleanup(svc.Close)
+	rc := queue.Client(opt)
+	t.Cleanup(func() { _ = rc.Close() })
+	reg := prometheus.NewRegistry()
+	checker := health.NewChecker(map[string]health.Check{
+		"postgres": func(ctx context.Context) error { return store.Ping(ctx, db) },
+		"redis":    func(ctx context.Context) error { return queue.Ping(ctx, rc) },
+	}, reg)
+	srv, err := New(Options{Tasks: svc, Auth: principals, Checker: checker, Registry: reg, Log: zap.NewNop(),
+		OpenAPI: openapiDoc(t)})
+	require.NoError(t, err)
+	hs := httptest.NewServer(srv)
+	t.Cleanup(hs.Close)
+	return testBundle{srv: srv, http: hs, svc: svc, pg: pg, rd: rd, inspector: insp, reg: reg}
+}
+
+// client returns the generated client for a token ("" sends none); every
+// response it receives is validated against openapi.yaml.
+func (b testBundle) client(t testing.TB, token string) *client.ClientWithResponses {
+	t.Helper()
+	_, router := contract(t)
+	hc := &http.Client{Transport: validating{t: t, router: router, next: http.DefaultTransport}}
+	opts := []client.ClientOption{client.WithHTTPClient(hc)}
+	if token != "" {
+		opts = append(opts, client.WithRequestEditorFn(func(_ context.Context, r *http.Request) error {
+			r.Header.Set("Authorization", "Bearer "+token)
+			return nil
+		}))
+	}
+	c, err := client.NewClientWithResponses(b.http.URL, opts...)
+	require.NoError(t, err)
+	return c
+}
+
+// raw sends a request outside the generated client (wrong methods, odd
+// headers), still validated against openapi.yaml.
+func (b testBundle) raw(t testing.TB, method, path, token string, body io.Reader, header map[string]string) *http.Response {
+	t.Helper()
+	_, router := contract(t)
+	req, err := http.NewRequest(method, b.http.URL+path, body)
+	require.NoError(t, err)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	for k, v := range header {
+		req.Header.Set(k, v)
+	}
+	resp, err := (&http.Client{Transport: validating{t: t, router: router, next: http.DefaultTransport}}).Do(req)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = resp.Body.Close() })
+	return resp
+}
+
+func ptr[T any](v T) *T { return &v }
+
+// fields lists the field names of a problem's errors.
+func fields(p *client.Problem) []string {
+	if p == nil || p.Errors == nil {
+		return nil
+	}
+	out := make([]string, 0, len(*p.Errors))
+	for _, e := range *p.Errors {
+		out = append(out, e.Field)
+	}
+	return out
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s || strings.HasPrefix(x, s) {
+			return true
+		}
+	}
+	return false
+}
+
+// nonNilService is a task service whose dependencies are never reached (for
+// tests that only inspect the router).
+func nonNilService(t *testing.T) *taskservice.Service {
+	t.Helper()
+	db, err := store.Open(store.Options{URL: "postgres://none@127.0.0.1:1/none?sslmode=disable"})
+	require.NoError(t, err)
+	down := asynq.RedisClientOpt{Addr: "127.0.0.1:1"}
+	ac, insp := asynq.NewClient(down), asynq.NewInspector(down)
+	t.Cleanup(func() { _ = ac.Close(); _ = insp.Close() })
+	svc, err := taskservice.New(db, ac, insp, zap.NewNop(), taskservice.Options{})
+	require.NoError(t, err)
+	t.Cleanup(svc.Close)
+	return svc
+}
+
+func nonNilChecker() *health.Checker { return health.NewChecker(map[string]health.Check{}, nil) }
+
+func nopLog() *zap.Logger { return zap.NewNop() }

@@ -1,0 +1,299 @@
+package server
+
+import (
+	"encoding/json"
+	"errors"
+	"io"
+	"mime"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/taskforge/taskforge/pkg/auth"
+	"github.com/taskforge/taskforge/pkg/tasks"
+	"github.com/taskforge/taskforge/pkg/taskservice"
+)
+
+// HeaderIdempotencyKey carries an idempotency key; it may also come in the
+// body's idempotency_key field. If both are given they must be equal (else 400).
+const HeaderIdempotencyKey = "Idempotency-Key"
+
+// createTask handles POST /api/v1/tasks.
+func (s *Server) createTask(c echo.Context) error {
+	p := principal(c)
+	if !p.CanCreate() {
+		return errForbidden
+	}
+	if !isJSON(c.Request().Header.Get(echo.HeaderContentType)) {
+		return newError(http.StatusUnsupportedMediaType, "unsupported-media-type", "the body must be application/json")
+	}
+	body, err := io.ReadAll(c.Request().Body)
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return err
+		}
+		return badRequest("body", "could not be read")
+	}
+	req, err := parseCreate(body)
+	if err != nil {
+		return err
+	}
+	if h := c.Request().Header.Get(HeaderIdempotencyKey); h != "" {
+		if req.IdempotencyKey != "" && req.IdempotencyKey != h {
+			return badRequest("idempotency_key", "differs from the Idempotency-Key header")
+		}
+		req.IdempotencyKey = h
+	}
+	if spec, ok := tasks.Lookup(req.Type); ok && !mayCreate(p, spec) {
+		return newError(http.StatusForbidden, "forbidden", "only admins may create "+string(spec.Category)+" tasks")
+	}
+	req.CreatedBy = p.ID
+	created, err := s.tasks.Create(c.Request().Context(), req)
+	if err != nil {
+		return err
+	}
+	status := http.StatusCreated
+	if created.Existing {
+		status = http.StatusOK
+		c.Response().Header().Set("Idempotent-Replayed", "true")
+	}
+	c.Response().Header().Set(echo.HeaderLocation, "/api/v1/tasks/"+created.Task.ID)
+	return writeJSON(c, status, createdView(created.Task))
+}
+
+// mayCreate reports whether p holds the type's creation permission: tasks:create
+// for operators and admins, tasks:create:admin for admins.
+func mayCreate(p auth.Principal, spec tasks.Spec) bool {
+	if spec.Permission == tasks.PermCreateAdmin {
+		return p.IsAdmin()
+	}
+	return p.CanCreate()
+}
+
+func isJSON(contentType string) bool {
+	mt, _, err := mime.ParseMediaType(contentType)
+	return err == nil && mt == echo.MIMEApplicationJSON
+}
+
+// parseCreate decodes the creation body field by field, so that every wrong
+// field is named: malformed JSON → 400; unknown fields and wrong types → 422.
+func parseCreate(body []byte) (taskservice.CreateRequest, error) {
+	var req taskservice.CreateRequest
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(body, &fields); err != nil {
+		var ute *json.UnmarshalTypeError
+		if errors.As(err, &ute) {
+			return req, badRequest("body", "must be a JSON object")
+		}
+		return req, badRequest("body", "is not valid JSON")
+	}
+	if fields == nil {
+		return req, badRequest("body", "must be a JSON object")
+	}
+	var errs []tasks.FieldError
+	bad := func(field, msg string) { errs = append(errs, tasks.FieldError{Field: field, Message: msg}) }
+	var policy json.RawMessage
+	for name, raw := range fields {
+		switch name {
+		case "type":
+			if json.Unmarshal(raw, &req.Type) != nil {
+				bad(name, "must be a string")
+			}
+		case "params":
+			req.Params = raw
+		case "priority":
+			if json.Unmarshal(raw, &req.Priority) != nil {
+				bad(name, "must be a string")
+			}
+		case "scheduled_for":
+			var s string
+			if json.Unmarshal(raw, &s) != nil {
+				bad(name, "must be an RFC 3339 time")
+				continue
+			}
+			t, err := time.Parse(time.RFC3339Nano, s)
+			if err != nil {
+				bad(name, "must be an RFC 3339 time")
+				continue
+			}
+			req.ScheduledFor = &t
+		case "retry_policy":
+			policy = raw
+		case "timeout_seconds":
+			var n int
+			if json.Unmarshal(raw, &n) != nil {
+				bad(name, "must be an integer")
+				continue
+			}
+			req.TimeoutSeconds = &n
+		case "callback_url":
+			if json.Unmarshal(raw, &req.CallbackURL) != nil {
+				bad(name, "must be a string")
+			}
+		case "idempotency_key":
+			if json.Unmarshal(raw, &req.IdempotencyKey) != nil {
+				bad(name, "must be a string")
+			}
+		default:
+			bad(name, "unknown field")
+		}
+	}
+	if policy != nil && string(policy) != "null" {
+		base := tasks.DefaultRetry
+		if spec, ok := tasks.Lookup(req.Type); ok {
+			base = spec.Retry
+		}
+		p, perrs := parsePolicy(policy, base)
+		errs = append(errs, perrs...)
+		req.RetryPolicy = &p
+	}
+	if len(errs) > 0 {
+		return req, &tasks.ValidationError{Errors: sortFields(errs)}
+	}
+	return req, nil
+}
+
+// parsePolicy overlays the given retry policy fields on base.
+func parsePolicy(raw json.RawMessage, base tasks.RetryPolicy) (tasks.RetryPolicy, []tasks.FieldError) {
+	var fields map[string]json.RawMessage
+	if json.Unmarshal(raw, &fields) != nil {
+		return base, []tasks.FieldError{{Field: "retry_policy", Message: "must be an object"}}
+	}
+	var errs []tasks.FieldError
+	for name, v := range fields {
+		var target any
+		switch name {
+		case "max_retries":
+			target = &base.MaxRetries
+		case "retry_delay":
+			target = &base.RetryDelay
+		case "max_retry_delay":
+			target = &base.MaxRetryDelay
+		case "exponential_backoff":
+			if json.Unmarshal(v, &base.ExponentialBackoff) != nil {
+				errs = append(errs, tasks.FieldError{Field: "retry_policy." + name, Message: "must be a boolean"})
+			}
+			continue
+		default:
+			errs = append(errs, tasks.FieldError{Field: "retry_policy." + name, Message: "unknown field"})
+			continue
+		}
+		if json.Unmarshal(v, target) != nil {
+			errs = append(errs, tasks.FieldError{Field: "retry_policy." + name, Message: "must be an integer"})
+		}
+	}
+	return base, errs
+}
+
+func sortFields(errs []tasks.FieldError) []tasks.FieldError {
+	for i := 1; i < len(errs); i++ {
+		for j := i; j > 0 && errs[j].Field < errs[j-1].Field; j-- {
+			errs[j], errs[j-1] = errs[j-1], errs[j]
+		}
+	}
+	return errs
+}
+
+// listTasks handles GET /api/v1/tasks.
+func (s *Server) listTasks(c echo.Context) error {
+	q := c.QueryParams()
+	lq := taskservice.ListQuery{Type: q.Get("type"), Priority: q.Get("priority"), Sort: q.Get("sort"), Cursor: q.Get("cursor")}
+	if v := q.Get("status"); v != "" {
+		lq.Statuses = strings.Split(v, ",")
+	}
+	var err error
+	if lq.CreatedAfter, err = queryTime(q.Get("created_after"), "created_after"); err != nil {
+		return err
+	}
+	if lq.CreatedBefore, err = queryTime(q.Get("created_before"), "created_before"); err != nil {
+		return err
+	}
+	if lq.Limit, err = queryLimit(q.Get("limit"), taskservice.DefaultListLimit); err != nil {
+		return err
+	}
+	page, err := s.tasks.List(c.Request().Context(), principal(c), lq)
+	if err != nil {
+		return err
+	}
+	return writeJSON(c, http.StatusOK, listView(page))
+}
+
+func queryTime(v, field string) (*time.Time, error) {
+	if v == "" {
+		return nil, nil
+	}
+	t, err := time.Parse(time.RFC3339Nano, v)
+	if err != nil {
+		return nil, badRequest(field, "must be an RFC 3339 time")
+	}
+	return &t, nil
+}
+
+func queryLimit(v string, def int) (int, error) {
+	if v == "" {
+		return def, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 || n > taskservice.MaxListLimit {
+		return 0, badRequest("limit", "must be an integer between 1 and 500")
+	}
+	return n, nil
+}
+
+// getTask handles GET /api/v1/tasks/{task_id}.
+func (s *Server) getTask(c echo.Context) error {
+	t, err := s.tasks.Get(c.Request().Context(), principal(c), c.Param("task_id"))
+	if err != nil {
+		return err
+	}
+	return writeJSON(c, http.StatusOK, taskDetails(t))
+}
+
+// cancelTask handles DELETE /api/v1/tasks/{task_id}: 200 when cancelled, 202
+// when the running task was told to stop.
+func (s *Server) cancelTask(c echo.Context) error {
+	r, err := s.tasks.Cancel(c.Request().Context(), principal(c), c.Param("task_id"))
+	if err != nil {
+		return err
+	}
+	status := http.StatusOK
+	if r.Requested {
+		status = http.StatusAccepted
+	}
+	return writeJSON(c, status, taskDetails(r.Task))
+}
+
+// retryTask handles POST /api/v1/tasks/{task_id}/retry.
+func (s *Server) retryTask(c echo.Context) error {
+	t, err := s.tasks.Retry(c.Request().Context(), principal(c), c.Param("task_id"))
+	if err != nil {
+		return err
+	}
+	return writeJSON(c, http.StatusOK, taskDetails(t))
+}
+
+// taskLogs handles GET /api/v1/tasks/{task_id}/logs.
+func (s *Server) taskLogs(c echo.Context) error {
+	q := c.QueryParams()
+	lq := taskservice.LogQuery{Level: q.Get("level"), Cursor: q.Get("cursor")}
+	if v := q.Get("attempt"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			return badRequest("attempt", "must be a non-negative integer")
+		}
+		lq.Attempt = &n
+	}
+	var err error
+	if lq.Limit, err = queryLimit(q.Get("limit"), taskservice.DefaultLogLimit); err != nil {
+		return err
+	}
+	logs, err := s.tasks.Logs(c.Request().Context(), principal(c), c.Param("task_id"), lq)
+	if err != nil {
+		return err
+	}
+	return writeJSON(c, http.StatusOK, logsView(logs))
+}

@@ -1,0 +1,220 @@
+// Command api is Taskforge's REST API: tasks, the task type registry, queues and
+// statistics under /api/v1, with /healthz, /readyz and /metrics.
+//
+// Usage:
+//
+//	api [--config file] [serve]     serve the API (the default)
+//	api [--config file] migrate up  apply pending database migrations
+//	api [--config file] migrate status
+package main
+
+import (
+	"context"
+	_ "embed"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"sort"
+	"syscall"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"go.uber.org/zap"
+
+	"github.com/taskforge/taskforge/pkg/auth"
+	"github.com/taskforge/taskforge/pkg/boot"
+	"github.com/taskforge/taskforge/pkg/config"
+	"github.com/taskforge/taskforge/pkg/egress"
+	"github.com/taskforge/taskforge/pkg/queue"
+	"github.com/taskforge/taskforge/pkg/store"
+	"github.com/taskforge/taskforge/pkg/taskservice"
+	"github.com/taskforge/taskforge/services/api/internal/server"
+)
+
+// openapiDoc is the API's contract, served at /api/v1/openapi.yaml.
+//
+//go:embed openapi.yaml
+var openapiDoc []byte
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "api:", err)
+		stop()
+		os.Exit(1)
+	}
+}
+
+// run reads the configuration and runs the subcommand (serve by default).
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	flags, err := boot.ParseFlags("api", args, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	cfg, err := boot.Config(flags)
+	if err != nil {
+		return err
+	}
+	if flags.PrintConfig {
+		_, err := fmt.Fprint(stdout, cfg.String())
+		return err
+	}
+	log, err := boot.Logger("api", cfg)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = log.Sync() }()
+
+	cmd, rest := "serve", []string(nil)
+	if len(flags.Args) > 0 {
+		cmd, rest = flags.Args[0], flags.Args[1:]
+	}
+	switch cmd {
+	case "serve":
+		return serve(ctx, cfg, log)
+	case "migrate":
+		return migrate(ctx, cfg, rest, stdout)
+	default:
+		return fmt.Errorf("unknown command %q: want serve, migrate up or migrate status", cmd)
+	}
+}
+
+// migrate runs "migrate up" or "migrate status".
+func migrate(ctx context.Context, cfg config.Config, args []string, stdout io.Writer) error {
+	deps, err := boot.Open(cfg)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = deps.Close() }()
+	sqlDB, err := deps.DB.DB()
+	if err != nil {
+		return err
+	}
+	sub := ""
+	if len(args) == 1 {
+		sub = args[0]
+	}
+	switch sub {
+	case "up":
+		if err := store.Migrate(ctx, sqlDB); err != nil {
+			return err
+		}
+		_, err := fmt.Fprintln(stdout, "migrations applied")
+		return err
+	case "status":
+		st, err := store.MigrationStatus(ctx, sqlDB)
+		if err != nil {
+			return err
+		}
+		versions := make([]int64, 0, len(st))
+		for v := range st {
+			versions = append(versions, v)
+		}
+		sort.Slice(versions, func(i, j int) bool { return versions[i] < versions[j] })
+		for _, v := range versions {
+			state := "pending"
+			if st[v] {
+				state = "applied"
+			}
+			if _, err := fmt.Fprintf(stdout, "%05d %s\n", v, state); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	return fmt.Errorf("usage: migrate up | migrate status")
+}
+
+// authenticator is how callers are recognised: the bootstrap admin key (if
+// configured). API keys and JWTs join here.
+func authenticator(cfg config.Config) auth.Authenticator {
+	tokens := auth.StaticTokens{}
+	if cfg.Auth.BootstrapAdminKey != "" {
+		tokens[cfg.Auth.BootstrapAdminKey] = auth.Principal{ID: "bootstrap-admin", Name: "bootstrap admin key", Role: auth.Admin}
+	}
+	return tokens
+}
+
+// serve runs the API until ctx ends, then drains within api.shutdown_timeout.
+func serve(ctx context.Context, cfg config.Config, log *zap.Logger) error {
+	// Dependencies: PostgreSQL, Redis, readiness and metrics.
+	deps, err := boot.Open(cfg)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = deps.Close() }()
+	if cfg.API.MigrateOnStart {
+		sqlDB, err := deps.DB.DB()
+		if err != nil {
+			return err
+		}
+		if err := store.Migrate(ctx, sqlDB); err != nil {
+			return err
+		}
+		log.Info("migrations applied")
+	}
+	if err := queue.Register(ctx, deps.RedisClient); err != nil {
+		log.Warn("queues not registered; Redis is unreachable for now", zap.Error(err))
+	}
+
+	// Business: the task service.
+	guard, err := egress.New(egress.Config{AllowCIDRs: cfg.Egress.AllowCIDRs})
+	if err != nil {
+		return err
+	}
+	client := asynq.NewClient(deps.RedisOpt)
+	defer func() { _ = client.Close() }()
+	inspector := asynq.NewInspector(deps.RedisOpt)
+	defer func() { _ = inspector.Close() }()
+	tasks, err := taskservice.New(deps.DB, client, inspector, log, taskservice.Options{CheckURL: guard.CheckURL})
+	if err != nil {
+		return err
+	}
+	defer tasks.Close()
+
+	// API.
+	handler, err := server.New(server.Options{
+		Tasks: tasks, Auth: authenticator(cfg), Checker: deps.Checker, Registry: deps.Registry, Log: log,
+		OpenAPI: openapiDoc, BodyLimit: cfg.API.BodyLimit,
+	})
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", cfg.API.Addr)
+	if err != nil {
+		return fmt.Errorf("api: listen %s: %w", cfg.API.Addr, err)
+	}
+	srv := &http.Server{
+		Handler: handler, ReadHeaderTimeout: min(cfg.API.ReadTimeout, 10*time.Second), ReadTimeout: cfg.API.ReadTimeout,
+		WriteTimeout: cfg.API.WriteTimeout, IdleTimeout: cfg.API.IdleTimeout,
+		ErrorLog: zap.NewStdLog(log.Named("http")),
+	}
+	log.Info("api listening", zap.String("addr", ln.Addr().String()))
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+
+	select {
+	case err := <-serveErr:
+		return fmt.Errorf("api: serve: %w", err)
+	case <-ctx.Done():
+	}
+
+	// Shutdown: stop accepting, finish open requests within the deadline.
+	log.Info("api shutting down", zap.Duration("timeout", cfg.API.ShutdownTimeout))
+	sctx, cancel := context.WithTimeout(context.Background(), cfg.API.ShutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		return fmt.Errorf("api: shutdown: %w", err)
+	}
+	log.Info("api stopped")
+	return nil
+}
