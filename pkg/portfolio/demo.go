@@ -108,6 +108,12 @@ type Summary struct {
 	Changed int64
 }
 
+// String describes the load in one line.
+func (s Summary) String() string {
+	return fmt.Sprintf("demo data: %d assets, %d benchmarks, %d portfolios, %d holdings, %d prices from %s to %s; %d rows changed",
+		s.Assets, s.Benchmarks, s.Portfolios, s.Holdings, s.Prices, s.From.Format(time.DateOnly), s.To.Format(time.DateOnly), s.Changed)
+}
+
 // SeedDemo loads the demo data set with a year of daily prices up to today
 // (UTC) from provider. Running it again changes nothing.
 func SeedDemo(ctx context.Context, db *gorm.DB, provider price.Provider) (Summary, error) {

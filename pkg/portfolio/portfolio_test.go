@@ -17,6 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"gorm.io/gorm"
 
+	"github.com/taskforge/taskforge/pkg/config"
 	"github.com/taskforge/taskforge/pkg/egress"
 	"github.com/taskforge/taskforge/pkg/job"
 	"github.com/taskforge/taskforge/pkg/portfolio"
@@ -675,6 +676,33 @@ func TestStooqProvider(t *testing.T) {
 		&taskpb.RefreshAllPricesParams{Symbols: []string{"AAPL"}})
 	require.ErrorIs(t, err, portfolio.ErrAllSymbolsFailed)
 	require.True(t, errors.Is(err, egress.ErrBlocked), "%v", err)
+}
+
+func TestProviderFromConfig(t *testing.T) {
+	t.Parallel()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		fmt.Fprint(w, "Date,Open,High,Low,Close,Volume\n2026-11-26,1,2,1,1.5,10\n")
+	}))
+	t.Cleanup(srv.Close)
+	ctx := context.Background()
+	day := time.Date(2026, 11, 26, 0, 0, 0, 0, time.UTC)
+
+	p, err := portfolio.ProviderFromConfig(config.PricesConfig{Provider: "stooq", StooqBaseURL: srv.URL},
+		config.EgressConfig{AllowCIDRs: []string{"127.0.0.1/32"}})
+	require.NoError(t, err)
+	bars, err := p.Bars(ctx, "aapl.us", day, day)
+	require.NoError(t, err)
+	require.Equal(t, []price.Bar{{Date: day, Open: 1, High: 2, Low: 1, Close: 1.5, Volume: 10}}, bars)
+
+	// The egress guard is in the path: loopback is refused unless allowed.
+	p, err = portfolio.ProviderFromConfig(config.PricesConfig{Provider: "Stooq", StooqBaseURL: srv.URL}, config.EgressConfig{})
+	require.NoError(t, err)
+	_, err = p.Bars(ctx, "aapl.us", day, day)
+	require.ErrorIs(t, err, egress.ErrBlocked)
+
+	p, err = portfolio.ProviderFromConfig(config.Defaults().Prices, config.Defaults().Egress)
+	require.NoError(t, err)
+	require.Equal(t, price.NameSimulated, p.Name())
 }
 
 func TestNewProviderUnknown(t *testing.T) {

@@ -10,6 +10,8 @@ import (
 	"go.uber.org/zap"
 	"gorm.io/gorm"
 
+	"github.com/taskforge/taskforge/pkg/config"
+	"github.com/taskforge/taskforge/pkg/egress"
 	"github.com/taskforge/taskforge/pkg/job"
 	"github.com/taskforge/taskforge/pkg/price"
 	"github.com/taskforge/taskforge/pkg/taskpb"
@@ -129,6 +131,24 @@ func NewProvider(name, stooqBaseURL string, client *http.Client) (price.Provider
 		return nil, fmt.Errorf("portfolio: price provider: %w", err)
 	}
 	return p, nil
+}
+
+// ProviderFromConfig returns the price provider the configuration selects. For
+// Stooq it sends the requests through an egress guard built from eg, so the
+// provider's calls are checked like every other outbound call.
+func ProviderFromConfig(prices config.PricesConfig, eg config.EgressConfig) (price.Provider, error) {
+	var client *http.Client
+	if strings.EqualFold(strings.TrimSpace(prices.Provider), price.NameStooq) {
+		guard, err := egress.New(egress.Config{
+			AllowCIDRs: eg.AllowCIDRs, ConnectTimeout: eg.ConnectTimeout, Timeout: eg.Timeout,
+			MaxResponseBytes: eg.MaxResponseBytes, MaxRedirects: eg.MaxRedirects,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("portfolio: price provider: %w", err)
+		}
+		client = guard.Client()
+	}
+	return NewProvider(prices.Provider, prices.StooqBaseURL, client)
 }
 
 // StooqSymbol returns the symbol Stooq knows an asset by when its stooq_symbol
