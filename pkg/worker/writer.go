@@ -1,0 +1,576 @@
+package worker
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/stdlib"
+	"go.uber.org/zap"
+
+	"github.com/taskforge/taskforge/pkg/store"
+)
+
+// maxPendingLogs caps log lines waiting for a flush while PostgreSQL is away;
+// older lines are dropped beyond it.
+const maxPendingLogs = 100_000
+
+// attemptKey names one attempt of a task.
+type attemptKey struct {
+	id      string
+	attempt int
+}
+
+// startOp asks to move a task to running for a new attempt.
+type startOp struct {
+	id, worker string
+	ts         time.Time
+	abandoned  atomic.Bool
+	done       chan startResult
+}
+
+// startResult is the outcome of a start: started with an attempt number, or
+// not started (terminal, cancelled, cancel requested or no such row).
+type startResult struct {
+	started     bool
+	attempt     int
+	queueWaitMs int64
+	// cancelled is true when the row had cancel_requested and was moved to
+	// cancelled by this start.
+	cancelled bool
+	err       error
+}
+
+// finishOp records the outcome of an attempt.
+type finishOp struct {
+	key         attemptKey
+	status      string
+	ts          time.Time
+	result      []byte
+	errJSON     []byte
+	nextRetryAt *time.Time
+	durationMs  int64
+	outcome     string
+	errorKind   string
+	errorMsg    string
+	stack       string
+	done        chan finishResult
+}
+
+// finishResult says whether the task row took the transition (false: the row
+// had moved on, e.g. a newer attempt or a terminal state).
+type finishResult struct {
+	applied bool
+	err     error
+}
+
+// progressState is the latest progress of an attempt not yet written.
+type progressState struct {
+	fraction float64
+	step     string
+	msgs     []string
+}
+
+// logRow is one buffered log line.
+type logRow struct {
+	key    attemptKey
+	ts     time.Time
+	level  string
+	msg    string
+	fields string
+}
+
+// writer is the batched state writer. Transitions that a task waits for
+// (start, finish) wake it at once and everything queued meanwhile rides in the
+// same round trip (group commit); progress and log lines are written every
+// interval, or earlier with a waited transition. Each flush is one pgx batch:
+// all statements go to PostgreSQL in one round trip and run in one implicit
+// transaction, in this order: starts, progress, logs, finishes — so a task's
+// last progress and logs are written before its outcome.
+type writer struct {
+	db          *sql.DB
+	log         *zap.Logger
+	interval    time.Duration
+	maxMessages int
+	metrics     *metrics
+	onTerminal  func()
+
+	mu       sync.Mutex
+	starts   []*startOp
+	finishes []*finishOp
+	progress map[attemptKey]*progressState
+	logs     []logRow
+	dropped  int
+
+	urgent  chan struct{}
+	stop    chan struct{}
+	stopped chan struct{}
+	// drainBy bounds retries of the last flush after stop.
+	drainBy atomic.Pointer[time.Time]
+}
+
+func newWriter(db *sql.DB, log *zap.Logger, interval time.Duration, maxMessages int, m *metrics, onTerminal func()) *writer {
+	w := &writer{
+		db: db, log: log, interval: interval, maxMessages: maxMessages, metrics: m, onTerminal: onTerminal,
+		progress: map[attemptKey]*progressState{},
+		urgent:   make(chan struct{}, 1), stop: make(chan struct{}), stopped: make(chan struct{}),
+	}
+	go w.run()
+	return w
+}
+
+func (w *writer) wake() {
+	select {
+	case w.urgent <- struct{}{}:
+	default:
+	}
+}
+
+// start queues a start and waits for its result until ctx ends.
+func (w *writer) start(ctx context.Context, id, worker string) startResult {
+	op := &startOp{id: id, worker: worker, ts: time.Now().UTC(), done: make(chan startResult, 1)}
+	w.mu.Lock()
+	w.starts = append(w.starts, op)
+	w.mu.Unlock()
+	w.wake()
+	select {
+	case r := <-op.done:
+		return r
+	case <-ctx.Done():
+		op.abandoned.Store(true)
+		return startResult{err: fmt.Errorf("worker: start %s: %w", id, ctx.Err())}
+	}
+}
+
+// finish queues an outcome; the caller waits on op.done.
+func (w *writer) finish(op *finishOp) {
+	op.done = make(chan finishResult, 1)
+	w.mu.Lock()
+	w.finishes = append(w.finishes, op)
+	w.mu.Unlock()
+	w.wake()
+}
+
+// setProgress records an attempt's latest progress; msg, if not empty, is
+// appended to its messages.
+func (w *writer) setProgress(k attemptKey, fraction float64, step, msg string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	p := w.progress[k]
+	if p == nil {
+		p = &progressState{}
+		w.progress[k] = p
+	}
+	p.fraction, p.step = fraction, step
+	if msg != "" {
+		p.msgs = append(p.msgs, msg)
+		if len(p.msgs) > w.maxMessages {
+			p.msgs = p.msgs[len(p.msgs)-w.maxMessages:]
+		}
+	}
+}
+
+// addLog buffers a log line.
+func (w *writer) addLog(r logRow) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if len(w.logs) >= maxPendingLogs {
+		w.logs = w.logs[1:]
+		w.dropped++
+	}
+	w.logs = append(w.logs, r)
+}
+
+// close flushes what is queued, retrying until ctx ends, and stops the writer.
+func (w *writer) close(ctx context.Context) {
+	if dl, ok := ctx.Deadline(); ok {
+		w.drainBy.Store(&dl)
+	} else {
+		dl := time.Now().Add(10 * time.Second)
+		w.drainBy.Store(&dl)
+	}
+	select {
+	case <-w.stop:
+	default:
+		close(w.stop)
+	}
+	select {
+	case <-w.stopped:
+	case <-ctx.Done():
+	}
+}
+
+func (w *writer) run() {
+	defer close(w.stopped)
+	t := time.NewTicker(w.interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-w.urgent:
+		case <-t.C:
+		case <-w.stop:
+			w.flush()
+			return
+		}
+		w.flush()
+	}
+}
+
+// batch is one flush's worth of operations.
+type batch struct {
+	starts   []*startOp
+	finishes []*finishOp
+	progress map[attemptKey]*progressState
+	logs     []logRow
+}
+
+func (b *batch) empty() bool {
+	return len(b.starts) == 0 && len(b.finishes) == 0 && len(b.progress) == 0 && len(b.logs) == 0
+}
+
+func (w *writer) take() *batch {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	b := &batch{starts: w.starts, finishes: w.finishes, progress: w.progress, logs: w.logs}
+	w.starts, w.finishes, w.logs = nil, nil, nil
+	w.progress = map[attemptKey]*progressState{}
+	if w.dropped > 0 {
+		w.log.Warn("log lines dropped while the database was unreachable", zap.Int("lines", w.dropped))
+		w.dropped = 0
+	}
+	return b
+}
+
+// flush writes everything queued. Connection failures are retried with
+// backoff (the waiters keep waiting); a statement PostgreSQL rejects fails
+// only the operations of that statement.
+func (w *writer) flush() {
+	b := w.take()
+	backoff := 50 * time.Millisecond
+	for {
+		live := b.starts[:0]
+		for _, s := range b.starts {
+			if !s.abandoned.Load() {
+				live = append(live, s)
+			}
+		}
+		b.starts = live
+		if b.empty() {
+			return
+		}
+		began := time.Now()
+		err := w.exec(b, true)
+		w.metrics.flushSeconds.Observe(time.Since(began).Seconds())
+		if err == nil {
+			return
+		}
+		w.metrics.flushErrors.Inc()
+		if !store.IsConnError(err) {
+			w.log.Error("state batch rejected; writing its statements one by one", zap.Error(err))
+			_ = w.exec(b, false)
+			return
+		}
+		w.log.Warn("state batch not written; retrying", zap.Error(err), zap.Duration("backoff", backoff))
+		if dl := w.drainBy.Load(); dl != nil && time.Now().After(*dl) {
+			w.fail(b, err)
+			return
+		}
+		time.Sleep(backoff)
+		backoff = min(backoff*2, 2*time.Second)
+		// Later operations join the retry so that order per task is kept.
+		more := w.take()
+		b.starts = append(b.starts, more.starts...)
+		b.finishes = append(b.finishes, more.finishes...)
+		for k, p := range more.progress {
+			if old := b.progress[k]; old != nil {
+				p.msgs = append(old.msgs, p.msgs...)
+			}
+			b.progress[k] = p
+		}
+		b.logs = append(b.logs, more.logs...)
+	}
+}
+
+// fail answers every waiter of b with err.
+func (w *writer) fail(b *batch, err error) {
+	for _, s := range b.starts {
+		s.done <- startResult{err: err}
+	}
+	for _, f := range b.finishes {
+		f.done <- finishResult{err: err}
+	}
+	if n := len(b.logs) + len(b.progress); n > 0 {
+		w.log.Error("progress and log lines lost", zap.Int("items", n), zap.Error(err))
+	}
+}
+
+// exec sends b as one pgx batch (atomic) or, when atomic is false, each
+// statement as its own batch so that one rejected statement spares the others.
+// It answers the waiters unless the whole batch failed to reach PostgreSQL.
+func (w *writer) exec(b *batch, atomic bool) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, err := w.db.Conn(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+
+	// Each statement queues itself on a batch; its kind tells which waiters a
+	// rejected statement fails.
+	type stmt struct {
+		kind  string
+		queue func(*pgx.Batch)
+	}
+	var stmts []stmt
+	startRes := map[string]startResult{}
+	applied := map[string]bool{}
+	var startErr, finishErr error
+
+	if len(b.starts) > 0 {
+		stmts = append(stmts, stmt{"start", func(pb *pgx.Batch) {
+			ids, workers, ts := make([]string, len(b.starts)), make([]string, len(b.starts)), make([]time.Time, len(b.starts))
+			for i, s := range b.starts {
+				ids[i], workers[i], ts[i] = s.id, s.worker, s.ts
+			}
+			pb.Queue(startSQL, ids, workers, ts).Query(func(rows pgx.Rows) error {
+				for rows.Next() {
+					var id string
+					var r startResult
+					if err := rows.Scan(&id, &r.attempt, &r.queueWaitMs, &r.cancelled); err != nil {
+						return err
+					}
+					r.started = !r.cancelled
+					startRes[id] = r
+				}
+				return rows.Err()
+			})
+		}})
+	}
+	if len(b.progress) > 0 {
+		stmts = append(stmts, stmt{"progress", func(pb *pgx.Batch) {
+			n := len(b.progress)
+			ids, attempts, fr, steps, msgs := make([]string, 0, n), make([]int32, 0, n), make([]float64, 0, n), make([]string, 0, n), make([]string, 0, n)
+			for k, p := range b.progress {
+				m := p.msgs
+				if m == nil {
+					m = []string{}
+				}
+				js, _ := json.Marshal(m)
+				ids, attempts, fr, steps, msgs = append(ids, k.id), append(attempts, int32(k.attempt)), append(fr, p.fraction), append(steps, p.step), append(msgs, string(js))
+			}
+			pb.Queue(progressSQL, ids, attempts, fr, steps, msgs, w.maxMessages)
+		}})
+	}
+	if len(b.logs) > 0 {
+		stmts = append(stmts, stmt{"logs", func(pb *pgx.Batch) {
+			n := len(b.logs)
+			ids, attempts, ts, levels, msgs, fields := make([]string, n), make([]int32, n), make([]time.Time, n), make([]string, n), make([]string, n), make([]string, n)
+			for i, l := range b.logs {
+				ids[i], attempts[i], ts[i], levels[i], msgs[i], fields[i] = l.key.id, int32(l.key.attempt), l.ts, l.level, l.msg, l.fields
+			}
+			pb.Queue(logsSQL, ids, attempts, ts, levels, msgs, fields)
+		}})
+	}
+	if len(b.finishes) > 0 {
+		stmts = append(stmts, stmt{"finish", func(pb *pgx.Batch) {
+			n := len(b.finishes)
+			ids, attempts, statuses, ts := make([]string, n), make([]int32, n), make([]string, n), make([]time.Time, n)
+			results, errs, next := make([]*string, n), make([]*string, n), make([]*time.Time, n)
+			durs := make([]int64, n)
+			outcomes, kinds, messages, stacks := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+			for i, f := range b.finishes {
+				ids[i], attempts[i], statuses[i], ts[i] = f.key.id, int32(f.key.attempt), f.status, f.ts
+				if f.result != nil {
+					s := string(f.result)
+					results[i] = &s
+				}
+				if f.errJSON != nil {
+					s := string(f.errJSON)
+					errs[i] = &s
+				}
+				next[i], durs[i] = f.nextRetryAt, f.durationMs
+				outcomes[i], kinds[i], messages[i], stacks[i] = f.outcome, f.errorKind, f.errorMsg, f.stack
+			}
+			pb.Queue(finishSQL, ids, attempts, statuses, ts, results, errs, next, durs, outcomes, kinds, messages, stacks).
+				Query(func(rows pgx.Rows) error {
+					for rows.Next() {
+						var id string
+						var status string
+						var callback bool
+						if err := rows.Scan(&id, &status, &callback); err != nil {
+							return err
+						}
+						applied[id] = true
+						if callback {
+							applied["\x00callback"] = true
+						}
+					}
+					return rows.Err()
+				})
+		}})
+	}
+
+	run := func(queue ...stmt) error {
+		return conn.Raw(func(dc any) error {
+			pc := dc.(*stdlib.Conn).Conn()
+			pb := &pgx.Batch{}
+			for _, q := range queue {
+				q.queue(pb)
+			}
+			return pc.SendBatch(ctx, pb).Close()
+		})
+	}
+
+	if atomic {
+		if err := run(stmts...); err != nil {
+			return err
+		}
+	} else {
+		for _, q := range stmts {
+			err := run(q)
+			if err == nil {
+				continue
+			}
+			switch q.kind {
+			case "start":
+				startErr = err
+			case "finish":
+				finishErr = err
+			default:
+				w.log.Error("progress or log lines rejected", zap.String("statement", q.kind), zap.Error(err))
+			}
+		}
+	}
+
+	for _, s := range b.starts {
+		if startErr != nil {
+			s.done <- startResult{err: fmt.Errorf("worker: start %s: %w", s.id, startErr)}
+			continue
+		}
+		s.done <- startRes[s.id]
+	}
+	for _, f := range b.finishes {
+		if finishErr != nil {
+			f.done <- finishResult{err: fmt.Errorf("worker: finish %s: %w", f.key.id, finishErr)}
+			continue
+		}
+		f.done <- finishResult{applied: applied[f.key.id]}
+	}
+	if applied["\x00callback"] && w.onTerminal != nil {
+		w.onTerminal()
+	}
+	for _, s := range startRes {
+		if s.cancelled && w.onTerminal != nil {
+			w.onTerminal()
+			break
+		}
+	}
+	return nil
+}
+
+// startSQL moves each task to running for a new attempt when its state allows
+// (pending, retrying, or running after a lost worker) and no cancel was
+// requested; closes a previous attempt still marked running as lost; inserts
+// the attempt row; and moves rows with cancel_requested to cancelled. The
+// queue wait runs from the time the task became due: scheduled_for on the first
+// attempt, next_retry_at after an automatic retry, updated_at after a manual
+// retry. It returns one row per started or cancelled task.
+const startSQL = `
+WITH v AS (
+    SELECT v.id, v.worker, v.ts,
+           CASE WHEN o.status = 'retrying' THEN COALESCE(o.next_retry_at, o.updated_at)
+                WHEN o.status = 'pending' AND o.attempt > 0 THEN o.updated_at
+                WHEN o.status = 'pending' THEN o.scheduled_for
+                ELSE v.ts END AS base
+    FROM unnest($1::text[], $2::text[], $3::timestamptz[]) AS v(id, worker, ts)
+    JOIN tasks o ON o.id = v.id
+), upd AS (
+    UPDATE tasks t SET status = 'running', attempt = t.attempt + 1,
+           started_at = COALESCE(t.started_at, v.ts), worker_id = v.worker, updated_at = v.ts,
+           next_retry_at = NULL, progress = 0, current_step = '',
+           queue_wait_ms = COALESCE(t.queue_wait_ms, GREATEST(0, (extract(epoch FROM v.ts - v.base) * 1000)::bigint))
+    FROM v
+    WHERE t.id = v.id AND t.status IN ('pending', 'retrying', 'running') AND NOT t.cancel_requested
+    RETURNING t.id, t.attempt, v.worker, v.ts, GREATEST(0, (extract(epoch FROM v.ts - v.base) * 1000)::bigint) AS wait
+), lost AS (
+    UPDATE task_attempts a SET outcome = 'lost', finished_at = u.ts,
+           duration_ms = GREATEST(0, (extract(epoch FROM u.ts - a.started_at) * 1000)::bigint),
+           error_kind = 'lost',
+           error_message = 'the worker running this attempt stopped before recording its outcome'
+    FROM upd u WHERE a.task_id = u.id AND a.attempt < u.attempt AND a.outcome = 'running'
+), ins AS (
+    INSERT INTO task_attempts (task_id, attempt, worker, started_at, queue_wait_ms, outcome)
+    SELECT id, attempt, worker, ts, wait, 'running' FROM upd
+    ON CONFLICT (task_id, attempt) DO NOTHING
+), canc AS (
+    UPDATE tasks t SET status = 'cancelled', completed_at = v.ts, updated_at = v.ts, next_retry_at = NULL
+    FROM v
+    WHERE t.id = v.id AND t.cancel_requested AND t.status IN ('pending', 'retrying', 'running')
+    RETURNING t.id, t.callback_url, v.ts
+), canc_att AS (
+    UPDATE task_attempts a SET outcome = 'cancelled', finished_at = c.ts,
+           duration_ms = GREATEST(0, (extract(epoch FROM c.ts - a.started_at) * 1000)::bigint),
+           error_kind = 'cancelled', error_message = 'cancelled while no worker was running it'
+    FROM canc c WHERE a.task_id = c.id AND a.outcome = 'running'
+), cb AS (
+    INSERT INTO task_callbacks (task_id, url, next_attempt_at)
+    SELECT id, callback_url, ts FROM canc WHERE callback_url IS NOT NULL AND callback_url <> ''
+)
+SELECT id, attempt, wait, false FROM upd
+UNION ALL
+SELECT id, 0, 0::bigint, true FROM canc`
+
+// progressSQL writes the latest progress of running attempts and appends their
+// new messages, keeping the last $6.
+const progressSQL = `
+UPDATE tasks t SET progress = v.progress, current_step = v.step, updated_at = now(),
+       messages = CASE WHEN jsonb_array_length(v.msgs::jsonb) = 0 THEN t.messages ELSE (
+           SELECT COALESCE(jsonb_agg(x.e ORDER BY x.i), '[]'::jsonb) FROM (
+               SELECT m.e, m.i FROM jsonb_array_elements(t.messages || v.msgs::jsonb) WITH ORDINALITY AS m(e, i)
+               ORDER BY m.i DESC LIMIT $6) x) END
+FROM unnest($1::text[], $2::int[], $3::float8[], $4::text[], $5::text[]) AS v(id, attempt, progress, step, msgs)
+WHERE t.id = v.id AND t.attempt = v.attempt AND t.status = 'running'`
+
+const logsSQL = `
+INSERT INTO task_logs (task_id, attempt, ts, level, message, fields)
+SELECT id, attempt, ts, level, message, fields::jsonb
+FROM unnest($1::text[], $2::int[], $3::timestamptz[], $4::text[], $5::text[], $6::text[])
+     AS v(id, attempt, ts, level, message, fields)`
+
+// finishSQL records attempts' outcomes. The task row moves only from running
+// and only for the attempt that is current, so a late or duplicate outcome
+// never moves a task backwards; the attempt row is closed either way (unless a
+// newer start already closed it as lost). A terminal state with a callback URL
+// queues a callback in the same statement.
+const finishSQL = `
+WITH v AS (
+    SELECT * FROM unnest($1::text[], $2::int[], $3::text[], $4::timestamptz[], $5::text[], $6::text[],
+                         $7::timestamptz[], $8::bigint[], $9::text[], $10::text[], $11::text[], $12::text[])
+        AS v(id, attempt, status, ts, result, err, next_retry_at, duration_ms, outcome, error_kind, error_message, stack)
+), upd AS (
+    UPDATE tasks t SET status = v.status, updated_at = v.ts,
+           completed_at = CASE WHEN v.status IN ('completed', 'failed', 'cancelled') THEN v.ts END,
+           result = CASE WHEN v.status = 'completed' THEN v.result::jsonb ELSE t.result END,
+           error = CASE WHEN v.status = 'completed' THEN NULL ELSE v.err::jsonb END,
+           progress = CASE WHEN v.status = 'completed' THEN 1 ELSE t.progress END,
+           next_retry_at = v.next_retry_at,
+           duration_ms = v.duration_ms
+    FROM v
+    WHERE t.id = v.id AND t.attempt = v.attempt AND t.status = 'running'
+    RETURNING t.id, t.status, t.callback_url, v.ts
+), att AS (
+    UPDATE task_attempts a SET finished_at = v.ts, duration_ms = v.duration_ms, outcome = v.outcome,
+           error_kind = v.error_kind, error_message = v.error_message, stack = v.stack
+    FROM v WHERE a.task_id = v.id AND a.attempt = v.attempt AND a.outcome = 'running'
+), cb AS (
+    INSERT INTO task_callbacks (task_id, url, next_attempt_at)
+    SELECT id, callback_url, ts FROM upd
+    WHERE status IN ('completed', 'failed', 'cancelled') AND callback_url IS NOT NULL AND callback_url <> ''
+)
+SELECT id, status, (status IN ('completed', 'failed', 'cancelled') AND callback_url IS NOT NULL AND callback_url <> '') FROM upd`
