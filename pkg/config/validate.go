@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -32,8 +33,9 @@ func (c Config) Validate() error {
 		}
 	}
 	addr := func(key, value string) {
-		if _, _, err := net.SplitHostPort(value); err != nil {
-			bad(key, fmt.Sprintf("%q", value), "must be host:port")
+		_, port, err := net.SplitHostPort(value)
+		if n, perr := strconv.Atoi(port); err != nil || perr != nil || n < 0 || n > 65535 {
+			bad(key, fmt.Sprintf("%q", value), "must be host:port with a numeric port")
 		}
 	}
 	positive := func(key string, d time.Duration) {
@@ -95,7 +97,9 @@ func (c Config) Validate() error {
 	}
 
 	addr("monitor.addr", c.Monitor.Addr)
-	positive("monitor.collect_interval", c.Monitor.CollectInterval)
+	if c.Monitor.CollectInterval < 100*time.Millisecond {
+		bad("monitor.collect_interval", c.Monitor.CollectInterval, "must be at least 100ms")
+	}
 	positive("monitor.shutdown_timeout", c.Monitor.ShutdownTimeout)
 
 	oneOf("redis.mode", c.Redis.Mode, "single", "sentinel", "cluster")
@@ -247,17 +251,28 @@ func mask(v any) any {
 	return "********"
 }
 
-// maskedURL hides the password of a URL and keeps the rest readable.
+// maskedURL hides the secret parts of a URL and keeps the rest readable: the
+// password (in the user info or, for PostgreSQL, a password parameter) and, for
+// other URLs such as webhooks whose path is the secret, the path and query.
 func maskedURL(s string) string {
 	u, err := url.Parse(s)
-	if err != nil || u.User == nil {
-		if err != nil {
-			return "********"
-		}
-		return s
+	if err != nil {
+		return "********"
 	}
-	if _, has := u.User.Password(); has {
-		u.User = url.UserPassword(u.User.Username(), "xxxxx")
+	if u.User != nil {
+		if _, has := u.User.Password(); has {
+			u.User = url.UserPassword(u.User.Username(), "xxxxx")
+		}
+	}
+	if u.Scheme == "postgres" || u.Scheme == "postgresql" {
+		if q := u.Query(); q.Has("password") {
+			q.Set("password", "xxxxx")
+			u.RawQuery = q.Encode()
+		}
+		return u.String()
+	}
+	if u.Path != "" && u.Path != "/" || u.RawQuery != "" {
+		u.Path, u.RawPath, u.RawQuery, u.Fragment = "/********", "", "", ""
 	}
 	return u.String()
 }
