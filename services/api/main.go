@@ -6,6 +6,7 @@
 //	api [--config file] [serve]     serve the API (the default)
 //	api [--config file] migrate up  apply pending database migrations
 //	api [--config file] migrate status
+//	api [--config file] seed-demo   load the demo portfolios, assets and a year of prices
 package main
 
 import (
@@ -30,6 +31,7 @@ import (
 	"github.com/taskforge/taskforge/pkg/boot"
 	"github.com/taskforge/taskforge/pkg/config"
 	"github.com/taskforge/taskforge/pkg/egress"
+	"github.com/taskforge/taskforge/pkg/portfolio"
 	"github.com/taskforge/taskforge/pkg/queue"
 	"github.com/taskforge/taskforge/pkg/store"
 	"github.com/taskforge/taskforge/pkg/taskservice"
@@ -83,9 +85,30 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return serve(ctx, cfg, log)
 	case "migrate":
 		return migrate(ctx, cfg, rest, stdout)
+	case "seed-demo":
+		return seedDemo(ctx, cfg, stdout)
 	default:
-		return fmt.Errorf("unknown command %q: want serve, migrate up or migrate status", cmd)
+		return fmt.Errorf("unknown command %q: want serve, migrate up, migrate status or seed-demo", cmd)
 	}
+}
+
+// seedDemo loads the demo data set (idempotent) with the configured price provider.
+func seedDemo(ctx context.Context, cfg config.Config, stdout io.Writer) error {
+	provider, err := portfolio.ProviderFromConfig(cfg.Prices, cfg.Egress)
+	if err != nil {
+		return err
+	}
+	deps, err := boot.Open(cfg)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = deps.Close() }()
+	sum, err := portfolio.SeedDemo(ctx, deps.DB, provider)
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintln(stdout, sum)
+	return err
 }
 
 // migrate runs "migrate up" or "migrate status".
