@@ -95,7 +95,7 @@ func Middleware(a Authenticator, o MiddlewareOptions) func(http.Handler) http.Ha
 			if errors.Is(err, ErrUnavailable) {
 				o.Log.Warn("authentication backend unavailable", zap.Error(err))
 				w.Header().Set("Retry-After", "5")
-				writeProblem(w, r, http.StatusServiceUnavailable, "authentication is temporarily unavailable")
+				WriteProblem(w, r, http.StatusServiceUnavailable, "authentication is temporarily unavailable")
 				return
 			}
 			o.record(w, r, cred, err)
@@ -130,7 +130,7 @@ func (o MiddlewareOptions) challenge(w http.ResponseWriter, r *http.Request, inv
 	if o.AllowBasic {
 		w.Header().Add("WWW-Authenticate", `Basic realm="`+o.Realm+`", charset="UTF-8"`)
 	}
-	writeProblem(w, r, http.StatusUnauthorized, detail)
+	WriteProblem(w, r, http.StatusUnauthorized, detail)
 }
 
 // record writes the audit row of a refused credential. The credential itself
@@ -168,9 +168,9 @@ func RequireRole(min Role) func(http.Handler) http.Handler {
 			switch {
 			case !ok:
 				w.Header().Set("WWW-Authenticate", `Bearer realm="`+DefaultRealm+`"`)
-				writeProblem(w, r, http.StatusUnauthorized, "authentication required")
+				WriteProblem(w, r, http.StatusUnauthorized, "authentication required")
 			case !p.Role.AtLeast(min):
-				writeProblem(w, r, http.StatusForbidden, "this needs the "+string(min)+" role")
+				WriteProblem(w, r, http.StatusForbidden, "this needs the "+string(min)+" role")
 			default:
 				next.ServeHTTP(w, r)
 			}
@@ -187,7 +187,9 @@ type Problem struct {
 	Instance string `json:"instance,omitempty"`
 }
 
-func writeProblem(w http.ResponseWriter, r *http.Request, status int, detail string) {
+// WriteProblem answers status with an RFC 9457 problem+json body whose title
+// is the status text, detail the given text and instance the request path.
+func WriteProblem(w http.ResponseWriter, r *http.Request, status int, detail string) {
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(status)
