@@ -1,0 +1,198 @@
+// Command scheduler is Taskforge's scheduler: it fires the cron schedules
+// stored in PostgreSQL through Asynq's PeriodicTaskManager (each fire becomes
+// a task through the task service, once per schedule and fire time, whatever
+// the number of replicas), makes up fires missed while no scheduler ran, and
+// reconciles PostgreSQL with Asynq. /healthz, /readyz and /metrics are served
+// on scheduler.admin_addr.
+//
+// Usage:
+//
+//	scheduler [--config file] [--print-config]
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"go.uber.org/zap"
+
+	"github.com/taskforge/taskforge/pkg/boot"
+	"github.com/taskforge/taskforge/pkg/egress"
+	"github.com/taskforge/taskforge/pkg/health"
+	"github.com/taskforge/taskforge/pkg/reconcile"
+	"github.com/taskforge/taskforge/pkg/schedule"
+	"github.com/taskforge/taskforge/pkg/taskservice"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "scheduler:", err)
+		stop()
+		os.Exit(1)
+	}
+}
+
+// run loads the configuration and runs the scheduler until ctx ends, then
+// stops within scheduler.shutdown_timeout.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	// Configuration.
+	flags, err := boot.ParseFlags("scheduler", args, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	cfg, err := boot.Config(flags)
+	if err != nil {
+		return err
+	}
+	if flags.PrintConfig {
+		_, err := fmt.Fprint(stdout, cfg.String())
+		return err
+	}
+	log, err := boot.Logger("scheduler", cfg)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = log.Sync() }()
+	sc := cfg.Scheduler
+
+	// Dependencies: PostgreSQL, Redis, readiness and metrics.
+	deps, err := boot.Open(cfg)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = deps.Close() }()
+
+	// Business: the task service (the one creation path), the fire protocol,
+	// Asynq's cron and the reconciler.
+	guard, err := egress.New(egress.Config{AllowCIDRs: cfg.Egress.AllowCIDRs})
+	if err != nil {
+		return err
+	}
+	client := asynq.NewClientFromRedisClient(deps.RedisClient)
+	inspector := asynq.NewInspectorFromRedisClient(deps.RedisClient)
+	svc, err := taskservice.New(deps.DB, client, inspector, log, taskservice.Options{CheckURL: guard.CheckURL})
+	if err != nil {
+		return err
+	}
+	defer svc.Close()
+	schedules, err := schedule.NewStore(deps.DB)
+	if err != nil {
+		return err
+	}
+	firer, err := schedule.NewFirer(deps.DB, svc, log, schedule.FireOptions{
+		CatchUp: sc.CatchUp, Metrics: schedule.NewMetrics(deps.Registry),
+	})
+	if err != nil {
+		return err
+	}
+	provider, err := schedule.NewProvider(deps.DB, log)
+	if err != nil {
+		return err
+	}
+	runner, err := schedule.NewRunner(deps.RedisOpt, provider, firer, log, schedule.RunnerOptions{SyncInterval: sc.SyncInterval})
+	if err != nil {
+		return err
+	}
+	reconciler, err := reconcile.New(deps.DB, inspector, svc, log, deps.Registry, reconcile.Options{
+		Interval: sc.ReconcileInterval, LostGrace: sc.LostGrace,
+	})
+	if err != nil {
+		return err
+	}
+
+	// Admin endpoints.
+	admin, err := health.Listen(sc.AdminAddr, deps.Checker.Mux(deps.Registry))
+	if err != nil {
+		return fmt.Errorf("scheduler: listen %s: %w", sc.AdminAddr, err)
+	}
+	serverErr := make(chan error, 1)
+	go func() { serverErr <- admin.Serve() }()
+	log.Info("scheduler started", zap.String("admin_addr", admin.Addr()),
+		zap.Duration("sync_interval", sc.SyncInterval), zap.Int("catch_up", sc.CatchUp))
+
+	// Work runs under its own context so that shutdown can be bounded.
+	work, stopWork := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	workErr := make(chan error, 3)
+	start := func(name string, f func(context.Context) error) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := f(work); err != nil {
+				workErr <- fmt.Errorf("%s: %w", name, err)
+			}
+		}()
+	}
+	if sc.SeedSchedules {
+		start("seed", func(ctx context.Context) error { return seed(ctx, schedules, sc.SyncInterval, log) })
+	}
+	start("cron", runner.Run)
+	start("reconciler", reconciler.Run)
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+		log.Info("scheduler stopping")
+	case err := <-serverErr:
+		runErr = fmt.Errorf("scheduler: admin server: %w", err)
+	case err := <-workErr:
+		runErr = err
+	}
+	return errors.Join(runErr, shutdown(stopWork, &wg, admin, sc.ShutdownTimeout))
+}
+
+// shutdown stops the work and the admin server within timeout.
+func shutdown(stopWork context.CancelFunc, wg *sync.WaitGroup, admin *health.Server, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	stopWork()
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	var errs []error
+	select {
+	case <-done:
+	case <-ctx.Done():
+		errs = append(errs, errors.New("scheduler: work did not stop within scheduler.shutdown_timeout"))
+	}
+	if err := admin.Shutdown(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("scheduler: admin shutdown: %w", err))
+	}
+	return errors.Join(errs...)
+}
+
+// seed creates the specification's schedules on first start, retrying while
+// PostgreSQL is unreachable.
+func seed(ctx context.Context, schedules *schedule.Store, every time.Duration, log *zap.Logger) error {
+	for {
+		n, err := schedules.SeedDefaults(ctx, schedule.Seeds)
+		if err == nil {
+			if n > 0 {
+				log.Info("default schedules created", zap.Int("count", n))
+			}
+			return nil
+		}
+		if !errors.Is(err, schedule.ErrUnavailable) {
+			log.Error("default schedules not created", zap.Error(err))
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(every):
+		}
+	}
+}
