@@ -38,7 +38,9 @@
 // them. A failing symbol is logged with its error and does not fail the task
 // unless every symbol fails; the task error is then permanent (job.Permanent)
 // only when every failure is (price.IsPermanent: unknown symbol, no data,
-// malformed CSV, 4xx).
+// malformed CSV, 4xx). A symbol whose bars are not fit to store (a price that is
+// not finite and positive, low above high) fails the same way, so NaN never
+// reaches the database; the schema's checks refuse it as well.
 //
 // # Provider symbols
 //

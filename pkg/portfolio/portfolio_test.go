@@ -175,6 +175,34 @@ func TestRefreshAllPrices(t *testing.T) {
 	}
 }
 
+// nanBars answers a NaN close for every symbol in nan.
+type nanBars struct {
+	price.Provider
+	nan map[string]bool
+}
+
+func (n nanBars) Bars(ctx context.Context, symbol string, from, to time.Time) ([]price.Bar, error) {
+	bars, err := n.Provider.Bars(ctx, symbol, from, to)
+	if err == nil && n.nan[symbol] {
+		bars[len(bars)-1].Close = math.NaN()
+	}
+	return bars, err
+}
+
+func TestRefreshAllPricesRefusesNaN(t *testing.T) {
+	t.Parallel()
+	b := setup(t, portfolio.Options{})
+	svc := newService(t, b.db, nanBars{price.NewSimulated(), map[string]bool{"KO": true}}, portfolio.Options{})
+	r := &job.Recorder{}
+	require.NoError(t, svc.RefreshAllPrices(context.Background(), r, &taskpb.RefreshAllPricesParams{Symbols: []string{"KO", "PEP"}}))
+	require.Equal(t, portfolio.PriceResult{AssetsUpdated: 1, PricesUpserted: 5, FailedSymbols: []string{"KO"}, FailedCount: 1},
+		decode[portfolio.PriceResult](t, r))
+	require.Zero(t, count(t, b.db, "SELECT count(*) FROM prices WHERE asset_symbol = 'KO' AND date > ?", seedEnd))
+	// The schema refuses NaN too.
+	err := b.db.Exec(`INSERT INTO prices (asset_symbol, date, open, high, low, close) VALUES ('KO', '2026-11-23', 1, 1, 1, 'NaN')`).Error
+	require.ErrorContains(t, err, "check constraint")
+}
+
 // flaky fails the symbols in fail with err and serves the rest from the
 // simulated provider.
 type flaky struct {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -95,7 +96,7 @@ func (run *priceRun) fail(symbol string, err error) {
 	if run.firstErr == nil {
 		run.firstErr = fmt.Errorf("%s: %w", symbol, err)
 	}
-	if !price.IsPermanent(err) && !errors.Is(err, ErrUnknownAsset) {
+	if !price.IsPermanent(err) && !errors.Is(err, ErrUnknownAsset) && !errors.Is(err, ErrInvalidBar) {
 		run.allPermanent = false
 	}
 }
@@ -188,6 +189,11 @@ func (s *Service) refreshBatch(ctx context.Context, r job.Reporter, run *priceRu
 			r.Log(job.Warn, "symbol failed", map[string]any{"symbol": a.Symbol, "error": err.Error(), "permanent": price.IsPermanent(err)})
 			continue
 		}
+		if err := checkBars(results[i].bars); err != nil {
+			run.fail(a.Symbol, err)
+			r.Log(job.Warn, "symbol failed", map[string]any{"symbol": a.Symbol, "error": err.Error(), "permanent": true})
+			continue
+		}
 		rows.add(a.Symbol, results[i].bars)
 		stored++
 	}
@@ -199,6 +205,27 @@ func (s *Service) refreshBatch(ctx context.Context, r job.Reporter, run *priceRu
 		return 0, 0, err
 	}
 	return stored, rows.len(), nil
+}
+
+// ErrInvalidBar means a provider returned a bar the prices table cannot hold:
+// a price that is not finite and positive, a low above the high, a negative
+// volume or a date out of order.
+var ErrInvalidBar = errors.New("portfolio: invalid bar")
+
+// checkBars refuses bars that must not reach the database, so that NaN never
+// does and one bad symbol cannot fail its whole batch.
+func checkBars(bars []price.Bar) error {
+	for i, b := range bars {
+		for _, v := range [...]float64{b.Open, b.High, b.Low, b.Close} {
+			if !(v > 0 && v <= math.MaxFloat64) {
+				return fmt.Errorf("bar %d (%s): price %g: %w", i, b.Date.Format(time.DateOnly), v, ErrInvalidBar)
+			}
+		}
+		if b.Low > b.High || b.Volume < 0 || (i > 0 && !b.Date.After(bars[i-1].Date)) {
+			return fmt.Errorf("bar %d (%s): %w", i, b.Date.Format(time.DateOnly), ErrInvalidBar)
+		}
+	}
+	return nil
 }
 
 // fetchBars fetches the bars of every asset, concurrency at a time, and returns
