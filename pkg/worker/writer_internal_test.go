@@ -1,0 +1,138 @@
+package worker
+
+import (
+	"context"
+	"encoding/json"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/zap/zaptest"
+
+	"github.com/taskforge/taskforge/pkg/store"
+	"github.com/taskforge/taskforge/pkg/testenv"
+)
+
+func newTestWriter(t *testing.T) (*writer, testenv.Postgres) {
+	t.Helper()
+	pg := testenv.NewPostgres(t)
+	w := newWriter(pg.SQL, zaptest.NewLogger(t), 20*time.Millisecond, 3, newMetrics(prometheus.NewRegistry()), nil)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		w.close(ctx)
+	})
+	return w, pg
+}
+
+func insertTask(t *testing.T, pg testenv.Postgres, id, status string, callback *string) {
+	t.Helper()
+	require.NoError(t, pg.DB.Exec(`INSERT INTO tasks (id, type, status, priority, max_retries, retry_policy, timeout_seconds, callback_url)
+VALUES (?, 'refresh_portfolio', ?, 'normal', 3, '{}', 60, ?)`, id, status, callback).Error)
+}
+
+func (w *writer) finishWait(op *finishOp) finishResult {
+	w.finish(op)
+	return <-op.done
+}
+
+func TestStateMachineHoldsAgainstLateAndDuplicateMessages(t *testing.T) {
+	t.Parallel()
+	w, pg := newTestWriter(t)
+	ctx := context.Background()
+	row := func(id string) store.Task {
+		var r store.Task
+		require.NoError(t, pg.DB.Where("id = ?", id).Take(&r).Error)
+		return r
+	}
+	for _, s := range []string{"completed", "failed", "cancelled"} {
+		insertTask(t, pg, "task_"+s, s, nil)
+		res := w.start(ctx, "task_"+s, "w1")
+		require.NoError(t, res.err)
+		require.False(t, res.started, "a %s task never starts again", s)
+		require.Equal(t, s, row("task_"+s).Status)
+	}
+
+	insertTask(t, pg, "task_a", "pending", nil)
+	first := w.start(ctx, "task_a", "w1")
+	require.True(t, first.started)
+	require.Equal(t, 1, first.attempt)
+	// The worker died; Asynq delivers again: running → running, attempt 2,
+	// and attempt 1 is closed as lost.
+	second := w.start(ctx, "task_a", "w2")
+	require.True(t, second.started)
+	require.Equal(t, 2, second.attempt)
+	var att []store.TaskAttempt
+	require.NoError(t, pg.DB.Where("task_id = ?", "task_a").Order("attempt").Find(&att).Error)
+	require.Len(t, att, 2)
+	require.Equal(t, "lost", att[0].Outcome)
+	require.Equal(t, "running", att[1].Outcome)
+
+	// The dead attempt's late outcome does not touch the task.
+	late := w.finishWait(&finishOp{key: attemptKey{"task_a", 1}, status: "completed", ts: time.Now(), outcome: "completed", result: []byte(`{"stale":true}`)})
+	require.NoError(t, late.err)
+	require.False(t, late.applied)
+	require.Equal(t, "running", row("task_a").Status)
+
+	errJSON, _ := json.Marshal(taskError{Message: "x", Kind: KindError, Attempt: 2})
+	done := w.finishWait(&finishOp{key: attemptKey{"task_a", 2}, status: "failed", ts: time.Now(), outcome: "failed", errJSON: errJSON, errorKind: KindError, errorMsg: "x"})
+	require.True(t, done.applied)
+	// A duplicate outcome changes nothing.
+	dup := w.finishWait(&finishOp{key: attemptKey{"task_a", 2}, status: "completed", ts: time.Now(), outcome: "completed"})
+	require.False(t, dup.applied)
+	r := row("task_a")
+	require.Equal(t, "failed", r.Status)
+	require.Nil(t, r.Result)
+
+	// A running task whose cancel was requested while its worker was gone is
+	// cancelled by the next delivery instead of run.
+	cb := "https://example.com/hook"
+	insertTask(t, pg, "task_c", "pending", &cb)
+	require.True(t, w.start(ctx, "task_c", "w1").started)
+	require.NoError(t, pg.DB.Exec(`UPDATE tasks SET cancel_requested = true WHERE id = 'task_c'`).Error)
+	res := w.start(ctx, "task_c", "w2")
+	require.False(t, res.started)
+	require.True(t, res.cancelled)
+	require.Equal(t, "cancelled", row("task_c").Status)
+	var cbs []store.TaskCallback
+	require.NoError(t, pg.DB.Where("task_id = 'task_c'").Find(&cbs).Error)
+	require.Len(t, cbs, 1, "a terminal state queues its callback")
+
+	res = w.start(ctx, "task_missing", "w1")
+	require.NoError(t, res.err)
+	require.False(t, res.started)
+}
+
+func TestProgressMessagesAreBoundedAndFlushedBeforeOutcome(t *testing.T) {
+	t.Parallel()
+	w, pg := newTestWriter(t)
+	insertTask(t, pg, "task_p", "pending", nil)
+	st := w.start(context.Background(), "task_p", "w1")
+	require.True(t, st.started)
+	rep := newReporter(w, attemptKey{"task_p", st.attempt}, 2, 100)
+	for _, m := range []string{"one", "two", "three", "four"} {
+		rep.Progress(0.25, "s", m)
+		time.Sleep(30 * time.Millisecond)
+	}
+	rep.Progress(0.9, "last\x00step", "five")
+	for i := 0; i < 4; i++ {
+		rep.Log("weird", "bad \xff utf8 \x00", map[string]any{"ch": make(chan int)})
+	}
+	require.ErrorIs(t, rep.SetResult(make([]byte, 200)), ErrResultTooLarge)
+	rep.close()
+	rep.Progress(1, "after close", "ignored")
+	res := w.finishWait(&finishOp{key: attemptKey{"task_p", st.attempt}, status: "retrying", ts: time.Now(), outcome: "retrying", errJSON: []byte(`{"message":"m","kind":"error","attempt":1}`)})
+	require.True(t, res.applied)
+	var r store.Task
+	require.NoError(t, pg.DB.Where("id = ?", "task_p").Take(&r).Error)
+	require.JSONEq(t, `["three","four","five"]`, string(r.Messages), "max_messages (3) newest kept")
+	require.InDelta(t, 0.9, r.Progress, 1e-9)
+	require.Equal(t, "laststep", r.CurrentStep)
+	var logs []store.TaskLog
+	require.NoError(t, pg.DB.Where("task_id = ?", "task_p").Order("id").Find(&logs).Error)
+	require.Len(t, logs, 3, "two lines and the note on dropped lines")
+	require.Equal(t, "info", logs[0].Level)
+	require.Equal(t, "bad \uFFFD utf8 ", logs[0].Message)
+	require.Contains(t, logs[2].Message, "2 more log lines were dropped")
+}
