@@ -101,9 +101,6 @@ func (run *priceRun) fail(symbol string, err error) {
 	}
 }
 
-// ErrUnknownAsset means a listed symbol is not an asset.
-var ErrUnknownAsset = errors.New("portfolio: unknown asset")
-
 // refreshPrices runs the batch loop shared by the two price refreshes.
 func (s *Service) refreshPrices(ctx context.Context, r job.Reporter, op string, filter assetFilter, unknown []string, lookback int32) error {
 	if lookback <= 0 {
@@ -206,11 +203,6 @@ func (s *Service) refreshBatch(ctx context.Context, r job.Reporter, run *priceRu
 	}
 	return stored, rows.len(), nil
 }
-
-// ErrInvalidBar means a provider returned a bar the prices table cannot hold:
-// a price that is not finite and positive, a low above the high, a negative
-// volume or a date out of order.
-var ErrInvalidBar = errors.New("portfolio: invalid bar")
 
 // checkBars refuses bars that must not reach the database, so that NaN never
 // does and one bad symbol cannot fail its whole batch.

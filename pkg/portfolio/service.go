@@ -18,7 +18,8 @@ import (
 	"github.com/taskforge/taskforge/pkg/tasks"
 )
 
-// Errors of the handlers. They reach the task's error wrapped in job.Permanent.
+// Errors of the handlers. Those about the task's params or data reach the task's
+// error wrapped in job.Permanent.
 var (
 	// ErrUnknownPortfolio means the portfolio id names no portfolio.
 	ErrUnknownPortfolio = errors.New("portfolio: unknown portfolio")
@@ -30,6 +31,12 @@ var (
 	ErrInsufficientData = errors.New("portfolio: insufficient price data")
 	// ErrAllSymbolsFailed means no symbol of a price refresh could be updated.
 	ErrAllSymbolsFailed = errors.New("portfolio: every symbol failed")
+	// ErrUnknownAsset means a symbol listed in refresh_all_prices is not an asset.
+	ErrUnknownAsset = errors.New("portfolio: unknown asset")
+	// ErrInvalidBar means a provider returned a bar the prices table cannot hold:
+	// a price that is not finite and positive, a low above the high, a negative
+	// volume or a date out of order.
+	ErrInvalidBar = errors.New("portfolio: invalid bar")
 )
 
 // Defaults of Options.
