@@ -316,3 +316,11 @@ func TestPolicy(t *testing.T) {
 	require.False(t, CanCreateType(viewer, user))
 	require.False(t, CanCreateType(admin, tasks.Spec{Permission: "other"}))
 }
+
+// Every credential checker is an Authenticator; the audit log is a Recorder.
+var (
+	_ Authenticator  = (*Service)(nil)
+	_ Authenticator  = (*KeyStore)(nil)
+	_ Authenticator  = (*JWTVerifier)(nil)
+	_ audit.Recorder = (*audit.Log)(nil)
+)

@@ -22,6 +22,7 @@ import (
 	"github.com/taskforge/taskforge/pkg/job"
 	"github.com/taskforge/taskforge/pkg/taskpb"
 	"github.com/taskforge/taskforge/pkg/tasks"
+	"github.com/taskforge/taskforge/pkg/taskservice"
 )
 
 const canary = "canary-Zq8v1-do-not-leak"
@@ -444,3 +445,6 @@ func BenchmarkSealOpen(b *testing.B) {
 		}
 	}
 }
+
+// The keyring is the task service's Sealer.
+var _ taskservice.Sealer = (*Keyring)(nil)
