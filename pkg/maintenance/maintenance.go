@@ -46,6 +46,7 @@ func Handlers(d Deps) map[string]job.Handler {
 	return map[string]job.Handler{
 		tasks.TypeCleanupOldData:   job.Typed(NewCleanup(d.DB, d.Results, CleanupOptions{Retention: d.Retention})),
 		tasks.TypeOptimizeDatabase: job.Typed(NewOptimize(d.DB)),
+		tasks.TypeBackupData:       job.Typed(NewBackup(d.DB, d.DatabaseURL, d.Results, d.PublicURL)),
 	}
 }
 
