@@ -98,7 +98,9 @@ func newProvider(db *sql.DB) (*goose.Provider, error) {
 	if err != nil {
 		return nil, err
 	}
-	return goose.NewProvider(goose.DialectPostgres, db, sub)
+	// Migrations written in parallel branches may land with a lower number than
+	// one already applied; they are applied rather than refused.
+	return goose.NewProvider(goose.DialectPostgres, db, sub, goose.WithAllowOutofOrder(true))
 }
 
 // Migrate applies every pending migration. It is safe to run again and from
