@@ -15,9 +15,11 @@ import (
 
 	"github.com/hibiken/asynq"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 	"gorm.io/gorm"
 
+	"github.com/taskforge/taskforge/pkg/queue"
 	"github.com/taskforge/taskforge/pkg/store"
 	"github.com/taskforge/taskforge/pkg/tasks"
 	"github.com/taskforge/taskforge/pkg/taskservice"
@@ -74,6 +76,7 @@ type Options struct {
 // Reconciler compares PostgreSQL and Asynq and repairs the differences.
 type Reconciler struct {
 	db        *gorm.DB
+	redis     redis.UniversalClient
 	inspector *asynq.Inspector
 	requeuer  Requeuer
 	log       *zap.Logger
@@ -83,8 +86,9 @@ type Reconciler struct {
 
 // New returns a Reconciler; its repairs are counted in
 // taskforge_reconciler_repairs_total{kind}, registered in reg when not nil.
-func New(db *gorm.DB, inspector *asynq.Inspector, requeuer Requeuer, log *zap.Logger, reg prometheus.Registerer, opts Options) (*Reconciler, error) {
-	if db == nil || inspector == nil || requeuer == nil || log == nil {
+// rc is the Redis that Asynq uses.
+func New(db *gorm.DB, rc redis.UniversalClient, inspector *asynq.Inspector, requeuer Requeuer, log *zap.Logger, reg prometheus.Registerer, opts Options) (*Reconciler, error) {
+	if db == nil || rc == nil || inspector == nil || requeuer == nil || log == nil {
 		return nil, errors.New("reconcile: nil dependency")
 	}
 	if opts.Interval == 0 {
@@ -114,7 +118,7 @@ func New(db *gorm.DB, inspector *asynq.Inspector, requeuer Requeuer, log *zap.Lo
 			return nil, fmt.Errorf("reconcile: metrics: %w", err)
 		}
 	}
-	return &Reconciler{db: db, inspector: inspector, requeuer: requeuer, log: log, repairs: repairs, opts: opts}, nil
+	return &Reconciler{db: db, redis: rc, inspector: inspector, requeuer: requeuer, log: log, repairs: repairs, opts: opts}, nil
 }
 
 // Run reconciles every Interval until ctx ends.
@@ -166,6 +170,12 @@ func (r *Reconciler) Pass(ctx context.Context) (Report, error) {
 		_, _ = conn.ExecContext(uctx, `SELECT pg_advisory_unlock($1)`, lockKey)
 	}()
 	rep.Ran = true
+	// After Redis lost its data, Asynq's set of known queues is gone too, and
+	// a client that already enqueued to a queue does not add it again: the
+	// inspector would call every queue unknown.
+	if err := queue.Register(ctx, r.redis); err != nil {
+		return rep, fmt.Errorf("reconcile: %w", err)
+	}
 	if err := r.open(ctx, &rep); err != nil {
 		return rep, err
 	}

@@ -107,7 +107,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	reconciler, err := reconcile.New(deps.DB, inspector, svc, log, deps.Registry, reconcile.Options{
+	reconciler, err := reconcile.New(deps.DB, deps.RedisClient, inspector, svc, log, deps.Registry, reconcile.Options{
 		Interval: sc.ReconcileInterval, LostGrace: sc.LostGrace,
 	})
 	if err != nil {

@@ -1,0 +1,257 @@
+package reconcile_test
+
+import (
+	"context"
+	"encoding/json"
+	"testing"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest"
+
+	"github.com/taskforge/taskforge/pkg/reconcile"
+	"github.com/taskforge/taskforge/pkg/store"
+	"github.com/taskforge/taskforge/pkg/tasks"
+	"github.com/taskforge/taskforge/pkg/taskservice"
+	"github.com/taskforge/taskforge/pkg/testenv"
+)
+
+type testBundle struct {
+	pg        testenv.Postgres
+	rd        testenv.Redis
+	svc       *taskservice.Service
+	inspector *asynq.Inspector
+	rec       *reconcile.Reconciler
+	reg       *prometheus.Registry
+}
+
+// setup builds a reconciler whose clock runs a minute ahead, so that rows
+// just written count as old enough to repair.
+func setup(t *testing.T) testBundle {
+	t.Helper()
+	pg := testenv.NewPostgres(t)
+	rd := testenv.NewRedis(t)
+	client := asynq.NewClient(rd.Opt())
+	insp := asynq.NewInspector(rd.Opt())
+	t.Cleanup(func() { _ = client.Close(); _ = insp.Close() })
+	log := zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel))
+	svc, err := taskservice.New(pg.DB, client, insp, log, taskservice.Options{})
+	require.NoError(t, err)
+	t.Cleanup(svc.Close)
+	reg := prometheus.NewRegistry()
+	rec, err := reconcile.New(pg.DB, rd.Client, insp, svc, log, reg, reconcile.Options{
+		BatchSize: 7, LostGrace: time.Minute, Now: func() time.Time { return time.Now().Add(time.Minute) },
+	})
+	require.NoError(t, err)
+	return testBundle{pg: pg, rd: rd, svc: svc, inspector: insp, rec: rec, reg: reg}
+}
+
+func (b testBundle) createTask(t *testing.T, typ, params string) store.Task {
+	t.Helper()
+	c, err := b.svc.Create(context.Background(), taskservice.CreateRequest{Type: typ, Params: json.RawMessage(params), CreatedBy: "u1"})
+	require.NoError(t, err)
+	return c.Task
+}
+
+func (b testBundle) row(t *testing.T, id string) store.Task {
+	t.Helper()
+	var row store.Task
+	require.NoError(t, b.pg.DB.Take(&row, "id = ?", id).Error)
+	return row
+}
+
+func queued(t *testing.T, insp *asynq.Inspector, queue string) map[string]int {
+	t.Helper()
+	out := map[string]int{}
+	for _, list := range []func(string, ...asynq.ListOption) ([]*asynq.TaskInfo, error){
+		insp.ListPendingTasks, insp.ListScheduledTasks, insp.ListRetryTasks,
+	} {
+		infos, err := list(queue, asynq.PageSize(1000))
+		if err != nil {
+			continue // queue gone
+		}
+		for _, i := range infos {
+			out[i.ID]++
+		}
+	}
+	return out
+}
+
+// TestFlushDBRestoresPendingTasks: Redis loses everything (FLUSHDB on the
+// test's own database); one pass re-enqueues every pending task under its
+// id, a second pass finds nothing to do, and no task is queued twice.
+func TestFlushDBRestoresPendingTasks(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	const n = 40
+	ids := map[string]bool{}
+	for range n {
+		ids[b.createTask(t, tasks.TypeRefreshPortfolio, `{"portfolio_id":"pf_1"}`).ID] = true
+	}
+	later := time.Now().Add(time.Hour).UTC().Truncate(time.Second)
+	c, err := b.svc.Create(ctx, taskservice.CreateRequest{Type: tasks.TypeRefreshAllPrices, ScheduledFor: &later, CreatedBy: "u1"})
+	require.NoError(t, err)
+	require.NoError(t, b.rd.Client.FlushDB(ctx).Err())
+
+	rep, err := b.rec.Pass(ctx)
+	require.NoError(t, err)
+	require.True(t, rep.Ran)
+	require.Equal(t, n+1, rep.Repairs[reconcile.KindRequeued])
+	require.Equal(t, float64(n+1), repairsCounted(t, b.reg, reconcile.KindRequeued))
+
+	got := queued(t, b.inspector, "normal")
+	require.Len(t, got, n+1)
+	for id := range ids {
+		require.Equal(t, 1, got[id], "task %s queued once", id)
+	}
+	info, err := b.inspector.GetTaskInfo("normal", c.Task.ID)
+	require.NoError(t, err)
+	require.Equal(t, asynq.TaskStateScheduled, info.State, "a task for later keeps its time")
+	require.WithinDuration(t, later, info.NextProcessAt, time.Second)
+	env, err := tasks.DecodeEnvelope(info.Payload)
+	require.NoError(t, err)
+	require.Equal(t, c.Task.ID, env.GetTaskId())
+
+	rep, err = b.rec.Pass(ctx)
+	require.NoError(t, err)
+	require.Empty(t, rep.Repairs, "nothing left to repair")
+	require.Len(t, queued(t, b.inspector, "normal"), n+1)
+}
+
+// startAttempt makes a row look like a worker took it: running, attempt n,
+// with its attempt row, and removes it from Asynq (the worker vanished with
+// Redis' copy, or Redis lost it).
+func (b testBundle) startAttempt(t *testing.T, task store.Task, attempt int, started time.Time) {
+	t.Helper()
+	require.NoError(t, b.pg.DB.Exec(`UPDATE tasks SET status = 'running', attempt = ?, worker_id = 'w1', started_at = ?, updated_at = ? WHERE id = ?`,
+		attempt, started, started, task.ID).Error)
+	require.NoError(t, b.pg.DB.Create(&store.TaskAttempt{TaskID: task.ID, Attempt: attempt, Worker: "w1", StartedAt: started, Outcome: "running"}).Error)
+	require.NoError(t, b.inspector.DeleteTask(task.Priority, task.ID))
+}
+
+// TestRunningTaskWhoseWorkerVanished is retried while it has budget left and
+// fails with error kind "lost" when it has none.
+func TestRunningTaskWhoseWorkerVanished(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	now := time.Now().UTC()
+	withBudget := b.createTask(t, tasks.TypeRefreshPortfolio, `{"portfolio_id":"pf_1"}`)
+	b.startAttempt(t, withBudget, 1, now)
+	spent := b.createTask(t, tasks.TypeRefreshPortfolio, `{"portfolio_id":"pf_2"}`)
+	b.startAttempt(t, spent, 4, now) // 1 + max_retries (3) attempts used
+
+	rep, err := b.rec.Pass(ctx)
+	require.NoError(t, err)
+	require.Equal(t, map[string]int{reconcile.KindLostRetried: 1, reconcile.KindLostFailed: 1}, rep.Repairs)
+
+	row := b.row(t, withBudget.ID)
+	require.Equal(t, tasks.StatusRetrying, row.Status)
+	require.JSONEq(t, `{"kind":"lost","attempt":1,"message":"task lost: its worker vanished and the queue no longer holds it"}`, string(row.Error))
+	info, err := b.inspector.GetTaskInfo(row.Priority, row.ID)
+	require.NoError(t, err)
+	require.Equal(t, 2, info.MaxRetry, "the delivery carries what is left of the budget")
+	var att store.TaskAttempt
+	require.NoError(t, b.pg.DB.Take(&att, "task_id = ? AND attempt = 1", row.ID).Error)
+	require.Equal(t, "lost", att.Outcome)
+	require.Equal(t, "lost", att.ErrorKind)
+	require.NotNil(t, att.FinishedAt)
+
+	row = b.row(t, spent.ID)
+	require.Equal(t, tasks.StatusFailed, row.Status)
+	require.NotNil(t, row.CompletedAt)
+	var lostErr struct {
+		Kind    string `json:"kind"`
+		Attempt int    `json:"attempt"`
+	}
+	require.NoError(t, json.Unmarshal(row.Error, &lostErr))
+	require.Equal(t, "lost", lostErr.Kind)
+	require.Equal(t, 4, lostErr.Attempt)
+	_, err = b.inspector.GetTaskInfo(row.Priority, row.ID)
+	require.ErrorIs(t, err, asynq.ErrTaskNotFound)
+
+	rep, err = b.rec.Pass(ctx)
+	require.NoError(t, err)
+	require.Empty(t, rep.Repairs)
+}
+
+// TestCancelledTaskLeftInQueueIsRemoved: the row says cancelled, Asynq still
+// holds the task (the cancel's Redis call never happened).
+func TestCancelledTaskLeftInQueueIsRemoved(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	task := b.createTask(t, tasks.TypeRefreshPortfolio, `{"portfolio_id":"pf_1"}`)
+	require.NoError(t, b.pg.DB.Exec(`UPDATE tasks SET status = 'cancelled', cancel_requested = true, updated_at = now() WHERE id = ?`, task.ID).Error)
+	rep, err := b.rec.Pass(ctx)
+	require.NoError(t, err)
+	require.Equal(t, map[string]int{reconcile.KindCancelRemoved: 1}, rep.Repairs)
+	_, err = b.inspector.GetTaskInfo(task.Priority, task.ID)
+	require.ErrorIs(t, err, asynq.ErrTaskNotFound)
+}
+
+// TestOneReplicaAtATime: while another replica holds the advisory lock, a
+// pass does nothing.
+func TestOneReplicaAtATime(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	task := b.createTask(t, tasks.TypeRefreshPortfolio, `{"portfolio_id":"pf_1"}`)
+	require.NoError(t, b.inspector.DeleteTask(task.Priority, task.ID))
+
+	conn, err := b.pg.SQL.Conn(ctx)
+	require.NoError(t, err)
+	defer conn.Close()
+	var got bool
+	require.NoError(t, conn.QueryRowContext(ctx, `SELECT pg_try_advisory_lock($1)`, 0x7ec0c11e).Scan(&got))
+	require.True(t, got)
+	rep, err := b.rec.Pass(ctx)
+	require.NoError(t, err)
+	require.False(t, rep.Ran)
+	_, err = conn.ExecContext(ctx, `SELECT pg_advisory_unlock($1)`, 0x7ec0c11e)
+	require.NoError(t, err)
+
+	rep, err = b.rec.Pass(ctx)
+	require.NoError(t, err)
+	require.True(t, rep.Ran)
+	require.Equal(t, 1, rep.Repairs[reconcile.KindRequeued])
+}
+
+// TestYoungRowsAreLeftAlone: a row written moments ago may be between its
+// insert and its enqueue; the reconciler waits MinAge before touching it.
+func TestYoungRowsAreLeftAlone(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	task := b.createTask(t, tasks.TypeRefreshPortfolio, `{"portfolio_id":"pf_1"}`)
+	require.NoError(t, b.inspector.DeleteTask(task.Priority, task.ID))
+	rec, err := reconcile.New(b.pg.DB, b.rd.Client, b.inspector, b.svc, zap.NewNop(), nil, reconcile.Options{MinAge: time.Hour})
+	require.NoError(t, err)
+	rep, err := rec.Pass(ctx)
+	require.NoError(t, err)
+	require.True(t, rep.Ran)
+	require.Empty(t, rep.Repairs)
+}
+
+func repairsCounted(t *testing.T, reg *prometheus.Registry, kind string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	require.NoError(t, err)
+	for _, mf := range mfs {
+		if mf.GetName() != "taskforge_reconciler_repairs_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "kind" && l.GetValue() == kind {
+					return m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return 0
+}
