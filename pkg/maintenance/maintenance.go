@@ -41,12 +41,13 @@ type Deps struct {
 	PublicURL string
 }
 
-// Handlers returns the maintenance handlers by task type.
+// Handlers returns the four maintenance handlers by task type.
 func Handlers(d Deps) map[string]job.Handler {
 	return map[string]job.Handler{
 		tasks.TypeCleanupOldData:   job.Typed(NewCleanup(d.DB, d.Results, CleanupOptions{Retention: d.Retention})),
 		tasks.TypeOptimizeDatabase: job.Typed(NewOptimize(d.DB)),
 		tasks.TypeBackupData:       job.Typed(NewBackup(d.DB, d.DatabaseURL, d.Results, d.PublicURL)),
+		tasks.TypeGenerateReports:  job.Typed(NewReports(d.DB, d.Results, d.PublicURL)),
 	}
 }
 
