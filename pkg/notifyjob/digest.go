@@ -233,15 +233,15 @@ SELECT p.id, p.name, p.base_currency,
        coalesce(f.flows, 0) AS cash_flow
 FROM portfolios p
 LEFT JOIN LATERAL (SELECT v.date, v.market_value FROM portfolio_values v
-                   WHERE v.portfolio_id = p.id AND v.date < @start::date
+                   WHERE v.portfolio_id = p.id AND v.date < CAST(? AS date)
                    ORDER BY v.date DESC LIMIT 1) o ON true
 LEFT JOIN LATERAL (SELECT v.date, v.market_value FROM portfolio_values v
-                   WHERE v.portfolio_id = p.id AND v.date BETWEEN @start::date AND @end::date
+                   WHERE v.portfolio_id = p.id AND v.date BETWEEN CAST(? AS date) AND CAST(? AS date)
                    ORDER BY v.date DESC LIMIT 1) c ON true
 LEFT JOIN LATERAL (SELECT sum(v.cash_flow) AS flows FROM portfolio_values v
-                   WHERE v.portfolio_id = p.id AND v.date BETWEEN @start::date AND @end::date) f ON true
+                   WHERE v.portfolio_id = p.id AND v.date BETWEEN CAST(? AS date) AND CAST(? AS date)) f ON true
 ORDER BY p.id
-LIMIT @limit`
+LIMIT ?`
 
 // loadPortfolios reads the portfolio changes of the period.
 func (s *Service) loadPortfolios(ctx context.Context, d *Digest) error {
@@ -251,9 +251,9 @@ func (s *Service) loadPortfolios(ctx context.Context, d *Digest) error {
 		OpenValue, CloseValue  *float64
 		CashFlow               float64
 	}
-	err := s.db.WithContext(ctx).Raw(portfoliosSQL, map[string]any{
-		"start": d.Start.Format(dateLayout), "end": d.End.Format(dateLayout), "limit": maxPortfoliosListed + 1,
-	}).Scan(&rows).Error
+	start, end := d.Start.Format(dateLayout), d.End.Format(dateLayout)
+	err := s.db.WithContext(ctx).Raw(portfoliosSQL, start, start, end, start, end, maxPortfoliosListed+1).
+		Scan(&rows).Error
 	if err != nil {
 		return fmt.Errorf("portfolio changes: %w", err)
 	}
@@ -349,10 +349,10 @@ func (d Digest) text() string {
 	}
 	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
 	if len(d.Portfolios) > 0 {
-		fmt.Fprintln(tw, "Portfolio\tCurrency\tOpen\tClose\tChange\tCash flow\tReturn\t")
+		fmt.Fprintln(tw, "Portfolio\tCurrency\tOpen\tClose\tChange\tCash flow\tReturn")
 	}
 	for _, p := range d.Portfolios {
-		fmt.Fprintf(tw, "%s (%s)\t%s\t%s\t%s\t%s\t%s\t%s\t\n", p.Name, p.ID, p.Currency,
+		fmt.Fprintf(tw, "%s (%s)\t%s\t%s\t%s\t%s\t%s\t%s\n", p.Name, p.ID, p.Currency,
 			valuationText(p.Open), valuationText(p.Close), optText(p.Change(), SignedMoney),
 			SignedMoney(p.CashFlow), optText(p.Return(), Percent))
 	}
@@ -371,9 +371,9 @@ func (d Digest) text() string {
 	if len(d.ByType) > 0 {
 		b.WriteString("\nBy type:\n")
 		tw = tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, "  Type\tTotal\tCompleted\tFailed\t")
+		fmt.Fprintln(tw, "  Type\tTotal\tCompleted\tFailed")
 		for _, t := range d.ByType {
-			fmt.Fprintf(tw, "  %s\t%d\t%d\t%d\t\n", t.Type, t.Total, t.Completed, t.Failed)
+			fmt.Fprintf(tw, "  %s\t%d\t%d\t%d\n", t.Type, t.Total, t.Completed, t.Failed)
 		}
 		_ = tw.Flush()
 	}
