@@ -1,0 +1,196 @@
+// Package httpresult serves task results over HTTP:
+//
+//	GET /api/v1/tasks/{task_id}/result       the task's JSON result, or a 302 to a
+//	                                         download link of its stored file
+//	GET /api/v1/results/{id}/download?exp=&sig=
+//	                                         the file itself, for a valid signed link
+//
+// The first route needs an authenticated caller (auth.FromContext) who may see
+// the task; anyone else gets 404. The second is authorised by its signature
+// alone. Handlers are plain net/http functions taking the path parameter, so
+// that an Echo router and a ServeMux can both mount them.
+package httpresult
+
+import (
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"strconv"
+
+	"go.uber.org/zap"
+	"gorm.io/gorm"
+
+	"github.com/taskforge/taskforge/pkg/auth"
+	"github.com/taskforge/taskforge/pkg/result"
+	"github.com/taskforge/taskforge/pkg/store"
+)
+
+// Paths of the two routes in net/http ServeMux pattern syntax.
+const (
+	TaskResultPattern = "GET /api/v1/tasks/{task_id}/result"
+	DownloadPattern   = "GET /api/v1/results/{id}/download"
+)
+
+// problemType prefixes problem types, as the API's other errors do.
+const problemType = "urn:taskforge:problem:"
+
+// Handler serves the result routes.
+type Handler struct {
+	db      *gorm.DB
+	results *result.Store
+	log     *zap.Logger
+}
+
+// New returns a Handler.
+func New(db *gorm.DB, results *result.Store, log *zap.Logger) (*Handler, error) {
+	if db == nil || results == nil || log == nil {
+		return nil, errors.New("httpresult: db, results and log are required")
+	}
+	return &Handler{db: db, results: results, log: log}, nil
+}
+
+// Register mounts both routes on mux. The task route expects an earlier
+// middleware to have put the caller's principal in the request context.
+func (h *Handler) Register(mux *http.ServeMux) {
+	mux.HandleFunc(TaskResultPattern, func(w http.ResponseWriter, r *http.Request) {
+		h.TaskResult(w, r, r.PathValue("task_id"))
+	})
+	mux.HandleFunc(DownloadPattern, func(w http.ResponseWriter, r *http.Request) {
+		h.Download(w, r, r.PathValue("id"))
+	})
+}
+
+// taskResultBody is the JSON answer of a task without a stored file.
+type taskResultBody struct {
+	TaskID string     `json:"task_id"`
+	Status string     `json:"status"`
+	Result store.JSON `json:"result"`
+}
+
+// TaskResult serves GET /api/v1/tasks/{task_id}/result. With files, the newest
+// (or the one named by ?name=) is reached through a 302 to a fresh download
+// link: an S3 presigned URL or the API's signed link.
+func (h *Handler) TaskResult(w http.ResponseWriter, r *http.Request, taskID string) {
+	p, ok := auth.FromContext(r.Context())
+	if !ok {
+		writeProblem(w, http.StatusUnauthorized, "unauthenticated", "missing or invalid bearer token")
+		return
+	}
+	var task store.Task
+	err := h.db.WithContext(r.Context()).Select("id", "status", "created_by", "result").
+		Where("id = ?", taskID).Take(&task).Error
+	if errors.Is(err, gorm.ErrRecordNotFound) || (err == nil && !p.CanSee(task.CreatedBy)) {
+		writeProblem(w, http.StatusNotFound, "not-found", "task not found")
+		return
+	}
+	if err != nil {
+		h.fail(w, "task result: read task", err, taskID)
+		return
+	}
+	files, err := h.results.ForTask(r.Context(), taskID)
+	if err != nil {
+		h.fail(w, "task result: list results", err, taskID)
+		return
+	}
+	name := r.URL.Query().Get("name")
+	var pick *result.Result
+	for i := range files {
+		if name == "" || files[i].Name == name {
+			pick = &files[i]
+		}
+	}
+	if pick != nil {
+		u, _, err := h.results.URL(r.Context(), *pick)
+		if err != nil {
+			h.fail(w, "task result: link", err, taskID)
+			return
+		}
+		w.Header().Set("Cache-Control", "no-store")
+		http.Redirect(w, r, u, http.StatusFound)
+		return
+	}
+	if name != "" {
+		writeProblem(w, http.StatusNotFound, "not-found", "the task has no result file of that name")
+		return
+	}
+	if len(task.Result) == 0 || string(task.Result) == "null" {
+		writeProblem(w, http.StatusNotFound, "not-found", "the task has no result (status "+task.Status+")")
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	_ = json.NewEncoder(w).Encode(taskResultBody{TaskID: task.ID, Status: task.Status, Result: task.Result})
+}
+
+// Download serves GET /api/v1/results/{id}/download?exp=…&sig=…: 403 for a bad
+// signature, 410 for an expired link or result, else the file as an
+// attachment.
+func (h *Handler) Download(w http.ResponseWriter, r *http.Request, resultID string) {
+	q := r.URL.Query()
+	switch err := h.results.Signer().Verify(resultID, q.Get("exp"), q.Get("sig")); {
+	case errors.Is(err, result.ErrLinkExpired):
+		writeProblem(w, http.StatusGone, "link-expired", "the download link has expired; ask the task's result route for a new one")
+		return
+	case err != nil:
+		writeProblem(w, http.StatusForbidden, "forbidden", "the download link is not valid")
+		return
+	}
+	res, err := h.results.Get(r.Context(), resultID)
+	if errors.Is(err, result.ErrNotFound) {
+		writeProblem(w, http.StatusGone, "result-gone", "the result no longer exists")
+		return
+	}
+	if err != nil {
+		h.fail(w, "download: read result", err, resultID)
+		return
+	}
+	rc, err := h.results.Open(r.Context(), res)
+	if errors.Is(err, result.ErrExpired) || errors.Is(err, result.ErrNotFound) {
+		writeProblem(w, http.StatusGone, "result-gone", "the result has expired")
+		return
+	}
+	if err != nil {
+		h.fail(w, "download: open result", err, resultID)
+		return
+	}
+	defer rc.Close()
+	hd := w.Header()
+	hd.Set("Content-Type", res.ContentType)
+	hd.Set("Content-Length", strconv.FormatInt(res.Size, 10))
+	hd.Set("Content-Disposition", result.ContentDisposition(res.Name))
+	hd.Set("X-Content-Type-Options", "nosniff")
+	// An HTML report opened in place runs nothing and loads nothing.
+	hd.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; sandbox")
+	hd.Set("Cache-Control", "private, no-store")
+	hd.Set("ETag", `"`+res.SHA256+`"`)
+	w.WriteHeader(http.StatusOK)
+	if _, err := io.Copy(w, rc); err != nil {
+		h.log.Warn("download interrupted", zap.String("result_id", resultID), zap.Error(err))
+	}
+}
+
+// fail logs a server-side error and answers 500 without its details.
+func (h *Handler) fail(w http.ResponseWriter, msg string, err error, id string) {
+	status, kind, detail := http.StatusInternalServerError, "internal", "an internal error occurred"
+	if errors.Is(err, store.ErrUnavailable) {
+		status, kind, detail = http.StatusServiceUnavailable, "unavailable", "a dependency is unavailable; retry shortly"
+		w.Header().Set("Retry-After", "5")
+	}
+	h.log.Error(msg, zap.String("id", id), zap.Error(err))
+	writeProblem(w, status, kind, detail)
+}
+
+type problem struct {
+	Type   string `json:"type"`
+	Title  string `json:"title"`
+	Status int    `json:"status"`
+	Detail string `json:"detail,omitempty"`
+}
+
+func writeProblem(w http.ResponseWriter, status int, kind, detail string) {
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(problem{Type: problemType + kind, Title: http.StatusText(status), Status: status, Detail: detail})
+}
