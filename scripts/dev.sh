@@ -12,7 +12,9 @@
 # Environment:
 #   DEV_REDIS_PORT     Redis port (default 6390)
 #   DEV_POSTGRES_PORT  PostgreSQL port (default 5490)
-#   TASKFORGE_*        any configuration key, e.g. TASKFORGE_LOG_LEVEL=debug
+#   TASKFORGE_*        any configuration key, e.g. TASKFORGE_LOG_LEVEL=debug or
+#                      TASKFORGE_API_ADDR=127.0.0.1:18080 (Redis, database, admin
+#                      key and storage directory are set by this script)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
@@ -22,11 +24,12 @@ run="$root/.run"
 redis_port=${DEV_REDIS_PORT:-6390}
 pg_port=${DEV_POSTGRES_PORT:-5490}
 services=(api worker scheduler monitor)
-# Addresses are the configuration's defaults.
-api_addr=127.0.0.1:8080
-monitor_addr=127.0.0.1:8081
-worker_admin=127.0.0.1:9091
-scheduler_admin=127.0.0.1:9092
+# The services' addresses: the configuration's defaults unless set in the
+# environment.
+api_addr=${TASKFORGE_API_ADDR:-127.0.0.1:8080}
+monitor_addr=${TASKFORGE_MONITOR_ADDR:-127.0.0.1:8081}
+worker_admin=${TASKFORGE_WORKER_ADMIN_ADDR:-127.0.0.1:9091}
+scheduler_admin=${TASKFORGE_SCHEDULER_ADMIN_ADDR:-127.0.0.1:9092}
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
 
@@ -96,8 +99,10 @@ mkdir -p "$run/results"
 # A previous run that was killed hard may have left them running: restart clean.
 stop_dev_redis
 stop_postgres "$run/pg"
-for p in "$redis_port" "$pg_port" "${api_addr##*:}" "${monitor_addr##*:}" "${worker_admin##*:}" "${scheduler_admin##*:}"; do
-  port_busy "$p" && die "port $p on 127.0.0.1 is in use (another 'make dev' still running?); stop it, or set DEV_REDIS_PORT/DEV_POSTGRES_PORT"
+for p in "DEV_REDIS_PORT $redis_port" "DEV_POSTGRES_PORT $pg_port" "TASKFORGE_API_ADDR ${api_addr##*:}" \
+  "TASKFORGE_MONITOR_ADDR ${monitor_addr##*:}" "TASKFORGE_WORKER_ADMIN_ADDR ${worker_admin##*:}" \
+  "TASKFORGE_SCHEDULER_ADMIN_ADDR ${scheduler_admin##*:}"; do
+  port_busy "${p#* }" && die "port ${p#* } on 127.0.0.1 is in use (another 'make dev' still running?): stop that process or choose another port with ${p% *}"
 done
 
 say "starting Redis on 127.0.0.1:$redis_port (data in .run/redis)"
