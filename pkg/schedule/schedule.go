@@ -65,15 +65,17 @@ type Schedule struct {
 
 // Input is a create, replace or patch request; nil fields are absent.
 type Input struct {
-	Name           *string            `json:"name"`
-	Cron           *string            `json:"cron"`
-	Timezone       *string            `json:"timezone"`
-	Type           *string            `json:"type"`
-	Params         json.RawMessage    `json:"params"`
-	Priority       *string            `json:"priority"`
-	RetryPolicy    *tasks.RetryPolicy `json:"retry_policy"`
-	TimeoutSeconds *int               `json:"timeout_seconds"`
-	Enabled        *bool              `json:"enabled"`
+	Name     *string         `json:"name"`
+	Cron     *string         `json:"cron"`
+	Timezone *string         `json:"timezone"`
+	Type     *string         `json:"type"`
+	Params   json.RawMessage `json:"params"`
+	Priority *string         `json:"priority"`
+	// RetryPolicy is a JSON object of the policy fields to set; the others
+	// keep the type's default (or, for a patch, the schedule's policy).
+	RetryPolicy    json.RawMessage `json:"retry_policy"`
+	TimeoutSeconds *int            `json:"timeout_seconds"`
+	Enabled        *bool           `json:"enabled"`
 }
 
 // Store reads and writes schedules.
@@ -409,8 +411,16 @@ func apply(row *store.Schedule, in Input, full bool) error {
 	}
 	switch {
 	case in.RetryPolicy != nil:
-		errs = append(errs, in.RetryPolicy.Validate("retry_policy")...)
-		b, _ := json.Marshal(in.RetryPolicy)
+		base := spec.Retry
+		if !full && !typeChanged && len(row.RetryPolicy) > 0 {
+			_ = json.Unmarshal(row.RetryPolicy, &base)
+		}
+		p, perrs := overlayPolicy(in.RetryPolicy, base)
+		if len(perrs) == 0 {
+			perrs = p.Validate("retry_policy")
+		}
+		errs = append(errs, perrs...)
+		b, _ := json.Marshal(p)
 		row.RetryPolicy = store.JSON(b)
 	case full:
 		row.RetryPolicy = nil
@@ -431,6 +441,36 @@ func apply(row *store.Schedule, in Input, full bool) error {
 		return &tasks.ValidationError{Errors: errs}
 	}
 	return nil
+}
+
+// overlayPolicy sets the policy fields present in raw on base.
+func overlayPolicy(raw json.RawMessage, base tasks.RetryPolicy) (tasks.RetryPolicy, []tasks.FieldError) {
+	var fields map[string]json.RawMessage
+	if json.Unmarshal(raw, &fields) != nil || fields == nil {
+		return base, []tasks.FieldError{{Field: "retry_policy", Message: "must be an object"}}
+	}
+	var errs []tasks.FieldError
+	for name, v := range fields {
+		var target any
+		kind := "an integer"
+		switch name {
+		case "max_retries":
+			target = &base.MaxRetries
+		case "retry_delay":
+			target = &base.RetryDelay
+		case "max_retry_delay":
+			target = &base.MaxRetryDelay
+		case "exponential_backoff":
+			target, kind = &base.ExponentialBackoff, "a boolean"
+		default:
+			errs = append(errs, tasks.FieldError{Field: "retry_policy." + name, Message: "unknown field"})
+			continue
+		}
+		if json.Unmarshal(v, target) != nil {
+			errs = append(errs, tasks.FieldError{Field: "retry_policy." + name, Message: "must be " + kind})
+		}
+	}
+	return base, errs
 }
 
 func clampLimit(limit int) int {

@@ -166,6 +166,11 @@ func TestCreateReadUpdateDelete(t *testing.T) {
 	require.EqualValues(t, 30, r.body["timeout_seconds"])
 	require.JSONEq(t, `{}`, mustJSON(t, r.body["params"]))
 
+	// A partial retry policy keeps the type's other defaults.
+	r = b.do(t, "admin", http.MethodPatch, "/api/v1/schedules/"+id, `{"retry_policy":{"max_retries":1}}`)
+	require.Equal(t, http.StatusOK, r.code, r.body)
+	require.JSONEq(t, `{"max_retries":1,"retry_delay":60,"exponential_backoff":true,"max_retry_delay":3600}`, mustJSON(t, r.body["retry_policy"]))
+
 	require.Equal(t, http.StatusNoContent, b.do(t, "admin", http.MethodDelete, "/api/v1/schedules/"+id, "").code)
 	require.Equal(t, http.StatusNotFound, b.do(t, "admin", http.MethodGet, "/api/v1/schedules/"+id, "").code)
 	require.Equal(t, http.StatusNotFound, b.do(t, "admin", http.MethodDelete, "/api/v1/schedules/"+id, "").code)
@@ -175,7 +180,7 @@ func TestCreateReadUpdateDelete(t *testing.T) {
 		actions = append(actions, e.Action+"/"+e.Outcome)
 	}
 	require.Equal(t, []string{"schedule.create/success", "schedule.update/success", "schedule.update/success",
-		"schedule.delete/success", "schedule.delete/failure"}, actions)
+		"schedule.update/success", "schedule.delete/success", "schedule.delete/failure"}, actions)
 }
 
 func TestOnlyAdminsChangeSchedules(t *testing.T) {
@@ -215,6 +220,7 @@ func TestValidationErrors(t *testing.T) {
 		{"bad priority", `{"name":"a","cron":"0 9 * * *","type":"refresh_all_prices","priority":"urgent"}`, 422, "priority"},
 		{"bad timeout", `{"name":"a","cron":"0 9 * * *","type":"refresh_all_prices","timeout_seconds":0}`, 422, "timeout_seconds"},
 		{"bad retry", `{"name":"a","cron":"0 9 * * *","type":"refresh_all_prices","retry_policy":{"max_retries":99,"retry_delay":1,"max_retry_delay":1}}`, 422, "retry_policy.max_retries"},
+		{"unknown retry field", `{"name":"a","cron":"0 9 * * *","type":"refresh_all_prices","retry_policy":{"tries":2}}`, 422, "retry_policy.tries"},
 		{"unknown field", `{"name":"a","cron":"0 9 * * *","type":"refresh_all_prices","owner":"me"}`, 422, "owner"},
 		{"wrong kind", `{"name":"a","cron":"0 9 * * *","type":"refresh_all_prices","enabled":"yes"}`, 422, "enabled"},
 		{"name taken", valid, 409, "name"},
