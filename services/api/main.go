@@ -7,6 +7,8 @@
 //	api [--config file] migrate up  apply pending database migrations
 //	api [--config file] migrate status
 //	api [--config file] seed-demo   load the demo portfolios, assets and a year of prices
+//	api [--config file] restore (--result <id> | --file <path>) [--clean]
+//	                                load a backup_data archive (see docs/BACKUP.md)
 package main
 
 import (
@@ -31,8 +33,11 @@ import (
 	"github.com/taskforge/taskforge/pkg/boot"
 	"github.com/taskforge/taskforge/pkg/config"
 	"github.com/taskforge/taskforge/pkg/egress"
+	"github.com/taskforge/taskforge/pkg/maintenance"
 	"github.com/taskforge/taskforge/pkg/portfolio"
 	"github.com/taskforge/taskforge/pkg/queue"
+	"github.com/taskforge/taskforge/pkg/result"
+	"github.com/taskforge/taskforge/pkg/result/httpresult"
 	"github.com/taskforge/taskforge/pkg/store"
 	"github.com/taskforge/taskforge/pkg/taskservice"
 	"github.com/taskforge/taskforge/services/api/internal/server"
@@ -87,9 +92,25 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return migrate(ctx, cfg, rest, stdout)
 	case "seed-demo":
 		return seedDemo(ctx, cfg, stdout)
+	case "restore":
+		return restore(ctx, cfg, rest, stdout)
 	default:
-		return fmt.Errorf("unknown command %q: want serve, migrate up, migrate status or seed-demo", cmd)
+		return fmt.Errorf("unknown command %q: want serve, migrate up, migrate status, seed-demo or restore", cmd)
 	}
+}
+
+// restore loads a backup archive from result storage or a file.
+func restore(ctx context.Context, cfg config.Config, args []string, stdout io.Writer) error {
+	deps, err := boot.Open(cfg)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = deps.Close() }()
+	results, err := result.FromConfig(ctx, deps.DB, cfg.Storage, cfg.API.PublicURL)
+	if err != nil {
+		return err
+	}
+	return maintenance.RestoreCommand(ctx, args, deps.DB, cfg.Database.URL, results, stdout)
 }
 
 // seedDemo loads the demo data set (idempotent) with the configured price provider.
@@ -204,10 +225,20 @@ func serve(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 	}
 	defer tasks.Close()
 
+	// Results: stored files and their download links.
+	results, err := result.FromConfig(ctx, deps.DB, cfg.Storage, cfg.API.PublicURL)
+	if err != nil {
+		return err
+	}
+	resultRoutes, err := httpresult.New(deps.DB, results, log.Named("results"))
+	if err != nil {
+		return err
+	}
+
 	// API.
 	handler, err := server.New(server.Options{
 		Tasks: tasks, Auth: authenticator(cfg), Checker: deps.Checker, Registry: deps.Registry, Log: log,
-		OpenAPI: openapiDoc, BodyLimit: cfg.API.BodyLimit,
+		OpenAPI: openapiDoc, BodyLimit: cfg.API.BodyLimit, Results: resultRoutes,
 	})
 	if err != nil {
 		return err

@@ -425,6 +425,14 @@ type TaskLogs struct {
 	TaskId     string     `json:"task_id"`
 }
 
+// TaskResult A task's JSON result.
+type TaskResult struct {
+	// Result The result the task's handler set (any JSON value).
+	Result interface{} `json:"result"`
+	Status Status      `json:"status"`
+	TaskId string      `json:"task_id"`
+}
+
 // TaskType defines model for TaskType.
 type TaskType struct {
 	// AdminOnly Only admins may create it.
@@ -508,6 +516,15 @@ type Unprocessable = Problem
 // UnsupportedMediaType RFC 9457 problem details.
 type UnsupportedMediaType = Problem
 
+// DownloadResultParams defines parameters for DownloadResult.
+type DownloadResultParams struct {
+	// Exp The link's expiry, in Unix seconds.
+	Exp *string `form:"exp,omitempty" json:"exp,omitempty"`
+
+	// Sig The link's signature (base64url HMAC-SHA256 over the id and exp).
+	Sig *string `form:"sig,omitempty" json:"sig,omitempty"`
+}
+
 // GetStatsParams defines parameters for GetStats.
 type GetStatsParams struct {
 	// Window A duration such as 15m, 24h or 7d, between 1m and 90d.
@@ -556,6 +573,12 @@ type GetTaskLogsParams struct {
 
 // GetTaskLogsParamsLevel defines parameters for GetTaskLogs.
 type GetTaskLogsParamsLevel string
+
+// GetTaskResultParams defines parameters for GetTaskResult.
+type GetTaskResultParams struct {
+	// Name The name of one of the task's result files; the newest file by default.
+	Name *string `form:"name,omitempty" json:"name,omitempty"`
+}
 
 // CreateTaskJSONRequestBody defines body for CreateTask for application/json ContentType.
 type CreateTaskJSONRequestBody = CreateTaskRequest
@@ -644,6 +667,16 @@ type ClientInterface interface {
 	// Corresponds with GET /api/v1/queues (the `ListQueues` operationId).
 	ListQueues(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
 
+	// DownloadResult Download a result file through a signed link.
+	//
+	// Authorised by the link's signature alone, without a bearer token. Links come
+	// from the task result route and expire; a bad or missing signature answers
+	// 403, an expired link or an expired or deleted result 410. The file comes as
+	// an attachment with its stored content type.
+	//
+	// Corresponds with GET /api/v1/results/{id}/download (the `DownloadResult` operationId).
+	DownloadResult(ctx context.Context, id string, params *DownloadResultParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
 	// GetStats Throughput, success rate and durations per task type over a window.
 	//
 	// Counts the tasks that finished within the window; non-admins see their own tasks only.
@@ -710,6 +743,17 @@ type ClientInterface interface {
 	// Corresponds with GET /api/v1/tasks/{task_id}/logs (the `GetTaskLogs` operationId).
 	GetTaskLogs(ctx context.Context, taskId TaskID, params *GetTaskLogsParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
+	// GetTaskResult The task's result, or a redirect to a download link of its result file.
+	//
+	// A task whose handler stored a file (a report, a backup) answers 302 with a
+	// fresh download link in Location: an S3 presigned URL, or this API's signed
+	// `/api/v1/results/{id}/download` link; either works for storage.link_ttl.
+	// A task with only a JSON result answers it; a task with neither, 404. A task
+	// the caller may not see answers 404.
+	//
+	// Corresponds with GET /api/v1/tasks/{task_id}/result (the `GetTaskResult` operationId).
+	GetTaskResult(ctx context.Context, taskId TaskID, params *GetTaskResultParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
 	// RetryTask Run a failed or cancelled task again.
 	//
 	// Manual intervention on a dead letter: the task goes back to pending with a
@@ -755,6 +799,26 @@ func (c *Client) GetOpenAPI(ctx context.Context, reqEditors ...RequestEditorFn) 
 // Corresponds with GET /api/v1/queues (the `ListQueues` operationId).
 func (c *Client) ListQueues(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewListQueuesRequest(c.Server)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// DownloadResult Download a result file through a signed link.
+//
+// Authorised by the link's signature alone, without a bearer token. Links come
+// from the task result route and expire; a bad or missing signature answers
+// 403, an expired link or an expired or deleted result 410. The file comes as
+// an attachment with its stored content type.
+//
+// Corresponds with GET /api/v1/results/{id}/download (the `DownloadResult` operationId).
+func (c *Client) DownloadResult(ctx context.Context, id string, params *DownloadResultParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewDownloadResultRequest(c.Server, id, params)
 	if err != nil {
 		return nil, err
 	}
@@ -911,6 +975,27 @@ func (c *Client) GetTaskLogs(ctx context.Context, taskId TaskID, params *GetTask
 	return c.Client.Do(req)
 }
 
+// GetTaskResult The task's result, or a redirect to a download link of its result file.
+//
+// A task whose handler stored a file (a report, a backup) answers 302 with a
+// fresh download link in Location: an S3 presigned URL, or this API's signed
+// `/api/v1/results/{id}/download` link; either works for storage.link_ttl.
+// A task with only a JSON result answers it; a task with neither, 404. A task
+// the caller may not see answers 404.
+//
+// Corresponds with GET /api/v1/tasks/{task_id}/result (the `GetTaskResult` operationId).
+func (c *Client) GetTaskResult(ctx context.Context, taskId TaskID, params *GetTaskResultParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewGetTaskResultRequest(c.Server, taskId, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
 // RetryTask Run a failed or cancelled task again.
 //
 // Manual intervention on a dead letter: the task goes back to pending with a
@@ -1019,6 +1104,79 @@ func NewListQueuesRequest(server string) (*http.Request, error) {
 	queryURL, err := serverURL.Parse(operationPath)
 	if err != nil {
 		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewDownloadResultRequest constructs an http.Request for the DownloadResult method
+func NewDownloadResultRequest(server string, id string, params *DownloadResultParams) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "id", id, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/v1/results/%s/download", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if params.Exp != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "exp", *params.Exp, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Sig != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "sig", *params.Sig, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
 	}
 
 	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
@@ -1468,6 +1626,67 @@ func NewGetTaskLogsRequest(server string, taskId TaskID, params *GetTaskLogsPara
 	return req, nil
 }
 
+// NewGetTaskResultRequest constructs an http.Request for the GetTaskResult method
+func NewGetTaskResultRequest(server string, taskId TaskID, params *GetTaskResultParams) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "task_id", taskId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/v1/tasks/%s/result", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if params.Name != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "name", *params.Name, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
 // NewRetryTaskRequest constructs an http.Request for the RetryTask method
 func NewRetryTaskRequest(server string, taskId TaskID) (*http.Request, error) {
 	var err error
@@ -1641,6 +1860,18 @@ type ClientWithResponsesInterface interface {
 	// Corresponds with GET /api/v1/queues (the `ListQueues` operationId).
 	ListQueuesWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*ListQueuesResponse, error)
 
+	// DownloadResultWithResponse Download a result file through a signed link.
+	//
+	// Authorised by the link's signature alone, without a bearer token. Links come
+	// from the task result route and expire; a bad or missing signature answers
+	// 403, an expired link or an expired or deleted result 410. The file comes as
+	// an attachment with its stored content type.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /api/v1/results/{id}/download (the `DownloadResult` operationId).
+	DownloadResultWithResponse(ctx context.Context, id string, params *DownloadResultParams, reqEditors ...RequestEditorFn) (*DownloadResultResponse, error)
+
 	// GetStatsWithResponse Throughput, success rate and durations per task type over a window.
 	//
 	// Counts the tasks that finished within the window; non-admins see their own tasks only.
@@ -1718,6 +1949,19 @@ type ClientWithResponsesInterface interface {
 	//
 	// Corresponds with GET /api/v1/tasks/{task_id}/logs (the `GetTaskLogs` operationId).
 	GetTaskLogsWithResponse(ctx context.Context, taskId TaskID, params *GetTaskLogsParams, reqEditors ...RequestEditorFn) (*GetTaskLogsResponse, error)
+
+	// GetTaskResultWithResponse The task's result, or a redirect to a download link of its result file.
+	//
+	// A task whose handler stored a file (a report, a backup) answers 302 with a
+	// fresh download link in Location: an S3 presigned URL, or this API's signed
+	// `/api/v1/results/{id}/download` link; either works for storage.link_ttl.
+	// A task with only a JSON result answers it; a task with neither, 404. A task
+	// the caller may not see answers 404.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /api/v1/tasks/{task_id}/result (the `GetTaskResult` operationId).
+	GetTaskResultWithResponse(ctx context.Context, taskId TaskID, params *GetTaskResultParams, reqEditors ...RequestEditorFn) (*GetTaskResultResponse, error)
 
 	// RetryTaskWithResponse Run a failed or cancelled task again.
 	//
@@ -1870,6 +2114,68 @@ func (r ListQueuesResponse) StatusCode() int {
 
 // ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
 func (r ListQueuesResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// DownloadResultResponse200Headers the declared response headers of an HTTP 200 response for DownloadResult
+type DownloadResultResponse200Headers struct {
+	ContentDisposition *string
+}
+
+type DownloadResultResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Forbidden
+	// ApplicationproblemJSON410 the response for an HTTP 410 `application/problem+json` response
+	ApplicationproblemJSON410 *Problem
+	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
+	ApplicationproblemJSONDefault *Error
+	// Headers200 the parsed response headers for an HTTP 200 response
+	Headers200 *DownloadResultResponse200Headers
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r DownloadResultResponse) GetApplicationproblemJSON403() *Forbidden {
+	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON410 returns the response for an HTTP 410 `application/problem+json` response
+func (r DownloadResultResponse) GetApplicationproblemJSON410() *Problem {
+	return r.ApplicationproblemJSON410
+}
+
+// GetApplicationproblemJSONDefault returns the response for an HTTP default `application/problem+json` response
+func (r DownloadResultResponse) GetApplicationproblemJSONDefault() *Error {
+	return r.ApplicationproblemJSONDefault
+}
+
+// GetBody returns the raw response body bytes
+func (r DownloadResultResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r DownloadResultResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r DownloadResultResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r DownloadResultResponse) ContentType() string {
 	if r.HTTPResponse != nil {
 		return r.HTTPResponse.Header.Get("Content-Type")
 	}
@@ -2457,6 +2763,89 @@ func (r GetTaskLogsResponse) ContentType() string {
 	return ""
 }
 
+// GetTaskResultResponse302Headers the declared response headers of an HTTP 302 response for GetTaskResult
+type GetTaskResultResponse302Headers struct {
+	Location *string
+}
+
+// GetTaskResultResponse503Headers the declared response headers of an HTTP 503 response for GetTaskResult
+type GetTaskResultResponse503Headers struct {
+	RetryAfter *int
+}
+
+type GetTaskResultResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *TaskResult
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Unauthorized
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotFound
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *Unavailable
+	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
+	ApplicationproblemJSONDefault *Error
+	// Headers302 the parsed response headers for an HTTP 302 response
+	Headers302 *GetTaskResultResponse302Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *GetTaskResultResponse503Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r GetTaskResultResponse) GetJSON200() *TaskResult {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r GetTaskResultResponse) GetApplicationproblemJSON401() *Unauthorized {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r GetTaskResultResponse) GetApplicationproblemJSON404() *NotFound {
+	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r GetTaskResultResponse) GetApplicationproblemJSON503() *Unavailable {
+	return r.ApplicationproblemJSON503
+}
+
+// GetApplicationproblemJSONDefault returns the response for an HTTP default `application/problem+json` response
+func (r GetTaskResultResponse) GetApplicationproblemJSONDefault() *Error {
+	return r.ApplicationproblemJSONDefault
+}
+
+// GetBody returns the raw response body bytes
+func (r GetTaskResultResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r GetTaskResultResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r GetTaskResultResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r GetTaskResultResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
 // RetryTaskResponse503Headers the declared response headers of an HTTP 503 response for RetryTask
 type RetryTaskResponse503Headers struct {
 	RetryAfter *int
@@ -2724,6 +3113,24 @@ func (c *ClientWithResponses) ListQueuesWithResponse(ctx context.Context, reqEdi
 	return ParseListQueuesResponse(rsp)
 }
 
+// DownloadResultWithResponse Download a result file through a signed link.
+//
+// Authorised by the link's signature alone, without a bearer token. Links come
+// from the task result route and expire; a bad or missing signature answers
+// 403, an expired link or an expired or deleted result 410. The file comes as
+// an attachment with its stored content type.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /api/v1/results/{id}/download (the `DownloadResult` operationId).
+func (c *ClientWithResponses) DownloadResultWithResponse(ctx context.Context, id string, params *DownloadResultParams, reqEditors ...RequestEditorFn) (*DownloadResultResponse, error) {
+	rsp, err := c.DownloadResult(ctx, id, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseDownloadResultResponse(rsp)
+}
+
 // GetStatsWithResponse Throughput, success rate and durations per task type over a window.
 //
 // Counts the tasks that finished within the window; non-admins see their own tasks only.
@@ -2848,6 +3255,25 @@ func (c *ClientWithResponses) GetTaskLogsWithResponse(ctx context.Context, taskI
 		return nil, err
 	}
 	return ParseGetTaskLogsResponse(rsp)
+}
+
+// GetTaskResultWithResponse The task's result, or a redirect to a download link of its result file.
+//
+// A task whose handler stored a file (a report, a backup) answers 302 with a
+// fresh download link in Location: an S3 presigned URL, or this API's signed
+// `/api/v1/results/{id}/download` link; either works for storage.link_ttl.
+// A task with only a JSON result answers it; a task with neither, 404. A task
+// the caller may not see answers 404.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /api/v1/tasks/{task_id}/result (the `GetTaskResult` operationId).
+func (c *ClientWithResponses) GetTaskResultWithResponse(ctx context.Context, taskId TaskID, params *GetTaskResultParams, reqEditors ...RequestEditorFn) (*GetTaskResultResponse, error) {
+	rsp, err := c.GetTaskResult(ctx, taskId, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseGetTaskResultResponse(rsp)
 }
 
 // RetryTaskWithResponse Run a failed or cancelled task again.
@@ -3001,6 +3427,59 @@ func ParseListQueuesResponse(rsp *http.Response) (*ListQueuesResponse, error) {
 			headers.RetryAfter = &value
 		}
 		response.Headers503 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseDownloadResultResponse parses an HTTP response from a DownloadResultWithResponse call
+func ParseDownloadResultResponse(rsp *http.Response) (*DownloadResultResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &DownloadResultResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 410:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON410 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSONDefault = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 200:
+		var headers DownloadResultResponse200Headers
+		if values := rsp.Header.Values("Content-Disposition"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Content-Disposition", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.ContentDisposition = &value
+		}
+		response.Headers200 = &headers
 	}
 
 	return response, nil
@@ -3505,6 +3984,86 @@ func ParseGetTaskLogsResponse(rsp *http.Response) (*GetTaskLogsResponse, error) 
 	switch {
 	case rsp.StatusCode == 503:
 		var headers GetTaskLogsResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseGetTaskResultResponse parses an HTTP response from a GetTaskResultWithResponse call
+func ParseGetTaskResultResponse(rsp *http.Response) (*GetTaskResultResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &GetTaskResultResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest TaskResult
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case rsp.StatusCode == 302:
+		break // No content-type
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest NotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Unavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSONDefault = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 302:
+		var headers GetTaskResultResponse302Headers
+		if values := rsp.Header.Values("Location"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Location", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.Location = &value
+		}
+		response.Headers302 = &headers
+	case rsp.StatusCode == 503:
+		var headers GetTaskResultResponse503Headers
 		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
 			var value int
 			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/taskforge/taskforge/pkg/auth"
 	"github.com/taskforge/taskforge/pkg/health"
+	"github.com/taskforge/taskforge/pkg/result/httpresult"
 	"github.com/taskforge/taskforge/pkg/taskservice"
 )
 
@@ -38,6 +39,9 @@ type Options struct {
 	OpenAPI []byte
 	// BodyLimit is the largest request body, in bytes. If zero, 1 MiB.
 	BodyLimit int64
+	// Results serves the task result and signed download routes. If nil, they
+	// answer 404.
+	Results *httpresult.Handler
 }
 
 // Server is the API's http.Handler.
@@ -51,6 +55,7 @@ type Server struct {
 	openapi []byte
 	limit   int64
 	metrics *httpMetrics
+	results *httpresult.Handler
 }
 
 // New builds the server and registers its routes.
@@ -71,7 +76,7 @@ func New(o Options) (*Server, error) {
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	s := &Server{echo: e, tasks: o.Tasks, auth: o.Auth, checker: o.Checker, reg: o.Registry, log: o.Log,
-		openapi: o.OpenAPI, limit: o.BodyLimit, metrics: m}
+		openapi: o.OpenAPI, limit: o.BodyLimit, metrics: m, results: o.Results}
 	e.HTTPErrorHandler = s.handleError
 	e.Use(s.observe, s.limitBody)
 	s.routes()
@@ -105,9 +110,30 @@ func (s *Server) routes() {
 	v1.DELETE("/tasks/:task_id", s.cancelTask, authed)
 	v1.GET("/tasks/:task_id/logs", s.taskLogs, authed)
 	v1.POST("/tasks/:task_id/retry", s.retryTask, authed)
+	// Results: the download route is authorised by its signature alone.
+	v1.GET("/tasks/:task_id/result", s.taskResult, authed)
+	v1.GET("/results/:id/download", s.downloadResult)
 	// Registry, monitoring and the contract.
 	v1.GET("/task-types", s.taskTypes, authed)
 	v1.GET("/queues", s.queues, authed)
 	v1.GET("/stats", s.stats, authed)
 	v1.GET("/openapi.yaml", s.openAPI, authed)
+}
+
+// taskResult serves GET /api/v1/tasks/{task_id}/result (pkg/result/httpresult).
+func (s *Server) taskResult(c echo.Context) error {
+	if s.results == nil {
+		return newError(http.StatusNotFound, "not-found", "result storage is not configured")
+	}
+	s.results.TaskResult(c.Response(), c.Request(), c.Param("task_id"))
+	return nil
+}
+
+// downloadResult serves GET /api/v1/results/{id}/download (pkg/result/httpresult).
+func (s *Server) downloadResult(c echo.Context) error {
+	if s.results == nil {
+		return newError(http.StatusNotFound, "not-found", "result storage is not configured")
+	}
+	s.results.Download(c.Response(), c.Request(), c.Param("id"))
+	return nil
 }
