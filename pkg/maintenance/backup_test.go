@@ -101,7 +101,8 @@ func TestBackupAndRestore(t *testing.T) {
 			for i, tb := range tables {
 				quoted[i] = fmt.Sprintf("public.%q", tb)
 			}
-			b.exec(t, `TRUNCATE `+strings.Join(quoted, ", "))
+			// RESTART IDENTITY resets the sequences: the restore must move them on.
+			b.exec(t, `TRUNCATE `+strings.Join(quoted, ", ")+` RESTART IDENTITY`)
 			require.Zero(t, b.count(t, `SELECT count(*) FROM tasks`))
 			rep, err := maintenance.Restore(b.ctx, b.db, bytes.NewReader(archive), maintenance.RestoreOptions{DatabaseURL: b.pg.URL})
 			require.NoError(t, err)
