@@ -24,7 +24,7 @@ type bundle struct {
 	ctx     context.Context
 }
 
-func setup(t *testing.T) bundle {
+func setup(t testing.TB) bundle {
 	t.Helper()
 	pg := testenv.NewPostgres(t)
 	l, err := result.NewLocal(t.TempDir())
@@ -96,7 +96,7 @@ func (b bundle) domain(t *testing.T, days int) {
 }
 
 // decode unmarshals a recorder's result.
-func decode[T any](t *testing.T, r *job.Recorder) T {
+func decode[T any](t testing.TB, r *job.Recorder) T {
 	t.Helper()
 	var v T
 	require.NotNil(t, r.Result(), "no result set")
