@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"net/url"
 	"strconv"
@@ -33,7 +34,7 @@ type Signer struct {
 // minutes).
 func NewSigner(key []byte, baseURL string, ttl time.Duration) (*Signer, error) {
 	if len(key) < 16 {
-		return nil, fmt.Errorf("result: signing key must be at least 16 bytes")
+		return nil, errors.New("result: the signing key (storage.signing_key) must be at least 16 bytes")
 	}
 	if ttl <= 0 {
 		ttl = 15 * time.Minute
