@@ -38,8 +38,10 @@ import (
 	"github.com/taskforge/taskforge/pkg/queue"
 	"github.com/taskforge/taskforge/pkg/result"
 	"github.com/taskforge/taskforge/pkg/result/httpresult"
+	"github.com/taskforge/taskforge/pkg/schedule"
 	"github.com/taskforge/taskforge/pkg/store"
 	"github.com/taskforge/taskforge/pkg/taskservice"
+	"github.com/taskforge/taskforge/services/api/internal/schedules"
 	"github.com/taskforge/taskforge/services/api/internal/server"
 )
 
@@ -235,10 +237,21 @@ func serve(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 		return err
 	}
 
+	// Schedules: stored in PostgreSQL, fired by the scheduler service.
+	scheduleStore, err := schedule.NewStore(deps.DB)
+	if err != nil {
+		return err
+	}
+	scheduleRoutes, err := schedules.New(scheduleStore, nil, log.Named("schedules"))
+	if err != nil {
+		return err
+	}
+
 	// API.
 	handler, err := server.New(server.Options{
 		Tasks: tasks, Auth: authenticator(cfg), Checker: deps.Checker, Registry: deps.Registry, Log: log,
 		OpenAPI: openapiDoc, BodyLimit: cfg.API.BodyLimit, Results: resultRoutes,
+		Schedules: scheduleRoutes,
 	})
 	if err != nil {
 		return err

@@ -1,16 +1,23 @@
 package schedules_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"net/http"
 	"net/http/httptest"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/getkin/kin-openapi/openapi3"
+	"github.com/getkin/kin-openapi/openapi3filter"
+	"github.com/getkin/kin-openapi/routers"
+	"github.com/getkin/kin-openapi/routers/gorillamux"
 	"github.com/hibiken/asynq"
 	"github.com/labstack/echo/v4"
 	"github.com/stretchr/testify/require"
@@ -105,6 +112,7 @@ func (b testBundle) do(t *testing.T, role, method, path, body string) response {
 	req.Header.Set("Authorization", "Bearer "+role)
 	rec := httptest.NewRecorder()
 	b.e.ServeHTTP(rec, req)
+	validate(t, req, rec)
 	r := response{code: rec.Code, header: rec.Header()}
 	if rec.Body.Len() > 0 {
 		require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &r.body), rec.Body.String())
@@ -300,6 +308,81 @@ func TestRunsArePaged(t *testing.T) {
 	var n int64
 	require.NoError(t, b.pg.DB.Model(&store.Task{}).Where("schedule_id = ?", id).Count(&n).Error)
 	require.EqualValues(t, 5, n)
+}
+
+var (
+	docOnce   sync.Once
+	docRouter routers.Router
+	docModel  *openapi3.T
+	docErr    error
+)
+
+// contract loads and validates the API's openapi.yaml once.
+func contract(t *testing.T) (*openapi3.T, routers.Router) {
+	t.Helper()
+	docOnce.Do(func() {
+		var doc *openapi3.T
+		doc, docErr = openapi3.NewLoader().LoadFromFile("../../openapi.yaml")
+		if docErr != nil {
+			return
+		}
+		if docErr = doc.Validate(context.Background()); docErr != nil {
+			return
+		}
+		doc.Servers = nil
+		docModel = doc
+		docRouter, docErr = gorillamux.NewRouter(doc)
+	})
+	require.NoError(t, docErr, "openapi.yaml")
+	return docModel, docRouter
+}
+
+// validate holds a response to openapi.yaml: declared status, content type
+// and body schema. 401s of the test authenticator are not the API's.
+func validate(t *testing.T, req *http.Request, rec *httptest.ResponseRecorder) {
+	t.Helper()
+	if rec.Code == http.StatusUnauthorized {
+		return
+	}
+	_, router := contract(t)
+	route, params, err := router.FindRoute(req)
+	if err != nil {
+		require.Equal(t, http.StatusNotFound, rec.Code, "%s %s is not in openapi.yaml", req.Method, req.URL.Path)
+		return
+	}
+	opts := &openapi3filter.Options{IncludeResponseStatus: true, ExcludeRequestBody: true, MultiError: true}
+	in := &openapi3filter.ResponseValidationInput{
+		RequestValidationInput: &openapi3filter.RequestValidationInput{Request: req, PathParams: params, Route: route, Options: opts},
+		Status:                 rec.Code, Header: rec.Header(), Body: io.NopCloser(bytes.NewReader(rec.Body.Bytes())), Options: opts,
+	}
+	require.NoError(t, openapi3filter.ValidateResponse(req.Context(), in), "%s %s answered %d: %s", req.Method, req.URL.Path, rec.Code, rec.Body.String())
+}
+
+// TestRoutesMatchOpenAPI: every schedules operation in openapi.yaml is
+// registered, and every registered route is documented.
+func TestRoutesMatchOpenAPI(t *testing.T) {
+	t.Parallel()
+	doc, _ := contract(t)
+	e := echo.New()
+	var h *schedules.Handlers // the nil handlers register the same routes
+	h.Register(e.Group("/api/v1"), func(next echo.HandlerFunc) echo.HandlerFunc { return next })
+	param := regexp.MustCompile(`:([a-z_]+)`)
+	registered := map[string]bool{}
+	for _, r := range e.Routes() {
+		if strings.HasPrefix(r.Path, "/api/v1/schedules") {
+			registered[r.Method+" "+param.ReplaceAllString(r.Path, "{$1}")] = true
+		}
+	}
+	documented := map[string]bool{}
+	for path, item := range doc.Paths.Map() {
+		if strings.HasPrefix(path, "/api/v1/schedules") {
+			for method := range item.Operations() {
+				documented[method+" "+path] = true
+			}
+		}
+	}
+	require.Len(t, documented, 7)
+	require.Equal(t, documented, registered)
 }
 
 func mustJSON(t *testing.T, v any) string {

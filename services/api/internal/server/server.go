@@ -16,6 +16,7 @@ import (
 	"github.com/taskforge/taskforge/pkg/health"
 	"github.com/taskforge/taskforge/pkg/result/httpresult"
 	"github.com/taskforge/taskforge/pkg/taskservice"
+	"github.com/taskforge/taskforge/services/api/internal/schedules"
 )
 
 // DefaultBodyLimit is the largest request body accepted when Options.BodyLimit
@@ -42,20 +43,23 @@ type Options struct {
 	// Results serves the task result and signed download routes. If nil, they
 	// answer 404.
 	Results *httpresult.Handler
+	// Schedules serves /api/v1/schedules. If nil, those routes answer 503.
+	Schedules *schedules.Handlers
 }
 
 // Server is the API's http.Handler.
 type Server struct {
-	echo    *echo.Echo
-	tasks   *taskservice.Service
-	auth    auth.Authenticator
-	checker *health.Checker
-	reg     *prometheus.Registry
-	log     *zap.Logger
-	openapi []byte
-	limit   int64
-	metrics *httpMetrics
-	results *httpresult.Handler
+	echo      *echo.Echo
+	tasks     *taskservice.Service
+	auth      auth.Authenticator
+	checker   *health.Checker
+	reg       *prometheus.Registry
+	log       *zap.Logger
+	openapi   []byte
+	limit     int64
+	metrics   *httpMetrics
+	results   *httpresult.Handler
+	schedules *schedules.Handlers
 }
 
 // New builds the server and registers its routes.
@@ -76,7 +80,7 @@ func New(o Options) (*Server, error) {
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	s := &Server{echo: e, tasks: o.Tasks, auth: o.Auth, checker: o.Checker, reg: o.Registry, log: o.Log,
-		openapi: o.OpenAPI, limit: o.BodyLimit, metrics: m, results: o.Results}
+		openapi: o.OpenAPI, limit: o.BodyLimit, metrics: m, results: o.Results, schedules: o.Schedules}
 	e.HTTPErrorHandler = s.handleError
 	e.Use(s.observe, s.limitBody)
 	s.routes()
@@ -113,6 +117,8 @@ func (s *Server) routes() {
 	// Results: the download route is authorised by its signature alone.
 	v1.GET("/tasks/:task_id/result", s.taskResult, authed)
 	v1.GET("/results/:id/download", s.downloadResult)
+	// Schedules: every caller reads them, admins change them.
+	s.schedules.Register(v1, authed)
 	// Registry, monitoring and the contract.
 	v1.GET("/task-types", s.taskTypes, authed)
 	v1.GET("/queues", s.queues, authed)
