@@ -71,6 +71,9 @@ type Options struct {
 	Inserters int
 	// MaxBatch caps the rows of one insert. If zero, 256.
 	MaxBatch int
+	// CountTimeout bounds the exact count behind a list's total; past it (or
+	// past CountCap rows) the total is PostgreSQL's estimate. If zero, 5 ms.
+	CountTimeout time.Duration
 }
 
 // Service creates, cancels and retries tasks.
@@ -97,6 +100,9 @@ func New(db *gorm.DB, client *asynq.Client, inspector *asynq.Inspector, log *zap
 	}
 	if opts.MaxBatch == 0 {
 		opts.MaxBatch = 256
+	}
+	if opts.CountTimeout == 0 {
+		opts.CountTimeout = DefaultCountTimeout
 	}
 	s := &Service{db: db, client: client, inspector: inspector, log: log, opts: opts}
 	s.inserter = newInserter(db, opts.Inserters, opts.MaxBatch)

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
+	"github.com/jackc/pgx/v5/pgconn"
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"gorm.io/gorm"
 
@@ -26,15 +27,17 @@ const (
 	DefaultLogLimit  = 100
 	// CountCap bounds the exact count of a list: past it, total is the
 	// planner's estimate and Page.TotalIsEstimate is set.
-	CountCap         = 10000
-	DefaultWindow    = 24 * time.Hour
-	MaxWindow        = 90 * 24 * time.Hour
-	minWindow        = time.Minute
-	redactedValue    = `"***"`
-	maxTaskIDLength  = 64
-	listSortDefault  = "-created_at"
-	sortCreatedAt    = "created_at"
-	sortScheduledFor = "scheduled_for"
+	CountCap = 10000
+	// DefaultCountTimeout is Options.CountTimeout's default.
+	DefaultCountTimeout = 5 * time.Millisecond
+	DefaultWindow       = 24 * time.Hour
+	MaxWindow           = 90 * 24 * time.Hour
+	minWindow           = time.Minute
+	redactedValue       = `"***"`
+	maxTaskIDLength     = 64
+	listSortDefault     = "-created_at"
+	sortCreatedAt       = "created_at"
+	sortScheduledFor    = "scheduled_for"
 )
 
 // InvalidQueryError is a list or logs query the service cannot run: a bad
@@ -205,27 +208,30 @@ func (s *Service) List(ctx context.Context, p auth.Principal, q ListQuery) (Page
 		dir = "DESC"
 	}
 	order := fmt.Sprintf("ORDER BY %s %s, id %s LIMIT %d", key, dir, dir, q.Limit+1)
+	// The page's ids come first, from an index (often index-only); the rows
+	// are read after, by primary key, for those ids alone.
 	var (
-		sql  string
-		args []any
+		inner string
+		args  []any
 	)
 	switch len(statuses) {
 	case 0:
-		sql, args = fmt.Sprintf("SELECT %s FROM tasks WHERE %s %s", listColumns, page.sql(), order), page.args
+		inner, args = fmt.Sprintf("SELECT id FROM tasks WHERE %s %s", page.sql(), order), page.args
 	case 1:
 		one := page.with("status = ?", statuses[0])
-		sql, args = fmt.Sprintf("SELECT %s FROM tasks WHERE %s %s", listColumns, one.sql(), order), one.args
+		inner, args = fmt.Sprintf("SELECT id FROM tasks WHERE %s %s", one.sql(), order), one.args
 	default:
 		// One ordered index range per status, merged: each branch reads at
 		// most a page from its (status, key, id) index.
 		parts := make([]string, len(statuses))
 		for i, st := range statuses {
 			one := page.with("status = ?", st)
-			parts[i] = fmt.Sprintf("(SELECT %s FROM tasks WHERE %s %s)", listColumns, one.sql(), order)
+			parts[i] = fmt.Sprintf("(SELECT id, %s FROM tasks WHERE %s %s)", key, one.sql(), order)
 			args = append(args, one.args...)
 		}
-		sql = fmt.Sprintf("SELECT * FROM (%s) u %s", strings.Join(parts, " UNION ALL "), order)
+		inner = fmt.Sprintf("SELECT id FROM (%s) u %s", strings.Join(parts, " UNION ALL "), order)
 	}
+	sql := fmt.Sprintf("SELECT %s FROM tasks WHERE id IN (%s) ORDER BY %s %s, id %s", listColumns, inner, key, dir, dir)
 	rows := make([]store.Task, 0, q.Limit+1)
 	if err := s.db.WithContext(ctx).Raw(sql, args...).Scan(&rows).Error; err != nil {
 		return Page{}, translate("list tasks", err)
@@ -251,35 +257,61 @@ func (s *Service) List(ctx context.Context, p auth.Principal, q ListQuery) (Page
 	return out, nil
 }
 
-// count counts the rows matching w exactly up to CountCap, through a LIMITed
-// subquery that stops early; past the cap it answers the planner's estimate,
-// which costs no scan.
+// count answers a list's total. It asks the planner's estimate first (no
+// scan); when that exceeds CountCap the estimate is the answer. Otherwise it
+// counts exactly through a LIMITed subquery that stops at CountCap+1 rows,
+// within CountTimeout: a filter PostgreSQL cannot count quickly (say, an owner
+// and a type together, which no single index serves) falls back to the
+// estimate rather than making the page slow. The second result reports an
+// estimate.
 func (s *Service) count(ctx context.Context, w where) (int64, bool, error) {
-	var n int64
-	err := s.db.WithContext(ctx).Raw(
-		fmt.Sprintf("SELECT count(*) FROM (SELECT 1 FROM tasks WHERE %s LIMIT %d) c", w.sql(), CountCap+1), w.args...).
-		Scan(&n).Error
+	est, err := s.estimate(ctx, w)
 	if err != nil {
+		return 0, false, err
+	}
+	if est > CountCap {
+		return est, true, nil
+	}
+	var n int64
+	err = s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		if err := tx.Exec(fmt.Sprintf("SET LOCAL statement_timeout = %d", max(1, s.opts.CountTimeout.Milliseconds()))).Error; err != nil {
+			return err
+		}
+		return tx.Raw(fmt.Sprintf("SELECT count(*) FROM (SELECT 1 FROM tasks WHERE %s LIMIT %d) c", w.sql(), CountCap+1), w.args...).
+			Scan(&n).Error
+	})
+	var pgErr *pgconn.PgError
+	switch {
+	case err != nil && errors.As(err, &pgErr) && pgErr.Code == queryCanceled && ctx.Err() == nil:
+		return est, true, nil
+	case err != nil:
 		return 0, false, translate("count tasks", err)
+	case n > CountCap:
+		return max(n, est), true, nil
 	}
-	if n <= CountCap {
-		return n, false, nil
-	}
+	return n, false, nil
+}
+
+// queryCanceled is PostgreSQL's code for a statement_timeout.
+const queryCanceled = "57014"
+
+// estimate is the planner's row estimate for the rows matching w.
+func (s *Service) estimate(ctx context.Context, w where) (int64, error) {
 	var plan string
-	err = s.db.WithContext(ctx).Raw(fmt.Sprintf("EXPLAIN (FORMAT JSON) SELECT 1 FROM tasks WHERE %s", w.sql()), w.args...).
+	err := s.db.WithContext(ctx).Raw(fmt.Sprintf("EXPLAIN (FORMAT JSON) SELECT 1 FROM tasks WHERE %s", w.sql()), w.args...).
 		Row().Scan(&plan)
 	if err != nil {
-		return 0, false, translate("estimate tasks", err)
+		return 0, translate("estimate tasks", err)
 	}
 	var parsed []struct {
 		Plan struct {
 			Rows float64 `json:"Plan Rows"`
 		} `json:"Plan"`
 	}
-	if json.Unmarshal([]byte(plan), &parsed) != nil || len(parsed) == 0 {
-		return n, true, nil
+	if err := json.Unmarshal([]byte(plan), &parsed); err != nil || len(parsed) == 0 {
+		return 0, fmt.Errorf("taskservice: estimate tasks: unexpected plan %.100q", plan)
 	}
-	return max(n, int64(parsed[0].Plan.Rows)), true, nil
+	return int64(parsed[0].Plan.Rows), nil
 }
 
 func dedupe(in []string) []string {

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/getkin/kin-openapi/openapi3"
 	"github.com/getkin/kin-openapi/openapi3filter"
@@ -174,7 +175,8 @@ func setupWith(t *testing.T, o setupOptions) testBundle {
 	}
 	ac, insp := asynq.NewClient(opt), asynq.NewInspector(opt)
 	t.Cleanup(func() { _ = ac.Close(); _ = insp.Close() })
-	svc, err := taskservice.New(db, ac, insp, zap.NewNop(), taskservice.Options{})
+	// A generous count timeout: totals stay exact on a busy test machine.
+	svc, err := taskservice.New(db, ac, insp, zap.NewNop(), taskservice.Options{CountTimeout: 5 * time.Second})
 	require.NoError(t, err)
 	t.Cleanup(svc.Close)
 	rc := queue.Client(opt)
@@ -261,7 +263,8 @@ func nonNilService(t *testing.T) *taskservice.Service {
 	down := asynq.RedisClientOpt{Addr: "127.0.0.1:1"}
 	ac, insp := asynq.NewClient(down), asynq.NewInspector(down)
 	t.Cleanup(func() { _ = ac.Close(); _ = insp.Close() })
-	svc, err := taskservice.New(db, ac, insp, zap.NewNop(), taskservice.Options{})
+	// A generous count timeout: totals stay exact on a busy test machine.
+	svc, err := taskservice.New(db, ac, insp, zap.NewNop(), taskservice.Options{CountTimeout: 5 * time.Second})
 	require.NoError(t, err)
 	t.Cleanup(svc.Close)
 	return svc

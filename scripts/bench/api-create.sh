@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# POST /api/v1/tasks throughput and latency against local Redis and PostgreSQL,
+# next to a bare Echo → Asynq enqueue measured in the same run. Run through
+# scripts/bench/run.sh (make bench), which starts the servers.
+# Override the load with API_BENCH_N (requests per run) and API_BENCH_C (clients).
+set -euo pipefail
+cd "$(dirname "$0")/../../services/api"
+go run ./internal/loadtest create -n "${API_BENCH_N:-40000}" -c "${API_BENCH_C:-64}"

@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# GET /api/v1/tasks page timings over 1,000,000 tasks, per filter. Run through
+# scripts/bench/run.sh (make bench), which starts the servers. Override the row
+# count with API_BENCH_ROWS.
+set -euo pipefail
+cd "$(dirname "$0")/../../services/api"
+go run ./internal/loadtest list -rows "${API_BENCH_ROWS:-1000000}"

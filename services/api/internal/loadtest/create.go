@@ -1,0 +1,239 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"runtime"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/labstack/echo/v4"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/taskforge/taskforge/pkg/auth"
+	"github.com/taskforge/taskforge/pkg/health"
+	"github.com/taskforge/taskforge/pkg/store"
+	"github.com/taskforge/taskforge/pkg/taskservice"
+	"github.com/taskforge/taskforge/services/api/internal/server"
+)
+
+// Redis databases of the benchmark (scripts/bench/run.sh gives Redis 4096).
+const (
+	benchRedisAPI  = 4001
+	benchRedisBare = 4002
+)
+
+const createBody = `{"type":"refresh_portfolio","params":{"portfolio_id":"pf_1"},"priority":"normal"}`
+
+type result struct {
+	name     string
+	requests int
+	errors   int64
+	elapsed  time.Duration
+	p50, p99 time.Duration
+	max      time.Duration
+}
+
+func (r result) rate() float64 { return float64(r.requests-int(r.errors)) / r.elapsed.Seconds() }
+
+func (r result) String() string {
+	return fmt.Sprintf("%s %8.0f created/s  p50 %6.2f ms  p99 %6.2f ms  max %6.2f ms  (%d requests, %d errors, %.1f s)",
+		pad(r.name, 26), r.rate(), ms(r.p50), ms(r.p99), ms(r.max), r.requests, r.errors, r.elapsed.Seconds())
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+// benchCreate measures POST /api/v1/tasks through the real server (auth,
+// validation, PostgreSQL row, Asynq enqueue) and a bare Echo handler that only
+// enqueues to Asynq, with the same client loop, body and connection count.
+func benchCreate(ctx context.Context, dbURL, redisAddr string, n, conc int) error {
+	const dbName = "bench_api_create"
+	u, err := freshDatabase(ctx, dbURL, dbName)
+	if err != nil {
+		return err
+	}
+	defer dropDatabase(dbURL, dbName)
+	db, err := store.Open(store.Options{URL: u})
+	if err != nil {
+		return err
+	}
+	sqlDB, _ := db.DB()
+	defer sqlDB.Close()
+	for _, d := range []int{benchRedisAPI, benchRedisBare} {
+		rc := redis.NewClient(&redis.Options{Addr: redisAddr, DB: d})
+		err := rc.FlushDB(ctx).Err()
+		_ = rc.Close()
+		if err != nil {
+			return err
+		}
+	}
+
+	// The API as the service wires it, logging JSON request lines (discarded).
+	log := zap.New(zapcore.NewCore(zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig()), zapcore.AddSync(io.Discard), zap.InfoLevel))
+	apiOpt := asynq.RedisClientOpt{Addr: redisAddr, DB: benchRedisAPI}
+	ac, insp := asynq.NewClient(apiOpt), asynq.NewInspector(apiOpt)
+	defer ac.Close()
+	defer insp.Close()
+	svc, err := taskservice.New(db, ac, insp, log, taskservice.Options{})
+	if err != nil {
+		return err
+	}
+	defer svc.Close()
+	reg := prometheus.NewRegistry()
+	api, err := server.New(server.Options{
+		Tasks: svc, Auth: auth.StaticTokens{"bench-token": {ID: "key_bench", Role: auth.Operator}},
+		Checker: health.NewChecker(map[string]health.Check{}, reg), Registry: reg, Log: log, OpenAPI: []byte("openapi: 3.0.3"),
+	})
+	if err != nil {
+		return err
+	}
+	apiURL, stopAPI, err := listen(api)
+	if err != nil {
+		return err
+	}
+	defer stopAPI()
+
+	// The bare baseline: decode the same body, enqueue, answer 201.
+	bareOpt := asynq.RedisClientOpt{Addr: redisAddr, DB: benchRedisBare}
+	bc := asynq.NewClient(bareOpt)
+	defer bc.Close()
+	e := echo.New()
+	e.HideBanner, e.HidePort = true, true
+	e.POST("/enqueue", func(c echo.Context) error {
+		var body struct {
+			Type   string          `json:"type"`
+			Params json.RawMessage `json:"params"`
+		}
+		if err := json.NewDecoder(c.Request().Body).Decode(&body); err != nil {
+			return echo.ErrBadRequest
+		}
+		id := newID()
+		if _, err := bc.EnqueueContext(c.Request().Context(), asynq.NewTask(body.Type, body.Params), asynq.TaskID(id), asynq.Queue("normal")); err != nil {
+			return echo.ErrServiceUnavailable
+		}
+		return c.JSON(http.StatusCreated, map[string]string{"task_id": id})
+	})
+	bareURL, stopBare, err := listen(e)
+	if err != nil {
+		return err
+	}
+	defer stopBare()
+
+	fmt.Printf("POST /api/v1/tasks: %d requests per run, %d concurrent clients on loopback, GOMAXPROCS %d\n", n, conc, runtime.GOMAXPROCS(0))
+	hdr := http.Header{"Content-Type": {"application/json"}, "Authorization": {"Bearer bench-token"}}
+	// Warm up both (connections, prepared statements, estimator cache).
+	if _, err := load(ctx, "warm-up", bareURL+"/enqueue", hdr, 2000, conc); err != nil {
+		return err
+	}
+	if _, err := load(ctx, "warm-up", apiURL+"/api/v1/tasks", hdr, 2000, conc); err != nil {
+		return err
+	}
+	var bare, full []result
+	for round := range 2 {
+		b, err := load(ctx, fmt.Sprintf("bare echo→asynq #%d", round+1), bareURL+"/enqueue", hdr, n, conc)
+		if err != nil {
+			return err
+		}
+		fmt.Println(b)
+		a, err := load(ctx, fmt.Sprintf("taskforge api #%d", round+1), apiURL+"/api/v1/tasks", hdr, n, conc)
+		if err != nil {
+			return err
+		}
+		fmt.Println(a)
+		bare, full = append(bare, b), append(full, a)
+	}
+	best := func(rs []result) result {
+		return slices.MaxFunc(rs, func(a, b result) int { return int(a.rate() - b.rate()) })
+	}
+	b, a := best(bare), best(full)
+	var rows int64
+	if err := db.WithContext(ctx).Raw(`SELECT count(*) FROM tasks`).Scan(&rows).Error; err != nil {
+		return err
+	}
+	fmt.Printf("best: api %.0f created/s (p99 %.2f ms), bare %.0f enqueued/s (p99 %.2f ms), ratio api/bare %.2f; %d task rows written\n",
+		a.rate(), ms(a.p99), b.rate(), ms(b.p99), a.rate()/b.rate(), rows)
+	fmt.Printf("targets: >= 5000 created/s: %v; p99 < 25 ms: %v; ratio >= 0.5: %v\n",
+		a.rate() >= 5000, a.p99 < 25*time.Millisecond, a.rate()/b.rate() >= 0.5)
+	return nil
+}
+
+func listen(h http.Handler) (string, func(), error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", nil, err
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	return "http://" + ln.Addr().String(), func() { _ = srv.Close() }, nil
+}
+
+// load sends n POSTs of createBody from conc goroutines over keep-alive
+// connections and measures each request's latency.
+func load(ctx context.Context, name, target string, hdr http.Header, n, conc int) (result, error) {
+	tr := &http.Transport{MaxIdleConns: conc, MaxIdleConnsPerHost: conc, MaxConnsPerHost: conc, IdleConnTimeout: time.Minute}
+	defer tr.CloseIdleConnections()
+	hc := &http.Client{Transport: tr, Timeout: 30 * time.Second}
+	var next, errs atomic.Int64
+	lat := make([][]time.Duration, conc)
+	var firstErr atomic.Value
+	var wg sync.WaitGroup
+	start := time.Now()
+	for w := range conc {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			mine := make([]time.Duration, 0, n/conc+1)
+			for next.Add(1) <= int64(n) && ctx.Err() == nil {
+				req, _ := http.NewRequestWithContext(ctx, http.MethodPost, target, bytes.NewReader([]byte(createBody)))
+				req.Header = hdr.Clone()
+				t0 := time.Now()
+				resp, err := hc.Do(req)
+				if err == nil {
+					_, _ = io.Copy(io.Discard, resp.Body)
+					_ = resp.Body.Close()
+					if resp.StatusCode != http.StatusCreated {
+						err = fmt.Errorf("status %d", resp.StatusCode)
+					}
+				}
+				mine = append(mine, time.Since(t0))
+				if err != nil {
+					errs.Add(1)
+					firstErr.CompareAndSwap(nil, err.Error())
+				}
+			}
+			lat[w] = mine
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	all := slices.Concat(lat...)
+	slices.Sort(all)
+	if len(all) == 0 {
+		return result{}, fmt.Errorf("%s: no request completed", name)
+	}
+	if e, ok := firstErr.Load().(string); ok {
+		fmt.Fprintf(os.Stderr, "%s: first error: %s\n", name, e)
+	}
+	pct := func(p float64) time.Duration { return all[min(len(all)-1, int(float64(len(all))*p))] }
+	return result{name: name, requests: len(all), errors: errs.Load(), elapsed: elapsed, p50: pct(0.50), p99: pct(0.99), max: all[len(all)-1]}, nil
+}
+
+func newID() string {
+	b := make([]byte, 12)
+	_, _ = rand.Read(b)
+	return "bare_" + hex.EncodeToString(b)
+}

@@ -1,0 +1,108 @@
+// Command loadtest measures the API on this machine and prints figures (no
+// assertions). It needs the servers that scripts/bench/run.sh starts, found
+// through TASKFORGE_TEST_DATABASE_URL and TASKFORGE_TEST_REDIS_ADDR.
+//
+//	loadtest create [-n 40000] [-c 64]   POST /api/v1/tasks rate and latency, and
+//	                                     a bare Echo → Asynq enqueue for comparison
+//	loadtest list [-rows 1000000]        page timings of GET /api/v1/tasks filters
+package main
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"flag"
+	"fmt"
+	"net/url"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	_ "github.com/jackc/pgx/v5/stdlib" // database/sql driver "pgx"
+
+	"github.com/taskforge/taskforge/pkg/store"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:]); err != nil {
+		fmt.Fprintln(os.Stderr, "loadtest:", err)
+		stop()
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string) error {
+	if len(args) == 0 {
+		return errors.New("usage: loadtest create|list [flags]")
+	}
+	dbURL, redisAddr := os.Getenv("TASKFORGE_TEST_DATABASE_URL"), os.Getenv("TASKFORGE_TEST_REDIS_ADDR")
+	if dbURL == "" || redisAddr == "" {
+		return errors.New("TASKFORGE_TEST_DATABASE_URL and TASKFORGE_TEST_REDIS_ADDR must be set (run through scripts/bench/run.sh)")
+	}
+	fs := flag.NewFlagSet(args[0], flag.ContinueOnError)
+	switch args[0] {
+	case "create":
+		n := fs.Int("n", 40000, "requests per measured run")
+		c := fs.Int("c", 64, "concurrent clients")
+		if err := fs.Parse(args[1:]); err != nil {
+			return err
+		}
+		return benchCreate(ctx, dbURL, redisAddr, *n, *c)
+	case "list":
+		rows := fs.Int("rows", 1000000, "tasks to load")
+		if err := fs.Parse(args[1:]); err != nil {
+			return err
+		}
+		return benchList(ctx, dbURL, redisAddr, *rows)
+	}
+	return fmt.Errorf("unknown benchmark %q", args[0])
+}
+
+// freshDatabase creates a migrated database named name (dropped first if it
+// exists) on the server of base and returns its URL.
+func freshDatabase(ctx context.Context, base, name string) (string, error) {
+	admin, err := sql.Open("pgx", base)
+	if err != nil {
+		return "", err
+	}
+	defer admin.Close()
+	if _, err := admin.ExecContext(ctx, fmt.Sprintf(`DROP DATABASE IF EXISTS %q WITH (FORCE)`, name)); err != nil {
+		return "", err
+	}
+	if _, err := admin.ExecContext(ctx, fmt.Sprintf(`CREATE DATABASE %q`, name)); err != nil {
+		return "", err
+	}
+	u, err := url.Parse(base)
+	if err != nil {
+		return "", err
+	}
+	u.Path = "/" + name
+	db, err := sql.Open("pgx", u.String())
+	if err != nil {
+		return "", err
+	}
+	defer db.Close()
+	if err := store.Migrate(ctx, db); err != nil {
+		return "", err
+	}
+	return u.String(), nil
+}
+
+func dropDatabase(base, name string) {
+	admin, err := sql.Open("pgx", base)
+	if err != nil {
+		return
+	}
+	defer admin.Close()
+	_, _ = admin.Exec(fmt.Sprintf(`DROP DATABASE IF EXISTS %q WITH (FORCE)`, name))
+}
+
+func pad(s string, n int) string {
+	if len(s) >= n {
+		return s
+	}
+	return s + strings.Repeat(" ", n-len(s))
+}
