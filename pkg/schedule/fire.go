@@ -10,9 +10,9 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
-	"google.golang.org/protobuf/proto"
 	"gorm.io/gorm"
 
+	"github.com/taskforge/taskforge/pkg/job"
 	"github.com/taskforge/taskforge/pkg/store"
 	"github.com/taskforge/taskforge/pkg/taskpb"
 	"github.com/taskforge/taskforge/pkg/tasks"
@@ -249,18 +249,42 @@ WHERE id = ?`, watermark, lastRun, lastRun, lastTask, lastRun, lastRun, lastRun,
 	return nil
 }
 
-// NewFireHandler returns the Asynq handler of the internal fire job
-// (tasks.TypeScheduleFire). The worker registers it; being internal, the job
-// has no task row and bypasses the lifecycle middleware. Its payload is a
-// taskpb.ScheduleFireParams holding the schedule id.
-func NewFireHandler(f *Firer) asynq.Handler {
-	return asynq.HandlerFunc(func(ctx context.Context, t *asynq.Task) error {
-		var p taskpb.ScheduleFireParams
-		if err := proto.Unmarshal(t.Payload(), &p); err != nil || p.GetScheduleId() == "" {
-			return fmt.Errorf("schedule: bad fire payload: %w", asynq.SkipRetry)
+// NewFireJob returns the worker's handler of the internal fire job
+// (tasks.TypeScheduleFire): the runtime decodes the envelope and passes its
+// taskpb.ScheduleFireParams; being internal, the job has no tasks row and
+// bypasses the lifecycle. A failure to reach PostgreSQL or Redis is retried
+// by Asynq (and made up by the scheduler's catch-up if retries run out).
+func NewFireJob(f *Firer) job.Handler {
+	return job.Typed(func(ctx context.Context, _ job.Reporter, p *taskpb.ScheduleFireParams) error {
+		if p.GetScheduleId() == "" {
+			return job.Permanent(errors.New("schedule: fire job without a schedule id"))
 		}
 		_, err := f.FireJob(ctx, p.GetScheduleId())
 		return err
+	})
+}
+
+// NewFireHandler returns the fire job's handler as a plain asynq.Handler, for
+// processes without the worker's runtime (tests, tools): it decodes the
+// envelope itself.
+func NewFireHandler(f *Firer) asynq.Handler {
+	h := NewFireJob(f)
+	return asynq.HandlerFunc(func(ctx context.Context, t *asynq.Task) error {
+		env, err := tasks.DecodeEnvelope(t.Payload())
+		if err != nil {
+			return fmt.Errorf("schedule: fire payload: %w: %w", err, asynq.SkipRetry)
+		}
+		_, params, err := tasks.DecodeEnvelopeParams(env)
+		if err != nil {
+			return fmt.Errorf("schedule: fire payload: %w: %w", err, asynq.SkipRetry)
+		}
+		if err := h(ctx, nil, params); err != nil {
+			if job.IsPermanent(err) {
+				return fmt.Errorf("%w: %w", err, asynq.SkipRetry)
+			}
+			return err
+		}
+		return nil
 	})
 }
 

@@ -7,7 +7,6 @@ import (
 
 	"github.com/hibiken/asynq"
 	"go.uber.org/zap"
-	"google.golang.org/protobuf/proto"
 	"gorm.io/gorm"
 
 	"github.com/taskforge/taskforge/pkg/queue"
@@ -16,11 +15,14 @@ import (
 	"github.com/taskforge/taskforge/pkg/tasks"
 )
 
+// fireTimeoutSeconds bounds one fire job.
+const fireTimeoutSeconds = 30
+
 // Fire jobs go to the highest queue with a short timeout and a few quick
 // retries (the registry's entry for tasks.TypeScheduleFire).
 const (
 	fireQueue      = queue.Critical
-	fireTimeout    = 30 * time.Second
+	fireTimeout    = fireTimeoutSeconds * time.Second
 	fireMaxRetry   = 5
 	maxUniqueTTL   = time.Hour
 	providerBudget = 5 * time.Second
@@ -78,14 +80,19 @@ func (p *Provider) GetConfigs() ([]*asynq.PeriodicTaskConfig, error) {
 	return out, nil
 }
 
-// FireConfig is the periodic fire job of one schedule. Its payload names the
-// schedule only (fire_time 0: the handler derives the tick). Unique with a
+// FireConfig is the periodic fire job of one schedule. Its payload is a
+// Taskforge envelope (the worker's runtime reads every job as one) of type
+// tasks.TypeScheduleFire whose params name the schedule only (fire_time 0:
+// the handler derives the tick); its task id "fire_<schedule id>" names the
+// job in logs and is no tasks row. Unique with a
 // TTL under the period keeps a second replica's enqueue of the same fire out
 // of the queue while the first is waiting; the unique index on (schedule_id,
 // fire_time) stays the final guard, since Asynq drops the lock as soon as the
 // job completes and a one-second period allows no TTL below it.
 func FireConfig(id string, c *Cron) *asynq.PeriodicTaskConfig {
-	payload, _ := proto.Marshal(&taskpb.ScheduleFireParams{ScheduleId: id})
+	spec, _ := tasks.LookupAny(tasks.TypeScheduleFire)
+	payload, _ := tasks.EncodeEnvelope("fire_"+id, tasks.TypeScheduleFire, &taskpb.ScheduleFireParams{ScheduleId: id},
+		spec.Retry, fireTimeoutSeconds, "")
 	opts := []asynq.Option{
 		asynq.Queue(fireQueue), asynq.MaxRetry(fireMaxRetry), asynq.Timeout(fireTimeout),
 	}

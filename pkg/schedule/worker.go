@@ -1,0 +1,41 @@
+package schedule
+
+import (
+	"errors"
+
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+	"go.uber.org/zap"
+	"gorm.io/gorm"
+
+	"github.com/taskforge/taskforge/pkg/config"
+	"github.com/taskforge/taskforge/pkg/egress"
+	"github.com/taskforge/taskforge/pkg/job"
+	"github.com/taskforge/taskforge/pkg/tasks"
+	"github.com/taskforge/taskforge/pkg/taskservice"
+)
+
+// WorkerHandlers builds what the worker registers for schedules: the fire
+// job's handler, with a task service of its own on db and rc (the one
+// creation path; its batch inserters live as long as the process). sc gives
+// the catch-up limit, eg the egress rules that vet webhook URLs of the tasks
+// created.
+func WorkerHandlers(db *gorm.DB, rc redis.UniversalClient, sc config.SchedulerConfig, eg config.EgressConfig, log *zap.Logger) (map[string]job.Handler, error) {
+	if db == nil || rc == nil || log == nil {
+		return nil, errors.New("schedule: nil dependency")
+	}
+	guard, err := egress.New(egress.Config{AllowCIDRs: eg.AllowCIDRs})
+	if err != nil {
+		return nil, err
+	}
+	svc, err := taskservice.New(db, asynq.NewClientFromRedisClient(rc), asynq.NewInspectorFromRedisClient(rc), log,
+		taskservice.Options{CheckURL: guard.CheckURL})
+	if err != nil {
+		return nil, err
+	}
+	f, err := NewFirer(db, svc, log, FireOptions{CatchUp: sc.CatchUp})
+	if err != nil {
+		return nil, err
+	}
+	return map[string]job.Handler{tasks.TypeScheduleFire: NewFireJob(f)}, nil
+}
