@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 
+	"go.uber.org/zap"
+
 	"github.com/taskforge/taskforge/pkg/job"
 	"github.com/taskforge/taskforge/pkg/notify"
 	"github.com/taskforge/taskforge/pkg/taskpb"
@@ -45,6 +47,7 @@ func (s *Service) SendAlert(ctx context.Context, r job.Reporter, p *taskpb.SendA
 	}
 	n := len(p.GetRecipients())
 	r.Log(job.Info, "alert sent", map[string]any{"channel": ch, "recipients": n})
+	s.log.Debug("alert sent", zap.String("task_id", r.TaskID()), zap.String("channel", ch), zap.Int("recipients", n))
 	r.Progress(1, stepDone, "Alert sent over "+ch)
 	return setResult(r, op, AlertResult{Channel: ch, Recipients: n})
 }

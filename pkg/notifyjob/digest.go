@@ -9,6 +9,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"go.uber.org/zap"
 	"gorm.io/gorm"
 
 	"github.com/taskforge/taskforge/pkg/job"
@@ -175,7 +176,8 @@ func (s *Service) GenerateDigest(ctx context.Context, r job.Reporter, p *taskpb.
 		"period": res.Period, "start": res.Start, "end": res.End, "recipients": res.Recipients,
 		"portfolios": res.Portfolios, "tasks": res.Tasks,
 	})
-	r.Progress(1, stepDone, "Digest sent to "+fmt.Sprint(len(to))+" recipients")
+	s.log.Debug("digest sent", zap.String("task_id", r.TaskID()), zap.String("period", res.Period), zap.Int("recipients", res.Recipients))
+	r.Progress(1, stepDone, fmt.Sprintf("Digest sent to %d recipients", len(to)))
 	return setResult(r, op, res)
 }
 

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 
+	"go.uber.org/zap"
+
 	"github.com/taskforge/taskforge/pkg/job"
 	"github.com/taskforge/taskforge/pkg/notify"
 	"github.com/taskforge/taskforge/pkg/result"
@@ -55,6 +57,7 @@ func (s *Service) SendEmail(ctx context.Context, r job.Reporter, p *taskpb.SendE
 		return deliveryError(op, err)
 	}
 	r.Log(job.Info, "email sent", map[string]any{"recipients": n, "attachments": len(atts), "attachment_bytes": size})
+	s.log.Debug("email sent", zap.String("task_id", r.TaskID()), zap.Int("recipients", n), zap.Int("attachments", len(atts)))
 	r.Progress(1, stepDone, fmt.Sprintf("Email sent to %d recipients", n))
 	return setResult(r, op, EmailResult{Recipients: n, Attachments: len(atts), AttachmentBytes: size})
 }

@@ -11,6 +11,17 @@
 // see). No error, log line or result holds a secret: the webhook secret, SMTP
 // and provider credentials and the secret parts of provider URLs are redacted
 // by package notify, and the handlers log only counts, statuses and host names.
+//
+// Results (tasks.result):
+//
+//	send_email        {"recipients": 3, "attachments": 2, "attachment_bytes": 5120}   (EmailResult)
+//	send_alert        {"channel": "sms", "recipients": 2}                             (AlertResult)
+//	webhook_callback  {"status": 200}                                                 (WebhookResult)
+//	generate_digest   {"period": "daily", "start": "2026-11-20", "end": "2026-11-20",
+//	                   "recipients": 1, "portfolios": 3, "tasks": 8, "failed": 2}     (DigestResult)
+//
+// SMTP does not return a message id through go-mail's client, so send_email
+// reports none.
 package notifyjob
 
 import (

@@ -57,6 +57,7 @@ func TestWebhookCallbackDelivers(t *testing.T) {
 		require.Equal(t, "/hooks/in?token=abc", r.Path)
 		require.Equal(t, "application/json", r.Header.Get("Content-Type"))
 		require.Equal(t, "value-1", r.Header.Get("X-Custom"))
+		require.Equal(t, "task_webhook_1", r.Header.Get("Idempotency-Key"))
 		require.NoError(t, notify.Verify([]byte(webhookSecret), r.Header.Get(notify.SignatureHeader), r.Body, time.Now(), time.Minute))
 		var got map[string]any
 		require.NoError(t, json.Unmarshal(r.Body, &got))
@@ -72,10 +73,13 @@ func TestWebhookCallbackDelivers(t *testing.T) {
 		t.Parallel()
 		srv := newFakeServer(t, func(recorded) (int, string) { return http.StatusNoContent, "" })
 		rec := &job.Recorder{ID: "task_webhook_2"}
-		err := svc.WebhookCallback(t.Context(), rec, &taskpb.WebhookCallbackParams{Url: srv.srv.URL, Method: "PUT"})
+		err := svc.WebhookCallback(t.Context(), rec, &taskpb.WebhookCallbackParams{
+			Url: srv.srv.URL, Method: "PUT", Headers: map[string]string{"idempotency-key": "caller-key"},
+		})
 		require.NoError(t, err)
 		reqs := srv.requests()
 		require.Len(t, reqs, 1)
+		require.Equal(t, []string{"caller-key"}, reqs[0].Header.Values("Idempotency-Key"))
 		require.Equal(t, http.MethodPut, reqs[0].Method)
 		require.Equal(t, "{}", string(reqs[0].Body))
 		require.Empty(t, reqs[0].Header.Get(notify.SignatureHeader))
@@ -178,6 +182,7 @@ func TestWebhookCallbackRetryRules(t *testing.T) {
 		require.Equal(t, 3, attempts)
 		for _, r := range srv.requests() {
 			require.NoError(t, notify.Verify([]byte(webhookSecret), r.Header.Get(notify.SignatureHeader), r.Body, time.Now(), 0))
+			require.Equal(t, "task_webhook_retry", r.Header.Get("Idempotency-Key"), "the same key on every attempt")
 		}
 	})
 
