@@ -255,3 +255,43 @@ func repairsCounted(t *testing.T, reg *prometheus.Registry, kind string) float64
 	}
 	return 0
 }
+
+// TestRunningTaskPastTimeoutAndGrace: Asynq still shows the task active (a
+// worker holds its lease) but the attempt started longer ago than its timeout
+// plus the grace: the worker is told to stop and the task fails as lost.
+func TestRunningTaskPastTimeoutAndGrace(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	task := b.createTask(t, tasks.TypeRefreshPortfolio, `{"portfolio_id":"pf_1"}`)
+	started := make(chan struct{})
+	stopped := make(chan struct{})
+	srv := asynq.NewServer(b.rd.Opt(), asynq.Config{
+		Concurrency: 1, Queues: map[string]int{"normal": 1}, TaskCheckInterval: 10 * time.Millisecond, LogLevel: asynq.ErrorLevel,
+		RetryDelayFunc: func(int, error, *asynq.Task) time.Duration { return time.Hour },
+	})
+	require.NoError(t, srv.Start(asynq.HandlerFunc(func(hctx context.Context, _ *asynq.Task) error {
+		close(started)
+		<-hctx.Done()
+		close(stopped)
+		return hctx.Err()
+	})))
+	t.Cleanup(srv.Shutdown)
+	<-started
+	// The attempt began two hours ago; refresh_portfolio times out after 10 minutes.
+	long := time.Now().Add(-2 * time.Hour).UTC()
+	require.NoError(t, b.pg.DB.Exec(`UPDATE tasks SET status = 'running', attempt = 1, started_at = ?, updated_at = ? WHERE id = ?`, long, long, task.ID).Error)
+	require.NoError(t, b.pg.DB.Create(&store.TaskAttempt{TaskID: task.ID, Attempt: 1, Worker: "w1", StartedAt: long, Outcome: "running"}).Error)
+
+	rep, err := b.rec.Pass(ctx)
+	require.NoError(t, err)
+	require.Equal(t, map[string]int{reconcile.KindLostFailed: 1}, rep.Repairs)
+	select {
+	case <-stopped:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the running handler was not told to stop")
+	}
+	row := b.row(t, task.ID)
+	require.Equal(t, tasks.StatusFailed, row.Status)
+	require.Contains(t, string(row.Error), "outlived its timeout")
+}
