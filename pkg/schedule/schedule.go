@@ -17,6 +17,7 @@ import (
 
 	"github.com/oklog/ulid/v2"
 	"gorm.io/gorm"
+	"gorm.io/gorm/clause"
 
 	"github.com/taskforge/taskforge/pkg/queue"
 	"github.com/taskforge/taskforge/pkg/store"
@@ -163,7 +164,7 @@ func (s *Store) update(ctx context.Context, id string, change func(*store.Schedu
 	now := s.now()
 	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
 		var row store.Schedule
-		if err := tx.Set("gorm:query_option", "FOR UPDATE").Take(&row, "id = ?", id).Error; err != nil {
+		if err := tx.Clauses(clause.Locking{Strength: "UPDATE"}).Take(&row, "id = ?", id).Error; err != nil {
 			return err
 		}
 		before := row
