@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -282,4 +283,28 @@ func TestSanitizeFilename(t *testing.T) {
 	for in, want := range cases {
 		require.Equal(t, want, result.SanitizeFilename(in), in)
 	}
+}
+
+// TestPutStreamsWithoutBuffering stores 64 MiB and checks that the process
+// allocated far less than that on the way: the file is never held in memory.
+// It does not run in parallel, so that other tests' allocations stay out of
+// the count.
+func TestPutStreamsWithoutBuffering(t *testing.T) {
+	pg := testenv.NewPostgres(t)
+	insertTask(t, pg.DB, "task_big")
+	l, err := result.NewLocal(t.TempDir())
+	require.NoError(t, err)
+	st, err := result.New(pg.DB, l, result.Options{Signer: newSigner(t)})
+	require.NoError(t, err)
+	const size = 64 << 20
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	res, err := st.Put(context.Background(), "task_big", "big.bin", "", randomReader(7, size))
+	require.NoError(t, err)
+	runtime.ReadMemStats(&after)
+	require.EqualValues(t, size, res.Size)
+	allocated := after.TotalAlloc - before.TotalAlloc
+	t.Logf("stored %d MiB with %d KiB allocated", size>>20, allocated>>10)
+	require.Less(t, allocated, uint64(size/8))
 }
