@@ -67,10 +67,14 @@ type Options struct {
 	Sealer Sealer
 	// CheckURL vets callback and webhook URLs. If nil, only the scheme is checked.
 	CheckURL URLCheck
-	// Inserters is the number of concurrent batch inserters. If zero, 4.
+	// Inserters is the number of concurrent batch inserters. If zero, 2.
 	Inserters int
 	// MaxBatch caps the rows of one insert. If zero, 256.
 	MaxBatch int
+	// BatchLinger is how long an inserter that found rows already waiting
+	// waits for more before writing its batch (a lone row never waits). If
+	// zero, 1 ms; if negative, no wait.
+	BatchLinger time.Duration
 	// CountTimeout bounds the exact count behind a list's total; past it (or
 	// past CountCap rows) the total is PostgreSQL's estimate. If zero, 5 ms.
 	CountTimeout time.Duration
@@ -96,16 +100,19 @@ func New(db *gorm.DB, client *asynq.Client, inspector *asynq.Inspector, log *zap
 		opts.Retention = DefaultRetention
 	}
 	if opts.Inserters == 0 {
-		opts.Inserters = 4
+		opts.Inserters = 2
 	}
 	if opts.MaxBatch == 0 {
 		opts.MaxBatch = 256
+	}
+	if opts.BatchLinger == 0 {
+		opts.BatchLinger = time.Millisecond
 	}
 	if opts.CountTimeout == 0 {
 		opts.CountTimeout = DefaultCountTimeout
 	}
 	s := &Service{db: db, client: client, inspector: inspector, log: log, opts: opts}
-	s.inserter = newInserter(db, opts.Inserters, opts.MaxBatch)
+	s.inserter = newInserter(db, opts.Inserters, opts.MaxBatch, max(opts.BatchLinger, 0))
 	s.estimates = newEstimator(db, 50, 30*time.Second)
 	return s, nil
 }

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -40,6 +41,7 @@ const (
 const createBody = `{"type":"refresh_portfolio","params":{"portfolio_id":"pf_1"},"priority":"normal"}`
 
 type result struct {
+	cpu      cpuSample
 	name     string
 	requests int
 	errors   int64
@@ -51,8 +53,11 @@ type result struct {
 func (r result) rate() float64 { return float64(r.requests-int(r.errors)) / r.elapsed.Seconds() }
 
 func (r result) String() string {
-	return fmt.Sprintf("%s %8.0f created/s  p50 %6.2f ms  p99 %6.2f ms  max %6.2f ms  (%d requests, %d errors, %.1f s)",
-		pad(r.name, 26), r.rate(), ms(r.p50), ms(r.p99), ms(r.max), r.requests, r.errors, r.elapsed.Seconds())
+	self, pg, rd, total := r.cpu.perRequest(r.requests)
+	return fmt.Sprintf("%s %8.0f created/s  p50 %6.2f ms  p99 %6.2f ms  max %6.2f ms  (%d requests, %d errors, %.1f s)\n"+
+		"%s CPU per request: %.0f µs (go server+client %.0f, postgres %.0f, redis %.0f)",
+		pad(r.name, 26), r.rate(), ms(r.p50), ms(r.p99), ms(r.max), r.requests, r.errors, r.elapsed.Seconds(),
+		pad("", 26), total, self, pg, rd)
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
@@ -60,7 +65,7 @@ func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond)
 // benchCreate measures POST /api/v1/tasks through the real server (auth,
 // validation, PostgreSQL row, Asynq enqueue) and a bare Echo handler that only
 // enqueues to Asynq, with the same client loop, body and connection count.
-func benchCreate(ctx context.Context, dbURL, redisAddr string, n, conc int) error {
+func benchCreate(ctx context.Context, dbURL, redisAddr string, n, conc int, profile string, opts taskservice.Options) error {
 	const dbName = "bench_api_create"
 	u, err := freshDatabase(ctx, dbURL, dbName)
 	if err != nil {
@@ -88,7 +93,7 @@ func benchCreate(ctx context.Context, dbURL, redisAddr string, n, conc int) erro
 	ac, insp := asynq.NewClient(apiOpt), asynq.NewInspector(apiOpt)
 	defer ac.Close()
 	defer insp.Close()
-	svc, err := taskservice.New(db, ac, insp, log, taskservice.Options{})
+	svc, err := taskservice.New(db, ac, insp, log, opts)
 	if err != nil {
 		return err
 	}
@@ -135,6 +140,13 @@ func benchCreate(ctx context.Context, dbURL, redisAddr string, n, conc int) erro
 
 	fmt.Printf("POST /api/v1/tasks: %d requests per run, %d concurrent clients on loopback, GOMAXPROCS %d\n", n, conc, runtime.GOMAXPROCS(0))
 	hdr := http.Header{"Content-Type": {"application/json"}, "Authorization": {"Bearer bench-token"}}
+	_, redisPort, _ := net.SplitHostPort(redisAddr)
+	measure := func(name, target string) (result, error) {
+		before := sampleCPU(dbName, redisPort)
+		r, err := load(ctx, name, target, hdr, n, conc)
+		r.cpu = sampleCPU(dbName, redisPort).sub(before)
+		return r, err
+	}
 	// Warm up both (connections, prepared statements, estimator cache).
 	if _, err := load(ctx, "warm-up", bareURL+"/enqueue", hdr, 2000, conc); err != nil {
 		return err
@@ -144,12 +156,17 @@ func benchCreate(ctx context.Context, dbURL, redisAddr string, n, conc int) erro
 	}
 	var bare, full []result
 	for round := range 2 {
-		b, err := load(ctx, fmt.Sprintf("bare echo→asynq #%d", round+1), bareURL+"/enqueue", hdr, n, conc)
+		b, err := measure(fmt.Sprintf("bare echo→asynq #%d", round+1), bareURL+"/enqueue")
 		if err != nil {
 			return err
 		}
 		fmt.Println(b)
-		a, err := load(ctx, fmt.Sprintf("taskforge api #%d", round+1), apiURL+"/api/v1/tasks", hdr, n, conc)
+		stopProfile, err := startProfile(profile, round)
+		if err != nil {
+			return err
+		}
+		a, err := measure(fmt.Sprintf("taskforge api #%d", round+1), apiURL+"/api/v1/tasks")
+		stopProfile()
 		if err != nil {
 			return err
 		}
@@ -164,6 +181,11 @@ func benchCreate(ctx context.Context, dbURL, redisAddr string, n, conc int) erro
 	if err := db.WithContext(ctx).Raw(`SELECT count(*) FROM tasks`).Scan(&rows).Error; err != nil {
 		return err
 	}
+	var commits int64
+	if err := db.WithContext(ctx).Raw(`SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()`).Scan(&commits).Error; err != nil {
+		return err
+	}
+	fmt.Printf("postgres: %d commits for %d rows (about %.1f rows per batched insert)\n", commits, rows, float64(rows)/float64(max(commits, 1)))
 	fmt.Printf("best: api %.0f created/s (p99 %.2f ms), bare %.0f enqueued/s (p99 %.2f ms), ratio api/bare %.2f; %d task rows written\n",
 		a.rate(), ms(a.p99), b.rate(), ms(b.p99), a.rate()/b.rate(), rows)
 	fmt.Printf("targets: >= 5000 created/s: %v; p99 < 25 ms: %v; ratio >= 0.5: %v\n",
@@ -230,6 +252,23 @@ func load(ctx context.Context, name, target string, hdr http.Header, n, conc int
 	}
 	pct := func(p float64) time.Duration { return all[min(len(all)-1, int(float64(len(all))*p))] }
 	return result{name: name, requests: len(all), errors: errs.Load(), elapsed: elapsed, p50: pct(0.50), p99: pct(0.99), max: all[len(all)-1]}, nil
+}
+
+// startProfile profiles the CPU into path during the first round, if path is
+// set.
+func startProfile(path string, round int) (func(), error) {
+	if path == "" || round > 0 {
+		return func() {}, nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		_ = f.Close()
+		return nil, err
+	}
+	return func() { pprof.StopCPUProfile(); _ = f.Close() }, nil
 }
 
 func newID() string {

@@ -22,6 +22,7 @@ import (
 	_ "github.com/jackc/pgx/v5/stdlib" // database/sql driver "pgx"
 
 	"github.com/taskforge/taskforge/pkg/store"
+	"github.com/taskforge/taskforge/pkg/taskservice"
 )
 
 func main() {
@@ -47,10 +48,15 @@ func run(ctx context.Context, args []string) error {
 	case "create":
 		n := fs.Int("n", 40000, "requests per measured run")
 		c := fs.Int("c", 64, "concurrent clients")
+		prof := fs.String("cpuprofile", "", "write a CPU profile of the API runs to this file")
+		var opts taskservice.Options
+		fs.IntVar(&opts.Inserters, "inserters", 0, "taskservice batch inserters (0: its default)")
+		fs.IntVar(&opts.MaxBatch, "batch", 0, "taskservice rows per insert at most (0: its default)")
+		fs.DurationVar(&opts.BatchLinger, "linger", 0, "taskservice batch linger (0: its default, negative: none)")
 		if err := fs.Parse(args[1:]); err != nil {
 			return err
 		}
-		return benchCreate(ctx, dbURL, redisAddr, *n, *c)
+		return benchCreate(ctx, dbURL, redisAddr, *n, *c, *prof, opts)
 	case "list":
 		rows := fs.Int("rows", 1000000, "tasks to load")
 		if err := fs.Parse(args[1:]); err != nil {
