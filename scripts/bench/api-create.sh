@@ -5,4 +5,4 @@
 # Override the load with API_BENCH_N (requests per run) and API_BENCH_C (clients).
 set -euo pipefail
 cd "$(dirname "$0")/../../services/api"
-go run ./internal/loadtest create -n "${API_BENCH_N:-40000}" -c "${API_BENCH_C:-64}"
+go run ./internal/loadtest create -n "${API_BENCH_N:-40000}" -c "${API_BENCH_C:-96}"

@@ -2,7 +2,7 @@
 // assertions). It needs the servers that scripts/bench/run.sh starts, found
 // through TASKFORGE_TEST_DATABASE_URL and TASKFORGE_TEST_REDIS_ADDR.
 //
-//	loadtest create [-n 40000] [-c 64]   POST /api/v1/tasks rate and latency, and
+//	loadtest create [-n 40000] [-c 96]   POST /api/v1/tasks rate and latency, and
 //	                                     a bare Echo → Asynq enqueue for comparison
 //	loadtest list [-rows 1000000]        page timings of GET /api/v1/tasks filters
 package main
@@ -47,7 +47,7 @@ func run(ctx context.Context, args []string) error {
 	switch args[0] {
 	case "create":
 		n := fs.Int("n", 40000, "requests per measured run")
-		c := fs.Int("c", 64, "concurrent clients")
+		c := fs.Int("c", 96, "concurrent clients")
 		prof := fs.String("cpuprofile", "", "write a CPU profile of the API runs to this file")
 		var opts taskservice.Options
 		fs.IntVar(&opts.Inserters, "inserters", 0, "taskservice batch inserters (0: its default)")

@@ -317,3 +317,23 @@ func TestQueuesStatsTypesAndDocument(t *testing.T) {
 	require.Equal(t, http.StatusOK, doc.StatusCode())
 	require.Equal(t, openapiDoc(t), doc.Body)
 }
+
+// TestEstimatedDuration: the median of the type's recent completed runs, else
+// the type's default.
+func TestEstimatedDuration(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	for _, ms := range []int64{2000, 4000, 9000} {
+		done := time.Now().UTC()
+		insertTaskWith(t, b, store.Task{Type: "send_alert", Status: "completed", CreatedBy: "key_x", CompletedAt: &done, DurationMs: ptr(ms)})
+	}
+	op := b.client(t, tokOp)
+	resp, err := op.CreateTaskWithResponse(ctx, nil, createBody("send_alert", map[string]any{"channel": "slack", "title": "t", "message": "m"}))
+	require.NoError(t, err)
+	require.Equal(t, http.StatusCreated, resp.StatusCode(), string(resp.Body))
+	require.Equal(t, 4, resp.JSON201.EstimatedDuration, "median of 2 s, 4 s and 9 s")
+	resp, err = op.CreateTaskWithResponse(ctx, nil, createBody("generate_digest", map[string]any{"recipients": []string{"a@example.com"}}))
+	require.NoError(t, err)
+	require.Equal(t, http.StatusCreated, resp.StatusCode(), string(resp.Body))
+	require.Equal(t, 10, resp.JSON201.EstimatedDuration, "the type's default without runs")
+}
