@@ -154,6 +154,7 @@ type testBundle struct {
 type setupOptions struct {
 	db       *gorm.DB
 	redisOpt asynq.RedisConnOpt
+	log      *zap.Logger
 }
 
 func setup(t *testing.T) testBundle {
@@ -186,7 +187,11 @@ func setupWith(t *testing.T, o setupOptions) testBundle {
 		"postgres": func(ctx context.Context) error { return store.Ping(ctx, db) },
 		"redis":    func(ctx context.Context) error { return queue.Ping(ctx, rc) },
 	}, reg)
-	srv, err := New(Options{Tasks: svc, Auth: principals, Checker: checker, Registry: reg, Log: zap.NewNop(),
+	log := o.log
+	if log == nil {
+		log = zap.NewNop()
+	}
+	srv, err := New(Options{Tasks: svc, Auth: principals, Checker: checker, Registry: reg, Log: log,
 		OpenAPI: openapiDoc(t)})
 	require.NoError(t, err)
 	hs := httptest.NewServer(srv)

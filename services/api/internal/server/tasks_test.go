@@ -16,6 +16,8 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/labstack/echo/v4"
 	"github.com/stretchr/testify/require"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/taskforge/taskforge/pkg/store"
 	"github.com/taskforge/taskforge/services/api/client"
@@ -455,4 +457,42 @@ func insertTaskWith(t *testing.T, b testBundle, row store.Task) string {
 	}
 	require.NoError(t, b.pg.DB.Create(&row).Error)
 	return row.ID
+}
+
+// TestRequestLog: one line per request with its id, route and status, never
+// the Authorization header, the query or the body; a panic is logged as an
+// error with the request id.
+func TestRequestLog(t *testing.T) {
+	t.Parallel()
+	core, logs := observer.New(zap.InfoLevel)
+	b := setupWith(t, setupOptions{log: zap.New(core)})
+	body := `{"type":"webhook_callback","params":{"url":"https://h.example.com","secret":"body-secret-123"}}`
+	r := b.raw(t, http.MethodPost, "/api/v1/tasks?token=query-secret-456", tokOp, strings.NewReader(body),
+		map[string]string{"Content-Type": "application/json", "X-Request-ID": "req-log-1"})
+	require.Equal(t, http.StatusCreated, r.StatusCode)
+	b.srv.echo.GET("/test/panic", func(echo.Context) error { panic("boom") })
+	req, err := http.NewRequest(http.MethodGet, b.http.URL+"/test/panic", nil)
+	require.NoError(t, err)
+	req.Header.Set("X-Request-ID", "req-log-2")
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	_ = resp.Body.Close()
+
+	var all strings.Builder
+	for _, e := range logs.All() {
+		fmt.Fprintf(&all, "%s %v\n", e.Message, e.ContextMap())
+	}
+	text := all.String()
+	for _, secret := range []string{tokOp, "body-secret-123", "query-secret-456"} {
+		require.NotContains(t, text, secret)
+	}
+	lines := logs.FilterMessage("request").FilterField(zap.String("request_id", "req-log-1")).All()
+	require.Len(t, lines, 1)
+	fields := lines[0].ContextMap()
+	require.Equal(t, "/api/v1/tasks", fields["route"])
+	require.EqualValues(t, http.StatusCreated, fields["status"])
+	require.Equal(t, "key_op", fields["principal"])
+	failed := logs.FilterMessage("request failed").FilterField(zap.String("request_id", "req-log-2")).All()
+	require.Len(t, failed, 1)
+	require.Equal(t, zap.ErrorLevel, failed[0].Level)
 }
