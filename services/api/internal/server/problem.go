@@ -86,6 +86,9 @@ func classify(err error) (*apiError, bool) {
 	case errors.Is(err, taskservice.ErrUnavailable), errors.Is(err, store.ErrUnavailable),
 		errors.Is(err, context.DeadlineExceeded):
 		return newError(http.StatusServiceUnavailable, "unavailable", "a dependency is unavailable; try again later"), true
+	case errors.Is(err, context.Canceled):
+		// The caller went away; nobody reads this answer.
+		return newError(http.StatusServiceUnavailable, "unavailable", "the request was cancelled"), false
 	case errors.As(err, &he):
 		return fromHTTPError(he), he.Code >= 500
 	}
