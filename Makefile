@@ -34,6 +34,12 @@ proto: ## Regenerate Go from proto/ with the project's pinned tools.
 	@protoc -I proto --plugin=protoc-gen-go=bin/protoc-gen-go --go_out=pkg/taskpb --go_opt=paths=source_relative --go_opt=Mtaskforge/v1/options.proto=github.com/taskforge/taskforge/pkg/taskpb proto/taskforge/v1/*.proto
 	@mv pkg/taskpb/taskforge/v1/*.pb.go pkg/taskpb/ && rm -rf pkg/taskpb/taskforge
 
+generate: ## Regenerate the API client from services/api/openapi.yaml.
+	@cd services/api && go generate ./client
+
+generate-check: ## Fail when the generated API client is stale.
+	@scripts/check-generated.sh
+
 proto-check: proto ## Fail when the committed generated code is stale.
 	@git diff --exit-code -- pkg/taskpb || (echo "generated code is stale: run make proto and commit" && exit 1)
 
@@ -47,4 +53,4 @@ tidy-check: ## Fail when go.mod/go.sum files are not tidy.
 bench: ## Run the benchmarks that print the performance figures.
 	@scripts/bench/run.sh
 
-.PHONY: help dev test test-short build build-check lint proto proto-check tidy tidy-check bench
+.PHONY: generate generate-check help dev test test-short build build-check lint proto proto-check tidy tidy-check bench

@@ -41,7 +41,10 @@ status=0
 pkgs=${TEST_PKGS:-$(go list -m -f '{{.Dir}}/...' | grep -v /deployments/check)}
 go test -race -count=1 -timeout 15m "$@" $pkgs || status=$?
 
-if [ -z "${TEST_PKGS:-}" ] && [ -x scripts/check-deployments.sh ]; then
-  scripts/check-deployments.sh || status=$?
+if [ -z "${TEST_PKGS:-}" ]; then
+  # Generated code must match its sources.
+  scripts/check-generated.sh || status=$?
+  make -s proto-check || status=$?
+  [ -x scripts/check-deployments.sh ] && { scripts/check-deployments.sh || status=$?; }
 fi
 exit $status
