@@ -80,6 +80,10 @@ type APIConfig struct {
 	BodyLimit int64 `mapstructure:"body_limit"`
 	// CORSAllowOrigins lists the origins allowed by CORS. Default empty (no CORS).
 	CORSAllowOrigins []string `mapstructure:"cors_allow_origins"`
+	// HSTS sends Strict-Transport-Security on every response; set it when
+	// clients reach the API over HTTPS only (a TLS-terminating proxy). Default
+	// false.
+	HSTS bool `mapstructure:"hsts"`
 }
 
 // WorkerConfig configures the worker service.
@@ -305,6 +309,10 @@ type RateLimitConfig struct {
 	// PerRole maps a role to requests per second and burst. Defaults: viewer
 	// 20/40, operator 50/100, admin 200/400.
 	PerRole map[string]RateLimit `mapstructure:"per_role"`
+	// PerAddress limits requests per client address before authentication, so
+	// that a flood of bad credentials stays bounded. Default 200/400 (the
+	// admin's limit: callers behind one address are not held below it).
+	PerAddress RateLimit `mapstructure:"per_address"`
 }
 
 // RateLimit is a sustained rate and a burst.
@@ -367,7 +375,7 @@ func Defaults() Config {
 		Prices: PricesConfig{Provider: "simulated", StooqBaseURL: "https://stooq.com", BatchSize: 100},
 		RateLimit: RateLimitConfig{Enabled: true, PerRole: map[string]RateLimit{
 			"viewer": {RPS: 20, Burst: 40}, "operator": {RPS: 50, Burst: 100}, "admin": {RPS: 200, Burst: 400},
-		}},
+		}, PerAddress: RateLimit{RPS: 200, Burst: 400}},
 		Retention: RetentionConfig{Tasks: 30, TaskLogs: 14, Prices: 3650, Results: 7, Audit: 365},
 	}
 }

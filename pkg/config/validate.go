@@ -195,6 +195,9 @@ func (c Config) Validate() error {
 			bad("ratelimit.per_role."+role, fmt.Sprintf("%+v", rl), "rps and burst must be positive")
 		}
 	}
+	if pa := c.RateLimit.PerAddress; pa.RPS <= 0 || pa.Burst < 1 {
+		bad("ratelimit.per_address", fmt.Sprintf("%+v", pa), "rps and burst must be positive")
+	}
 	return errors.Join(errs...)
 }
 

@@ -42,6 +42,10 @@ type FireOptions struct {
 	Metrics *Metrics
 	// Now is the clock. If nil, time.Now.
 	Now func() time.Time
+	// Keyring opens the secret params a sealed store (NewSealedStore) keeps,
+	// before the task service seals them again for the task. Required when
+	// schedules are stored sealed, else their secrets would be sealed twice.
+	Keyring Keyring
 }
 
 // Firer turns due ticks of schedules into tasks. It is the whole fire
@@ -203,6 +207,14 @@ func (f *Firer) create(ctx context.Context, row store.Schedule, t time.Time) (st
 	req := taskservice.CreateRequest{
 		Type: row.Type, Params: json.RawMessage(row.Params), TimeoutSeconds: row.TimeoutSeconds,
 		CreatedBy: "schedule:" + row.ID, ScheduleID: row.ID, FireTime: &t,
+	}
+	if f.opts.Keyring != nil {
+		msg, err := openParams(f.opts.Keyring, row)
+		if err != nil {
+			f.opts.Metrics.fired("failed", 1)
+			return store.Task{}, err
+		}
+		req.Params, req.Message = nil, msg
 	}
 	if row.Priority != nil {
 		req.Priority = *row.Priority

@@ -83,6 +83,8 @@ type Input struct {
 type Store struct {
 	db  *gorm.DB
 	now func() time.Time
+	// keys, when set, seals secret params (NewSealedStore).
+	keys Keyring
 }
 
 // NewStore returns a Store on db.
@@ -103,6 +105,9 @@ func NewID() string {
 func (s *Store) Create(ctx context.Context, in Input, createdBy string) (Schedule, error) {
 	row := store.Schedule{Timezone: "UTC", Enabled: true, Params: store.JSON("{}")}
 	if err := apply(&row, in, true); err != nil {
+		return Schedule{}, err
+	}
+	if err := s.seal(&row); err != nil {
 		return Schedule{}, err
 	}
 	now := s.now()
@@ -143,6 +148,9 @@ func (s *Store) Replace(ctx context.Context, id string, in Input) (Schedule, err
 		if err := apply(&fresh, in, true); err != nil {
 			return err
 		}
+		if err := s.seal(&fresh); err != nil {
+			return err
+		}
 		fresh.ID, fresh.CreatedBy, fresh.CreatedAt = row.ID, row.CreatedBy, row.CreatedAt
 		fresh.FiredThrough, fresh.LastRunAt, fresh.LastTaskID = row.FiredThrough, row.LastRunAt, row.LastTaskID
 		*row = fresh
@@ -152,7 +160,12 @@ func (s *Store) Replace(ctx context.Context, id string, in Input) (Schedule, err
 
 // Patch changes the fields present in in.
 func (s *Store) Patch(ctx context.Context, id string, in Input) (Schedule, error) {
-	return s.update(ctx, id, func(row *store.Schedule) error { return apply(row, in, false) })
+	return s.update(ctx, id, func(row *store.Schedule) error {
+		if err := apply(row, in, false); err != nil {
+			return err
+		}
+		return s.seal(row)
+	})
 }
 
 // update reads the row under a lock, changes it and writes it back. When the

@@ -19,9 +19,9 @@ import (
 // job's handler, with a task service of its own on db and rc (the one
 // creation path; its batch inserters live as long as the process). sc gives
 // the catch-up limit, eg the egress rules that vet webhook URLs of the tasks
-// created.
-func WorkerHandlers(db *gorm.DB, rc redis.UniversalClient, sc config.SchedulerConfig, eg config.EgressConfig, log *zap.Logger) (map[string]job.Handler, error) {
-	if db == nil || rc == nil || log == nil {
+// created. keys opens the schedules' sealed params and seals the tasks'.
+func WorkerHandlers(db *gorm.DB, rc redis.UniversalClient, sc config.SchedulerConfig, eg config.EgressConfig, keys Keyring, log *zap.Logger) (map[string]job.Handler, error) {
+	if db == nil || rc == nil || keys == nil || log == nil {
 		return nil, errors.New("schedule: nil dependency")
 	}
 	guard, err := egress.New(egress.Config{AllowCIDRs: eg.AllowCIDRs})
@@ -29,11 +29,11 @@ func WorkerHandlers(db *gorm.DB, rc redis.UniversalClient, sc config.SchedulerCo
 		return nil, err
 	}
 	svc, err := taskservice.New(db, asynq.NewClientFromRedisClient(rc), asynq.NewInspectorFromRedisClient(rc), log,
-		taskservice.Options{CheckURL: guard.CheckURL})
+		taskservice.Options{CheckURL: guard.CheckURL, Sealer: keys})
 	if err != nil {
 		return nil, err
 	}
-	f, err := NewFirer(db, svc, log, FireOptions{CatchUp: sc.CatchUp})
+	f, err := NewFirer(db, svc, log, FireOptions{CatchUp: sc.CatchUp, Keyring: keys})
 	if err != nil {
 		return nil, err
 	}

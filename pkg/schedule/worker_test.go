@@ -11,6 +11,7 @@ import (
 	"github.com/taskforge/taskforge/pkg/config"
 	"github.com/taskforge/taskforge/pkg/queue"
 	"github.com/taskforge/taskforge/pkg/schedule"
+	"github.com/taskforge/taskforge/pkg/secret"
 	"github.com/taskforge/taskforge/pkg/tasks"
 	"github.com/taskforge/taskforge/pkg/worker"
 )
@@ -25,7 +26,9 @@ func TestFireJobsThroughTheWorkerRuntime(t *testing.T) {
 	s := b.create(t, "through-worker", "@every 1s", tasks.TypeRefreshAllPrices, `{}`)
 	rc := queue.Client(b.rd.Opt())
 	t.Cleanup(func() { _ = rc.Close() })
-	hs, err := schedule.WorkerHandlers(b.pg.DB, rc, config.Defaults().Scheduler, config.Defaults().Egress, b.log)
+	keys, err := secret.FromConfig(config.Defaults().Crypto, true)
+	require.NoError(t, err)
+	hs, err := schedule.WorkerHandlers(b.pg.DB, rc, config.Defaults().Scheduler, config.Defaults().Egress, keys, b.log)
 	require.NoError(t, err)
 	rt, err := worker.New(b.pg.DB, rc, b.inspector, b.log, worker.Options{Handlers: hs})
 	require.NoError(t, err)

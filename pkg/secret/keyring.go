@@ -14,6 +14,7 @@ package secret
 import (
 	"crypto/aes"
 	"crypto/cipher"
+	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
@@ -53,6 +54,8 @@ type Keyring struct {
 	aeads  map[string]cipher.AEAD
 	active string
 	dev    bool
+	// macKey keys MAC: derived from the active key, never the key itself.
+	macKey []byte
 }
 
 // NewKeyring returns a keyring of 32-byte keys; active names the key that seals.
@@ -82,7 +85,24 @@ func NewKeyring(keys map[string][]byte, active string) (*Keyring, error) {
 	if _, ok := k.aeads[active]; !ok {
 		return nil, fmt.Errorf("secret: active key %q is not in the keyring", active)
 	}
+	d := hmac.New(sha256.New, keys[active])
+	d.Write([]byte(macLabel))
+	k.macKey = d.Sum(nil)
 	return k, nil
+}
+
+// macLabel separates the MAC key from the active key it is derived from.
+const macLabel = "taskforge/secret/v1/mac"
+
+// MAC returns HMAC-SHA256 of data under a key derived from the active key: a
+// keyed digest of plaintext that may hold secrets (the task service's
+// idempotency request hash), which unlike a plain hash cannot be checked
+// against guesses offline without the keyring. It changes when the active key
+// does.
+func (k *Keyring) MAC(data []byte) []byte {
+	m := hmac.New(sha256.New, k.macKey)
+	m.Write(data)
+	return m.Sum(nil)
 }
 
 // FromConfig builds the keyring of the crypto section: base64-encoded keys.

@@ -243,13 +243,13 @@ func (s *Service) prepare(ctx context.Context, req CreateRequest) (store.Task, p
 	}
 
 	// The request hash is taken over the plaintext params (deterministic binary
-	// form) so that a replay with the same secret matches; it is a one-way
-	// digest, never the secret itself.
+	// form) so that a replay with the same secret matches; it is a keyed digest
+	// (HMAC) when the Sealer offers one, never the secret itself.
 	canonical, err := proto.MarshalOptions{Deterministic: true}.Marshal(msg)
 	if err != nil {
 		return store.Task{}, nil, spec, fmt.Errorf("taskservice: params: %w", err)
 	}
-	hash := requestHash(spec.Name, canonical, priority, req.ScheduledFor, policy, timeout, req.CallbackURL)
+	hash := requestHash(s.mac(), spec.Name, canonical, priority, req.ScheduledFor, policy, timeout, req.CallbackURL)
 
 	keyID := ""
 	if s.opts.Sealer != nil {
@@ -380,13 +380,33 @@ func NewID() string {
 	return "task_" + strings.ToLower(ulid.MustNew(ulid.Now(), rand.Reader).String())
 }
 
-func requestHash(typ string, params []byte, priority string, scheduled *time.Time, p tasks.RetryPolicy, timeout int, callback string) string {
-	h := sha256.New()
+// MACer is implemented by a Sealer that can key the idempotency request hash
+// (secret.Keyring): the hash covers plaintext params, secrets included, so a
+// plain digest of a low-entropy secret could be guessed offline from the row.
+type MACer interface {
+	MAC(data []byte) []byte
+}
+
+// mac returns the Sealer's MAC, or nil when it has none (plain SHA-256).
+func (s *Service) mac() func([]byte) []byte {
+	if m, ok := s.opts.Sealer.(MACer); ok {
+		return m.MAC
+	}
+	return nil
+}
+
+// requestHash digests what makes two creations "the same request": with mac,
+// keyed (HMAC), else SHA-256. Same-body replays give the same hash either way.
+func requestHash(mac func([]byte) []byte, typ string, params []byte, priority string, scheduled *time.Time, p tasks.RetryPolicy, timeout int, callback string) string {
 	sched := ""
 	if scheduled != nil {
 		sched = scheduled.UTC().Format(time.RFC3339Nano)
 	}
-	fmt.Fprintf(h, "%s\x00%s\x00%s\x00%s\x00%d/%d/%t/%d\x00%d\x00%s", typ, params, priority, sched,
+	material := fmt.Appendf(nil, "%s\x00%s\x00%s\x00%s\x00%d/%d/%t/%d\x00%d\x00%s", typ, params, priority, sched,
 		p.MaxRetries, p.RetryDelay, p.ExponentialBackoff, p.MaxRetryDelay, timeout, callback)
-	return hex.EncodeToString(h.Sum(nil))
+	if mac != nil {
+		return "hmac:" + hex.EncodeToString(mac(material))
+	}
+	sum := sha256.Sum256(material)
+	return hex.EncodeToString(sum[:])
 }

@@ -9,6 +9,10 @@
 //	api [--config file] seed-demo   load the demo portfolios, assets and a year of prices
 //	api [--config file] restore (--result <id> | --file <path>) [--clean]
 //	                                load a backup_data archive (see docs/BACKUP.md)
+//	api [--config file] apikey create --name N --role viewer|operator|admin [--expires-in 720h]
+//	                                print a new API key (shown once)
+//	api [--config file] apikey list
+//	api [--config file] apikey revoke ID
 package main
 
 import (
@@ -29,6 +33,7 @@ import (
 	"github.com/hibiken/asynq"
 	"go.uber.org/zap"
 
+	"github.com/taskforge/taskforge/pkg/audit"
 	"github.com/taskforge/taskforge/pkg/auth"
 	"github.com/taskforge/taskforge/pkg/boot"
 	"github.com/taskforge/taskforge/pkg/config"
@@ -36,14 +41,20 @@ import (
 	"github.com/taskforge/taskforge/pkg/maintenance"
 	"github.com/taskforge/taskforge/pkg/portfolio"
 	"github.com/taskforge/taskforge/pkg/queue"
+	"github.com/taskforge/taskforge/pkg/ratelimit"
 	"github.com/taskforge/taskforge/pkg/result"
 	"github.com/taskforge/taskforge/pkg/result/httpresult"
 	"github.com/taskforge/taskforge/pkg/schedule"
+	"github.com/taskforge/taskforge/pkg/secret"
 	"github.com/taskforge/taskforge/pkg/store"
 	"github.com/taskforge/taskforge/pkg/taskservice"
 	"github.com/taskforge/taskforge/services/api/internal/schedules"
 	"github.com/taskforge/taskforge/services/api/internal/server"
 )
+
+// maxHeaderBytes caps a request's headers: room for a JWT of
+// auth.MaxTokenBytes and ordinary headers, far below net/http's 1 MiB.
+const maxHeaderBytes = 64 << 10
 
 // openapiDoc is the API's contract, served at /api/v1/openapi.yaml.
 //
@@ -96,8 +107,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return seedDemo(ctx, cfg, stdout)
 	case "restore":
 		return restore(ctx, cfg, rest, stdout)
+	case "apikey":
+		return apikey(ctx, cfg, rest, stdout)
 	default:
-		return fmt.Errorf("unknown command %q: want serve, migrate up, migrate status, seed-demo or restore", cmd)
+		return fmt.Errorf("unknown command %q: want serve, migrate up, migrate status, seed-demo, restore or apikey", cmd)
 	}
 }
 
@@ -181,13 +194,33 @@ func migrate(ctx context.Context, cfg config.Config, args []string, stdout io.Wr
 }
 
 // authenticator is how callers are recognised: the bootstrap admin key (if
-// configured). API keys and JWTs join here.
-func authenticator(cfg config.Config) auth.Authenticator {
-	tokens := auth.StaticTokens{}
-	if cfg.Auth.BootstrapAdminKey != "" {
-		tokens[cfg.Auth.BootstrapAdminKey] = auth.Principal{ID: "bootstrap-admin", Name: "bootstrap admin key", Role: auth.Admin}
+// configured), API keys (checked against PostgreSQL on every request, so a
+// revocation takes effect at once) and JWTs (when auth.jwt_secret or
+// auth.jwks_url is set).
+func authenticator(cfg config.Config, keys *auth.KeyStore) (*auth.Service, error) {
+	var verifier *auth.JWTVerifier
+	client := &http.Client{Timeout: 10 * time.Second}
+	v, err := auth.NewJWTVerifier(auth.JWTConfigFrom(cfg.Auth, client))
+	switch {
+	case err == nil:
+		verifier = v
+	case !errors.Is(err, auth.ErrNoJWT):
+		return nil, err
 	}
-	return tokens
+	return auth.NewService(auth.ServiceOptions{BootstrapAdminKey: cfg.Auth.BootstrapAdminKey, Keys: keys, JWT: verifier})
+}
+
+// keyring returns the keyring of secret params, warning loudly when it is the
+// public development key.
+func keyring(cfg config.Config, log *zap.Logger) (*secret.Keyring, error) {
+	k, err := secret.FromConfig(cfg.Crypto, cfg.IsDevelopment())
+	if err != nil {
+		return nil, err
+	}
+	if k.Dev() {
+		log.Warn("SECRET PARAMS ARE ENCRYPTED WITH THE PUBLIC DEVELOPMENT KEY: set crypto.keys and crypto.active_key before storing real secrets")
+	}
+	return k, nil
 }
 
 // serve runs the API until ctx ends, then drains within api.shutdown_timeout.
@@ -221,11 +254,34 @@ func serve(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 	defer func() { _ = client.Close() }()
 	inspector := asynq.NewInspector(deps.RedisOpt)
 	defer func() { _ = inspector.Close() }()
-	tasks, err := taskservice.New(deps.DB, client, inspector, log, taskservice.Options{CheckURL: guard.CheckURL})
+	sealer, err := keyring(cfg, log)
+	if err != nil {
+		return err
+	}
+	tasks, err := taskservice.New(deps.DB, client, inspector, log, taskservice.Options{CheckURL: guard.CheckURL, Sealer: sealer})
 	if err != nil {
 		return err
 	}
 	defer tasks.Close()
+
+	// Security: callers, the audit log and the rate limiter shared by every
+	// replica through Redis.
+	keys, err := auth.NewKeyStore(deps.DB)
+	if err != nil {
+		return err
+	}
+	authn, err := authenticator(cfg, keys)
+	if err != nil {
+		return err
+	}
+	auditLog, err := audit.New(deps.DB)
+	if err != nil {
+		return err
+	}
+	limiter, err := ratelimit.New(deps.RedisClient)
+	if err != nil {
+		return err
+	}
 
 	// Results: stored files and their download links.
 	results, err := result.FromConfig(ctx, deps.DB, cfg.Storage, cfg.API.PublicURL)
@@ -238,20 +294,22 @@ func serve(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 	}
 
 	// Schedules: stored in PostgreSQL, fired by the scheduler service.
-	scheduleStore, err := schedule.NewStore(deps.DB)
+	scheduleStore, err := schedule.NewSealedStore(deps.DB, sealer)
 	if err != nil {
 		return err
 	}
-	scheduleRoutes, err := schedules.New(scheduleStore, nil, log.Named("schedules"))
+	scheduleRoutes, err := schedules.New(scheduleStore, auditLog, log.Named("schedules"))
 	if err != nil {
 		return err
 	}
 
 	// API.
 	handler, err := server.New(server.Options{
-		Tasks: tasks, Auth: authenticator(cfg), Checker: deps.Checker, Registry: deps.Registry, Log: log,
+		Tasks: tasks, Auth: authn, Checker: deps.Checker, Registry: deps.Registry, Log: log,
 		OpenAPI: openapiDoc, BodyLimit: cfg.API.BodyLimit, Results: resultRoutes,
-		Schedules: scheduleRoutes,
+		Schedules: scheduleRoutes, Keys: keys, Audit: auditLog,
+		Limiter: limiter, RateLimit: cfg.RateLimit, PerAddress: cfg.RateLimit.PerAddress,
+		CORSAllowOrigins: cfg.API.CORSAllowOrigins, HSTS: cfg.API.HSTS,
 	})
 	if err != nil {
 		return err
@@ -262,7 +320,7 @@ func serve(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 	}
 	srv := &http.Server{
 		Handler: handler, ReadHeaderTimeout: min(cfg.API.ReadTimeout, 10*time.Second), ReadTimeout: cfg.API.ReadTimeout,
-		WriteTimeout: cfg.API.WriteTimeout, IdleTimeout: cfg.API.IdleTimeout,
+		WriteTimeout: cfg.API.WriteTimeout, IdleTimeout: cfg.API.IdleTimeout, MaxHeaderBytes: maxHeaderBytes,
 		ErrorLog: zap.NewStdLog(log.Named("http")),
 	}
 	log.Info("api listening", zap.String("addr", ln.Addr().String()))

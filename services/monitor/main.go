@@ -13,13 +13,17 @@ import (
 	"syscall"
 
 	"github.com/hibiken/asynq"
+	"github.com/hibiken/asynqmon"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"go.uber.org/zap"
 
+	"github.com/taskforge/taskforge/pkg/audit"
 	"github.com/taskforge/taskforge/pkg/boot"
 	"github.com/taskforge/taskforge/pkg/health"
 	"github.com/taskforge/taskforge/pkg/queue"
+	"github.com/taskforge/taskforge/pkg/secret"
+	"github.com/taskforge/taskforge/pkg/store"
 	"github.com/taskforge/taskforge/services/monitor/internal/dashboard"
 	"github.com/taskforge/taskforge/services/monitor/internal/queuemetrics"
 )
@@ -79,18 +83,41 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	reg.MustRegister(metrics)
 
+	// Callers: the same credentials as the API. API keys are looked up in
+	// PostgreSQL on every request (a revocation takes effect at once); the
+	// connection is lazy, so the monitor starts while PostgreSQL is down.
+	db, err := store.Open(store.Options{
+		URL: cfg.Database.URL, MaxOpenConns: min(cfg.Database.MaxOpenConns, 4), MaxIdleConns: min(cfg.Database.MaxIdleConns, 2),
+		ConnMaxLifetime: cfg.Database.ConnMaxLifetime, ConnMaxIdleTime: cfg.Database.ConnMaxIdleTime,
+	})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if sqlDB, err := db.DB(); err == nil {
+			_ = sqlDB.Close()
+		}
+	}()
+	authn, err := authenticator(cfg, db)
+	if err != nil {
+		return err
+	}
+	auditLog, err := audit.New(db)
+	if err != nil {
+		return err
+	}
+
 	// HTTP: Asynqmon, /healthz, /readyz, /metrics.
 	dash, err := dashboard.New(dashboard.Options{
 		RedisOpt: opt,
 		ReadOnly: cfg.Monitor.ReadOnly,
 		Checker:  checker,
 		Gatherer: reg,
-		// AUTHENTICATION GOES HERE: set Protect to the admin-only middleware
-		// (Bearer or HTTP Basic), a func(http.Handler) http.Handler, e.g.
-		//   Protect: auth.RequireAdmin(authenticator),
-		// Until then Asynqmon is open in development and refused otherwise.
-		Protect:        nil,
-		AllowAnonymous: cfg.IsDevelopment(),
+		// Admins only, by API key, JWT or the bootstrap key, as a Bearer token
+		// or as the password of HTTP Basic authentication (for browsers);
+		// state-changing requests must come from the monitor's own pages.
+		Protect:          protect(authn, auditLog, log.Named("auth")),
+		PayloadFormatter: asynqmon.PayloadFormatterFunc(secret.FormatPayload),
 	})
 	if err != nil {
 		return err
@@ -99,9 +126,6 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	srv, err := health.Listen(cfg.Monitor.Addr, dash)
 	if err != nil {
 		return fmt.Errorf("monitor: listen %s: %w", cfg.Monitor.Addr, err)
-	}
-	if !cfg.IsDevelopment() {
-		log.Warn("monitor UI refused: no authentication is configured yet; /healthz, /readyz and /metrics are served")
 	}
 	log.Info("monitor listening", zap.String("addr", srv.Addr()),
 		zap.String("ui", "http://"+srv.Addr()+dashboard.RootPath), zap.Bool("read_only", cfg.Monitor.ReadOnly))

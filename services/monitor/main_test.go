@@ -56,7 +56,12 @@ type process struct {
 	base   string
 	out    *syncBuffer
 	exited chan error
+	// adminKey is sent as the HTTP Basic password of requests to the UI.
+	adminKey string
 }
+
+// testAdminKey is the bootstrap admin key every test monitor starts with.
+const testAdminKey = "test-bootstrap-admin-key-0123456789"
 
 type syncBuffer struct {
 	mu sync.Mutex
@@ -89,10 +94,14 @@ func start(t *testing.T, env map[string]string) *process {
 	}
 	env["TASKFORGE_MONITOR_ADDR"] = addr
 	env["TASKFORGE_LOG_FORMAT"] = "json"
+	if _, ok := env["TASKFORGE_AUTH_BOOTSTRAP_ADMIN_KEY"]; !ok {
+		env["TASKFORGE_AUTH_BOOTSTRAP_ADMIN_KEY"] = testAdminKey
+	}
 	for k, v := range env {
 		cmd.Env = append(cmd.Env, k+"="+v)
 	}
-	p := &process{cmd: cmd, base: "http://" + addr, out: &syncBuffer{}, exited: make(chan error, 1)}
+	p := &process{cmd: cmd, base: "http://" + addr, out: &syncBuffer{}, exited: make(chan error, 1),
+		adminKey: env["TASKFORGE_AUTH_BOOTSTRAP_ADMIN_KEY"]}
 	cmd.Stdout, cmd.Stderr = p.out, p.out
 	require.NoError(t, cmd.Start())
 	go func() { p.exited <- cmd.Wait() }()
@@ -116,6 +125,9 @@ func (p *process) get(t *testing.T, path string) (int, string) {
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, p.base+path, nil)
 	require.NoError(t, err)
+	if strings.HasPrefix(path, "/monitoring") && p.adminKey != "" {
+		req.SetBasicAuth("admin", p.adminKey)
+	}
 	res, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return 0, err.Error()

@@ -30,6 +30,7 @@ import (
 	"github.com/taskforge/taskforge/pkg/health"
 	"github.com/taskforge/taskforge/pkg/reconcile"
 	"github.com/taskforge/taskforge/pkg/schedule"
+	"github.com/taskforge/taskforge/pkg/secret"
 	"github.com/taskforge/taskforge/pkg/taskservice"
 )
 
@@ -84,17 +85,26 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	client := asynq.NewClientFromRedisClient(deps.RedisClient)
 	inspector := asynq.NewInspectorFromRedisClient(deps.RedisClient)
-	svc, err := taskservice.New(deps.DB, client, inspector, log, taskservice.Options{CheckURL: guard.CheckURL})
+	// Secret params: schedules keep them sealed; each fire opens them and the
+	// task service seals them again for the task.
+	keys, err := secret.FromConfig(cfg.Crypto, cfg.IsDevelopment())
+	if err != nil {
+		return err
+	}
+	if keys.Dev() {
+		log.Warn("SECRET PARAMS ARE ENCRYPTED WITH THE PUBLIC DEVELOPMENT KEY: set crypto.keys and crypto.active_key before storing real secrets")
+	}
+	svc, err := taskservice.New(deps.DB, client, inspector, log, taskservice.Options{CheckURL: guard.CheckURL, Sealer: keys})
 	if err != nil {
 		return err
 	}
 	defer svc.Close()
-	schedules, err := schedule.NewStore(deps.DB)
+	schedules, err := schedule.NewSealedStore(deps.DB, keys)
 	if err != nil {
 		return err
 	}
 	firer, err := schedule.NewFirer(deps.DB, svc, log, schedule.FireOptions{
-		CatchUp: sc.CatchUp, Metrics: schedule.NewMetrics(deps.Registry),
+		CatchUp: sc.CatchUp, Metrics: schedule.NewMetrics(deps.Registry), Keyring: keys,
 	})
 	if err != nil {
 		return err

@@ -9,7 +9,6 @@ import (
 	"io"
 	"net/http"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -18,8 +17,6 @@ import (
 
 	"github.com/taskforge/taskforge/pkg/auth"
 	"github.com/taskforge/taskforge/pkg/logging"
-	"github.com/taskforge/taskforge/pkg/store"
-	"github.com/taskforge/taskforge/pkg/taskservice"
 )
 
 // HeaderRequestID carries the request id in and out.
@@ -133,32 +130,6 @@ func (s *Server) limitBody(next echo.HandlerFunc) echo.HandlerFunc {
 		if r.Body != nil && r.Body != http.NoBody {
 			r.Body = http.MaxBytesReader(c.Response(), r.Body, s.limit)
 		}
-		return next(c)
-	}
-}
-
-// authenticate requires a valid bearer token and puts the principal in the
-// request's context.
-func (s *Server) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
-	return func(c echo.Context) error {
-		scheme, token, ok := strings.Cut(c.Request().Header.Get(echo.HeaderAuthorization), " ")
-		token = strings.TrimSpace(token)
-		if !ok || !strings.EqualFold(scheme, "Bearer") || token == "" {
-			return errUnauthenticated
-		}
-		ctx := c.Request().Context()
-		p, err := s.auth.Authenticate(ctx, token)
-		switch {
-		case err == nil && p.Role.Valid():
-		case errors.Is(err, taskservice.ErrUnavailable), errors.Is(err, store.ErrUnavailable):
-			return err
-		case err == nil, errors.Is(err, auth.ErrUnauthenticated):
-			return errUnauthenticated
-		default:
-			s.log.Warn("authentication failed", logging.RequestID(requestID(c)), zap.Error(err))
-			return errUnauthenticated
-		}
-		c.SetRequest(c.Request().WithContext(auth.WithPrincipal(ctx, p)))
 		return next(c)
 	}
 }

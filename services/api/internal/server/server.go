@@ -12,8 +12,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.uber.org/zap"
 
+	"github.com/taskforge/taskforge/pkg/audit"
 	"github.com/taskforge/taskforge/pkg/auth"
+	"github.com/taskforge/taskforge/pkg/config"
 	"github.com/taskforge/taskforge/pkg/health"
+	"github.com/taskforge/taskforge/pkg/ratelimit"
 	"github.com/taskforge/taskforge/pkg/result/httpresult"
 	"github.com/taskforge/taskforge/pkg/taskservice"
 	"github.com/taskforge/taskforge/services/api/internal/schedules"
@@ -45,6 +48,28 @@ type Options struct {
 	Results *httpresult.Handler
 	// Schedules serves /api/v1/schedules. If nil, those routes answer 503.
 	Schedules *schedules.Handlers
+	// Keys manages API keys under /api/v1/api-keys. If nil, those routes
+	// answer 503.
+	Keys *auth.KeyStore
+	// Audit records every mutation and failed authentication and serves
+	// /api/v1/audit. If nil, nothing is recorded and /api/v1/audit answers 503.
+	Audit *audit.Log
+	// Limiter limits requests in Redis, shared by every replica. If nil, no
+	// request is limited.
+	Limiter *ratelimit.Limiter
+	// RateLimit is the per-role limit applied after authentication.
+	RateLimit config.RateLimitConfig
+	// PerAddress limits requests per client address before authentication, so
+	// that floods of bad credentials stay bounded. If zero, the largest role
+	// limit.
+	PerAddress config.RateLimit
+	// CORSAllowOrigins lists the origins allowed by CORS. If empty, no CORS
+	// headers are sent.
+	CORSAllowOrigins []string
+	// HSTS sends Strict-Transport-Security on every response (set it when
+	// clients reach the API over HTTPS only). Requests that arrive over TLS get
+	// it anyway.
+	HSTS bool
 }
 
 // Server is the API's http.Handler.
@@ -60,6 +85,12 @@ type Server struct {
 	metrics   *httpMetrics
 	results   *httpresult.Handler
 	schedules *schedules.Handlers
+	keys      *auth.KeyStore
+	audit     *audit.Log
+	// guard authenticates a route's caller: the per-address limit, then
+	// authentication (failures audited), then the caller's limit.
+	guard echo.MiddlewareFunc
+	hsts  bool
 }
 
 // New builds the server and registers its routes.
@@ -79,10 +110,22 @@ func New(o Options) (*Server, error) {
 	}
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
+	// No proxy is trusted: the client address is the peer's, so that a forged
+	// X-Forwarded-For can neither dodge the per-address limit nor fake the
+	// audit log's client address.
+	e.IPExtractor = echo.ExtractIPDirect()
 	s := &Server{echo: e, tasks: o.Tasks, auth: o.Auth, checker: o.Checker, reg: o.Registry, log: o.Log,
-		openapi: o.OpenAPI, limit: o.BodyLimit, metrics: m, results: o.Results, schedules: o.Schedules}
+		openapi: o.OpenAPI, limit: o.BodyLimit, metrics: m, results: o.Results, schedules: o.Schedules,
+		keys: o.Keys, audit: o.Audit, hsts: o.HSTS}
+	if s.guard, err = s.newGuard(o); err != nil {
+		return nil, err
+	}
 	e.HTTPErrorHandler = s.handleError
-	e.Use(s.observe, s.limitBody)
+	e.Use(s.observe, s.secureHeaders)
+	if len(o.CORSAllowOrigins) > 0 {
+		e.Use(corsFor(o.CORSAllowOrigins))
+	}
+	e.Use(s.limitBody)
 	s.routes()
 	return s, nil
 }
@@ -99,7 +142,7 @@ func (s *Server) Routes() []*echo.Route { return s.echo.Routes() }
 // in the handlers (or requireAdmin).
 func (s *Server) routes() {
 	e := s.echo
-	authed := s.authenticate
+	authed := s.guard
 
 	// Health: open to probes.
 	e.GET("/healthz", echo.WrapHandler(http.HandlerFunc(health.Healthz)))
@@ -124,6 +167,11 @@ func (s *Server) routes() {
 	v1.GET("/queues", s.queues, authed)
 	v1.GET("/stats", s.stats, authed)
 	v1.GET("/openapi.yaml", s.openAPI, authed)
+	// Security: API keys and the audit log, admins only.
+	v1.POST("/api-keys", s.createAPIKey, authed)
+	v1.GET("/api-keys", s.listAPIKeys, authed)
+	v1.DELETE("/api-keys/:key_id", s.revokeAPIKey, authed)
+	v1.GET("/audit", s.listAudit, authed)
 }
 
 // taskResult serves GET /api/v1/tasks/{task_id}/result (pkg/result/httpresult).

@@ -12,6 +12,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/taskforge/taskforge/pkg/audit"
 	"github.com/taskforge/taskforge/pkg/auth"
 	"github.com/taskforge/taskforge/pkg/tasks"
 	"github.com/taskforge/taskforge/pkg/taskservice"
@@ -21,10 +22,31 @@ import (
 // body's idempotency_key field. If both are given they must be equal (else 400).
 const HeaderIdempotencyKey = "Idempotency-Key"
 
-// createTask handles POST /api/v1/tasks.
+// createTask handles POST /api/v1/tasks. Every attempt is audited, refused
+// ones included; the audit row names the type, never the params.
 func (s *Server) createTask(c echo.Context) error {
+	var d createAudit
+	err := s.doCreateTask(c, &d)
+	details := map[string]any{}
+	if d.typ != "" {
+		details["type"] = trimmed(d.typ)
+	}
+	if d.replay {
+		details["idempotent_replay"] = true
+	}
+	s.recordTask(c, audit.ActionTaskCreate, d.taskID, "", err, details)
+	return err
+}
+
+// createAudit is what doCreateTask tells createTask's audit row.
+type createAudit struct {
+	typ, taskID string
+	replay      bool
+}
+
+func (s *Server) doCreateTask(c echo.Context, d *createAudit) error {
 	p := principal(c)
-	if !p.CanCreate() {
+	if !auth.Allowed(p, auth.CreateTask) {
 		return errForbidden
 	}
 	if !isJSON(c.Request().Header.Get(echo.HeaderContentType)) {
@@ -39,6 +61,7 @@ func (s *Server) createTask(c echo.Context) error {
 		return badRequest("body", "could not be read")
 	}
 	req, err := parseCreate(body)
+	d.typ = req.Type
 	if err != nil {
 		return err
 	}
@@ -48,7 +71,7 @@ func (s *Server) createTask(c echo.Context) error {
 		}
 		req.IdempotencyKey = h
 	}
-	if spec, ok := tasks.Lookup(req.Type); ok && !mayCreate(p, spec) {
+	if spec, ok := tasks.Lookup(req.Type); ok && !auth.CanCreateType(p, spec) {
 		return newError(http.StatusForbidden, "forbidden", "only admins may create "+string(spec.Category)+" tasks")
 	}
 	req.CreatedBy = p.ID
@@ -56,6 +79,7 @@ func (s *Server) createTask(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	d.taskID, d.replay = created.Task.ID, created.Existing
 	status := http.StatusCreated
 	if created.Existing {
 		status = http.StatusOK
@@ -63,15 +87,6 @@ func (s *Server) createTask(c echo.Context) error {
 	}
 	c.Response().Header().Set(echo.HeaderLocation, "/api/v1/tasks/"+created.Task.ID)
 	return writeJSON(c, status, createdView(created.Task))
-}
-
-// mayCreate reports whether p holds the type's creation permission: tasks:create
-// for operators and admins, tasks:create:admin for admins.
-func mayCreate(p auth.Principal, spec tasks.Spec) bool {
-	if spec.Permission == tasks.PermCreateAdmin {
-		return p.IsAdmin()
-	}
-	return p.CanCreate()
 }
 
 func isJSON(contentType string) bool {
@@ -257,6 +272,7 @@ func (s *Server) getTask(c echo.Context) error {
 // when the running task was told to stop.
 func (s *Server) cancelTask(c echo.Context) error {
 	r, err := s.tasks.Cancel(c.Request().Context(), principal(c), c.Param("task_id"))
+	s.recordTask(c, audit.ActionTaskCancel, trimmed(c.Param("task_id")), r.Task.CreatedBy, err, nil)
 	if err != nil {
 		return err
 	}
@@ -270,6 +286,7 @@ func (s *Server) cancelTask(c echo.Context) error {
 // retryTask handles POST /api/v1/tasks/{task_id}/retry.
 func (s *Server) retryTask(c echo.Context) error {
 	t, err := s.tasks.Retry(c.Request().Context(), principal(c), c.Param("task_id"))
+	s.recordTask(c, audit.ActionTaskRetry, trimmed(c.Param("task_id")), t.CreatedBy, err, nil)
 	if err != nil {
 		return err
 	}

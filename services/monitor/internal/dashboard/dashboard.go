@@ -34,6 +34,10 @@ type Options struct {
 	// Protect wraps Asynqmon's UI and API, e.g. an admin-only authentication
 	// middleware. /healthz, /readyz and /metrics are never wrapped. Default nil.
 	Protect func(http.Handler) http.Handler
+	// PayloadFormatter renders task payloads in Asynqmon, e.g.
+	// asynqmon.PayloadFormatterFunc(secret.FormatPayload) so that secret
+	// params are redacted. If nil, Asynqmon's default (the raw bytes).
+	PayloadFormatter asynqmon.PayloadFormatter
 	// AllowAnonymous serves Asynqmon without Protect. Only development sets it:
 	// when Protect is nil and AllowAnonymous is false, every request under
 	// RootPath is refused with 403. Default false.
@@ -51,7 +55,8 @@ func New(o Options) (*Dashboard, error) {
 	if o.RedisOpt == nil || o.Checker == nil || o.Gatherer == nil {
 		return nil, errors.New("dashboard: RedisOpt, Checker and Gatherer are required")
 	}
-	amon := asynqmon.New(asynqmon.Options{RootPath: RootPath, RedisConnOpt: o.RedisOpt, ReadOnly: o.ReadOnly})
+	amon := asynqmon.New(asynqmon.Options{RootPath: RootPath, RedisConnOpt: o.RedisOpt, ReadOnly: o.ReadOnly,
+		PayloadFormatter: o.PayloadFormatter})
 
 	// The chain of Asynqmon, innermost first: read-only guard, then
 	// authentication (or the refusal that stands in for it), then headers.

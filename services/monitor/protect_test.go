@@ -1,0 +1,177 @@
+package main
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/zap"
+
+	"github.com/taskforge/taskforge/pkg/audit"
+	"github.com/taskforge/taskforge/pkg/auth"
+	"github.com/taskforge/taskforge/pkg/config"
+	"github.com/taskforge/taskforge/pkg/secret"
+	"github.com/taskforge/taskforge/pkg/taskpb"
+	"github.com/taskforge/taskforge/pkg/tasks"
+	"github.com/taskforge/taskforge/pkg/testenv"
+)
+
+// recorder keeps audit entries in memory.
+type recorder struct{ entries []audit.Entry }
+
+func (r *recorder) Record(_ context.Context, e audit.Entry) error {
+	r.entries = append(r.entries, e)
+	return nil
+}
+
+// TestProtect checks the UI's guard: admins only, by Bearer or Basic; refused
+// credentials audited; state changes by Basic only from the same origin.
+func TestProtect(t *testing.T) {
+	t.Parallel()
+	tokens := auth.StaticTokens{
+		"admin-token":  {ID: "key_admin", Role: auth.Admin},
+		"viewer-token": {ID: "key_viewer", Role: auth.Viewer},
+	}
+	rec := &recorder{}
+	h := protect(tokens, rec, zap.NewNop())(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	host := strings.TrimPrefix(srv.URL, "http://")
+
+	for _, tc := range []struct {
+		name, method string
+		bearer       string
+		basic        string
+		header       map[string]string
+		want         int
+	}{
+		{name: "anonymous", method: http.MethodGet, want: http.StatusUnauthorized},
+		{name: "bad basic password", method: http.MethodGet, basic: "wrong", want: http.StatusUnauthorized},
+		{name: "viewer by bearer", method: http.MethodGet, bearer: "viewer-token", want: http.StatusForbidden},
+		{name: "viewer by basic", method: http.MethodGet, basic: "viewer-token", want: http.StatusForbidden},
+		{name: "admin by bearer", method: http.MethodGet, bearer: "admin-token", want: http.StatusNoContent},
+		{name: "admin by basic", method: http.MethodGet, basic: "admin-token", want: http.StatusNoContent},
+		{name: "basic delete without origin", method: http.MethodDelete, basic: "admin-token", want: http.StatusForbidden},
+		{name: "basic delete cross-site", method: http.MethodDelete, basic: "admin-token",
+			header: map[string]string{"Sec-Fetch-Site": "cross-site", "Origin": "http://" + host}, want: http.StatusForbidden},
+		{name: "basic post from another origin", method: http.MethodPost, basic: "admin-token",
+			header: map[string]string{"Origin": "https://evil.example"}, want: http.StatusForbidden},
+		{name: "basic post with a foreign referer", method: http.MethodPost, basic: "admin-token",
+			header: map[string]string{"Referer": "https://evil.example/monitoring"}, want: http.StatusForbidden},
+		{name: "basic delete same-origin fetch", method: http.MethodDelete, basic: "admin-token",
+			header: map[string]string{"Sec-Fetch-Site": "same-origin"}, want: http.StatusNoContent},
+		{name: "basic post with own origin", method: http.MethodPost, basic: "admin-token",
+			header: map[string]string{"Origin": "http://" + host}, want: http.StatusNoContent},
+		{name: "basic post with own referer", method: http.MethodPost, basic: "admin-token",
+			header: map[string]string{"Referer": "http://" + host + "/monitoring/queues"}, want: http.StatusNoContent},
+		{name: "bearer delete needs no origin", method: http.MethodDelete, bearer: "admin-token", want: http.StatusNoContent},
+		{name: "cross-site delete by a viewer", method: http.MethodDelete, bearer: "viewer-token", want: http.StatusForbidden},
+	} {
+		req, err := http.NewRequest(tc.method, srv.URL+"/monitoring/api/queues", nil)
+		require.NoError(t, err)
+		if tc.bearer != "" {
+			req.Header.Set("Authorization", "Bearer "+tc.bearer)
+		}
+		if tc.basic != "" {
+			req.SetBasicAuth("admin", tc.basic)
+		}
+		for k, v := range tc.header {
+			req.Header.Set(k, v)
+		}
+		res, err := http.DefaultClient.Do(req)
+		require.NoError(t, err, tc.name)
+		_ = res.Body.Close()
+		require.Equal(t, tc.want, res.StatusCode, tc.name)
+		if tc.want == http.StatusUnauthorized {
+			// Browsers get a Basic challenge so that they can log in.
+			require.Contains(t, strings.Join(res.Header.Values("WWW-Authenticate"), ","), "Basic", tc.name)
+		}
+	}
+	// Only the refused credential is audited (a request without any is not).
+	require.Len(t, rec.entries, 1)
+	require.Equal(t, audit.ActionAuthFailure, rec.entries[0].Action)
+	require.Equal(t, audit.Failure, rec.entries[0].Outcome)
+}
+
+// TestMonitorUIWithKeysAndRedactedPayloads runs the binary against PostgreSQL
+// and Redis: an API key made in the database opens the UI only while it is an
+// admin's and unrevoked, and Asynqmon shows a task's payload with its secret
+// redacted (neither the plaintext nor the ciphertext).
+func TestMonitorUIWithKeysAndRedactedPayloads(t *testing.T) {
+	t.Parallel()
+	pg := testenv.NewPostgres(t)
+	rd := testenv.NewRedis(t)
+	p := start(t, map[string]string{
+		"TASKFORGE_REDIS_ADDR":               rd.Addr,
+		"TASKFORGE_REDIS_DB":                 strconv.Itoa(rd.DB),
+		"TASKFORGE_DATABASE_URL":             pg.URL,
+		"TASKFORGE_MONITOR_COLLECT_INTERVAL": "200ms",
+	})
+	ctx := context.Background()
+	keys, err := auth.NewKeyStore(pg.DB)
+	require.NoError(t, err)
+	admin, err := keys.Create(ctx, auth.NewKey{Name: "ops", Role: auth.Admin})
+	require.NoError(t, err)
+	viewer, err := keys.Create(ctx, auth.NewKey{Name: "dash", Role: auth.Viewer})
+	require.NoError(t, err)
+
+	get := func(path, password string) (int, string) {
+		req, err := http.NewRequest(http.MethodGet, p.base+path, nil)
+		require.NoError(t, err)
+		if password != "" {
+			req.SetBasicAuth("anyone", password)
+		}
+		res, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		defer res.Body.Close()
+		b, _ := io.ReadAll(res.Body)
+		return res.StatusCode, string(b)
+	}
+	code, _ := get("/monitoring/api/queues", "")
+	require.Equal(t, http.StatusUnauthorized, code)
+	code, _ = get("/monitoring/api/queues", viewer.Plaintext)
+	require.Equal(t, http.StatusForbidden, code)
+	code, body := get("/monitoring/api/queues", admin.Plaintext)
+	require.Equal(t, http.StatusOK, code, body)
+
+	// A queued task whose secret is sealed, as the API queues it.
+	const canary = "monitor-canary-secret-3f9a1c"
+	keyring, err := secret.FromConfig(config.Defaults().Crypto, true)
+	require.NoError(t, err)
+	params := &taskpb.WebhookCallbackParams{Url: "https://hooks.example/x", Secret: canary}
+	keyID, err := keyring.Seal(params)
+	require.NoError(t, err)
+	sealed := params.GetSecret()
+	payload, err := tasks.EncodeEnvelope("task_monitorcanary", tasks.TypeWebhookCallback, params, tasks.DefaultRetry, 30, keyID)
+	require.NoError(t, err)
+	ac := asynq.NewClient(rd.Opt())
+	t.Cleanup(func() { _ = ac.Close() })
+	_, err = ac.Enqueue(asynq.NewTask(tasks.TypeWebhookCallback, payload), asynq.Queue("high"),
+		asynq.TaskID("task_monitorcanary"), asynq.ProcessIn(time.Hour))
+	require.NoError(t, err)
+	code, body = get("/monitoring/api/queues/high/scheduled_tasks", admin.Plaintext)
+	require.Equal(t, http.StatusOK, code, body)
+	require.Contains(t, body, "task_monitorcanary")
+	require.Contains(t, body, "hooks.example", "the payload is shown")
+	require.NotContains(t, body, canary)
+	require.NotContains(t, body, sealed[len(sealed)-20:], "not even the ciphertext is shown")
+
+	// Revoking the key closes the UI at once.
+	_, err = keys.Revoke(ctx, admin.Key.ID)
+	require.NoError(t, err)
+	code, _ = get("/monitoring/api/queues", admin.Plaintext)
+	require.Equal(t, http.StatusUnauthorized, code)
+	// The refused credentials were audited, with the key's public prefix only.
+	var n int64
+	require.NoError(t, pg.DB.Table("audit_log").Where("action = ?", audit.ActionAuthFailure).Count(&n).Error)
+	require.GreaterOrEqual(t, n, int64(1))
+}
