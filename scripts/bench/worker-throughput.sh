@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# No-op tasks through a bare Asynq server and through the worker runtime with
+# its full lifecycle bookkeeping (PostgreSQL rows, attempts, batched writes), in
+# the same run, with the same concurrency and queues; prints both and the
+# ratio. Needs TASKFORGE_TEST_REDIS_ADDR and TASKFORGE_TEST_DATABASE_URL: run it
+# through scripts/bench/run.sh.
+#   TASKFORGE_BENCH_TASKS        tasks per measurement (default 20000)
+#   TASKFORGE_BENCH_CONCURRENCY  concurrency per server (default 10)
+#   TASKFORGE_BENCH_SERVERS      Asynq servers (default: runs 1, then 4)
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+: "${TASKFORGE_TEST_REDIS_ADDR:?run through scripts/bench/run.sh}"
+: "${TASKFORGE_TEST_DATABASE_URL:?run through scripts/bench/run.sh}"
+for servers in ${TASKFORGE_BENCH_SERVERS:-1 4}; do
+  TASKFORGE_BENCH_SERVERS=$servers go test -run '^$' -bench '^BenchmarkWorkerThroughput$' -benchtime 1x -count 1 \
+    ./pkg/worker/ | grep -v -E '^(goos|goarch|pkg|cpu|PASS|ok)'
+done

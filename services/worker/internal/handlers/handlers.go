@@ -1,0 +1,107 @@
+// Package handlers is the one place where the worker registers a handler per
+// task type. Handlers live in pkg packages (portfolio for data refresh,
+// maintenance and notifyjob for the others); each adds its registration here.
+// A type without a handler is accepted by the API and fails permanently in the
+// worker with "no handler registered for type X".
+package handlers
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+
+	"github.com/redis/go-redis/v9"
+	"go.uber.org/zap"
+	"gorm.io/gorm"
+
+	"github.com/taskforge/taskforge/pkg/auth"
+	"github.com/taskforge/taskforge/pkg/config"
+	"github.com/taskforge/taskforge/pkg/job"
+	"github.com/taskforge/taskforge/pkg/notify"
+	"github.com/taskforge/taskforge/pkg/notifyjob"
+	"github.com/taskforge/taskforge/pkg/portfolio"
+	"github.com/taskforge/taskforge/pkg/result"
+	"github.com/taskforge/taskforge/pkg/schedule"
+	"github.com/taskforge/taskforge/pkg/secret"
+)
+
+// Deps are what the handlers are built from.
+type Deps struct {
+	// Config is the whole configuration; each registration passes on only the
+	// sections its handlers need.
+	Config config.Config
+	DB     *gorm.DB
+	Redis  redis.UniversalClient
+	// HTTP is the egress-guarded client for every outbound call.
+	HTTP *http.Client
+	Log  *zap.Logger
+}
+
+// Build returns the handlers by task type.
+func Build(d Deps) (map[string]job.Handler, error) {
+	out := map[string]job.Handler{}
+	add := func(hs map[string]job.Handler) error {
+		for typ, h := range hs {
+			if _, dup := out[typ]; dup {
+				return fmt.Errorf("handlers: %s registered twice", typ)
+			}
+			out[typ] = h
+		}
+		return nil
+	}
+
+	// Data refresh: refresh_all_prices, refresh_portfolio, refresh_benchmark,
+	// calculate_metrics.
+	prices, err := portfolio.ProviderFromConfig(d.Config.Prices, d.Config.Egress)
+	if err != nil {
+		return nil, err
+	}
+	refresh, err := portfolio.NewHandlers(d.DB, prices, d.Config.Prices.BatchSize, d.Log.Named("portfolio"))
+	if err != nil {
+		return nil, err
+	}
+	if err := add(refresh); err != nil {
+		return nil, err
+	}
+
+	// Maintenance handlers are registered here by pkg/maintenance.
+
+	// Notification: send_email, send_alert, webhook_callback, generate_digest.
+	smtp := d.Config.SMTP
+	if smtp.TLS == "" && d.Config.IsDevelopment() {
+		smtp.TLS = notify.MailTLSNone
+	}
+	senders, err := notifyjob.SendersFromConfig(smtp, d.Config.Alerts, d.HTTP)
+	if err != nil {
+		return nil, err
+	}
+	results, err := result.FromConfig(context.Background(), d.DB, d.Config.Storage, d.Config.API.PublicURL)
+	if err != nil {
+		return nil, err
+	}
+	notifications, err := notifyjob.New(notifyjob.Options{
+		DB: d.DB, HTTPClient: d.HTTP, Mailer: senders.EmailSender(), Alerts: senders.Alerts, Results: results,
+		IsAdmin: notifyjob.KeyAdmins(d.DB, auth.BootstrapPrincipalID), Log: d.Log.Named("notify"),
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := add(notifications.Handlers()); err != nil {
+		return nil, err
+	}
+
+	// Internal: the scheduler's fire job (a schedule's tick becomes its task).
+	keys, err := secret.FromConfig(d.Config.Crypto, d.Config.IsDevelopment())
+	if err != nil {
+		return nil, err
+	}
+	fire, err := schedule.WorkerHandlers(d.DB, d.Redis, d.Config.Scheduler, d.Config.Egress, keys, d.Log.Named("schedule"))
+	if err != nil {
+		return nil, err
+	}
+	if err := add(fire); err != nil {
+		return nil, err
+	}
+
+	return out, nil
+}

@@ -1,0 +1,304 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/zap"
+
+	"github.com/taskforge/taskforge/pkg/store"
+	"github.com/taskforge/taskforge/pkg/tasks"
+	"github.com/taskforge/taskforge/pkg/taskservice"
+	"github.com/taskforge/taskforge/pkg/testenv"
+	"github.com/taskforge/taskforge/services/worker/internal/handlers"
+)
+
+var (
+	buildOnce sync.Once
+	binPath   string
+	buildErr  error
+)
+
+// workerBinary builds the worker once per test run.
+func workerBinary(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "taskforge-worker-bin")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "worker")
+		out, err := exec.Command("go", "build", "-o", binPath, ".").CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	require.NoError(t, buildErr)
+	return binPath
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binPath != "" {
+		_ = os.RemoveAll(filepath.Dir(binPath))
+	}
+	os.Exit(code)
+}
+
+// env is a test's database, Redis database and task service.
+type env struct {
+	t   *testing.T
+	pg  testenv.Postgres
+	rd  testenv.Redis
+	svc *taskservice.Service
+	ins *asynq.Inspector
+}
+
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	e := &env{t: t, pg: testenv.NewPostgres(t), rd: testenv.NewRedis(t)}
+	cli := asynq.NewClient(e.rd.Opt())
+	e.ins = asynq.NewInspector(e.rd.Opt())
+	t.Cleanup(func() { _ = cli.Close(); _ = e.ins.Close() })
+	svc, err := taskservice.New(e.pg.DB, cli, e.ins, zap.NewNop(), taskservice.Options{})
+	require.NoError(t, err)
+	t.Cleanup(svc.Close)
+	e.svc = svc
+	return e
+}
+
+// proc is a worker process.
+type proc struct {
+	cmd   *exec.Cmd
+	out   *bytes.Buffer
+	admin string
+	// done is closed when the process has exited; err is then its exit error.
+	done chan struct{}
+	err  error
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.Buffer.Write(p)
+}
+
+// start runs a worker process on the test's databases with the scripted test
+// handlers; extra are more environment variables.
+func (e *env) start(extra ...string) *proc {
+	e.t.Helper()
+	p := &proc{admin: freeAddr(e.t), done: make(chan struct{})}
+	buf := &syncBuffer{}
+	p.cmd = exec.Command(workerBinary(e.t))
+	p.cmd.Env = append(os.Environ(),
+		"TASKFORGE_DATABASE_URL="+e.pg.URL,
+		"TASKFORGE_REDIS_ADDR="+e.rd.Addr,
+		"TASKFORGE_REDIS_DB="+strconv.Itoa(e.rd.DB),
+		"TASKFORGE_WORKER_ADMIN_ADDR="+p.admin,
+		"TASKFORGE_LOG_FORMAT=json",
+		"TASKFORGE_LOG_LEVEL=warn",
+		handlers.EnvTestHandlers+"=1",
+	)
+	p.cmd.Env = append(p.cmd.Env, extra...)
+	p.cmd.Stdout, p.cmd.Stderr = buf, buf
+	require.NoError(e.t, p.cmd.Start())
+	go func() { p.err = p.cmd.Wait(); close(p.done) }()
+	e.t.Cleanup(func() {
+		_ = p.cmd.Process.Kill()
+		<-p.done
+		if e.t.Failed() {
+			buf.mu.Lock()
+			e.t.Logf("worker %d output:\n%s", p.cmd.Process.Pid, buf.String())
+			buf.mu.Unlock()
+		}
+	})
+	require.Eventually(e.t, func() bool {
+		resp, err := http.Get("http://" + p.admin + "/healthz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	}, 30*time.Second, 50*time.Millisecond, "worker did not come up")
+	return p
+}
+
+// backup creates a backup_data task running the scripted command.
+func (e *env) backup(cmd string, policy tasks.RetryPolicy) string {
+	e.t.Helper()
+	c, err := e.svc.Create(context.Background(), taskservice.CreateRequest{
+		Type: tasks.TypeBackupData, Params: json.RawMessage(`{"tables":["` + cmd + `"]}`), RetryPolicy: &policy,
+	})
+	require.NoError(e.t, err)
+	return c.Task.ID
+}
+
+func (e *env) task(id string) store.Task {
+	e.t.Helper()
+	var row store.Task
+	require.NoError(e.t, e.pg.DB.Where("id = ?", id).Take(&row).Error)
+	return row
+}
+
+func (e *env) attempts(id string) []store.TaskAttempt {
+	e.t.Helper()
+	var rows []store.TaskAttempt
+	require.NoError(e.t, e.pg.DB.Where("task_id = ?", id).Order("attempt").Find(&rows).Error)
+	return rows
+}
+
+func (e *env) waitStatus(id, status string, within time.Duration) store.Task {
+	e.t.Helper()
+	require.Eventuallyf(e.t, func() bool { return e.task(id).Status == status }, within, 100*time.Millisecond,
+		"task %s never reached %s", id, status)
+	return e.task(id)
+}
+
+var policy = tasks.RetryPolicy{MaxRetries: 2, RetryDelay: 1, MaxRetryDelay: 1}
+
+// TestSIGKILLRecovery kills a worker in the middle of a task: Asynq's lease
+// recovery hands the task to another worker (60–120 s), whose start closes the
+// dead attempt as lost and completes the task.
+func TestSIGKILLRecovery(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	a := e.start()
+	id := e.backup("sleep_3000", policy)
+	require.Eventually(t, func() bool { r := e.task(id); return r.Status == tasks.StatusRunning && r.Progress > 0 },
+		20*time.Second, 50*time.Millisecond)
+	require.NoError(t, a.cmd.Process.Signal(syscall.SIGKILL))
+	<-a.done
+	killed := time.Now()
+	e.start()
+	row := e.waitStatus(id, tasks.StatusCompleted, 150*time.Second)
+	t.Logf("task recovered and completed %s after the kill", time.Since(killed).Round(time.Second))
+	require.Equal(t, 2, row.Attempt)
+	att := e.attempts(id)
+	require.Len(t, att, 2)
+	require.Equal(t, "lost", att[0].Outcome)
+	require.NotNil(t, att[0].FinishedAt)
+	require.Equal(t, "completed", att[1].Outcome)
+}
+
+// TestSIGTERMDrainLosesNoTask stops a worker while it runs short and long
+// tasks: the short ones finish within the shutdown timeout, the long ones are
+// pushed back to the queue and another worker completes them.
+func TestSIGTERMDrainLosesNoTask(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	// backup_data (the scripted type) is limited to 2 by default: lift that.
+	lift := "TASKFORGE_WORKER_TYPE_LIMITS=backup_data=6"
+	a := e.start("TASKFORGE_WORKER_SHUTDOWN_TIMEOUT=3s", "TASKFORGE_WORKER_CONCURRENCY=6", lift)
+	var short, long []string
+	for i := 0; i < 4; i++ {
+		short = append(short, e.backup("sleep_1500", policy))
+	}
+	for i := 0; i < 2; i++ {
+		long = append(long, e.backup("sleep_8000", policy))
+	}
+	all := append(append([]string{}, short...), long...)
+	require.Eventually(t, func() bool {
+		running := true
+		for _, id := range all {
+			running = running && e.task(id).Status == tasks.StatusRunning
+		}
+		return running
+	}, 20*time.Second, 50*time.Millisecond, "tasks not all running")
+	stopped := time.Now()
+	require.NoError(t, a.cmd.Process.Signal(syscall.SIGTERM))
+	select {
+	case <-a.done:
+		require.NoError(t, a.err, "the worker exits cleanly")
+	case <-time.After(30 * time.Second):
+		t.Fatal("the worker did not exit after SIGTERM")
+	}
+	t.Logf("worker drained in %s", time.Since(stopped).Round(100*time.Millisecond))
+	for _, id := range short {
+		require.Equal(t, tasks.StatusCompleted, e.task(id).Status, "short tasks finish within the shutdown timeout")
+	}
+	for _, id := range long {
+		r := e.task(id)
+		require.Equal(t, tasks.StatusRetrying, r.Status)
+		require.Contains(t, string(r.Error), "interrupted")
+		info, err := e.ins.GetTaskInfo("low", id)
+		require.NoError(t, err, "the interrupted task is back in its queue")
+		require.Equal(t, asynq.TaskStatePending, info.State)
+	}
+	e.start(lift)
+	for _, id := range long {
+		row := e.waitStatus(id, tasks.StatusCompleted, 30*time.Second)
+		require.Equal(t, 2, row.Attempt)
+	}
+}
+
+// TestTypeLimitAcrossProcesses runs two worker processes with backup_data
+// limited to 2 at once cluster-wide.
+func TestTypeLimitAcrossProcesses(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	limits := "TASKFORGE_WORKER_TYPE_LIMITS=backup_data=2"
+	p1 := e.start(limits)
+	e.start(limits)
+	var ids []string
+	for i := 0; i < 6; i++ {
+		ids = append(ids, e.backup("sleep_1200", policy))
+	}
+	peak := 0
+	workers := map[string]bool{}
+	require.Eventually(t, func() bool {
+		var running int64
+		require.NoError(t, e.pg.DB.Model(&store.Task{}).Where("status = 'running'").Count(&running).Error)
+		peak = max(peak, int(running))
+		var done int64
+		require.NoError(t, e.pg.DB.Model(&store.Task{}).Where("status = 'completed'").Count(&done).Error)
+		return done == int64(len(ids))
+	}, 60*time.Second, 20*time.Millisecond)
+	require.LessOrEqual(t, peak, 2, "at most two backup_data run at once across both workers")
+	require.Equal(t, 2, peak)
+	for _, id := range ids {
+		r := e.task(id)
+		require.Equal(t, 1, r.Attempt, "waiting for a slot spends no attempt")
+		workers[r.WorkerID] = true
+	}
+	t.Logf("tasks ran on %d workers", len(workers))
+
+	resp, err := http.Get("http://" + p1.admin + "/metrics")
+	require.NoError(t, err)
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	require.Contains(t, string(body), "taskforge_worker_up 1")
+	require.Contains(t, string(body), `taskforge_tasks_processed_total{outcome="completed",type="backup_data"}`)
+	resp, err = http.Get("http://" + p1.admin + "/readyz")
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+}
