@@ -22,9 +22,15 @@ import (
 	"go.uber.org/zap"
 	"gorm.io/gorm"
 
+	"github.com/taskforge/taskforge/pkg/audit"
 	"github.com/taskforge/taskforge/pkg/auth"
+	"github.com/taskforge/taskforge/pkg/config"
 	"github.com/taskforge/taskforge/pkg/health"
 	"github.com/taskforge/taskforge/pkg/queue"
+	"github.com/taskforge/taskforge/pkg/ratelimit"
+	"github.com/taskforge/taskforge/pkg/result"
+	"github.com/taskforge/taskforge/pkg/schedule"
+	"github.com/taskforge/taskforge/pkg/secret"
 	"github.com/taskforge/taskforge/pkg/store"
 	"github.com/taskforge/taskforge/pkg/taskservice"
 	"github.com/taskforge/taskforge/pkg/testenv"
@@ -142,6 +148,11 @@ func truncate(b []byte) string {
 // testBundle is a running API against the test's own PostgreSQL database and
 // Redis database.
 type testBundle struct {
+	// audit, keys, schedules and results are set by the secure option.
+	audit     *audit.Log
+	keys      *auth.KeyStore
+	schedules *schedule.Store
+	results   *result.Store
 	srv       *Server
 	http      *httptest.Server
 	svc       *taskservice.Service
@@ -155,6 +166,17 @@ type setupOptions struct {
 	db       *gorm.DB
 	redisOpt asynq.RedisConnOpt
 	log      *zap.Logger
+	// The security layer (security_test.go): when auth is nil, the static
+	// principals; sealer encrypts secret params; secure wires the audit log,
+	// API keys, schedules (sealed with sealer) and results.
+	auth       auth.Authenticator
+	sealer     *secret.Keyring
+	secure     bool
+	limiter    *ratelimit.Limiter
+	rateLimit  config.RateLimitConfig
+	perAddress config.RateLimit
+	cors       []string
+	hsts       bool
 }
 
 func setup(t *testing.T) testBundle {
@@ -177,7 +199,11 @@ func setupWith(t *testing.T, o setupOptions) testBundle {
 	ac, insp := asynq.NewClient(opt), asynq.NewInspector(opt)
 	t.Cleanup(func() { _ = ac.Close(); _ = insp.Close() })
 	// A generous count timeout: totals stay exact on a busy test machine.
-	svc, err := taskservice.New(db, ac, insp, zap.NewNop(), taskservice.Options{CountTimeout: 5 * time.Second})
+	topts := taskservice.Options{CountTimeout: 5 * time.Second}
+	if o.sealer != nil {
+		topts.Sealer = o.sealer
+	}
+	svc, err := taskservice.New(db, ac, insp, zap.NewNop(), topts)
 	require.NoError(t, err)
 	t.Cleanup(svc.Close)
 	rc := queue.Client(opt)
@@ -191,12 +217,23 @@ func setupWith(t *testing.T, o setupOptions) testBundle {
 	if log == nil {
 		log = zap.NewNop()
 	}
-	srv, err := New(Options{Tasks: svc, Auth: principals, Checker: checker, Registry: reg, Log: log,
-		OpenAPI: openapiDoc(t)})
-	require.NoError(t, err)
-	hs := httptest.NewServer(srv)
+	opts := Options{Tasks: svc, Auth: principals, Checker: checker, Registry: reg, Log: log,
+		OpenAPI: openapiDoc(t), Limiter: o.limiter, RateLimit: o.rateLimit, PerAddress: o.perAddress,
+		CORSAllowOrigins: o.cors, HSTS: o.hsts}
+	if o.auth != nil {
+		opts.Auth = o.auth
+	}
+	var handler http.Handler
+	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { handler.ServeHTTP(w, r) }))
 	t.Cleanup(hs.Close)
-	return testBundle{srv: srv, http: hs, svc: svc, pg: pg, rd: rd, inspector: insp, reg: reg}
+	b := testBundle{http: hs, svc: svc, pg: pg, rd: rd, inspector: insp, reg: reg}
+	if o.secure {
+		b.secureWith(t, &opts, db, o.sealer, hs.URL, log)
+	}
+	srv, err := New(opts)
+	require.NoError(t, err)
+	handler, b.srv = srv, srv
+	return b
 }
 
 // client returns the generated client for a token ("" sends none); every
