@@ -18,15 +18,15 @@ import (
 	"github.com/taskforge/taskforge/pkg/result"
 	"github.com/taskforge/taskforge/pkg/result/httpresult"
 	"github.com/taskforge/taskforge/pkg/schedule"
-	"github.com/taskforge/taskforge/pkg/secret"
 	"github.com/taskforge/taskforge/pkg/store"
 	"github.com/taskforge/taskforge/services/api/internal/schedules"
 )
 
 // secureWith wires the security layer into opts: the audit log, API keys,
 // schedules (sealed when sealer is set) and results, all on db.
-func (b *testBundle) secureWith(t *testing.T, opts *Options, db *gorm.DB, sealer *secret.Keyring, base string, log *zap.Logger) {
+func (b *testBundle) secureWith(t *testing.T, opts *Options, db *gorm.DB, o setupOptions, base string, log *zap.Logger) {
 	t.Helper()
+	sealer := o.sealer
 	al, err := audit.New(db)
 	require.NoError(t, err)
 	keys, err := auth.NewKeyStore(db)
@@ -47,6 +47,17 @@ func (b *testBundle) secureWith(t *testing.T, opts *Options, db *gorm.DB, sealer
 	routes, err := httpresult.New(db, results, log)
 	require.NoError(t, err)
 	opts.Audit, opts.Keys, opts.Schedules, opts.Results = al, keys, sh, routes
+	if o.bootstrap != "" || o.jwt != nil {
+		so := auth.ServiceOptions{BootstrapAdminKey: o.bootstrap, Keys: keys}
+		if o.jwt != nil {
+			v, err := auth.NewJWTVerifier(*o.jwt)
+			require.NoError(t, err)
+			so.JWT = v
+		}
+		svc, err := auth.NewService(so)
+		require.NoError(t, err)
+		opts.Auth = svc
+	}
 	b.audit, b.keys, b.schedules, b.results = al, keys, st, results
 }
 

@@ -177,6 +177,11 @@ type setupOptions struct {
 	perAddress config.RateLimit
 	cors       []string
 	hsts       bool
+	// With secure, bootstrap or jwt replace the static principals with the
+	// real authentication service: the bootstrap admin key, API keys in the
+	// test's database and, with jwt, tokens.
+	bootstrap string
+	jwt       *auth.JWTConfig
 }
 
 func setup(t *testing.T) testBundle {
@@ -228,7 +233,7 @@ func setupWith(t *testing.T, o setupOptions) testBundle {
 	t.Cleanup(hs.Close)
 	b := testBundle{http: hs, svc: svc, pg: pg, rd: rd, inspector: insp, reg: reg}
 	if o.secure {
-		b.secureWith(t, &opts, db, o.sealer, hs.URL, log)
+		b.secureWith(t, &opts, db, o, hs.URL, log)
 	}
 	srv, err := New(opts)
 	require.NoError(t, err)
