@@ -17,6 +17,7 @@ import (
 	"github.com/taskforge/taskforge/pkg/auth"
 	"github.com/taskforge/taskforge/pkg/config"
 	"github.com/taskforge/taskforge/pkg/job"
+	"github.com/taskforge/taskforge/pkg/maintenance"
 	"github.com/taskforge/taskforge/pkg/notify"
 	"github.com/taskforge/taskforge/pkg/notifyjob"
 	"github.com/taskforge/taskforge/pkg/portfolio"
@@ -64,8 +65,6 @@ func Build(d Deps) (map[string]job.Handler, error) {
 		return nil, err
 	}
 
-	// Maintenance handlers are registered here by pkg/maintenance.
-
 	// Notification: send_email, send_alert, webhook_callback, generate_digest.
 	smtp := d.Config.SMTP
 	if smtp.TLS == "" && d.Config.IsDevelopment() {
@@ -87,6 +86,15 @@ func Build(d Deps) (map[string]job.Handler, error) {
 		return nil, err
 	}
 	if err := add(notifications.Handlers()); err != nil {
+		return nil, err
+	}
+
+	// Maintenance: cleanup_old_data, optimize_database, backup_data,
+	// generate_reports. Backups and reports go to the same result storage.
+	if err := add(maintenance.Handlers(maintenance.Deps{
+		DB: d.DB, DatabaseURL: d.Config.Database.URL, Results: results,
+		Retention: d.Config.Retention, PublicURL: d.Config.API.PublicURL,
+	})); err != nil {
 		return nil, err
 	}
 

@@ -1,0 +1,31 @@
+package handlers
+
+import (
+	"net/http"
+	"testing"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/zap"
+
+	"github.com/taskforge/taskforge/pkg/config"
+	"github.com/taskforge/taskforge/pkg/store"
+	"github.com/taskforge/taskforge/pkg/tasks"
+)
+
+// TestBuildRegistersEveryType checks that every user-visible task type has a
+// handler. Nothing is contacted: the database and Redis are never reached.
+func TestBuildRegistersEveryType(t *testing.T) {
+	t.Parallel()
+	cfg := config.Defaults()
+	cfg.Storage.LocalDir = t.TempDir()
+	db, err := store.Open(store.Options{URL: "postgres://none@127.0.0.1:1/none?sslmode=disable"})
+	require.NoError(t, err)
+	rc := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"})
+	t.Cleanup(func() { _ = rc.Close() })
+	hs, err := Build(Deps{Config: cfg, DB: db, Redis: rc, HTTP: http.DefaultClient, Log: zap.NewNop()})
+	require.NoError(t, err)
+	for _, spec := range tasks.All() {
+		require.Contains(t, hs, spec.Name)
+	}
+}
