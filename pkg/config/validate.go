@@ -177,6 +177,11 @@ func (c Config) Validate() error {
 	if c.Storage.Backend == "s3" && c.Storage.S3.Bucket == "" {
 		bad("storage.s3.bucket", `""`, "s3 backend needs a bucket")
 	}
+	if !c.IsDevelopment() && len(c.Storage.SigningKey) < 16 {
+		// Without a shared key every replica signs with its own random key and
+		// a link made by one is refused by the others.
+		bad("storage.signing_key", "(masked)", "must be set (16+ characters, the same on every replica) outside development")
+	}
 	positive("storage.link_ttl", c.Storage.LinkTTL)
 	positive("storage.result_ttl", c.Storage.ResultTTL)
 
