@@ -132,10 +132,10 @@ func benchLifecycle(b *testing.B, n, conc, servers int) float64 {
 		ids[i] = taskservice.NewID()
 	}
 	policy, _ := json.Marshal(tasks.DefaultRetry)
-	if err := pg.DB.WithContext(ctx).Exec(`
+	if _, err := pg.SQL.ExecContext(ctx, `
 INSERT INTO tasks (id, type, status, priority, params, max_retries, retry_policy, timeout_seconds)
-SELECT id, 'refresh_portfolio', 'pending', 'normal', '{"all":true}', 3, ?::jsonb, 60 FROM unnest(?::text[]) AS id`,
-		string(policy), ids).Error; err != nil {
+SELECT id, 'refresh_portfolio', 'pending', 'normal', '{"all":true}', 3, $1::jsonb, 60 FROM unnest($2::text[]) AS id`,
+		string(policy), ids); err != nil {
 		b.Fatal(err)
 	}
 	ts := make([]*asynq.Task, n)
@@ -177,6 +177,15 @@ SELECT id, 'refresh_portfolio', 'pending', 'normal', '{"all":true}', 3, ?::jsonb
 	rate := float64(n) / time.Since(start).Seconds()
 	for _, s := range srvs {
 		s.Shutdown()
+	}
+	if mfs, err := reg.Gather(); err == nil {
+		for _, mf := range mfs {
+			if mf.GetName() == "taskforge_worker_state_flush_seconds" {
+				h := mf.GetMetric()[0].GetHistogram()
+				fmt.Printf("  state flushes:       %8d, mean %.2f ms, %.1f tasks per flush\n", h.GetSampleCount(),
+					1000*h.GetSampleSum()/float64(h.GetSampleCount()), float64(n)/float64(h.GetSampleCount()))
+			}
+		}
 	}
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()

@@ -17,12 +17,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"math/rand/v2"
 	"os"
 	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -48,6 +50,9 @@ var (
 	// errCancelRequested is the cause given to a handler's context when its
 	// task's cancel_requested flag is seen.
 	errCancelRequested = errors.New("task cancelled")
+	// errStartRejected is the cause given to a handler's context when its
+	// attempt's start was refused (the row moved since it was read).
+	errStartRejected = errors.New("task start refused")
 	// errStopTimeout says a handler did not return after its context ended.
 	errStopTimeout = errors.New("handler did not stop after its context ended")
 )
@@ -97,6 +102,10 @@ type Options struct {
 	// SlotTTL is the lease of a type-limit slot; it is renewed every third of
 	// it. Default 30s.
 	SlotTTL time.Duration
+	// Writers is the number of state writers flushing in parallel; a task's
+	// writes always go through the same one, so they stay in order. Default 1: batches are larger, and PostgreSQL's
+	// work per task, not round trips, bounds throughput.
+	Writers int
 	// FinishWait bounds how long an attempt waits for its outcome to be
 	// written while PostgreSQL is unreachable. Default 30s.
 	FinishWait time.Duration
@@ -116,7 +125,7 @@ type Runtime struct {
 	inspector *asynq.Inspector
 	log       *zap.Logger
 	opts      Options
-	writer    *writer
+	writers   []*writer
 	sem       *Semaphore
 	metrics   *metrics
 	delays    *delays
@@ -176,6 +185,9 @@ func New(db *gorm.DB, rc redis.UniversalClient, inspector *asynq.Inspector, log 
 	if opts.FinishWait <= 0 {
 		opts.FinishWait = 30 * time.Second
 	}
+	if opts.Writers <= 0 {
+		opts.Writers = 1
+	}
 	if opts.Handlers == nil {
 		opts.Handlers = map[string]job.Handler{}
 	}
@@ -183,11 +195,13 @@ func New(db *gorm.DB, rc redis.UniversalClient, inspector *asynq.Inspector, log 
 	m.up.Set(1)
 	r := &Runtime{
 		db: sqlDB, inspector: inspector, log: log, opts: opts, metrics: m,
-		writer: newWriter(sqlDB, log, opts.FlushInterval, opts.MaxMessages, m, opts.OnTerminal),
 		sem:    NewSemaphore(rc, "taskforge:typelimit:", opts.SlotTTL),
 		delays: newDelays(),
 		active: map[string]*activeTask{},
 		stop:   make(chan struct{}),
+	}
+	for i := 0; i < opts.Writers; i++ {
+		r.writers = append(r.writers, newWriter(sqlDB, log, opts.FlushInterval, opts.MaxMessages, m, opts.OnTerminal))
 	}
 	r.bg.Add(1)
 	go r.pollCancels()
@@ -249,7 +263,12 @@ func (r *Runtime) Close(ctx context.Context) error {
 	case <-bgDone:
 	case <-ctx.Done():
 	}
-	r.writer.close(ctx)
+	var wg sync.WaitGroup
+	for _, w := range r.writers {
+		wg.Add(1)
+		go func() { defer wg.Done(); w.close(ctx) }()
+	}
+	wg.Wait()
 	r.metrics.up.Set(0)
 	return err
 }
@@ -296,29 +315,39 @@ func (r *Runtime) runTask(ctx context.Context, env *taskpb.Envelope) error {
 		defer release()
 	}
 
-	startCtx, cancelStart := context.WithTimeout(ctx, r.opts.FinishWait)
-	st := r.writer.start(startCtx, a.id, r.opts.WorkerID)
-	cancelStart()
-	if st.err != nil {
-		r.log.Warn("task start not recorded", zap.String("task_id", a.id), zap.Error(st.err))
+	// Read the row: a terminal, cancelled or unknown task never runs.
+	w := r.writerFor(a.id)
+	checkCtx, cancelCheck := context.WithTimeout(ctx, r.opts.FinishWait)
+	chk := w.check(checkCtx, a.id)
+	cancelCheck()
+	if chk.err != nil {
+		r.log.Warn("task state not read", zap.String("task_id", a.id), zap.Error(chk.err))
 		if a.final {
-			return st.err
+			return chk.err
 		}
 		// PostgreSQL is away: put the delivery back without spending a retry.
-		return fmt.Errorf("%w: %w", ErrNoSlot, st.err)
+		return fmt.Errorf("%w: %w", ErrNoSlot, chk.err)
 	}
-	if !st.started {
+	if !chk.found || tasks.IsTerminal(chk.status) {
+		// Never run, never retry, never archive.
+		return asynq.RevokeTask
+	}
+	if chk.cancelRequested {
+		// Cancelled while no worker ran it: the start statement moves it to
+		// cancelled.
+		startCtx, cancelStart := context.WithTimeout(ctx, r.opts.FinishWait)
+		st := w.start(startCtx, a.id, r.opts.WorkerID, chk.attempt+1)
+		cancelStart()
 		if st.cancelled {
 			r.metrics.cancellations.WithLabelValues(a.typ).Inc()
 			r.metrics.processed.WithLabelValues(a.typ, outcomeCancelled).Inc()
 		}
-		// Cancelled, terminal or unknown: never run, never retry, never archive.
 		return asynq.RevokeTask
 	}
 	a.started = time.Now()
-	r.metrics.queueWait.WithLabelValues(a.typ).Observe(float64(st.queueWaitMs) / 1000)
-	key := attemptKey{a.id, st.attempt}
-	rep := newReporter(r.writer, key, r.opts.MaxLogLines, r.opts.MaxResultBytes)
+	r.metrics.queueWait.WithLabelValues(a.typ).Observe(max(0, a.started.Sub(chk.due).Seconds()))
+	key := attemptKey{a.id, chk.attempt + 1}
+	rep := newReporter(w, key, r.opts.MaxLogLines, r.opts.MaxResultBytes)
 
 	hctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
@@ -326,8 +355,23 @@ func (r *Runtime) runTask(ctx context.Context, env *taskpb.Envelope) error {
 	r.track(a.id, &activeTask{typ: a.typ, cancel: cancel, deadline: deadline, lifecycle: true})
 	defer r.untrack(a.id)
 
+	// The start is written with the next flush (with the outcome, for a task
+	// that ends before it). If the row moved meanwhile — a cancel, another
+	// delivery — the handler is stopped and nothing of this attempt is
+	// recorded.
+	var rejected atomic.Bool
+	w.lazyStart(a.id, r.opts.WorkerID, key.attempt, func(st startResult) {
+		if st.err == nil && !st.started {
+			rejected.Store(true)
+			cancel(errStartRejected)
+		}
+	})
+
 	res := r.call(hctx, env, rep)
 	result := rep.close()
+	if rejected.Load() {
+		return asynq.RevokeTask
+	}
 	o := r.classify(ctx, hctx, a, res)
 	return r.record(a, key, o, result)
 }
@@ -483,7 +527,7 @@ func (r *Runtime) record(a attempt, key attemptKey, o outcome, result []byte) er
 		}
 		op.nextRetryAt = &next
 	}
-	r.writer.finish(op)
+	r.writerFor(a.id).finish(op)
 	select {
 	case res := <-op.done:
 		if res.err != nil {
@@ -513,6 +557,13 @@ func (r *Runtime) record(a attempt, key attemptKey, o outcome, result []byte) er
 		return nil
 	}
 	return o.asynqErr
+}
+
+// writerFor returns the state writer of a task.
+func (r *Runtime) writerFor(id string) *writer {
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(id))
+	return r.writers[h.Sum32()%uint32(len(r.writers))]
 }
 
 // cancelRequested reads a task's cancel_requested flag.

@@ -26,12 +26,42 @@ type attemptKey struct {
 	attempt int
 }
 
-// startOp asks to move a task to running for a new attempt.
+// checkOp reads whether a delivered task may start, and its attempt.
+type checkOp struct {
+	id   string
+	done chan checkResult
+}
+
+// checkResult is a task row's state as a delivery finds it.
+type checkResult struct {
+	found           bool
+	status          string
+	attempt         int
+	cancelRequested bool
+	// due is when the task became due: the start of its queue wait.
+	due time.Time
+	err error
+}
+
+// startOp asks to move a task to running for attempt (the row's attempt + 1).
+// A lazy start is written with the next flush and reports through onResult;
+// if the attempt's outcome is queued before that flush, the two are written
+// as one combined update.
 type startOp struct {
 	id, worker string
+	attempt    int
 	ts         time.Time
 	abandoned  atomic.Bool
 	done       chan startResult
+	onResult   func(startResult)
+}
+
+func (s *startOp) answer(r startResult) {
+	if s.onResult != nil {
+		s.onResult(r)
+		return
+	}
+	s.done <- r
 }
 
 // startResult is the outcome of a start: started with an attempt number, or
@@ -59,7 +89,11 @@ type finishOp struct {
 	errorKind   string
 	errorMsg    string
 	stack       string
-	done        chan finishResult
+	// start and prog are set when the attempt's lazy start was still queued:
+	// start, progress and outcome are then written by one statement.
+	start *startOp
+	prog  *progressState
+	done  chan finishResult
 }
 
 // finishResult says whether the task row took the transition (false: the row
@@ -101,6 +135,7 @@ type writer struct {
 	onTerminal  func()
 
 	mu       sync.Mutex
+	checks   []*checkOp
 	starts   []*startOp
 	finishes []*finishOp
 	progress map[attemptKey]*progressState
@@ -131,9 +166,33 @@ func (w *writer) wake() {
 	}
 }
 
+// check reads a task's state for a delivery, waiting until ctx ends.
+func (w *writer) check(ctx context.Context, id string) checkResult {
+	op := &checkOp{id: id, done: make(chan checkResult, 1)}
+	w.mu.Lock()
+	w.checks = append(w.checks, op)
+	w.mu.Unlock()
+	w.wake()
+	select {
+	case r := <-op.done:
+		return r
+	case <-ctx.Done():
+		return checkResult{err: fmt.Errorf("worker: check %s: %w", id, ctx.Err())}
+	}
+}
+
+// lazyStart queues a start written with the next flush; onResult gets its
+// result unless the attempt's outcome absorbs it first.
+func (w *writer) lazyStart(id, worker string, attempt int, onResult func(startResult)) {
+	op := &startOp{id: id, worker: worker, attempt: attempt, ts: time.Now().UTC(), onResult: onResult}
+	w.mu.Lock()
+	w.starts = append(w.starts, op)
+	w.mu.Unlock()
+}
+
 // start queues a start and waits for its result until ctx ends.
-func (w *writer) start(ctx context.Context, id, worker string) startResult {
-	op := &startOp{id: id, worker: worker, ts: time.Now().UTC(), done: make(chan startResult, 1)}
+func (w *writer) start(ctx context.Context, id, worker string, attempt int) startResult {
+	op := &startOp{id: id, worker: worker, attempt: attempt, ts: time.Now().UTC(), done: make(chan startResult, 1)}
 	w.mu.Lock()
 	w.starts = append(w.starts, op)
 	w.mu.Unlock()
@@ -151,6 +210,15 @@ func (w *writer) start(ctx context.Context, id, worker string) startResult {
 func (w *writer) finish(op *finishOp) {
 	op.done = make(chan finishResult, 1)
 	w.mu.Lock()
+	for i, s := range w.starts {
+		if s.id == op.key.id && s.attempt == op.key.attempt && s.onResult != nil {
+			op.start = s
+			w.starts = append(w.starts[:i], w.starts[i+1:]...)
+			op.prog = w.progress[op.key]
+			delete(w.progress, op.key)
+			break
+		}
+	}
 	w.finishes = append(w.finishes, op)
 	w.mu.Unlock()
 	w.wake()
@@ -223,6 +291,7 @@ func (w *writer) run() {
 
 // batch is one flush's worth of operations.
 type batch struct {
+	checks   []*checkOp
 	starts   []*startOp
 	finishes []*finishOp
 	progress map[attemptKey]*progressState
@@ -230,14 +299,14 @@ type batch struct {
 }
 
 func (b *batch) empty() bool {
-	return len(b.starts) == 0 && len(b.finishes) == 0 && len(b.progress) == 0 && len(b.logs) == 0
+	return len(b.checks) == 0 && len(b.starts) == 0 && len(b.finishes) == 0 && len(b.progress) == 0 && len(b.logs) == 0
 }
 
 func (w *writer) take() *batch {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	b := &batch{starts: w.starts, finishes: w.finishes, progress: w.progress, logs: w.logs}
-	w.starts, w.finishes, w.logs = nil, nil, nil
+	b := &batch{checks: w.checks, starts: w.starts, finishes: w.finishes, progress: w.progress, logs: w.logs}
+	w.checks, w.starts, w.finishes, w.logs = nil, nil, nil, nil
 	w.progress = map[attemptKey]*progressState{}
 	if w.dropped > 0 {
 		w.log.Warn("log lines dropped while the database was unreachable", zap.Int("lines", w.dropped))
@@ -284,6 +353,7 @@ func (w *writer) flush() {
 		backoff = min(backoff*2, 2*time.Second)
 		// Later operations join the retry so that order per task is kept.
 		more := w.take()
+		b.checks = append(b.checks, more.checks...)
 		b.starts = append(b.starts, more.starts...)
 		b.finishes = append(b.finishes, more.finishes...)
 		for k, p := range more.progress {
@@ -298,8 +368,11 @@ func (w *writer) flush() {
 
 // fail answers every waiter of b with err.
 func (w *writer) fail(b *batch, err error) {
+	for _, c := range b.checks {
+		c.done <- checkResult{err: err}
+	}
 	for _, s := range b.starts {
-		s.done <- startResult{err: err}
+		s.answer(startResult{err: err})
 	}
 	for _, f := range b.finishes {
 		f.done <- finishResult{err: err}
@@ -328,17 +401,60 @@ func (w *writer) exec(b *batch, atomic bool) error {
 		queue func(*pgx.Batch)
 	}
 	var stmts []stmt
+	checkRes := map[string]checkResult{}
 	startRes := map[string]startResult{}
 	applied := map[string]bool{}
-	var startErr, finishErr error
+	var checkErr, startErr, combinedErr, finishErr error
+	var plain, combined []*finishOp
+	for _, f := range b.finishes {
+		if f.start != nil {
+			combined = append(combined, f)
+		} else {
+			plain = append(plain, f)
+		}
+	}
+	scanApplied := func(rows pgx.Rows) error {
+		for rows.Next() {
+			var id, status string
+			var callback bool
+			if err := rows.Scan(&id, &status, &callback); err != nil {
+				return err
+			}
+			applied[id] = true
+			if callback {
+				applied["\x00callback"] = true
+			}
+		}
+		return rows.Err()
+	}
 
+	if len(b.checks) > 0 {
+		stmts = append(stmts, stmt{"check", func(pb *pgx.Batch) {
+			ids := make([]string, len(b.checks))
+			for i, c := range b.checks {
+				ids[i] = c.id
+			}
+			pb.Queue(checkSQL, ids).Query(func(rows pgx.Rows) error {
+				for rows.Next() {
+					var id string
+					r := checkResult{found: true}
+					if err := rows.Scan(&id, &r.status, &r.attempt, &r.cancelRequested, &r.due); err != nil {
+						return err
+					}
+					checkRes[id] = r
+				}
+				return rows.Err()
+			})
+		}})
+	}
 	if len(b.starts) > 0 {
 		stmts = append(stmts, stmt{"start", func(pb *pgx.Batch) {
-			ids, workers, ts := make([]string, len(b.starts)), make([]string, len(b.starts)), make([]time.Time, len(b.starts))
+			n := len(b.starts)
+			ids, workers, ts, attempts := make([]string, n), make([]string, n), make([]time.Time, n), make([]int32, n)
 			for i, s := range b.starts {
-				ids[i], workers[i], ts[i] = s.id, s.worker, s.ts
+				ids[i], workers[i], ts[i], attempts[i] = s.id, s.worker, s.ts, int32(s.attempt)
 			}
-			pb.Queue(startSQL, ids, workers, ts).Query(func(rows pgx.Rows) error {
+			pb.Queue(startSQL, ids, workers, ts, attempts).Query(func(rows pgx.Rows) error {
 				for rows.Next() {
 					var id string
 					var r startResult
@@ -350,6 +466,27 @@ func (w *writer) exec(b *batch, atomic bool) error {
 				}
 				return rows.Err()
 			})
+		}})
+	}
+	if len(combined) > 0 {
+		stmts = append(stmts, stmt{"combined", func(pb *pgx.Batch) {
+			args := finishArgs(combined)
+			n := len(combined)
+			workers, started, fr, steps, msgs := make([]string, n), make([]time.Time, n), make([]float64, n), make([]string, n), make([]string, n)
+			for i, f := range combined {
+				workers[i], started[i] = f.start.worker, f.start.ts
+				m := []string{}
+				if f.prog != nil {
+					fr[i], steps[i] = f.prog.fraction, f.prog.step
+					if f.prog.msgs != nil {
+						m = f.prog.msgs
+					}
+				}
+				js, _ := json.Marshal(m)
+				msgs[i] = string(js)
+			}
+			args = append(args, workers, started, fr, steps, msgs, w.maxMessages)
+			pb.Queue(combinedSQL, args...).Query(scanApplied)
 		}})
 	}
 	if len(b.progress) > 0 {
@@ -377,42 +514,9 @@ func (w *writer) exec(b *batch, atomic bool) error {
 			pb.Queue(logsSQL, ids, attempts, ts, levels, msgs, fields)
 		}})
 	}
-	if len(b.finishes) > 0 {
+	if len(plain) > 0 {
 		stmts = append(stmts, stmt{"finish", func(pb *pgx.Batch) {
-			n := len(b.finishes)
-			ids, attempts, statuses, ts := make([]string, n), make([]int32, n), make([]string, n), make([]time.Time, n)
-			results, errs, next := make([]*string, n), make([]*string, n), make([]*time.Time, n)
-			durs := make([]int64, n)
-			outcomes, kinds, messages, stacks := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
-			for i, f := range b.finishes {
-				ids[i], attempts[i], statuses[i], ts[i] = f.key.id, int32(f.key.attempt), f.status, f.ts
-				if f.result != nil {
-					s := string(f.result)
-					results[i] = &s
-				}
-				if f.errJSON != nil {
-					s := string(f.errJSON)
-					errs[i] = &s
-				}
-				next[i], durs[i] = f.nextRetryAt, f.durationMs
-				outcomes[i], kinds[i], messages[i], stacks[i] = f.outcome, f.errorKind, f.errorMsg, f.stack
-			}
-			pb.Queue(finishSQL, ids, attempts, statuses, ts, results, errs, next, durs, outcomes, kinds, messages, stacks).
-				Query(func(rows pgx.Rows) error {
-					for rows.Next() {
-						var id string
-						var status string
-						var callback bool
-						if err := rows.Scan(&id, &status, &callback); err != nil {
-							return err
-						}
-						applied[id] = true
-						if callback {
-							applied["\x00callback"] = true
-						}
-					}
-					return rows.Err()
-				})
+			pb.Queue(finishSQL, finishArgs(plain)...).Query(scanApplied)
 		}})
 	}
 
@@ -438,8 +542,12 @@ func (w *writer) exec(b *batch, atomic bool) error {
 				continue
 			}
 			switch q.kind {
+			case "check":
+				checkErr = err
 			case "start":
 				startErr = err
+			case "combined":
+				combinedErr = err
 			case "finish":
 				finishErr = err
 			default:
@@ -448,16 +556,27 @@ func (w *writer) exec(b *batch, atomic bool) error {
 		}
 	}
 
-	for _, s := range b.starts {
-		if startErr != nil {
-			s.done <- startResult{err: fmt.Errorf("worker: start %s: %w", s.id, startErr)}
+	for _, c := range b.checks {
+		if checkErr != nil {
+			c.done <- checkResult{err: fmt.Errorf("worker: check %s: %w", c.id, checkErr)}
 			continue
 		}
-		s.done <- startRes[s.id]
+		c.done <- checkRes[c.id]
+	}
+	for _, s := range b.starts {
+		if startErr != nil {
+			s.answer(startResult{err: fmt.Errorf("worker: start %s: %w", s.id, startErr)})
+			continue
+		}
+		s.answer(startRes[s.id])
 	}
 	for _, f := range b.finishes {
-		if finishErr != nil {
-			f.done <- finishResult{err: fmt.Errorf("worker: finish %s: %w", f.key.id, finishErr)}
+		err := finishErr
+		if f.start != nil {
+			err = combinedErr
+		}
+		if err != nil {
+			f.done <- finishResult{err: fmt.Errorf("worker: finish %s: %w", f.key.id, err)}
 			continue
 		}
 		f.done <- finishResult{applied: applied[f.key.id]}
@@ -474,6 +593,41 @@ func (w *writer) exec(b *batch, atomic bool) error {
 	return nil
 }
 
+// finishArgs are the twelve arrays of finishSQL (and the first twelve of
+// combinedSQL).
+func finishArgs(ops []*finishOp) []any {
+	n := len(ops)
+	ids, attempts, statuses, ts := make([]string, n), make([]int32, n), make([]string, n), make([]time.Time, n)
+	results, errs, next := make([]*string, n), make([]*string, n), make([]*time.Time, n)
+	durs := make([]int64, n)
+	outcomes, kinds, messages, stacks := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+	for i, f := range ops {
+		ids[i], attempts[i], statuses[i], ts[i] = f.key.id, int32(f.key.attempt), f.status, f.ts
+		if f.result != nil {
+			s := string(f.result)
+			results[i] = &s
+		}
+		if f.errJSON != nil {
+			s := string(f.errJSON)
+			errs[i] = &s
+		}
+		next[i], durs[i] = f.nextRetryAt, f.durationMs
+		outcomes[i], kinds[i], messages[i], stacks[i] = f.outcome, f.errorKind, f.errorMsg, f.stack
+	}
+	return []any{ids, attempts, statuses, ts, results, errs, next, durs, outcomes, kinds, messages, stacks}
+}
+
+// dueSQL is when a task row became due: scheduled_for before its first
+// attempt, next_retry_at after an automatic retry, updated_at after a manual
+// retry.
+const dueSQL = `CASE WHEN o.status = 'retrying' THEN COALESCE(o.next_retry_at, o.updated_at)
+                WHEN o.status = 'pending' AND o.attempt > 0 THEN o.updated_at
+                WHEN o.status = 'pending' THEN o.scheduled_for
+                ELSE now() END`
+
+// checkSQL reads what a delivery needs to decide whether it may run.
+const checkSQL = `SELECT o.id, o.status, o.attempt, o.cancel_requested, ` + dueSQL + ` FROM tasks o WHERE o.id = ANY($1::text[])`
+
 // startSQL moves each task to running for a new attempt when its state allows
 // (pending, retrying, or running after a lost worker) and no cancel was
 // requested; closes a previous attempt still marked running as lost; inserts
@@ -483,12 +637,8 @@ func (w *writer) exec(b *batch, atomic bool) error {
 // retry. It returns one row per started or cancelled task.
 const startSQL = `
 WITH v AS (
-    SELECT v.id, v.worker, v.ts,
-           CASE WHEN o.status = 'retrying' THEN COALESCE(o.next_retry_at, o.updated_at)
-                WHEN o.status = 'pending' AND o.attempt > 0 THEN o.updated_at
-                WHEN o.status = 'pending' THEN o.scheduled_for
-                ELSE v.ts END AS base
-    FROM unnest($1::text[], $2::text[], $3::timestamptz[]) AS v(id, worker, ts)
+    SELECT v.id, v.worker, v.ts, v.attempt, ` + dueSQL + ` AS base
+    FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::int[]) AS v(id, worker, ts, attempt)
     JOIN tasks o ON o.id = v.id
 ), upd AS (
     UPDATE tasks t SET status = 'running', attempt = t.attempt + 1,
@@ -496,7 +646,8 @@ WITH v AS (
            next_retry_at = NULL, progress = 0, current_step = '',
            queue_wait_ms = COALESCE(t.queue_wait_ms, GREATEST(0, (extract(epoch FROM v.ts - v.base) * 1000)::bigint))
     FROM v
-    WHERE t.id = v.id AND t.status IN ('pending', 'retrying', 'running') AND NOT t.cancel_requested
+    WHERE t.id = v.id AND t.attempt = v.attempt - 1 AND t.status IN ('pending', 'retrying', 'running')
+      AND NOT t.cancel_requested
     RETURNING t.id, t.attempt, v.worker, v.ts, GREATEST(0, (extract(epoch FROM v.ts - v.base) * 1000)::bigint) AS wait
 ), lost AS (
     UPDATE task_attempts a SET outcome = 'lost', finished_at = u.ts,
@@ -568,6 +719,60 @@ WITH v AS (
     UPDATE task_attempts a SET finished_at = v.ts, duration_ms = v.duration_ms, outcome = v.outcome,
            error_kind = v.error_kind, error_message = v.error_message, stack = v.stack
     FROM v WHERE a.task_id = v.id AND a.attempt = v.attempt AND a.outcome = 'running'
+), cb AS (
+    INSERT INTO task_callbacks (task_id, url, next_attempt_at)
+    SELECT id, callback_url, ts FROM upd
+    WHERE status IN ('completed', 'failed', 'cancelled') AND callback_url IS NOT NULL AND callback_url <> ''
+)
+SELECT id, status, (status IN ('completed', 'failed', 'cancelled') AND callback_url IS NOT NULL AND callback_url <> '') FROM upd`
+
+// combinedSQL writes an attempt's start, last progress and outcome at once,
+// for attempts that ended before their start was flushed (most short tasks):
+// one update of the task row instead of two. The row must still be the one the
+// delivery checked: attempt - 1, startable, no cancel requested (unless the
+// outcome is the cancel).
+const combinedSQL = `
+WITH v AS (
+    SELECT v.*, ` + dueSQL + ` AS base
+    FROM unnest($1::text[], $2::int[], $3::text[], $4::timestamptz[], $5::text[], $6::text[],
+                $7::timestamptz[], $8::bigint[], $9::text[], $10::text[], $11::text[], $12::text[],
+                $13::text[], $14::timestamptz[], $15::float8[], $16::text[], $17::text[])
+        AS v(id, attempt, status, ts, result, err, next_retry_at, duration_ms, outcome, error_kind, error_message, stack,
+             worker, started, progress, step, msgs)
+    JOIN tasks o ON o.id = v.id
+), upd AS (
+    UPDATE tasks t SET status = v.status, attempt = v.attempt, updated_at = v.ts,
+           started_at = COALESCE(t.started_at, v.started), worker_id = v.worker,
+           queue_wait_ms = COALESCE(t.queue_wait_ms, GREATEST(0, (extract(epoch FROM v.started - v.base) * 1000)::bigint)),
+           completed_at = CASE WHEN v.status IN ('completed', 'failed', 'cancelled') THEN v.ts END,
+           result = CASE WHEN v.status = 'completed' THEN v.result::jsonb ELSE t.result END,
+           error = CASE WHEN v.status = 'completed' THEN NULL ELSE v.err::jsonb END,
+           progress = CASE WHEN v.status = 'completed' THEN 1 ELSE v.progress END,
+           current_step = v.step,
+           messages = CASE WHEN jsonb_array_length(v.msgs::jsonb) = 0 THEN t.messages ELSE (
+               SELECT COALESCE(jsonb_agg(x.e ORDER BY x.i), '[]'::jsonb) FROM (
+                   SELECT m.e, m.i FROM jsonb_array_elements(t.messages || v.msgs::jsonb) WITH ORDINALITY AS m(e, i)
+                   ORDER BY m.i DESC LIMIT $18) x) END,
+           next_retry_at = v.next_retry_at,
+           duration_ms = v.duration_ms
+    FROM v
+    WHERE t.id = v.id AND t.attempt = v.attempt - 1 AND t.status IN ('pending', 'retrying', 'running')
+      AND (NOT t.cancel_requested OR v.status = 'cancelled')
+    RETURNING t.id, t.status, t.attempt, t.callback_url, v.ts, v.started,
+              GREATEST(0, (extract(epoch FROM v.started - v.base) * 1000)::bigint) AS wait
+), lost AS (
+    UPDATE task_attempts a SET outcome = 'lost', finished_at = u.started,
+           duration_ms = GREATEST(0, (extract(epoch FROM u.started - a.started_at) * 1000)::bigint),
+           error_kind = 'lost',
+           error_message = 'the worker running this attempt stopped before recording its outcome'
+    FROM upd u WHERE a.task_id = u.id AND a.attempt < u.attempt AND a.outcome = 'running'
+), ins AS (
+    INSERT INTO task_attempts (task_id, attempt, worker, started_at, finished_at, duration_ms, queue_wait_ms,
+                               outcome, error_kind, error_message, stack)
+    SELECT v.id, v.attempt, v.worker, v.started, v.ts, v.duration_ms, u.wait,
+           v.outcome, v.error_kind, v.error_message, v.stack
+    FROM upd u JOIN v ON v.id = u.id
+    ON CONFLICT (task_id, attempt) DO NOTHING
 ), cb AS (
     INSERT INTO task_callbacks (task_id, url, next_attempt_at)
     SELECT id, callback_url, ts FROM upd

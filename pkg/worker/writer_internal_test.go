@@ -48,19 +48,21 @@ func TestStateMachineHoldsAgainstLateAndDuplicateMessages(t *testing.T) {
 	}
 	for _, s := range []string{"completed", "failed", "cancelled"} {
 		insertTask(t, pg, "task_"+s, s, nil)
-		res := w.start(ctx, "task_"+s, "w1")
+		res := w.start(ctx, "task_"+s, "w1", 1)
 		require.NoError(t, res.err)
 		require.False(t, res.started, "a %s task never starts again", s)
 		require.Equal(t, s, row("task_"+s).Status)
 	}
 
 	insertTask(t, pg, "task_a", "pending", nil)
-	first := w.start(ctx, "task_a", "w1")
+	first := w.start(ctx, "task_a", "w1", 1)
 	require.True(t, first.started)
 	require.Equal(t, 1, first.attempt)
 	// The worker died; Asynq delivers again: running → running, attempt 2,
 	// and attempt 1 is closed as lost.
-	second := w.start(ctx, "task_a", "w2")
+	stale := w.start(ctx, "task_a", "w2", 1)
+	require.False(t, stale.started, "a start must follow the attempt it read")
+	second := w.start(ctx, "task_a", "w2", 2)
 	require.True(t, second.started)
 	require.Equal(t, 2, second.attempt)
 	var att []store.TaskAttempt
@@ -89,9 +91,9 @@ func TestStateMachineHoldsAgainstLateAndDuplicateMessages(t *testing.T) {
 	// cancelled by the next delivery instead of run.
 	cb := "https://example.com/hook"
 	insertTask(t, pg, "task_c", "pending", &cb)
-	require.True(t, w.start(ctx, "task_c", "w1").started)
+	require.True(t, w.start(ctx, "task_c", "w1", 1).started)
 	require.NoError(t, pg.DB.Exec(`UPDATE tasks SET cancel_requested = true WHERE id = 'task_c'`).Error)
-	res := w.start(ctx, "task_c", "w2")
+	res := w.start(ctx, "task_c", "w2", 2)
 	require.False(t, res.started)
 	require.True(t, res.cancelled)
 	require.Equal(t, "cancelled", row("task_c").Status)
@@ -99,7 +101,7 @@ func TestStateMachineHoldsAgainstLateAndDuplicateMessages(t *testing.T) {
 	require.NoError(t, pg.DB.Where("task_id = 'task_c'").Find(&cbs).Error)
 	require.Len(t, cbs, 1, "a terminal state queues its callback")
 
-	res = w.start(ctx, "task_missing", "w1")
+	res = w.start(ctx, "task_missing", "w1", 1)
 	require.NoError(t, res.err)
 	require.False(t, res.started)
 }
@@ -108,7 +110,7 @@ func TestProgressMessagesAreBoundedAndFlushedBeforeOutcome(t *testing.T) {
 	t.Parallel()
 	w, pg := newTestWriter(t)
 	insertTask(t, pg, "task_p", "pending", nil)
-	st := w.start(context.Background(), "task_p", "w1")
+	st := w.start(context.Background(), "task_p", "w1", 1)
 	require.True(t, st.started)
 	rep := newReporter(w, attemptKey{"task_p", st.attempt}, 2, 100)
 	for _, m := range []string{"one", "two", "three", "four"} {
@@ -135,4 +137,64 @@ func TestProgressMessagesAreBoundedAndFlushedBeforeOutcome(t *testing.T) {
 	require.Equal(t, "info", logs[0].Level)
 	require.Equal(t, "bad \uFFFD utf8 ", logs[0].Message)
 	require.Contains(t, logs[2].Message, "2 more log lines were dropped")
+}
+
+func TestLazyStartAndOutcomeCombine(t *testing.T) {
+	t.Parallel()
+	pg := testenv.NewPostgres(t)
+	// A long interval: nothing is flushed before the outcome is queued.
+	w := newWriter(pg.SQL, zaptest.NewLogger(t), time.Hour, 3, newMetrics(prometheus.NewRegistry()), nil)
+	t.Cleanup(func() { w.close(context.Background()) })
+	cb := "https://example.com/hook"
+	insertTask(t, pg, "task_q", "pending", &cb)
+	chk := w.check(context.Background(), "task_q")
+	require.True(t, chk.found)
+	require.Equal(t, 0, chk.attempt)
+	var lazy []startResult
+	w.lazyStart("task_q", "w1", 1, func(r startResult) { lazy = append(lazy, r) })
+	rep := newReporter(w, attemptKey{"task_q", 1}, 10, 100)
+	rep.Progress(0.5, "half", "m1")
+	rep.Log("info", "line", nil)
+	require.NoError(t, rep.SetResult(map[string]int{"x": 1}))
+	res := w.finishWait(&finishOp{key: attemptKey{"task_q", 1}, status: "completed", ts: time.Now().Add(time.Second), outcome: "completed",
+		result: rep.close(), durationMs: 1000})
+	require.NoError(t, res.err)
+	require.True(t, res.applied)
+	require.Empty(t, lazy, "the start was absorbed by the outcome")
+	var r store.Task
+	require.NoError(t, pg.DB.Where("id = ?", "task_q").Take(&r).Error)
+	require.Equal(t, "completed", r.Status)
+	require.Equal(t, 1, r.Attempt)
+	require.Equal(t, "w1", r.WorkerID)
+	require.NotNil(t, r.StartedAt)
+	require.NotNil(t, r.QueueWaitMs)
+	require.InDelta(t, 1.0, r.Progress, 1e-9)
+	require.Equal(t, "half", r.CurrentStep)
+	require.JSONEq(t, `["m1"]`, string(r.Messages))
+	require.JSONEq(t, `{"x":1}`, string(r.Result))
+	var att []store.TaskAttempt
+	require.NoError(t, pg.DB.Where("task_id = ?", "task_q").Find(&att).Error)
+	require.Len(t, att, 1)
+	require.Equal(t, "completed", att[0].Outcome)
+	require.EqualValues(t, 1000, *att[0].DurationMs)
+	var logs int64
+	require.NoError(t, pg.DB.Model(&store.TaskLog{}).Where("task_id = ?", "task_q").Count(&logs).Error)
+	require.EqualValues(t, 1, logs)
+	var cbs int64
+	require.NoError(t, pg.DB.Model(&store.TaskCallback{}).Where("task_id = ?", "task_q").Count(&cbs).Error)
+	require.EqualValues(t, 1, cbs)
+
+	// A lazy start whose row moved meanwhile is refused and says so.
+	insertTask(t, pg, "task_r", "pending", nil)
+	got := make(chan startResult, 1)
+	w.lazyStart("task_r", "w1", 1, func(r startResult) { got <- r })
+	require.NoError(t, pg.DB.Exec(`UPDATE tasks SET status = 'cancelled', cancel_requested = true WHERE id = 'task_r'`).Error)
+	w.wake()
+	select {
+	case r := <-got:
+		require.NoError(t, r.err)
+		require.False(t, r.started)
+	case <-time.After(5 * time.Second):
+		t.Fatal("lazy start never answered")
+	}
 }
