@@ -198,10 +198,11 @@ crypto:
   active_key: k1
 worker: {callback_secret: a-production-grade-callback-secret-0123}
 smtp: {tls: none}
+storage: {local_dir: %q, signing_key: a-production-grade-signing-key-0123}
 ratelimit:
   per_role:
     viewer: {rps: 0.01, burst: %d}
-`, pg.URL, rd.Addr, rd.DB, bootstrap, burst))
+`, pg.URL, rd.Addr, rd.DB, bootstrap, t.TempDir(), burst))
 	a := startAPI(t, bin, path)
 	b := startAPI(t, bin, path)
 
