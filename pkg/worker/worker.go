@@ -370,6 +370,9 @@ func (r *Runtime) runTask(ctx context.Context, env *taskpb.Envelope) error {
 	res := r.call(hctx, env, rep)
 	result := rep.close()
 	if rejected.Load() {
+		// Asynq retries a delivery whose context it cancelled itself; the row
+		// is terminal, so the task leaves the queue.
+		r.removeFromAsynq(a.queue, a.id)
 		return asynq.RevokeTask
 	}
 	o := r.classify(ctx, hctx, a, res)
