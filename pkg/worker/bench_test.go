@@ -37,7 +37,8 @@ var weights = map[string]int{"critical": 8, "high": 4, "normal": 2, "low": 1}
 // and through the same servers (concurrency, queues, strict priority) with the
 // full lifecycle bookkeeping, in the same run, and prints both and their
 // ratio. TASKFORGE_BENCH_TASKS (default 20000), TASKFORGE_BENCH_CONCURRENCY
-// (default 10, per server) and TASKFORGE_BENCH_SERVERS (default 1) size it.
+// (default 10, per server), TASKFORGE_BENCH_SERVERS (default 1) and
+// TASKFORGE_BENCH_WRITERS (state writers, default 1) size it.
 // Run it through scripts/bench/worker-throughput.sh.
 func BenchmarkWorkerThroughput(b *testing.B) {
 	n := envInt("TASKFORGE_BENCH_TASKS", 20000)
@@ -154,7 +155,7 @@ SELECT id, 'refresh_portfolio', 'pending', 'normal', '{"all":true}', 3, $1::json
 	insp := asynq.NewInspector(rd.Opt())
 	defer insp.Close()
 	rt, err := worker.New(pg.DB, rd.Client, insp, zap.NewNop(), worker.Options{
-		WorkerID: "bench", Registerer: reg,
+		WorkerID: "bench", Registerer: reg, Writers: envInt("TASKFORGE_BENCH_WRITERS", 1),
 		Handlers: map[string]job.Handler{
 			tasks.TypeRefreshPortfolio: func(context.Context, job.Reporter, proto.Message) error { return nil },
 		},
