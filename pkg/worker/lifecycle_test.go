@@ -221,6 +221,9 @@ func TestHandlerIgnoringItsContextIsGivenUp(t *testing.T) {
 	row := h.waitStatus(task.ID, tasks.StatusFailed, 15*time.Second)
 	require.Contains(t, string(row.Error), "did not stop")
 	require.Equal(t, "timeout", h.attempts(task.ID)[0].Outcome)
+	require.Eventually(t, func() bool {
+		return h.counter("taskforge_task_running_over_timeout", map[string]string{"type": tasks.TypeRefreshPortfolio}) == 1
+	}, 5*time.Second, 50*time.Millisecond, "the stuck handler is counted as running over its timeout")
 }
 
 func TestCancelRunningTask(t *testing.T) {

@@ -130,8 +130,10 @@ type Runtime struct {
 	metrics   *metrics
 	delays    *delays
 
-	mu       sync.Mutex
-	active   map[string]*activeTask
+	mu     sync.Mutex
+	active map[string]*activeTask
+	// stuck counts, by type, abandoned handlers that have not returned.
+	stuck    map[string]int
 	inflight sync.WaitGroup
 	bg       sync.WaitGroup
 	stop     chan struct{}
@@ -198,6 +200,7 @@ func New(db *gorm.DB, rc redis.UniversalClient, inspector *asynq.Inspector, log 
 		sem:    NewSemaphore(rc, "taskforge:typelimit:", opts.SlotTTL),
 		delays: newDelays(),
 		active: map[string]*activeTask{},
+		stuck:  map[string]int{},
 		stop:   make(chan struct{}),
 	}
 	for i := 0; i < opts.Writers; i++ {
@@ -426,6 +429,18 @@ func (r *Runtime) call(ctx context.Context, env *taskpb.Envelope, rep job.Report
 		case res = <-done:
 		case <-time.After(r.opts.StopGrace):
 			res = callResult{err: fmt.Errorf("%w within %s", errStopTimeout, r.opts.StopGrace), abandoned: true}
+			// The goroutine cannot be stopped: count it as running over its
+			// timeout until it returns.
+			typ := env.GetType()
+			r.mu.Lock()
+			r.stuck[typ]++
+			r.mu.Unlock()
+			go func() {
+				<-done
+				r.mu.Lock()
+				r.stuck[typ]--
+				r.mu.Unlock()
+			}()
 		}
 	}
 	r.metrics.inUse.Dec()
@@ -765,6 +780,9 @@ func (r *Runtime) pollCancels() {
 			if !a.deadline.IsZero() && now.After(a.deadline) {
 				over[a.typ]++
 			}
+		}
+		for typ, n := range r.stuck {
+			over[typ] += n
 		}
 		r.mu.Unlock()
 		r.metrics.overTimeout.Reset()
