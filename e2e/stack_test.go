@@ -1,0 +1,409 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/hex"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/taskforge/taskforge/pkg/notify/notifytest"
+	"github.com/taskforge/taskforge/pkg/testenv"
+	"github.com/taskforge/taskforge/services/api/client"
+)
+
+// services are the binaries the stack runs, built once by TestMain.
+var services = []string{"api", "worker", "scheduler", "monitor"}
+
+// binDir holds the built binaries; buildErr says why they are missing.
+var (
+	binDir   string
+	buildErr error
+)
+
+// TestMain builds the four services once, without the race detector (the
+// services' own tests run with it), into a temporary directory.
+func TestMain(m *testing.M) {
+	flag.Parse()
+	if !testing.Short() {
+		binDir, buildErr = buildServices()
+	}
+	code := m.Run()
+	if binDir != "" {
+		_ = os.RemoveAll(binDir)
+	}
+	os.Exit(code)
+}
+
+// buildServices builds every service in one go build from the workspace root.
+func buildServices() (string, error) {
+	root, err := workspaceRoot()
+	if err != nil {
+		return "", err
+	}
+	dir, err := os.MkdirTemp("", "taskforge-e2e-bin")
+	if err != nil {
+		return "", err
+	}
+	args := []string{"build", "-o", dir + string(filepath.Separator)}
+	for _, s := range services {
+		args = append(args, "./services/"+s)
+	}
+	cmd := exec.Command("go", args...)
+	cmd.Dir = root
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return dir, fmt.Errorf("go build %s: %v\n%s", strings.Join(args[3:], " "), err, out)
+	}
+	return dir, nil
+}
+
+// workspaceRoot is the nearest directory above the working directory holding
+// go.work.
+func workspaceRoot() (string, error) {
+	wd, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for dir := wd; ; {
+		if _, err := os.Stat(filepath.Join(dir, "go.work")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", fmt.Errorf("no go.work above %s", wd)
+		}
+		dir = parent
+	}
+}
+
+// syncBuffer collects a process's output for failure messages.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+// tail returns the last n lines.
+func (b *syncBuffer) tail(n int) string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	lines := strings.Split(strings.TrimRight(b.buf.String(), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// proc is a running service process.
+type proc struct {
+	name string
+	cmd  *exec.Cmd
+	out  *syncBuffer
+	// done is closed when the process has exited; err is then its exit error.
+	done chan struct{}
+	err  error
+	// ready is the URL answering 200 once the process is ready.
+	ready string
+}
+
+// exited reports whether the process has ended.
+func (p *proc) exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// recorder is an HTTP receiver that records every request; reply decides the
+// answer (200 when nil).
+type recorder struct {
+	srv   *httptest.Server
+	mu    sync.Mutex
+	reqs  []recorded
+	reply func(r *http.Request, body []byte) int
+}
+
+// recorded is one request a recorder received.
+type recorded struct {
+	Method, Path string
+	Header       http.Header
+	Body         []byte
+	At           time.Time
+}
+
+func newRecorder(t *testing.T, reply func(r *http.Request, body []byte) int) *recorder {
+	t.Helper()
+	rec := &recorder{reply: reply}
+	rec.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		rec.mu.Lock()
+		rec.reqs = append(rec.reqs, recorded{Method: r.Method, Path: r.URL.Path, Header: r.Header.Clone(), Body: body, At: time.Now()})
+		rec.mu.Unlock()
+		code := http.StatusOK
+		if rec.reply != nil {
+			code = rec.reply(r, body)
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(code)
+		_, _ = w.Write([]byte(`{"ok":true}`))
+	}))
+	t.Cleanup(rec.srv.Close)
+	return rec
+}
+
+// received returns the requests whose path has prefix.
+func (r *recorder) received(prefix string) []recorded {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []recorded
+	for _, q := range r.reqs {
+		if strings.HasPrefix(q.Path, prefix) {
+			out = append(out, q)
+		}
+	}
+	return out
+}
+
+// stack is the running system: its processes, their addresses, the shared
+// secrets and the local receivers the services talk to.
+type stack struct {
+	t        *testing.T
+	pg       testenv.Postgres
+	rd       testenv.Redis
+	env      []string
+	procs    []*proc
+	api      string // base URL of the API
+	monitor  string // base URL of the monitor
+	workers  []string
+	sched    string
+	adminKey string
+	// callbackSecret signs the callbacks POSTed to tasks' callback_url.
+	callbackSecret string
+	mail           *notifytest.Mailpit
+	alerts         *recorder // Slack, SMS and push
+	hooks          *recorder // webhook_callback and callback_url receiver
+	results        string    // storage.local_dir
+}
+
+// Stack settings the test relies on.
+const (
+	syncInterval = time.Second
+	smsAccount   = "AC0123456789abcdef"
+	smsToken     = "sms-token-e2e"
+)
+
+// randomHex returns n random bytes, hex encoded.
+func randomHex(t *testing.T, n int) string {
+	t.Helper()
+	b := make([]byte, n)
+	_, err := rand.Read(b)
+	require.NoError(t, err)
+	return hex.EncodeToString(b)
+}
+
+// startStack starts mailpit, the receivers and the four services (two
+// workers) on one PostgreSQL and one Redis database, runs migrate up and
+// seed-demo, and waits until every service answers /readyz.
+func startStack(t *testing.T) *stack {
+	t.Helper()
+	require.NoError(t, buildErr, "building the services")
+	s := &stack{
+		t: t, pg: testenv.NewPostgres(t), rd: testenv.NewRedis(t),
+		adminKey:       "tfe2e_admin_" + randomHex(t, 16),
+		callbackSecret: "e2e-callback-secret-" + randomHex(t, 16),
+		results:        t.TempDir(),
+	}
+	s.mail = notifytest.Start(t)
+	s.alerts = newRecorder(t, nil)
+	s.hooks = newRecorder(t, nil)
+
+	key := make([]byte, 32)
+	_, err := rand.Read(key)
+	require.NoError(t, err)
+	apiAddr, monitorAddr, schedAddr := testenv.FreeAddr(t), testenv.FreeAddr(t), testenv.FreeAddr(t)
+	s.api, s.monitor, s.sched = "http://"+apiAddr, "http://"+monitorAddr, "http://"+schedAddr
+	s.env = append(os.Environ(),
+		"TASKFORGE_CONFIG=",
+		"TASKFORGE_ENV=development",
+		"TASKFORGE_LOG_FORMAT=json",
+		"TASKFORGE_LOG_LEVEL=info",
+		"TASKFORGE_DATABASE_URL="+s.pg.URL,
+		"TASKFORGE_REDIS_ADDR="+s.rd.Addr,
+		"TASKFORGE_REDIS_DB="+strconv.Itoa(s.rd.DB),
+		"TASKFORGE_AUTH_BOOTSTRAP_ADMIN_KEY="+s.adminKey,
+		"TASKFORGE_CRYPTO_KEYS=e2e="+base64.StdEncoding.EncodeToString(key),
+		"TASKFORGE_CRYPTO_ACTIVE_KEY=e2e",
+		"TASKFORGE_STORAGE_BACKEND=local",
+		"TASKFORGE_STORAGE_LOCAL_DIR="+s.results,
+		"TASKFORGE_STORAGE_SIGNING_KEY=e2e-signing-key-"+randomHex(t, 16),
+		"TASKFORGE_API_ADDR="+apiAddr,
+		"TASKFORGE_API_PUBLIC_URL="+s.api,
+		"TASKFORGE_API_SHUTDOWN_TIMEOUT=5s",
+		"TASKFORGE_WORKER_CALLBACK_SECRET="+s.callbackSecret,
+		"TASKFORGE_WORKER_SHUTDOWN_TIMEOUT=3s",
+		"TASKFORGE_WORKER_CONCURRENCY=6",
+		"TASKFORGE_SCHEDULER_ADMIN_ADDR="+schedAddr,
+		"TASKFORGE_SCHEDULER_SYNC_INTERVAL="+syncInterval.String(),
+		"TASKFORGE_SCHEDULER_SEED_SCHEDULES=false",
+		"TASKFORGE_SCHEDULER_SHUTDOWN_TIMEOUT=3s",
+		"TASKFORGE_MONITOR_ADDR="+monitorAddr,
+		"TASKFORGE_MONITOR_COLLECT_INTERVAL=200ms",
+		"TASKFORGE_MONITOR_SHUTDOWN_TIMEOUT=3s",
+		"TASKFORGE_EGRESS_ALLOW_CIDRS=127.0.0.0/8",
+		"TASKFORGE_EGRESS_TIMEOUT=20s",
+		"TASKFORGE_SMTP_HOST=127.0.0.1",
+		"TASKFORGE_SMTP_PORT="+strconv.Itoa(s.mail.SMTPPort),
+		"TASKFORGE_SMTP_TLS=none",
+		"TASKFORGE_SMTP_FROM=taskforge-e2e@example.test",
+		"TASKFORGE_ALERTS_SLACK_WEBHOOK_URL="+s.alerts.srv.URL+"/slack/T000/B000/XXXX",
+		"TASKFORGE_ALERTS_SMS_URL="+s.alerts.srv.URL+"/sms",
+		"TASKFORGE_ALERTS_SMS_ACCOUNT="+smsAccount,
+		"TASKFORGE_ALERTS_SMS_TOKEN="+smsToken,
+		"TASKFORGE_ALERTS_SMS_FROM=+15550100",
+		"TASKFORGE_ALERTS_PUSH_URL="+s.alerts.srv.URL+"/push",
+		"TASKFORGE_ALERTS_PUSH_TOKEN=push-token-e2e",
+		"TASKFORGE_PRICES_PROVIDER=simulated",
+	)
+	t.Cleanup(s.stop)
+
+	// Schema and demo data.
+	s.runOnce("api", "migrate", "up")
+	s.runOnce("api", "seed-demo")
+
+	// The services, each on its own ports.
+	s.start("api", "api", s.api+"/readyz")
+	for i := range 2 {
+		admin := testenv.FreeAddr(t)
+		s.workers = append(s.workers, "http://"+admin)
+		s.start(fmt.Sprintf("worker-%d", i+1), "worker", "http://"+admin+"/readyz", "TASKFORGE_WORKER_ADMIN_ADDR="+admin)
+	}
+	s.start("scheduler", "scheduler", s.sched+"/readyz")
+	s.start("monitor", "monitor", s.monitor+"/readyz")
+	for _, p := range s.procs {
+		s.waitReady(p)
+	}
+	return s
+}
+
+// runOnce runs a service's subcommand to completion.
+func (s *stack) runOnce(name string, args ...string) {
+	s.t.Helper()
+	cmd := exec.Command(filepath.Join(binDir, name), args...)
+	cmd.Env = s.env
+	out, err := cmd.CombinedOutput()
+	require.NoError(s.t, err, "%s %s:\n%s", name, strings.Join(args, " "), out)
+}
+
+// start starts the binary bin as the service name; ready is its readiness
+// URL.
+func (s *stack) start(name, bin, ready string, extraEnv ...string) *proc {
+	s.t.Helper()
+	p := &proc{name: name, out: &syncBuffer{}, done: make(chan struct{}), ready: ready}
+	p.cmd = exec.Command(filepath.Join(binDir, bin))
+	p.cmd.Env = append(append([]string{}, s.env...), extraEnv...)
+	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
+	require.NoError(s.t, p.cmd.Start(), "start %s", name)
+	go func() { p.err = p.cmd.Wait(); close(p.done) }()
+	s.procs = append(s.procs, p)
+	return p
+}
+
+// waitReady waits until p answers /readyz with 200, failing at once if it
+// exits.
+func (s *stack) waitReady(p *proc) {
+	s.t.Helper()
+	hc := &http.Client{Timeout: 2 * time.Second}
+	require.Eventuallyf(s.t, func() bool {
+		if p.exited() {
+			return true
+		}
+		resp, err := hc.Get(p.ready)
+		if err != nil {
+			return false
+		}
+		_ = resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	}, 60*time.Second, 50*time.Millisecond, "%s not ready at %s; its log:\n%s", p.name, p.ready, lazy(func() string { return p.out.tail(40) }))
+	require.Falsef(s.t, p.exited(), "%s exited during start-up (%v); its log:\n%s", p.name, p.err, p.out.tail(40))
+}
+
+// stop sends SIGTERM to every service, waits for them (killing stragglers),
+// and prints the tail of every service's log when the test failed.
+func (s *stack) stop() {
+	for _, p := range s.procs {
+		if !p.exited() {
+			_ = p.cmd.Process.Signal(syscall.SIGTERM)
+		}
+	}
+	deadline := time.After(20 * time.Second)
+	for _, p := range s.procs {
+		select {
+		case <-p.done:
+		case <-deadline:
+			_ = p.cmd.Process.Kill()
+			<-p.done
+		}
+	}
+	if s.t.Failed() {
+		for _, p := range s.procs {
+			s.t.Logf("---- %s (exit: %v), last lines of its log:\n%s", p.name, p.err, p.out.tail(60))
+		}
+	}
+}
+
+// logTails returns the recent log lines of every service, for failure
+// messages.
+func (s *stack) logTails() fmt.Stringer {
+	return lazy(func() string {
+		var b strings.Builder
+		for _, p := range s.procs {
+			fmt.Fprintf(&b, "\n---- %s:\n%s\n", p.name, p.out.tail(15))
+		}
+		return b.String()
+	})
+}
+
+// lazy formats a message only when a failure prints it.
+type lazy func() string
+
+func (l lazy) String() string { return l() }
+
+// client returns an API client authenticating with key. It does not follow
+// redirects, so that the result route's 302 can be checked.
+func (s *stack) client(key string) *client.ClientWithResponses {
+	s.t.Helper()
+	hc := &http.Client{
+		Timeout:       15 * time.Second,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+	c, err := client.NewClientWithResponses(s.api, client.WithHTTPClient(hc),
+		client.WithRequestEditorFn(func(_ context.Context, r *http.Request) error {
+			r.Header.Set("Authorization", "Bearer "+key)
+			return nil
+		}))
+	require.NoError(s.t, err)
+	return c
+}
