@@ -126,6 +126,7 @@ func (e *env) start(extra ...string) *proc {
 		"TASKFORGE_WORKER_ADMIN_ADDR="+p.admin,
 		"TASKFORGE_LOG_FORMAT=json",
 		"TASKFORGE_LOG_LEVEL=warn",
+		"TASKFORGE_STORAGE_LOCAL_DIR="+e.t.TempDir(),
 		handlers.EnvTestHandlers+"=1",
 	)
 	p.cmd.Env = append(p.cmd.Env, extra...)
