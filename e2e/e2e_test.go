@@ -59,6 +59,7 @@ func TestStack(t *testing.T) {
 		})
 	})
 	t.Run("monitoring", func(t *testing.T) { s.monitoring(t, admin, operator) })
+	require.Empty(t, s.errorLines(), "no service logs an error while the stack is used as documented")
 	t.Logf("end-to-end run took %s", time.Since(began).Round(100*time.Millisecond))
 }
 

@@ -137,13 +137,11 @@ func (p *proc) exited() bool {
 	}
 }
 
-// recorder is an HTTP receiver that records every request; reply decides the
-// answer (200 when nil).
+// recorder is an HTTP receiver that records every request and answers 200.
 type recorder struct {
-	srv   *httptest.Server
-	mu    sync.Mutex
-	reqs  []recorded
-	reply func(r *http.Request, body []byte) int
+	srv  *httptest.Server
+	mu   sync.Mutex
+	reqs []recorded
 }
 
 // recorded is one request a recorder received.
@@ -154,20 +152,15 @@ type recorded struct {
 	At           time.Time
 }
 
-func newRecorder(t *testing.T, reply func(r *http.Request, body []byte) int) *recorder {
+func newRecorder(t *testing.T) *recorder {
 	t.Helper()
-	rec := &recorder{reply: reply}
+	rec := &recorder{}
 	rec.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
 		rec.mu.Lock()
 		rec.reqs = append(rec.reqs, recorded{Method: r.Method, Path: r.URL.Path, Header: r.Header.Clone(), Body: body, At: time.Now()})
 		rec.mu.Unlock()
-		code := http.StatusOK
-		if rec.reply != nil {
-			code = rec.reply(r, body)
-		}
 		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(code)
 		_, _ = w.Write([]byte(`{"ok":true}`))
 	}))
 	t.Cleanup(rec.srv.Close)
@@ -237,8 +230,8 @@ func startStack(t *testing.T) *stack {
 		results:        t.TempDir(),
 	}
 	s.mail = notifytest.Start(t)
-	s.alerts = newRecorder(t, nil)
-	s.hooks = newRecorder(t, nil)
+	s.alerts = newRecorder(t)
+	s.hooks = newRecorder(t)
 
 	key := make([]byte, 32)
 	_, err := rand.Read(key)
@@ -384,6 +377,23 @@ func (s *stack) logTails() fmt.Stringer {
 		}
 		return b.String()
 	})
+}
+
+// errorLines returns the log lines at level error or above of every service.
+func (s *stack) errorLines() []string {
+	var out []string
+	for _, p := range s.procs {
+		p.out.mu.Lock()
+		for _, line := range strings.Split(p.out.buf.String(), "\n") {
+			for _, level := range []string{"error", "dpanic", "panic", "fatal"} {
+				if strings.Contains(line, `"level":"`+level+`"`) {
+					out = append(out, p.name+": "+line)
+				}
+			}
+		}
+		p.out.mu.Unlock()
+	}
+	return out
 }
 
 // lazy formats a message only when a failure prints it.
