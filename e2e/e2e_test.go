@@ -140,6 +140,23 @@ func (s *stack) everyTaskType(t *testing.T, admin, operator, viewer *client.Clie
 		require.NoError(t, err)
 		require.Equal(t, http.StatusNotFound, got.StatusCode(), "another caller's task is not found: %s", got.Body)
 	}
+	// An idempotent create: the same key and body from the same caller give
+	// the original task, another body a conflict.
+	key := "e2e-prices-" + randomHex(t, 4)
+	idem := newTask("refresh_all_prices", params{"symbols": []string{"KO", "PEP"}, "lookback_days": 3})
+	idem.IdempotencyKey = &key
+	idemID := create(t, operator, idem)
+	again, err := operator.CreateTaskWithResponse(context.Background(), nil, idem)
+	require.NoError(t, err)
+	require.Equalf(t, http.StatusOK, again.StatusCode(), "same idempotency key and body: %s", again.Body)
+	require.Equal(t, idemID, again.JSON200.TaskId)
+	other := newTask("refresh_all_prices", params{"symbols": []string{"KO"}, "lookback_days": 3})
+	other.IdempotencyKey = &key
+	again, err = operator.CreateTaskWithResponse(context.Background(), nil, other)
+	require.NoError(t, err)
+	require.Equalf(t, http.StatusConflict, again.StatusCode(), "same idempotency key, other body: %s", again.Body)
+	byOperator["refresh_all_prices (idempotent)"] = idemID
+
 	list, err := viewer.ListTasksWithResponse(context.Background(), nil)
 	require.NoError(t, err)
 	require.Equal(t, http.StatusOK, list.StatusCode(), string(list.Body))
@@ -520,6 +537,23 @@ func (s *stack) monitoring(t *testing.T, admin, operator *client.ClientWithRespo
 	denied, err := operator.MetricsWithResponse(context.Background())
 	require.NoError(t, err)
 	require.Equal(t, http.StatusForbidden, denied.StatusCode(), "the API's /metrics is for admins")
+
+	window := "1h"
+	stats, err := admin.GetStatsWithResponse(context.Background(), &client.GetStatsParams{Window: &window})
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, stats.StatusCode(), string(stats.Body))
+	perType := map[string]client.TypeStats{}
+	for _, ts := range stats.JSON200.Types {
+		if ts.Type != nil {
+			perType[*ts.Type] = ts
+		}
+	}
+	for _, typ := range []string{"refresh_all_prices", "refresh_portfolio", "refresh_benchmark", "calculate_metrics",
+		"cleanup_old_data", "optimize_database", "backup_data", "generate_reports",
+		"send_email", "send_alert", "webhook_callback", "generate_digest"} {
+		require.GreaterOrEqualf(t, perType[typ].Completed, int64(1), "stats of %s: %s", typ, stats.Body)
+	}
+	require.GreaterOrEqual(t, perType["webhook_callback"].Failed+perType["webhook_callback"].Cancelled, int64(1), string(stats.Body))
 
 	processed := 0
 	for _, w := range s.workers {

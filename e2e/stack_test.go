@@ -355,9 +355,13 @@ func (s *stack) stop() {
 	for _, p := range s.procs {
 		select {
 		case <-p.done:
+			if p.err != nil {
+				s.t.Errorf("%s did not exit cleanly on SIGTERM: %v", p.name, p.err)
+			}
 		case <-deadline:
 			_ = p.cmd.Process.Kill()
 			<-p.done
+			s.t.Errorf("%s did not stop within 20s of SIGTERM", p.name)
 		}
 	}
 	if s.t.Failed() {
