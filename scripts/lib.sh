@@ -77,7 +77,7 @@ start_redis() {
   redis-server --bind 127.0.0.1 --port "$port" --dir "$dir" --daemonize yes \
     --pidfile "$dir/redis.pid" --logfile "$dir/redis.log" --save '' "$@" >/dev/null \
     || die "redis-server failed to start (see $dir/redis.log)"
-  for _ in $(seq 1 100); do
+  for _ in $(seq 1 300); do
     redis-cli -p "$port" ping 2>/dev/null | grep -q PONG && return 0
     sleep 0.1
   done

@@ -91,7 +91,8 @@ type WorkerConfig struct {
 	// AdminAddr serves /healthz, /readyz and /metrics. Default "127.0.0.1:9091".
 	AdminAddr string `mapstructure:"admin_addr"`
 	// Concurrency is the number of tasks processed at once by one worker process.
-	// Default 10.
+	// Default 50: each task waits on batched PostgreSQL writes (see
+	// flush_interval), so short tasks need many in flight to keep Asynq busy.
 	Concurrency int `mapstructure:"concurrency"`
 	// Servers is the number of Asynq servers in the process; each fetches one task
 	// at a time, so several raise throughput for short tasks. Default 1.
@@ -108,6 +109,10 @@ type WorkerConfig struct {
 	// FlushInterval is how often buffered progress, logs and state changes are
 	// written to PostgreSQL. Default 50ms.
 	FlushInterval time.Duration `mapstructure:"flush_interval"`
+	// TaskCheckInterval is how long a worker pauses after finding every queue
+	// empty; it bounds how late an idle worker picks up a new task (a schedule's
+	// fire included). Default 100ms (Asynq's own default is 1s).
+	TaskCheckInterval time.Duration `mapstructure:"task_check_interval"`
 	// TypeLimits caps how many tasks of a type run at once across all workers,
 	// e.g. {backup_data: 2}. Default: backup_data 2, optimize_database 1.
 	TypeLimits map[string]int `mapstructure:"type_limits"`
@@ -344,7 +349,7 @@ func Defaults() Config {
 			CORSAllowOrigins: []string{},
 		},
 		Worker: WorkerConfig{
-			AdminAddr: "127.0.0.1:9091", Concurrency: 10, Servers: 1, StrictPriority: true,
+			AdminAddr: "127.0.0.1:9091", Concurrency: 50, Servers: 1, TaskCheckInterval: 100 * time.Millisecond, StrictPriority: true,
 			QueueWeights:    map[string]int{"critical": 8, "high": 4, "normal": 2, "low": 1},
 			ShutdownTimeout: 30 * time.Second, FlushInterval: 50 * time.Millisecond,
 			TypeLimits:  map[string]int{"backup_data": 2, "optimize_database": 1},

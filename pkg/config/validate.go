@@ -81,6 +81,9 @@ func (c Config) Validate() error {
 	}
 	positive("worker.shutdown_timeout", c.Worker.ShutdownTimeout)
 	positive("worker.flush_interval", c.Worker.FlushInterval)
+	if c.Worker.TaskCheckInterval < 10*time.Millisecond {
+		bad("worker.task_check_interval", c.Worker.TaskCheckInterval, "must be at least 10ms")
+	}
 	if c.Worker.MaxMessages < 1 {
 		bad("worker.max_messages", c.Worker.MaxMessages, "must be at least 1")
 	}

@@ -153,7 +153,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		servers[i] = asynq.NewServer(deps.RedisOpt, rt.AsynqConfig(worker.ServerOptions{
 			Concurrency: max(n, 1), QueueWeights: wc.QueueWeights, StrictPriority: wc.StrictPriority,
-			ShutdownTimeout: wc.ShutdownTimeout,
+			ShutdownTimeout: wc.ShutdownTimeout, TaskCheckInterval: wc.TaskCheckInterval,
 		}))
 		if err := servers[i].Start(rt); err != nil {
 			return fmt.Errorf("worker: start asynq server: %w", err)
