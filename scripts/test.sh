@@ -39,7 +39,12 @@ status=0
 # go test does not cross a workspace from its root: list every module's packages.
 # deployments/check runs from scripts/check-deployments.sh below, without -race.
 pkgs=${TEST_PKGS:-$(go list -m -f '{{.Dir}}/...' | grep -v /deployments/check)}
-go test -race -count=1 -timeout 15m "$@" $pkgs || status=$?
+set +e
+go test -race -count=1 -timeout 15m "$@" $pkgs 2>&1 | tee "$work/go-test.log"
+status=${PIPESTATUS[0]}
+set -e
+passed=$(grep -c '^ok ' "$work/go-test.log" || true)
+failed=$(grep -c '^FAIL[[:space:]]' "$work/go-test.log" || true)
 
 if [ -z "${TEST_PKGS:-}" ]; then
   # Generated code must match its sources.
@@ -47,4 +52,8 @@ if [ -z "${TEST_PKGS:-}" ]; then
   make -s proto-check || status=$?
   [ -x scripts/check-deployments.sh ] && { scripts/check-deployments.sh || status=$?; }
 fi
+echo
+[ "$status" = 0 ] && echo "all checks passed" || echo "some checks failed (exit $status)"
+# The closing line counts Go test packages.
+echo "packages: ${passed} passed, ${failed} failed"
 exit $status
