@@ -19,7 +19,6 @@ import (
 	"context"
 	_ "embed"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -73,25 +72,11 @@ func main() {
 
 // run reads the configuration and runs the subcommand (serve by default).
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	flags, err := boot.ParseFlags("api", args, stderr)
-	if errors.Is(err, flag.ErrHelp) {
-		return nil
-	}
-	if err != nil {
+	st, err := boot.Start("api", args, stdout, stderr)
+	if err != nil || st.Done {
 		return err
 	}
-	cfg, err := boot.Config(flags)
-	if err != nil {
-		return err
-	}
-	if flags.PrintConfig {
-		_, err := fmt.Fprint(stdout, cfg.String())
-		return err
-	}
-	log, err := boot.Logger("api", cfg)
-	if err != nil {
-		return err
-	}
+	flags, cfg, log := st.Flags, st.Config, st.Log
 	defer func() { _ = log.Sync() }()
 
 	cmd, rest := "serve", []string(nil)

@@ -4,8 +4,6 @@ package main
 
 import (
 	"context"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -41,25 +39,11 @@ func main() {
 // run serves until ctx ends, then shuts down within monitor.shutdown_timeout.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	// Configuration and logger.
-	flags, err := boot.ParseFlags("monitor", args, stderr)
-	if errors.Is(err, flag.ErrHelp) {
-		return nil
-	}
-	if err != nil {
+	st, err := boot.Start("monitor", args, stdout, stderr)
+	if err != nil || st.Done {
 		return err
 	}
-	cfg, err := boot.Config(flags)
-	if err != nil {
-		return err
-	}
-	if flags.PrintConfig {
-		_, err := fmt.Fprint(stdout, cfg.String())
-		return err
-	}
-	log, err := boot.Logger("monitor", cfg)
-	if err != nil {
-		return err
-	}
+	cfg, log := st.Config, st.Log
 	defer func() { _ = log.Sync() }()
 
 	// Redis, readiness and metrics. The monitor needs only Redis, so its

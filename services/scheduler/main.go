@@ -13,7 +13,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -48,25 +47,11 @@ func main() {
 // stops within scheduler.shutdown_timeout.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	// Configuration.
-	flags, err := boot.ParseFlags("scheduler", args, stderr)
-	if errors.Is(err, flag.ErrHelp) {
-		return nil
-	}
-	if err != nil {
+	st, err := boot.Start("scheduler", args, stdout, stderr)
+	if err != nil || st.Done {
 		return err
 	}
-	cfg, err := boot.Config(flags)
-	if err != nil {
-		return err
-	}
-	if flags.PrintConfig {
-		_, err := fmt.Fprint(stdout, cfg.String())
-		return err
-	}
-	log, err := boot.Logger("scheduler", cfg)
-	if err != nil {
-		return err
-	}
+	cfg, log := st.Config, st.Log
 	defer func() { _ = log.Sync() }()
 	sc := cfg.Scheduler
 

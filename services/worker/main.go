@@ -16,8 +16,6 @@ package main
 
 import (
 	"context"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -53,25 +51,11 @@ func main() {
 // run loads the configuration and processes tasks until ctx ends, then drains.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	// Configuration.
-	flags, err := boot.ParseFlags("worker", args, stderr)
-	if errors.Is(err, flag.ErrHelp) {
-		return nil
-	}
-	if err != nil {
+	st, err := boot.Start("worker", args, stdout, stderr)
+	if err != nil || st.Done {
 		return err
 	}
-	cfg, err := boot.Config(flags)
-	if err != nil {
-		return err
-	}
-	if flags.PrintConfig {
-		_, err := fmt.Fprint(stdout, cfg.String())
-		return err
-	}
-	log, err := boot.Logger("worker", cfg)
-	if err != nil {
-		return err
-	}
+	cfg, log := st.Config, st.Log
 	defer func() { _ = log.Sync() }()
 	wc := cfg.Worker
 
