@@ -44,7 +44,6 @@ import (
 	"github.com/taskforge/taskforge/pkg/result"
 	"github.com/taskforge/taskforge/pkg/result/httpresult"
 	"github.com/taskforge/taskforge/pkg/schedule"
-	"github.com/taskforge/taskforge/pkg/secret"
 	"github.com/taskforge/taskforge/pkg/store"
 	"github.com/taskforge/taskforge/pkg/taskservice"
 	"github.com/taskforge/taskforge/services/api/internal/schedules"
@@ -195,19 +194,6 @@ func authenticator(cfg config.Config, keys *auth.KeyStore) (*auth.Service, error
 	return auth.NewService(auth.ServiceOptions{BootstrapAdminKey: cfg.Auth.BootstrapAdminKey, Keys: keys, JWT: verifier})
 }
 
-// keyring returns the keyring of secret params, warning loudly when it is the
-// public development key.
-func keyring(cfg config.Config, log *zap.Logger) (*secret.Keyring, error) {
-	k, err := secret.FromConfig(cfg.Crypto, cfg.IsDevelopment())
-	if err != nil {
-		return nil, err
-	}
-	if k.Dev() {
-		log.Warn("SECRET PARAMS ARE ENCRYPTED WITH THE PUBLIC DEVELOPMENT KEY: set crypto.keys and crypto.active_key before storing real secrets")
-	}
-	return k, nil
-}
-
 // serve runs the API until ctx ends, then drains within api.shutdown_timeout.
 func serve(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 	// Dependencies: PostgreSQL, Redis, readiness and metrics.
@@ -239,7 +225,7 @@ func serve(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 	defer func() { _ = client.Close() }()
 	inspector := asynq.NewInspector(deps.RedisOpt)
 	defer func() { _ = inspector.Close() }()
-	sealer, err := keyring(cfg, log)
+	sealer, err := boot.Keyring(cfg, log)
 	if err != nil {
 		return err
 	}

@@ -29,7 +29,6 @@ import (
 	"github.com/taskforge/taskforge/pkg/health"
 	"github.com/taskforge/taskforge/pkg/reconcile"
 	"github.com/taskforge/taskforge/pkg/schedule"
-	"github.com/taskforge/taskforge/pkg/secret"
 	"github.com/taskforge/taskforge/pkg/taskservice"
 )
 
@@ -72,12 +71,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	inspector := asynq.NewInspectorFromRedisClient(deps.RedisClient)
 	// Secret params: schedules keep them sealed; each fire opens them and the
 	// task service seals them again for the task.
-	keys, err := secret.FromConfig(cfg.Crypto, cfg.IsDevelopment())
+	keys, err := boot.Keyring(cfg, log)
 	if err != nil {
 		return err
-	}
-	if keys.Dev() {
-		log.Warn("SECRET PARAMS ARE ENCRYPTED WITH THE PUBLIC DEVELOPMENT KEY: set crypto.keys and crypto.active_key before storing real secrets")
 	}
 	svc, err := taskservice.New(deps.DB, client, inspector, log, taskservice.Options{CheckURL: guard.CheckURL, Sealer: keys})
 	if err != nil {

@@ -73,17 +73,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	keyring, err := secret.FromConfig(cfg.Crypto, cfg.IsDevelopment())
+	keyring, err := boot.Keyring(cfg, log)
 	if err != nil {
 		return err
-	}
-	if keyring.Dev() {
-		log.Warn("secret params use the built-in development key; set crypto.keys in production")
 	}
 	inspector := asynq.NewInspectorFromRedisClient(deps.RedisClient)
 
 	// Handlers, one registration place.
-	hs, err := handlers.Build(handlers.Deps{Config: cfg, DB: deps.DB, Redis: deps.RedisClient, HTTP: guard.Client(), Log: log})
+	hs, err := handlers.Build(handlers.Deps{
+		Config: cfg, DB: deps.DB, Redis: deps.RedisClient, HTTP: guard.Client(), Keyring: keyring, Log: log,
+	})
 	if err != nil {
 		return err
 	}

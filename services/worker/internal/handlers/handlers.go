@@ -7,6 +7,7 @@ package handlers
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 
@@ -35,7 +36,10 @@ type Deps struct {
 	Redis  redis.UniversalClient
 	// HTTP is the egress-guarded client for every outbound call.
 	HTTP *http.Client
-	Log  *zap.Logger
+	// Keyring seals and opens secret params (the scheduler's fire job opens a
+	// schedule's and seals its task's).
+	Keyring *secret.Keyring
+	Log     *zap.Logger
 }
 
 // Build returns the handlers by task type.
@@ -99,11 +103,10 @@ func Build(d Deps) (map[string]job.Handler, error) {
 	}
 
 	// Internal: the scheduler's fire job (a schedule's tick becomes its task).
-	keys, err := secret.FromConfig(d.Config.Crypto, d.Config.IsDevelopment())
-	if err != nil {
-		return nil, err
+	if d.Keyring == nil {
+		return nil, errors.New("handlers: nil keyring")
 	}
-	fire, err := schedule.WorkerHandlers(d.DB, d.Redis, d.Config.Scheduler, d.Config.Egress, keys, d.Log.Named("schedule"))
+	fire, err := schedule.WorkerHandlers(d.DB, d.Redis, d.Config.Scheduler, d.Config.Egress, d.Keyring, d.Log.Named("schedule"))
 	if err != nil {
 		return nil, err
 	}

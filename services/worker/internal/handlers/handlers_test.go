@@ -9,6 +9,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/taskforge/taskforge/pkg/config"
+	"github.com/taskforge/taskforge/pkg/secret"
 	"github.com/taskforge/taskforge/pkg/store"
 	"github.com/taskforge/taskforge/pkg/tasks"
 )
@@ -23,7 +24,9 @@ func TestBuildRegistersEveryType(t *testing.T) {
 	require.NoError(t, err)
 	rc := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"})
 	t.Cleanup(func() { _ = rc.Close() })
-	hs, err := Build(Deps{Config: cfg, DB: db, Redis: rc, HTTP: http.DefaultClient, Log: zap.NewNop()})
+	keys, err := secret.FromConfig(cfg.Crypto, true)
+	require.NoError(t, err)
+	hs, err := Build(Deps{Config: cfg, DB: db, Redis: rc, HTTP: http.DefaultClient, Keyring: keys, Log: zap.NewNop()})
 	require.NoError(t, err)
 	for _, spec := range tasks.All() {
 		require.Contains(t, hs, spec.Name)
