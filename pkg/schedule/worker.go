@@ -24,7 +24,7 @@ func WorkerHandlers(db *gorm.DB, rc redis.UniversalClient, sc config.SchedulerCo
 	if db == nil || rc == nil || keys == nil || log == nil {
 		return nil, errors.New("schedule: nil dependency")
 	}
-	guard, err := egress.New(egress.Config{AllowCIDRs: eg.AllowCIDRs})
+	guard, err := egress.FromConfig(eg)
 	if err != nil {
 		return nil, err
 	}

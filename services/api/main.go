@@ -217,7 +217,7 @@ func serve(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 	}
 
 	// Business: the task service.
-	guard, err := egress.New(egress.Config{AllowCIDRs: cfg.Egress.AllowCIDRs})
+	guard, err := egress.FromConfig(cfg.Egress)
 	if err != nil {
 		return err
 	}

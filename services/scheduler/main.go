@@ -63,7 +63,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 
 	// Business: the task service (the one creation path), the fire protocol,
 	// Asynq's cron and the reconciler.
-	guard, err := egress.New(egress.Config{AllowCIDRs: cfg.Egress.AllowCIDRs})
+	guard, err := egress.FromConfig(cfg.Egress)
 	if err != nil {
 		return err
 	}

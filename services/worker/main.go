@@ -66,10 +66,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer func() { _ = deps.Close() }()
-	guard, err := egress.New(egress.Config{
-		AllowCIDRs: cfg.Egress.AllowCIDRs, ConnectTimeout: cfg.Egress.ConnectTimeout, Timeout: cfg.Egress.Timeout,
-		MaxResponseBytes: cfg.Egress.MaxResponseBytes, MaxRedirects: cfg.Egress.MaxRedirects,
-	})
+	guard, err := egress.FromConfig(cfg.Egress)
 	if err != nil {
 		return err
 	}
