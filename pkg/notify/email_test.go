@@ -1,6 +1,8 @@
 package notify_test
 
 import (
+	"crypto/sha1" //nolint:gosec // htpasswd's {SHA} scheme, for a throwaway test password.
+	"encoding/base64"
 	"net"
 	"os"
 	"path/filepath"
@@ -10,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/taskforge/taskforge/pkg/notify"
+	"github.com/taskforge/taskforge/pkg/notify/notifytest"
 )
 
 func newMailer(t *testing.T, cfg notify.MailConfig) *notify.Mailer {
@@ -22,9 +25,9 @@ func newMailer(t *testing.T, cfg notify.MailConfig) *notify.Mailer {
 func TestMailerDeliversToMailpit(t *testing.T) {
 	t.Parallel()
 
-	mp := startMailpit(t)
+	mp := notifytest.Start(t)
 	mailer := newMailer(t, notify.MailConfig{
-		Host: "127.0.0.1", Port: mp.smtpPort, From: "Taskforge <noreply@taskforge.test>", TLS: notify.MailTLSNone,
+		Host: "127.0.0.1", Port: mp.SMTPPort, From: "Taskforge <noreply@taskforge.test>", TLS: notify.MailTLSNone,
 	})
 
 	binary := make([]byte, 3000)
@@ -73,11 +76,11 @@ func TestMailerDeliversToMailpit(t *testing.T) {
 
 			require.NoError(t, mailer.Send(t.Context(), tt.msg))
 
-			got := mp.messageBySubject(t, tt.msg.Subject)
+			got := mp.MessageBySubject(t, tt.msg.Subject)
 			require.Equal(t, "noreply@taskforge.test", got.From.Address)
 			require.Equal(t, "Taskforge", got.From.Name)
-			require.Equal(t, addressesOf(t, tt.msg.To), addressList(got.To))
-			require.Equal(t, addressesOf(t, tt.msg.Cc), addressList(got.Cc))
+			require.Equal(t, addressesOf(t, tt.msg.To), notifytest.Addresses(got.To))
+			require.Equal(t, addressesOf(t, tt.msg.Cc), notifytest.Addresses(got.Cc))
 			if tt.msg.Text != "" {
 				require.Equal(t, tt.msg.Text, strings.TrimSpace(strings.ReplaceAll(got.Text, "\r\n", "\n")))
 			}
@@ -96,7 +99,7 @@ func TestMailerDeliversToMailpit(t *testing.T) {
 					wantType = "application/octet-stream"
 				}
 				require.Equal(t, wantType, a.ContentType)
-				require.Equal(t, want.Data, mp.part(t, got.ID, a.PartID))
+				require.Equal(t, want.Data, mp.Part(t, got.ID, a.PartID))
 			}
 		})
 	}
@@ -115,12 +118,10 @@ func addressesOf(t *testing.T, list []string) []string {
 	return out
 }
 
-func addressList(list []address) []string {
-	out := []string{}
-	for _, a := range list {
-		out = append(out, a.Address)
-	}
-	return out
+// htpasswdSHA returns an htpasswd line in the {SHA} scheme.
+func htpasswdSHA(user, password string) string {
+	sum := sha1.Sum([]byte(password)) //nolint:gosec // See import.
+	return user + ":{SHA}" + base64.StdEncoding.EncodeToString(sum[:]) + "\n"
 }
 
 func TestMailerAuth(t *testing.T) {
@@ -132,10 +133,10 @@ func TestMailerAuth(t *testing.T) {
 	)
 	authFile := filepath.Join(t.TempDir(), "smtp.htpasswd")
 	require.NoError(t, os.WriteFile(authFile, []byte(htpasswdSHA(user, password)), 0o600))
-	mp := startMailpit(t, "--smtp-auth-file", authFile, "--smtp-auth-allow-insecure")
+	mp := notifytest.Start(t, "--smtp-auth-file", authFile, "--smtp-auth-allow-insecure")
 
 	cfg := notify.MailConfig{
-		Host: "127.0.0.1", Port: mp.smtpPort, Username: user, Password: password,
+		Host: "127.0.0.1", Port: mp.SMTPPort, Username: user, Password: password,
 		From: "noreply@taskforge.test", TLS: notify.MailTLSNone,
 	}
 
@@ -144,8 +145,8 @@ func TestMailerAuth(t *testing.T) {
 
 		msg := notify.Message{To: []string{"ops@example.test"}, Subject: "Authenticated", Text: "hi"}
 		require.NoError(t, newMailer(t, cfg).Send(t.Context(), msg))
-		got := mp.messageBySubject(t, "Authenticated")
-		require.Equal(t, []string{"ops@example.test"}, addressList(got.To))
+		got := mp.MessageBySubject(t, "Authenticated")
+		require.Equal(t, []string{"ops@example.test"}, notifytest.Addresses(got.To))
 	})
 
 	t.Run("wrong password", func(t *testing.T) {
@@ -180,9 +181,9 @@ func TestMailerStartTLSRequired(t *testing.T) {
 
 	// Mailpit here has no certificate, so it offers no STARTTLS: the default
 	// mode must refuse to send in clear text.
-	mp := startMailpit(t)
+	mp := notifytest.Start(t)
 	mailer := newMailer(t, notify.MailConfig{
-		Host: "127.0.0.1", Port: mp.smtpPort, Username: "u", Password: "s3cr3t-pw", From: "noreply@taskforge.test",
+		Host: "127.0.0.1", Port: mp.SMTPPort, Username: "u", Password: "s3cr3t-pw", From: "noreply@taskforge.test",
 	})
 	err := mailer.Send(t.Context(), notify.Message{To: []string{"ops@example.test"}, Subject: "Clear", Text: "hi"})
 	require.Error(t, err)
