@@ -1,11 +1,11 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/hex"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -92,49 +92,12 @@ func workspaceRoot() (string, error) {
 	}
 }
 
-// syncBuffer collects a process's output for failure messages.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-// tail returns the last n lines.
-func (b *syncBuffer) tail(n int) string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	lines := strings.Split(strings.TrimRight(b.buf.String(), "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
-}
-
 // proc is a running service process.
 type proc struct {
+	*testenv.Process
 	name string
-	cmd  *exec.Cmd
-	out  *syncBuffer
-	// done is closed when the process has exited; err is then its exit error.
-	done chan struct{}
-	err  error
 	// ready is the URL answering 200 once the process is ready.
 	ready string
-}
-
-// exited reports whether the process has ended.
-func (p *proc) exited() bool {
-	select {
-	case <-p.done:
-		return true
-	default:
-		return false
-	}
 }
 
 // recorder is an HTTP receiver that records every request and answers 200.
@@ -280,7 +243,6 @@ func startStack(t *testing.T) *stack {
 		"TASKFORGE_ALERTS_PUSH_TOKEN=push-token-e2e",
 		"TASKFORGE_PRICES_PROVIDER=simulated",
 	)
-	t.Cleanup(s.stop)
 
 	// Schema and demo data.
 	s.runOnce("api", "migrate", "up")
@@ -295,6 +257,9 @@ func startStack(t *testing.T) *stack {
 	}
 	s.start("scheduler", "scheduler", s.sched+"/readyz")
 	s.start("monitor", "monitor", s.monitor+"/readyz")
+	// Registered after the processes' own clean-ups, so that it runs before
+	// them: they would kill what it stops with SIGTERM.
+	t.Cleanup(s.stop)
 	for _, p := range s.procs {
 		s.waitReady(p)
 	}
@@ -314,12 +279,8 @@ func (s *stack) runOnce(name string, args ...string) {
 // URL.
 func (s *stack) start(name, bin, ready string, extraEnv ...string) *proc {
 	s.t.Helper()
-	p := &proc{name: name, out: &syncBuffer{}, done: make(chan struct{}), ready: ready}
-	p.cmd = exec.Command(filepath.Join(binDir, bin))
-	p.cmd.Env = append(append([]string{}, s.env...), extraEnv...)
-	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
-	require.NoError(s.t, p.cmd.Start(), "start %s", name)
-	go func() { p.err = p.cmd.Wait(); close(p.done) }()
+	env := append(append([]string{}, s.env...), extraEnv...)
+	p := &proc{Process: testenv.StartProcess(s.t, filepath.Join(binDir, bin), nil, env), name: name, ready: ready}
 	s.procs = append(s.procs, p)
 	return p
 }
@@ -328,47 +289,28 @@ func (s *stack) start(name, bin, ready string, extraEnv ...string) *proc {
 // exits.
 func (s *stack) waitReady(p *proc) {
 	s.t.Helper()
-	hc := &http.Client{Timeout: 2 * time.Second}
-	require.Eventuallyf(s.t, func() bool {
-		if p.exited() {
-			return true
-		}
-		resp, err := hc.Get(p.ready)
-		if err != nil {
-			return false
-		}
-		_ = resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	}, 60*time.Second, 50*time.Millisecond, "%s not ready at %s; its log:\n%s", p.name, p.ready, lazy(func() string { return p.out.tail(40) }))
-	require.Falsef(s.t, p.exited(), "%s exited during start-up (%v); its log:\n%s", p.name, p.err, p.out.tail(40))
+	p.WaitHTTP(s.t, p.ready, 60*time.Second)
 }
 
-// stop sends SIGTERM to every service, waits for them (killing stragglers),
-// and prints the tail of every service's log when the test failed.
+// stop sends SIGTERM to every service and waits for them, killing stragglers.
 func (s *stack) stop() {
 	for _, p := range s.procs {
-		if !p.exited() {
-			_ = p.cmd.Process.Signal(syscall.SIGTERM)
+		if !p.Exited() {
+			_ = p.Signal(syscall.SIGTERM)
 		}
 	}
-	deadline := time.After(20 * time.Second)
+	deadline := time.Now().Add(20 * time.Second)
 	for _, p := range s.procs {
-		select {
-		case <-p.done:
-			if p.err != nil {
-				s.t.Errorf("%s did not exit cleanly on SIGTERM: %v", p.name, p.err)
-			}
-		case <-deadline:
-			_ = p.cmd.Process.Kill()
-			<-p.done
+		err := p.Wait(time.Until(deadline))
+		switch {
+		case errors.Is(err, testenv.ErrStillRunning):
+			p.Kill()
 			s.t.Errorf("%s did not stop within 20s of SIGTERM", p.name)
+		case err != nil:
+			s.t.Errorf("%s did not exit cleanly on SIGTERM: %v", p.name, err)
 		}
 	}
-	if s.t.Failed() {
-		for _, p := range s.procs {
-			s.t.Logf("---- %s (exit: %v), last lines of its log:\n%s", p.name, p.err, p.out.tail(60))
-		}
-	}
+	// On failure each process's clean-up logs the last lines of its output.
 }
 
 // logTails returns the recent log lines of every service, for failure
@@ -377,7 +319,7 @@ func (s *stack) logTails() fmt.Stringer {
 	return lazy(func() string {
 		var b strings.Builder
 		for _, p := range s.procs {
-			fmt.Fprintf(&b, "\n---- %s:\n%s\n", p.name, p.out.tail(15))
+			fmt.Fprintf(&b, "\n---- %s:\n%s\n", p.name, p.Tail(15))
 		}
 		return b.String()
 	})
@@ -387,15 +329,13 @@ func (s *stack) logTails() fmt.Stringer {
 func (s *stack) errorLines() []string {
 	var out []string
 	for _, p := range s.procs {
-		p.out.mu.Lock()
-		for _, line := range strings.Split(p.out.buf.String(), "\n") {
+		for _, line := range strings.Split(p.Output(), "\n") {
 			for _, level := range []string{"error", "dpanic", "panic", "fatal"} {
 				if strings.Contains(line, `"level":"`+level+`"`) {
 					out = append(out, p.name+": "+line)
 				}
 			}
 		}
-		p.out.mu.Unlock()
 	}
 	return out
 }

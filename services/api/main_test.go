@@ -1,13 +1,10 @@
 package main
 
 import (
-	"bytes"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -25,15 +22,8 @@ func TestBinaryServesAndShutsDown(t *testing.T) {
 	t.Parallel()
 	pg := testenv.NewPostgres(t)
 	rd := testenv.NewRedis(t)
-	bin := filepath.Join(t.TempDir(), "api")
-	build := exec.Command("go", "build", "-o", bin, ".")
-	build.Stderr = os.Stderr
-	require.NoError(t, build.Run())
-
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	addr := ln.Addr().String()
-	require.NoError(t, ln.Close())
+	bin := testenv.BuildBinary(t, ".")
+	addr := testenv.FreeAddr(t)
 	env := append(os.Environ(),
 		"TASKFORGE_DATABASE_URL="+pg.URL,
 		"TASKFORGE_REDIS_ADDR="+rd.Addr,
@@ -62,27 +52,9 @@ func TestBinaryServesAndShutsDown(t *testing.T) {
 	require.Contains(t, string(out), "unknown command")
 
 	// serve (the default).
-	var stderr bytes.Buffer
-	cmd := exec.Command(bin)
-	cmd.Env = env
-	cmd.Stderr = &stderr
-	require.NoError(t, cmd.Start())
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	t.Cleanup(func() {
-		if cmd.ProcessState == nil {
-			_ = cmd.Process.Kill()
-		}
-	})
+	p := testenv.StartProcess(t, bin, nil, env)
 	base := "http://" + addr
-	require.Eventually(t, func() bool {
-		resp, err := http.Get(base + "/readyz")
-		if err != nil {
-			return false
-		}
-		_ = resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	}, 20*time.Second, 50*time.Millisecond, "readyz; stderr: %s", &stderr)
+	p.WaitHTTP(t, base+"/readyz", 20*time.Second)
 
 	req, err := http.NewRequest(http.MethodPost, base+"/api/v1/tasks", strings.NewReader(`{"type":"refresh_all_prices"}`))
 	require.NoError(t, err)
@@ -93,13 +65,9 @@ func TestBinaryServesAndShutsDown(t *testing.T) {
 	_ = resp.Body.Close()
 	require.Equal(t, http.StatusCreated, resp.StatusCode)
 
-	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
-	select {
-	case err := <-done:
-		require.NoError(t, err, "clean exit; stderr: %s", stderr.String())
-	case <-time.After(10 * time.Second):
-		t.Fatalf("no exit within the shutdown timeout; stderr: %s", stderr.String())
-	}
+	require.NoError(t, p.Stop(t, syscall.SIGTERM, 10*time.Second), "clean exit; output: %s", p.Output())
 	_, err = http.Get(base + "/healthz")
 	require.Error(t, err, "the listener is closed")
 }
+
+func TestMain(m *testing.M) { os.Exit(testenv.Main(m)) }

@@ -4,14 +4,11 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -113,62 +110,19 @@ func TestAPIKeyCommand(t *testing.T) {
 
 // apiProcess is a running API binary.
 type apiProcess struct {
-	base   string
-	stderr *syncBuffer
-}
-
-// syncBuffer collects a process's output; safe to read while it writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
+	base string
+	*testenv.Process
 }
 
 // startAPI runs the binary at bin with the configuration file at path on a
 // free port.
 func startAPI(t *testing.T, bin, path string) apiProcess {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	addr := ln.Addr().String()
-	require.NoError(t, ln.Close())
-	stderr := &syncBuffer{}
-	cmd := exec.Command(bin, "--config", path)
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "TASKFORGE_") {
-			cmd.Env = append(cmd.Env, kv)
-		}
-	}
-	cmd.Env = append(cmd.Env, "TASKFORGE_API_ADDR="+addr)
-	cmd.Stderr, cmd.Stdout = stderr, stderr
-	require.NoError(t, cmd.Start())
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(done) }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		<-done
-	})
+	addr := testenv.FreeAddr(t)
+	p := testenv.StartProcess(t, bin, []string{"--config", path}, testenv.Environ("TASKFORGE_API_ADDR="+addr))
 	base := "http://" + addr
-	require.Eventually(t, func() bool {
-		resp, err := http.Get(base + "/readyz")
-		if err != nil {
-			return false
-		}
-		_ = resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	}, 30*time.Second, 50*time.Millisecond, "readyz; output: %s", stderr)
-	return apiProcess{base: base, stderr: stderr}
+	p.WaitHTTP(t, base+"/readyz", 30*time.Second)
+	return apiProcess{base: base, Process: p}
 }
 
 // TestTwoAPIProcessesShareRateLimitsAndKeys starts two API binaries in
@@ -179,10 +133,7 @@ func TestTwoAPIProcessesShareRateLimitsAndKeys(t *testing.T) {
 	t.Parallel()
 	pg := testenv.NewPostgres(t)
 	rd := testenv.NewRedis(t)
-	bin := filepath.Join(t.TempDir(), "api")
-	build := exec.Command("go", "build", "-o", bin, ".")
-	build.Stderr = os.Stderr
-	require.NoError(t, build.Run())
+	bin := testenv.BuildBinary(t, ".")
 
 	const bootstrap = "bootstrap-key-for-two-processes-0123"
 	const burst = 8
@@ -276,7 +227,7 @@ ratelimit:
 		`{"type":"webhook_callback","params":{"url":"https://hooks.example/x","secret":"`+canary+`"}}`, nil)
 	require.Equal(t, http.StatusCreated, code, body)
 	for _, p := range []apiProcess{a, b} {
-		out := p.stderr.String()
+		out := p.Output()
 		require.Contains(t, out, `"msg":"request"`)
 		require.NotContains(t, out, canary)
 		require.NotContains(t, out, bootstrap)

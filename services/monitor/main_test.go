@@ -6,10 +6,7 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -19,43 +16,12 @@ import (
 	"github.com/taskforge/taskforge/pkg/testenv"
 )
 
-var (
-	buildOnce sync.Once
-	binPath   string
-	buildErr  error
-	buildOut  []byte
-)
-
-// build compiles the monitor once per test binary.
-func build(t *testing.T) string {
-	t.Helper()
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "taskforge-monitor-bin-")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		binPath = filepath.Join(dir, "taskforge-monitor")
-		buildOut, buildErr = exec.Command("go", "build", "-o", binPath, ".").CombinedOutput()
-	})
-	require.NoError(t, buildErr, "go build: %s", buildOut)
-	return binPath
-}
-
 // TestMain removes the built binary.
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if binPath != "" {
-		_ = os.RemoveAll(filepath.Dir(binPath))
-	}
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { os.Exit(testenv.Main(m)) }
 
 type process struct {
-	cmd    *exec.Cmd
-	base   string
-	out    *syncBuffer
-	exited chan error
+	*testenv.Process
+	base string
 	// adminKey is sent as the HTTP Basic password of requests to the UI.
 	adminKey string
 }
@@ -63,59 +29,23 @@ type process struct {
 // testAdminKey is the bootstrap admin key every test monitor starts with.
 const testAdminKey = "test-bootstrap-admin-key-0123456789"
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // start runs the monitor with env (TASKFORGE_* keys) on a free port and waits
 // until /healthz answers.
 func start(t *testing.T, env map[string]string) *process {
 	t.Helper()
-	bin := build(t)
 	addr := testenv.FreeAddr(t)
-	cmd := exec.Command(bin)
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "TASKFORGE_") {
-			cmd.Env = append(cmd.Env, kv)
-		}
-	}
 	env["TASKFORGE_MONITOR_ADDR"] = addr
 	env["TASKFORGE_LOG_FORMAT"] = "json"
 	if _, ok := env["TASKFORGE_AUTH_BOOTSTRAP_ADMIN_KEY"]; !ok {
 		env["TASKFORGE_AUTH_BOOTSTRAP_ADMIN_KEY"] = testAdminKey
 	}
+	var kv []string
 	for k, v := range env {
-		cmd.Env = append(cmd.Env, k+"="+v)
+		kv = append(kv, k+"="+v)
 	}
-	p := &process{cmd: cmd, base: "http://" + addr, out: &syncBuffer{}, exited: make(chan error, 1),
-		adminKey: env["TASKFORGE_AUTH_BOOTSTRAP_ADMIN_KEY"]}
-	cmd.Stdout, cmd.Stderr = p.out, p.out
-	require.NoError(t, cmd.Start())
-	go func() { p.exited <- cmd.Wait() }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		<-p.exited
-		if t.Failed() {
-			t.Logf("monitor output:\n%s", p.out.String())
-		}
-	})
-	require.Eventually(t, func() bool {
-		code, _ := p.get(t, "/healthz")
-		return code == http.StatusOK
-	}, 30*time.Second, 50*time.Millisecond, "monitor did not start: %s", p.out)
+	p := &process{base: "http://" + addr, adminKey: env["TASKFORGE_AUTH_BOOTSTRAP_ADMIN_KEY"]}
+	p.Process = testenv.StartProcess(t, testenv.BuildBinary(t, "."), nil, testenv.Environ(kv...))
+	p.WaitHTTP(t, p.base+"/healthz", 30*time.Second)
 	return p
 }
 
@@ -206,28 +136,22 @@ func TestMonitorStopsOnSIGTERM(t *testing.T) {
 	}, 15*time.Second, 50*time.Millisecond)
 
 	sent := time.Now()
-	require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
-	select {
-	case err := <-p.exited:
-		p.exited <- err // for the cleanup
-		require.NoError(t, err, "exit status: %s", p.out)
-		t.Logf("stopped %v after SIGTERM", time.Since(sent).Round(time.Millisecond))
-	case <-time.After(shutdownTimeout):
-		t.Fatalf("monitor still running %v after SIGTERM", shutdownTimeout)
-	}
-	require.Contains(t, p.out.String(), "monitor stopped")
+	require.NoError(t, p.Stop(t, syscall.SIGTERM, shutdownTimeout), "exit status: %s", p.Output())
+	t.Logf("stopped %v after SIGTERM", time.Since(sent).Round(time.Millisecond))
+	require.Contains(t, p.Output(), "monitor stopped")
 }
 
 // TestMonitorRefusesBadConfig checks that a bad value stops the start with an
 // error naming the key.
 func TestMonitorRefusesBadConfig(t *testing.T) {
 	t.Parallel()
-	cmd := exec.Command(build(t))
-	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "TASKFORGE_MONITOR_COLLECT_INTERVAL=soon"}
-	out, err := cmd.CombinedOutput()
+	p := testenv.StartProcess(t, testenv.BuildBinary(t, "."), nil,
+		[]string{"PATH=" + os.Getenv("PATH"), "TASKFORGE_MONITOR_COLLECT_INTERVAL=soon"})
+	err := p.Wait(30 * time.Second)
+	require.NotErrorIs(t, err, testenv.ErrStillRunning)
 	require.Error(t, err)
-	require.Contains(t, string(out), "monitor.collect_interval")
-	require.Contains(t, string(out), "soon")
+	require.Contains(t, p.Output(), "monitor.collect_interval")
+	require.Contains(t, p.Output(), "soon")
 }
 
 func TestRunPrintsConfigWithSecretsMasked(t *testing.T) {

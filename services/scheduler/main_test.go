@@ -1,16 +1,12 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
-	"os/exec"
-	"path/filepath"
-	"sync"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -26,49 +22,30 @@ import (
 	"github.com/taskforge/taskforge/pkg/testenv"
 )
 
-var (
-	buildOnce sync.Once
-	binPath   string
-	buildErr  error
-)
-
-// binary builds the scheduler once per test run.
-func binary(t *testing.T) string {
-	t.Helper()
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "scheduler-bin")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		binPath = filepath.Join(dir, "scheduler")
-		out, err := exec.Command("go", "build", "-o", binPath, ".").CombinedOutput()
-		if err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	require.NoError(t, buildErr)
-	return binPath
-}
+func TestMain(m *testing.M) { os.Exit(testenv.Main(m)) }
 
 // proc is a running scheduler binary.
 type proc struct {
-	cmd   *exec.Cmd
+	*testenv.Process
 	admin string
-	logs  *logLines
-	done  chan error
 }
 
-type logLines struct {
-	mu    sync.Mutex
-	lines []map[string]any
-}
-
-func (l *logLines) at(level string) []map[string]any {
-	l.mu.Lock()
-	defer l.mu.Unlock()
+// logs returns the JSON log lines the scheduler wrote so far.
+func (p *proc) logs() []map[string]any {
 	var out []map[string]any
-	for _, m := range l.lines {
+	for _, line := range strings.Split(p.Output(), "\n") {
+		var m map[string]any
+		if json.Unmarshal([]byte(line), &m) == nil {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// at returns the log lines at level.
+func (p *proc) at(level string) []map[string]any {
+	var out []map[string]any
+	for _, m := range p.logs() {
 		if m["level"] == level {
 			out = append(out, m)
 		}
@@ -76,10 +53,9 @@ func (l *logLines) at(level string) []map[string]any {
 	return out
 }
 
-func (l *logLines) has(msg string) bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	for _, m := range l.lines {
+// has reports whether a line with msg was logged.
+func (p *proc) has(msg string) bool {
+	for _, m := range p.logs() {
 		if m["msg"] == msg {
 			return true
 		}
@@ -91,49 +67,25 @@ func (l *logLines) has(msg string) bool {
 // admin port on a free port, and waits until it serves /healthz.
 func start(t *testing.T, pg testenv.Postgres, rd testenv.Redis, extra ...string) *proc {
 	t.Helper()
-	cmd := exec.Command(binary(t))
-	cmd.Env = append(os.Environ(),
+	env := append(os.Environ(),
 		"TASKFORGE_CONFIG=", "TASKFORGE_ENV=development", "TASKFORGE_LOG_FORMAT=json", "TASKFORGE_LOG_LEVEL=info",
 		"TASKFORGE_DATABASE_URL="+pg.URL, "TASKFORGE_REDIS_ADDR="+rd.Addr, fmt.Sprintf("TASKFORGE_REDIS_DB=%d", rd.DB),
 		"TASKFORGE_SCHEDULER_ADMIN_ADDR=127.0.0.1:0", "TASKFORGE_SCHEDULER_SYNC_INTERVAL=500ms",
 	)
-	cmd.Env = append(cmd.Env, extra...)
-	stderr, err := cmd.StderrPipe()
-	require.NoError(t, err)
-	require.NoError(t, cmd.Start())
-	p := &proc{cmd: cmd, logs: &logLines{}, done: make(chan error, 1)}
-	addr := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		sc.Buffer(make([]byte, 1<<20), 1<<20)
-		for sc.Scan() {
-			var m map[string]any
-			if json.Unmarshal(sc.Bytes(), &m) != nil {
-				continue
-			}
-			p.logs.mu.Lock()
-			p.logs.lines = append(p.logs.lines, m)
-			p.logs.mu.Unlock()
+	p := &proc{Process: testenv.StartProcess(t, testenv.BuildBinary(t, "."), nil, append(env, extra...))}
+	require.Eventually(t, func() bool {
+		if p.Exited() {
+			return true // Reported below.
+		}
+		for _, m := range p.logs() {
 			if a, ok := m["admin_addr"].(string); ok && m["msg"] == "scheduler started" {
-				addr <- a
+				p.admin = a
+				return true
 			}
 		}
-		_, _ = io.Copy(io.Discard, stderr)
-	}()
-	go func() { p.done <- cmd.Wait() }()
-	t.Cleanup(func() {
-		if cmd.ProcessState == nil {
-			_ = cmd.Process.Kill()
-			<-p.done
-		}
-	})
-	select {
-	case p.admin = <-addr:
-	case err := <-p.done:
-		t.Fatalf("scheduler exited early: %v", err)
-	case <-time.After(30 * time.Second):
-		t.Fatal("scheduler did not start")
-	}
+		return false
+	}, 30*time.Second, 20*time.Millisecond, "scheduler did not start")
+	require.False(t, p.Exited(), "scheduler exited early: %s", p.Output())
 	require.Eventually(t, func() bool { return get(p.admin+"/healthz") == http.StatusOK }, 10*time.Second, 50*time.Millisecond)
 	return p
 }
@@ -151,14 +103,8 @@ func get(url string) int {
 func (p *proc) stop(t *testing.T) (error, time.Duration) {
 	t.Helper()
 	began := time.Now()
-	require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
-	select {
-	case err := <-p.done:
-		return err, time.Since(began)
-	case <-time.After(30 * time.Second):
-		t.Fatal("scheduler ignored SIGTERM")
-		return nil, 0
-	}
+	err := p.Stop(t, syscall.SIGTERM, 30*time.Second)
+	return err, time.Since(began)
 }
 
 // TestBinarySeedsServesAndStopsOnSIGTERM runs the real binary: it seeds the
@@ -190,7 +136,7 @@ func TestBinarySeedsServesAndStopsOnSIGTERM(t *testing.T) {
 
 	err, took := p.stop(t)
 	require.NoError(t, err, "exit status after SIGTERM")
-	require.True(t, p.logs.has("scheduler stopping"))
+	require.True(t, p.has("scheduler stopping"))
 	t.Logf("stopped %s after SIGTERM", took)
 
 	// A second start finds schedules and seeds nothing more.
@@ -257,6 +203,6 @@ func TestTwoSchedulerProcesses(t *testing.T) {
 		require.NoError(t, err)
 	}
 	for _, p := range []*proc{a, b} {
-		require.Empty(t, p.logs.at("error"), "no errors logged")
+		require.Empty(t, p.at("error"), "no errors logged")
 	}
 }

@@ -1,18 +1,12 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strconv"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -28,38 +22,7 @@ import (
 	"github.com/taskforge/taskforge/services/worker/internal/handlers"
 )
 
-var (
-	buildOnce sync.Once
-	binPath   string
-	buildErr  error
-)
-
-// workerBinary builds the worker once per test run.
-func workerBinary(t *testing.T) string {
-	t.Helper()
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "taskforge-worker-bin")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		binPath = filepath.Join(dir, "worker")
-		out, err := exec.Command("go", "build", "-o", binPath, ".").CombinedOutput()
-		if err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	require.NoError(t, buildErr)
-	return binPath
-}
-
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if binPath != "" {
-		_ = os.RemoveAll(filepath.Dir(binPath))
-	}
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { os.Exit(testenv.Main(m)) }
 
 // env is a test's database, Redis database and task service.
 type env struct {
@@ -85,41 +48,16 @@ func newEnv(t *testing.T) *env {
 
 // proc is a worker process.
 type proc struct {
-	cmd   *exec.Cmd
-	out   *bytes.Buffer
+	*testenv.Process
 	admin string
-	// done is closed when the process has exited; err is then its exit error.
-	done chan struct{}
-	err  error
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.Buffer.Write(p)
 }
 
 // start runs a worker process on the test's databases with the scripted test
 // handlers; extra are more environment variables.
 func (e *env) start(extra ...string) *proc {
 	e.t.Helper()
-	p := &proc{admin: freeAddr(e.t), done: make(chan struct{})}
-	buf := &syncBuffer{}
-	p.cmd = exec.Command(workerBinary(e.t))
-	p.cmd.Env = append(os.Environ(),
+	p := &proc{admin: testenv.FreeAddr(e.t)}
+	env := append(os.Environ(),
 		"TASKFORGE_DATABASE_URL="+e.pg.URL,
 		"TASKFORGE_REDIS_ADDR="+e.rd.Addr,
 		"TASKFORGE_REDIS_DB="+strconv.Itoa(e.rd.DB),
@@ -129,27 +67,8 @@ func (e *env) start(extra ...string) *proc {
 		"TASKFORGE_STORAGE_LOCAL_DIR="+e.t.TempDir(),
 		handlers.EnvTestHandlers+"=1",
 	)
-	p.cmd.Env = append(p.cmd.Env, extra...)
-	p.cmd.Stdout, p.cmd.Stderr = buf, buf
-	require.NoError(e.t, p.cmd.Start())
-	go func() { p.err = p.cmd.Wait(); close(p.done) }()
-	e.t.Cleanup(func() {
-		_ = p.cmd.Process.Kill()
-		<-p.done
-		if e.t.Failed() {
-			buf.mu.Lock()
-			e.t.Logf("worker %d output:\n%s", p.cmd.Process.Pid, buf.String())
-			buf.mu.Unlock()
-		}
-	})
-	require.Eventually(e.t, func() bool {
-		resp, err := http.Get("http://" + p.admin + "/healthz")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	}, 30*time.Second, 50*time.Millisecond, "worker did not come up")
+	p.Process = testenv.StartProcess(e.t, testenv.BuildBinary(e.t, "."), nil, append(env, extra...))
+	p.WaitHTTP(e.t, "http://"+p.admin+"/healthz", 30*time.Second)
 	return p
 }
 
@@ -196,8 +115,7 @@ func TestSIGKILLRecovery(t *testing.T) {
 	id := e.backup("sleep_3000", policy)
 	require.Eventually(t, func() bool { r := e.task(id); return r.Status == tasks.StatusRunning && r.Progress > 0 },
 		20*time.Second, 50*time.Millisecond)
-	require.NoError(t, a.cmd.Process.Signal(syscall.SIGKILL))
-	<-a.done
+	a.Kill()
 	killed := time.Now()
 	e.start()
 	row := e.waitStatus(id, tasks.StatusCompleted, 150*time.Second)
@@ -235,13 +153,7 @@ func TestSIGTERMDrainLosesNoTask(t *testing.T) {
 		return running
 	}, 20*time.Second, 50*time.Millisecond, "tasks not all running")
 	stopped := time.Now()
-	require.NoError(t, a.cmd.Process.Signal(syscall.SIGTERM))
-	select {
-	case <-a.done:
-		require.NoError(t, a.err, "the worker exits cleanly")
-	case <-time.After(30 * time.Second):
-		t.Fatal("the worker did not exit after SIGTERM")
-	}
+	require.NoError(t, a.Stop(t, syscall.SIGTERM, 30*time.Second), "the worker exits cleanly")
 	t.Logf("worker drained in %s", time.Since(stopped).Round(100*time.Millisecond))
 	for _, id := range short {
 		require.Equal(t, tasks.StatusCompleted, e.task(id).Status, "short tasks finish within the shutdown timeout")
