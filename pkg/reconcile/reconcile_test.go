@@ -10,12 +10,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/zap"
-	"go.uber.org/zap/zaptest"
 
 	"github.com/taskforge/taskforge/pkg/reconcile"
 	"github.com/taskforge/taskforge/pkg/store"
 	"github.com/taskforge/taskforge/pkg/tasks"
 	"github.com/taskforge/taskforge/pkg/taskservice"
+	"github.com/taskforge/taskforge/pkg/taskservice/taskservicetest"
 	"github.com/taskforge/taskforge/pkg/testenv"
 )
 
@@ -32,21 +32,13 @@ type testBundle struct {
 // just written count as old enough to repair.
 func setup(t *testing.T) testBundle {
 	t.Helper()
-	pg := testenv.NewPostgres(t)
-	rd := testenv.NewRedis(t)
-	client := asynq.NewClient(rd.Opt())
-	insp := asynq.NewInspector(rd.Opt())
-	t.Cleanup(func() { _ = client.Close(); _ = insp.Close() })
-	log := zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel))
-	svc, err := taskservice.New(pg.DB, client, insp, log, taskservice.Options{})
-	require.NoError(t, err)
-	t.Cleanup(svc.Close)
+	e := taskservicetest.New(t)
 	reg := prometheus.NewRegistry()
-	rec, err := reconcile.New(pg.DB, rd.Client, insp, svc, log, reg, reconcile.Options{
+	rec, err := reconcile.New(e.PG.DB, e.RD.Client, e.Inspector, e.Service, e.Log, reg, reconcile.Options{
 		BatchSize: 7, LostGrace: time.Minute, Now: func() time.Time { return time.Now().Add(time.Minute) },
 	})
 	require.NoError(t, err)
-	return testBundle{pg: pg, rd: rd, svc: svc, inspector: insp, rec: rec, reg: reg}
+	return testBundle{pg: e.PG, rd: e.RD, svc: e.Service, inspector: e.Inspector, rec: rec, reg: reg}
 }
 
 func (b testBundle) createTask(t *testing.T, typ, params string) store.Task {

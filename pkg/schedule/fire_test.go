@@ -15,12 +15,12 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/zap"
-	"go.uber.org/zap/zaptest"
 
 	"github.com/taskforge/taskforge/pkg/schedule"
 	"github.com/taskforge/taskforge/pkg/store"
 	"github.com/taskforge/taskforge/pkg/tasks"
 	"github.com/taskforge/taskforge/pkg/taskservice"
+	"github.com/taskforge/taskforge/pkg/taskservice/taskservicetest"
 	"github.com/taskforge/taskforge/pkg/testenv"
 )
 
@@ -35,18 +35,10 @@ type testBundle struct {
 
 func setup(t *testing.T) testBundle {
 	t.Helper()
-	pg := testenv.NewPostgres(t)
-	rd := testenv.NewRedis(t)
-	client := asynq.NewClient(rd.Opt())
-	insp := asynq.NewInspector(rd.Opt())
-	t.Cleanup(func() { _ = client.Close(); _ = insp.Close() })
-	log := zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel))
-	svc, err := taskservice.New(pg.DB, client, insp, log, taskservice.Options{})
+	e := taskservicetest.New(t)
+	st, err := schedule.NewStore(e.PG.DB)
 	require.NoError(t, err)
-	t.Cleanup(svc.Close)
-	st, err := schedule.NewStore(pg.DB)
-	require.NoError(t, err)
-	return testBundle{pg: pg, rd: rd, svc: svc, store: st, inspector: insp, log: log}
+	return testBundle{pg: e.PG, rd: e.RD, svc: e.Service, store: st, inspector: e.Inspector, log: e.Log}
 }
 
 func (b testBundle) firer(t *testing.T, opts schedule.FireOptions) *schedule.Firer {
