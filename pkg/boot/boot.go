@@ -1,6 +1,7 @@
 // Package boot holds the start-up steps every service shares: read the --config
-// flag, load and validate the configuration, build the logger, and open
-// PostgreSQL and Redis with their readiness checks. main stays a list of wiring.
+// flag, load and validate the configuration, build the logger (Start), open
+// PostgreSQL and Redis with their readiness checks (Open), and build the keyring
+// of secret params (Keyring). main stays a list of wiring.
 package boot
 
 import (
