@@ -429,7 +429,7 @@ func apply(row *store.Schedule, in Input, full bool) error {
 		if !full && !typeChanged && len(row.RetryPolicy) > 0 {
 			_ = json.Unmarshal(row.RetryPolicy, &base)
 		}
-		p, perrs := overlayPolicy(in.RetryPolicy, base)
+		p, perrs := tasks.OverlayRetryPolicy(in.RetryPolicy, base)
 		if len(perrs) == 0 {
 			perrs = p.Validate("retry_policy")
 		}
@@ -455,36 +455,6 @@ func apply(row *store.Schedule, in Input, full bool) error {
 		return &tasks.ValidationError{Errors: errs}
 	}
 	return nil
-}
-
-// overlayPolicy sets the policy fields present in raw on base.
-func overlayPolicy(raw json.RawMessage, base tasks.RetryPolicy) (tasks.RetryPolicy, []tasks.FieldError) {
-	var fields map[string]json.RawMessage
-	if json.Unmarshal(raw, &fields) != nil || fields == nil {
-		return base, []tasks.FieldError{{Field: "retry_policy", Message: "must be an object"}}
-	}
-	var errs []tasks.FieldError
-	for name, v := range fields {
-		var target any
-		kind := "an integer"
-		switch name {
-		case "max_retries":
-			target = &base.MaxRetries
-		case "retry_delay":
-			target = &base.RetryDelay
-		case "max_retry_delay":
-			target = &base.MaxRetryDelay
-		case "exponential_backoff":
-			target, kind = &base.ExponentialBackoff, "a boolean"
-		default:
-			errs = append(errs, tasks.FieldError{Field: "retry_policy." + name, Message: "unknown field"})
-			continue
-		}
-		if json.Unmarshal(v, target) != nil {
-			errs = append(errs, tasks.FieldError{Field: "retry_policy." + name, Message: "must be " + kind})
-		}
-	}
-	return base, errs
 }
 
 func clampLimit(limit int) int {

@@ -1,6 +1,7 @@
 package tasks
 
 import (
+	"encoding/json"
 	"math"
 	"math/rand/v2"
 	"time"
@@ -37,6 +38,40 @@ func (p RetryPolicy) Validate(prefix string) []FieldError {
 		errs = append(errs, FieldError{prefix + ".max_retry_delay", "must not be below retry_delay"})
 	}
 	return errs
+}
+
+// OverlayRetryPolicy sets on base the policy fields present in raw, a JSON
+// object with any of max_retries, retry_delay, max_retry_delay and
+// exponential_backoff. It names every unknown field and every value of the
+// wrong type under "retry_policy."; it does not check the values' ranges
+// (Validate does).
+func OverlayRetryPolicy(raw json.RawMessage, base RetryPolicy) (RetryPolicy, []FieldError) {
+	var fields map[string]json.RawMessage
+	if json.Unmarshal(raw, &fields) != nil || fields == nil {
+		return base, []FieldError{{Field: "retry_policy", Message: "must be an object"}}
+	}
+	var errs []FieldError
+	for name, v := range fields {
+		var target any
+		kind := "an integer"
+		switch name {
+		case "max_retries":
+			target = &base.MaxRetries
+		case "retry_delay":
+			target = &base.RetryDelay
+		case "max_retry_delay":
+			target = &base.MaxRetryDelay
+		case "exponential_backoff":
+			target, kind = &base.ExponentialBackoff, "a boolean"
+		default:
+			errs = append(errs, FieldError{Field: "retry_policy." + name, Message: "unknown field"})
+			continue
+		}
+		if json.Unmarshal(v, target) != nil {
+			errs = append(errs, FieldError{Field: "retry_policy." + name, Message: "must be " + kind})
+		}
+	}
+	return base, errs
 }
 
 // Delay is the wait before retry number n (1 for the first retry). With

@@ -159,3 +159,40 @@ func TestStateMachine(t *testing.T) {
 	require.ElementsMatch(t, []string{"pending", "running", "retrying"}, tasks.From("cancelled"))
 	require.ElementsMatch(t, []string{"running"}, tasks.From("completed"))
 }
+
+func TestOverlayRetryPolicy(t *testing.T) {
+	t.Parallel()
+	base := tasks.RetryPolicy{MaxRetries: 3, RetryDelay: 60, MaxRetryDelay: 3600}
+	tests := []struct {
+		name     string
+		raw      string
+		want     tasks.RetryPolicy
+		wantErrs []tasks.FieldError
+	}{
+		{name: "empty object", raw: `{}`, want: base},
+		{name: "some fields", raw: `{"max_retries":5,"exponential_backoff":true}`,
+			want: tasks.RetryPolicy{MaxRetries: 5, RetryDelay: 60, MaxRetryDelay: 3600, ExponentialBackoff: true}},
+		{name: "every field", raw: `{"max_retries":0,"retry_delay":2,"max_retry_delay":9,"exponential_backoff":false}`,
+			want: tasks.RetryPolicy{MaxRetries: 0, RetryDelay: 2, MaxRetryDelay: 9}},
+		{name: "not an object", raw: `[1]`, want: base,
+			wantErrs: []tasks.FieldError{{Field: "retry_policy", Message: "must be an object"}}},
+		{name: "null", raw: `null`, want: base,
+			wantErrs: []tasks.FieldError{{Field: "retry_policy", Message: "must be an object"}}},
+		{name: "unknown field", raw: `{"max_tries":1}`, want: base,
+			wantErrs: []tasks.FieldError{{Field: "retry_policy.max_tries", Message: "unknown field"}}},
+		{name: "wrong integer", raw: `{"retry_delay":"soon"}`, want: base,
+			wantErrs: []tasks.FieldError{{Field: "retry_policy.retry_delay", Message: "must be an integer"}}},
+		{name: "wrong boolean", raw: `{"exponential_backoff":1}`, want: base,
+			wantErrs: []tasks.FieldError{{Field: "retry_policy.exponential_backoff", Message: "must be a boolean"}}},
+		{name: "out of range is left to Validate", raw: `{"max_retries":99}`,
+			want: tasks.RetryPolicy{MaxRetries: 99, RetryDelay: 60, MaxRetryDelay: 3600}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			got, errs := tasks.OverlayRetryPolicy(json.RawMessage(tc.raw), base)
+			require.Equal(t, tc.want, got)
+			require.Equal(t, tc.wantErrs, errs)
+		})
+	}
+}

@@ -162,7 +162,7 @@ func parseCreate(body []byte) (taskservice.CreateRequest, error) {
 		if spec, ok := tasks.Lookup(req.Type); ok {
 			base = spec.Retry
 		}
-		p, perrs := parsePolicy(policy, base)
+		p, perrs := tasks.OverlayRetryPolicy(policy, base)
 		errs = append(errs, perrs...)
 		req.RetryPolicy = &p
 	}
@@ -170,38 +170,6 @@ func parseCreate(body []byte) (taskservice.CreateRequest, error) {
 		return req, &tasks.ValidationError{Errors: sortFields(errs)}
 	}
 	return req, nil
-}
-
-// parsePolicy overlays the given retry policy fields on base.
-func parsePolicy(raw json.RawMessage, base tasks.RetryPolicy) (tasks.RetryPolicy, []tasks.FieldError) {
-	var fields map[string]json.RawMessage
-	if json.Unmarshal(raw, &fields) != nil {
-		return base, []tasks.FieldError{{Field: "retry_policy", Message: "must be an object"}}
-	}
-	var errs []tasks.FieldError
-	for name, v := range fields {
-		var target any
-		switch name {
-		case "max_retries":
-			target = &base.MaxRetries
-		case "retry_delay":
-			target = &base.RetryDelay
-		case "max_retry_delay":
-			target = &base.MaxRetryDelay
-		case "exponential_backoff":
-			if json.Unmarshal(v, &base.ExponentialBackoff) != nil {
-				errs = append(errs, tasks.FieldError{Field: "retry_policy." + name, Message: "must be a boolean"})
-			}
-			continue
-		default:
-			errs = append(errs, tasks.FieldError{Field: "retry_policy." + name, Message: "unknown field"})
-			continue
-		}
-		if json.Unmarshal(v, target) != nil {
-			errs = append(errs, tasks.FieldError{Field: "retry_policy." + name, Message: "must be an integer"})
-		}
-	}
-	return base, errs
 }
 
 func sortFields(errs []tasks.FieldError) []tasks.FieldError {
