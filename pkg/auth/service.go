@@ -4,7 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"strings"
+
+	"github.com/taskforge/taskforge/pkg/config"
 )
 
 // ErrUnavailable means a credential could not be checked because a backend
@@ -49,6 +52,21 @@ func NewService(o ServiceOptions) (*Service, error) {
 		s.bootstrap = StaticTokens{o.BootstrapAdminKey: {ID: BootstrapPrincipalID, Name: "bootstrap admin", Role: Admin}}
 	}
 	return s, nil
+}
+
+// ServiceFromConfig returns the Service the auth configuration describes: the
+// bootstrap admin key (if set), API keys through keys, and JWTs when a JWT
+// secret or a JWKS URL is set; client fetches the JWKS.
+func ServiceFromConfig(c config.AuthConfig, keys *KeyStore, client *http.Client) (*Service, error) {
+	var verifier *JWTVerifier
+	v, err := NewJWTVerifier(JWTConfigFrom(c, client))
+	switch {
+	case err == nil:
+		verifier = v
+	case !errors.Is(err, ErrNoJWT):
+		return nil, err
+	}
+	return NewService(ServiceOptions{BootstrapAdminKey: c.BootstrapAdminKey, Keys: keys, JWT: verifier})
 }
 
 // Credential kinds, as recorded in audit details.

@@ -18,7 +18,6 @@ package main
 import (
 	"context"
 	_ "embed"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -182,16 +181,7 @@ func migrate(ctx context.Context, cfg config.Config, args []string, stdout io.Wr
 // revocation takes effect at once) and JWTs (when auth.jwt_secret or
 // auth.jwks_url is set).
 func authenticator(cfg config.Config, keys *auth.KeyStore) (*auth.Service, error) {
-	var verifier *auth.JWTVerifier
-	client := &http.Client{Timeout: 10 * time.Second}
-	v, err := auth.NewJWTVerifier(auth.JWTConfigFrom(cfg.Auth, client))
-	switch {
-	case err == nil:
-		verifier = v
-	case !errors.Is(err, auth.ErrNoJWT):
-		return nil, err
-	}
-	return auth.NewService(auth.ServiceOptions{BootstrapAdminKey: cfg.Auth.BootstrapAdminKey, Keys: keys, JWT: verifier})
+	return auth.ServiceFromConfig(cfg.Auth, keys, &http.Client{Timeout: 10 * time.Second})
 }
 
 // serve runs the API until ctx ends, then drains within api.shutdown_timeout.

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"errors"
 	"net/http"
 	"net/url"
 	"strings"
@@ -22,15 +21,7 @@ func authenticator(cfg config.Config, db *gorm.DB) (*auth.Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	var verifier *auth.JWTVerifier
-	v, err := auth.NewJWTVerifier(auth.JWTConfigFrom(cfg.Auth, &http.Client{Timeout: 10 * time.Second}))
-	switch {
-	case err == nil:
-		verifier = v
-	case !errors.Is(err, auth.ErrNoJWT):
-		return nil, err
-	}
-	return auth.NewService(auth.ServiceOptions{BootstrapAdminKey: cfg.Auth.BootstrapAdminKey, Keys: keys, JWT: verifier})
+	return auth.ServiceFromConfig(cfg.Auth, keys, &http.Client{Timeout: 10 * time.Second})
 }
 
 // protect is the monitor UI's guard: same-origin state changes, then
