@@ -103,14 +103,15 @@ func TestHealthAndMetricsAreServed(t *testing.T) {
 	t.Parallel()
 	// Without authentication outside development, health and metrics stay open.
 	b := setup(t, dashboard.Options{})
-	for path, want := range map[string]string{
-		"/healthz": `"status":"ok"`,
-		"/readyz":  `"redis":"ok"`,
-		"/metrics": `taskforge_dependency_up{dependency="redis"} 1`,
+	// In order: /readyz runs the checks that set taskforge_dependency_up.
+	for _, tc := range []struct{ path, want string }{
+		{"/healthz", `"status":"ok"`},
+		{"/readyz", `"redis":"ok"`},
+		{"/metrics", `taskforge_dependency_up{dependency="redis"} 1`},
 	} {
-		res, body := do(t, http.MethodGet, b.url+path)
-		require.Equal(t, http.StatusOK, res.StatusCode, path)
-		require.Contains(t, body, want, path)
+		res, body := do(t, http.MethodGet, b.url+tc.path)
+		require.Equal(t, http.StatusOK, res.StatusCode, tc.path)
+		require.Contains(t, body, tc.want, tc.path)
 	}
 }
 
