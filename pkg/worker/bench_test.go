@@ -37,12 +37,12 @@ var weights = map[string]int{"critical": 8, "high": 4, "normal": 2, "low": 1}
 // and through the same servers (concurrency, queues, strict priority) with the
 // full lifecycle bookkeeping, in the same run, and prints both and their
 // ratio. TASKFORGE_BENCH_TASKS (default 20000), TASKFORGE_BENCH_CONCURRENCY
-// (default 10, per server), TASKFORGE_BENCH_SERVERS (default 1) and
+// (default 50, per server, as worker.concurrency), TASKFORGE_BENCH_SERVERS (default 1) and
 // TASKFORGE_BENCH_WRITERS (state writers, default 1) size it.
 // Run it through scripts/bench/worker-throughput.sh.
 func BenchmarkWorkerThroughput(b *testing.B) {
 	n := envInt("TASKFORGE_BENCH_TASKS", 20000)
-	conc := envInt("TASKFORGE_BENCH_CONCURRENCY", 10)
+	conc := envInt("TASKFORGE_BENCH_CONCURRENCY", 50)
 	servers := envInt("TASKFORGE_BENCH_SERVERS", 1)
 	for i := 0; i < b.N; i++ {
 		bare := benchBare(b, n, conc, servers)

@@ -5,13 +5,14 @@
 # ratio. Needs TASKFORGE_TEST_REDIS_ADDR and TASKFORGE_TEST_DATABASE_URL: run it
 # through scripts/bench/run.sh.
 #   TASKFORGE_BENCH_TASKS        tasks per measurement (default 20000)
-#   TASKFORGE_BENCH_CONCURRENCY  concurrency per server (default 10)
-#   TASKFORGE_BENCH_SERVERS      Asynq servers (default: runs 1, then 4)
+#   TASKFORGE_BENCH_RUNS         "servers x concurrency" pairs (default "1x50 1x10 4x10":
+#                                the worker's default configuration first, then
+#                                lower concurrency and several servers for comparison)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 : "${TASKFORGE_TEST_REDIS_ADDR:?run through scripts/bench/run.sh}"
 : "${TASKFORGE_TEST_DATABASE_URL:?run through scripts/bench/run.sh}"
-for servers in ${TASKFORGE_BENCH_SERVERS:-1 4}; do
-  TASKFORGE_BENCH_SERVERS=$servers go test -run '^$' -bench '^BenchmarkWorkerThroughput$' -benchtime 1x -count 1 \
+for run in ${TASKFORGE_BENCH_RUNS:-1x50 1x10 4x10}; do
+  TASKFORGE_BENCH_SERVERS=${run%x*} TASKFORGE_BENCH_CONCURRENCY=${run#*x} go test -run '^$' -bench '^BenchmarkWorkerThroughput$' -benchtime 1x -count 1 \
     ./pkg/worker/ | grep -v -E '^(goos|goarch|pkg|cpu|PASS|ok)'
 done
