@@ -99,6 +99,7 @@ type Recorder interface {
 // Log is the audit log in PostgreSQL.
 type Log struct {
 	db *gorm.DB
+	w  *writer
 }
 
 // New returns a Log writing to db.
@@ -106,7 +107,7 @@ func New(db *gorm.DB) (*Log, error) {
 	if db == nil {
 		return nil, errors.New("audit: nil database")
 	}
-	return &Log{db: db}, nil
+	return &Log{db: db, w: newWriter(db)}, nil
 }
 
 // Record inserts one row at once (no buffering, so nothing is lost when the
@@ -141,7 +142,7 @@ func (l *Log) Record(ctx context.Context, e Entry) error {
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), writeTimeout)
 	defer cancel()
-	if err := l.db.WithContext(ctx).Create(&row).Error; err != nil {
+	if err := l.w.write(ctx, &row); err != nil {
 		return fmt.Errorf("audit: record %s: %w", e.Action, store.Translate(err))
 	}
 	return nil

@@ -5,4 +5,7 @@
 # Override the load with API_BENCH_N (requests per run) and API_BENCH_C (clients).
 set -euo pipefail
 cd "$(dirname "$0")/../../services/api"
+echo "-- the task path (validation, batched insert, enqueue, request log and metrics)"
 go run ./internal/loadtest create -n "${API_BENCH_N:-40000}" -c "${API_BENCH_C:-96}"
+echo "-- the same with the production security chain (audit row per task, per-address and per-caller rate limits in Redis)"
+go run ./internal/loadtest create -secured -n "${API_BENCH_N:-40000}" -c "${API_BENCH_C:-96}"

@@ -25,8 +25,11 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/taskforge/taskforge/pkg/audit"
 	"github.com/taskforge/taskforge/pkg/auth"
+	"github.com/taskforge/taskforge/pkg/config"
 	"github.com/taskforge/taskforge/pkg/health"
+	"github.com/taskforge/taskforge/pkg/ratelimit"
 	"github.com/taskforge/taskforge/pkg/store"
 	"github.com/taskforge/taskforge/pkg/taskservice"
 	"github.com/taskforge/taskforge/services/api/internal/server"
@@ -65,7 +68,7 @@ func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond)
 // benchCreate measures POST /api/v1/tasks through the real server (auth,
 // validation, PostgreSQL row, Asynq enqueue) and a bare Echo handler that only
 // enqueues to Asynq, with the same client loop, body and connection count.
-func benchCreate(ctx context.Context, dbURL, redisAddr string, n, conc int, profile string, opts taskservice.Options) error {
+func benchCreate(ctx context.Context, dbURL, redisAddr string, n, conc int, profile string, secured bool, opts taskservice.Options) error {
 	const dbName = "bench_api_create"
 	u, err := freshDatabase(ctx, dbURL, dbName)
 	if err != nil {
@@ -99,10 +102,27 @@ func benchCreate(ctx context.Context, dbURL, redisAddr string, n, conc int, prof
 	}
 	defer svc.Close()
 	reg := prometheus.NewRegistry()
-	api, err := server.New(server.Options{
+	srvOpts := server.Options{
 		Tasks: svc, Auth: auth.StaticTokens{"bench-token": {ID: "key_bench", Role: auth.Operator}},
 		Checker: health.NewChecker(map[string]health.Check{}, reg), Registry: reg, Log: log, OpenAPI: []byte("openapi: 3.0.3"),
-	})
+	}
+	if secured {
+		// The production chain: an audit row per created task and the Redis
+		// rate limiters (per address, then per caller), with limits high
+		// enough never to refuse, so that their cost is measured.
+		if srvOpts.Audit, err = audit.New(db); err != nil {
+			return err
+		}
+		rlClient := redis.NewClient(&redis.Options{Addr: redisAddr, DB: benchRedisAPI})
+		defer rlClient.Close()
+		if srvOpts.Limiter, err = ratelimit.New(rlClient); err != nil {
+			return err
+		}
+		unlimited := config.RateLimit{RPS: 1e6, Burst: 1e6}
+		srvOpts.PerAddress = unlimited
+		srvOpts.RateLimit = config.RateLimitConfig{Enabled: true, PerRole: map[string]config.RateLimit{"operator": unlimited}}
+	}
+	api, err := server.New(srvOpts)
 	if err != nil {
 		return err
 	}

@@ -49,6 +49,7 @@ func run(ctx context.Context, args []string) error {
 		n := fs.Int("n", 40000, "requests per measured run")
 		c := fs.Int("c", 96, "concurrent clients")
 		prof := fs.String("cpuprofile", "", "write a CPU profile of the API runs to this file")
+		secured := fs.Bool("secured", false, "add the production chain around the task path: an audit row per task and the Redis rate limiters")
 		var opts taskservice.Options
 		fs.IntVar(&opts.Inserters, "inserters", 0, "taskservice batch inserters (0: its default)")
 		fs.IntVar(&opts.MaxBatch, "batch", 0, "taskservice rows per insert at most (0: its default)")
@@ -56,7 +57,7 @@ func run(ctx context.Context, args []string) error {
 		if err := fs.Parse(args[1:]); err != nil {
 			return err
 		}
-		return benchCreate(ctx, dbURL, redisAddr, *n, *c, *prof, opts)
+		return benchCreate(ctx, dbURL, redisAddr, *n, *c, *prof, *secured, opts)
 	case "list":
 		rows := fs.Int("rows", 1000000, "tasks to load")
 		if err := fs.Parse(args[1:]); err != nil {
