@@ -29,19 +29,16 @@ lint: ## go vet every module (and golangci-lint when installed); gofmt check.
 	@if command -v golangci-lint >/dev/null; then for m in $(MODULES); do (cd $$m && golangci-lint run ./...) || exit 1; done; fi
 
 proto: ## Regenerate Go from proto/ with the project's pinned tools.
-	@scripts/install-protoc.sh
-	@rm -f pkg/taskpb/*.pb.go
-	@protoc -I proto --plugin=protoc-gen-go=bin/protoc-gen-go --go_out=pkg/taskpb --go_opt=paths=source_relative --go_opt=Mtaskforge/v1/options.proto=github.com/taskforge/taskforge/pkg/taskpb proto/taskforge/v1/*.proto
-	@mv pkg/taskpb/taskforge/v1/*.pb.go pkg/taskpb/ && rm -rf pkg/taskpb/taskforge
+	@scripts/proto.sh
+
+proto-check: ## Fail when the committed generated code is stale.
+	@scripts/proto.sh --check
 
 generate: ## Regenerate the API client from services/api/openapi.yaml.
 	@cd services/api && go generate ./client
 
 generate-check: ## Fail when the generated API client is stale.
 	@scripts/check-generated.sh
-
-proto-check: proto ## Fail when the committed generated code is stale.
-	@git diff --exit-code -- pkg/taskpb || (echo "generated code is stale: run make proto and commit" && exit 1)
 
 tidy: ## go work sync, then go mod tidy every module.
 	@go work sync

@@ -49,7 +49,7 @@ failed=$(grep -c '^FAIL[[:space:]]' "$work/go-test.log" || true)
 if [ -z "${TEST_PKGS:-}" ]; then
   # Generated code must match its sources.
   scripts/check-generated.sh || status=$?
-  make -s proto-check || status=$?
+  scripts/proto.sh --check || status=$?
   [ -x scripts/check-deployments.sh ] && { scripts/check-deployments.sh || status=$?; }
 fi
 echo
