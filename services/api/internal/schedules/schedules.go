@@ -26,6 +26,7 @@ import (
 	"github.com/taskforge/taskforge/pkg/auth"
 	"github.com/taskforge/taskforge/pkg/schedule"
 	"github.com/taskforge/taskforge/pkg/tasks"
+	"github.com/taskforge/taskforge/services/api/internal/problem"
 )
 
 // idPattern is the shape of a schedule id; anything else is an unknown id.
@@ -53,9 +54,9 @@ func New(st *schedule.Store, rec audit.Recorder, log *zap.Logger) (*Handlers, er
 // the routes exist (the contract lists them) and answer 503.
 func (h *Handlers) Register(g *echo.Group, authed echo.MiddlewareFunc) {
 	if h == nil {
-		off := answer(func(echo.Context) error {
-			return problem(http.StatusServiceUnavailable, "unavailable", "schedules are not configured on this server")
-		})
+		off := func(echo.Context) error {
+			return problem.New(http.StatusServiceUnavailable, "unavailable", "schedules are not configured on this server")
+		}
 		for _, r := range []struct{ method, path string }{
 			{http.MethodGet, "/schedules"}, {http.MethodPost, "/schedules"},
 			{http.MethodGet, "/schedules/:schedule_id"}, {http.MethodPut, "/schedules/:schedule_id"},
@@ -66,35 +67,13 @@ func (h *Handlers) Register(g *echo.Group, authed echo.MiddlewareFunc) {
 		}
 		return
 	}
-	g.GET("/schedules", answer(h.list), authed)
-	g.POST("/schedules", answer(h.create), authed)
-	g.GET("/schedules/:schedule_id", answer(h.get), authed)
-	g.PUT("/schedules/:schedule_id", answer(h.replace), authed)
-	g.PATCH("/schedules/:schedule_id", answer(h.patch), authed)
-	g.DELETE("/schedules/:schedule_id", answer(h.delete), authed)
-	g.GET("/schedules/:schedule_id/runs", answer(h.runs), authed)
-}
-
-// answer writes the client errors a handler returns (*problemError) as
-// problem+json and hands any other error to the API's error handler, which
-// maps a wrapped store.ErrUnavailable to 503 and logs the rest as 500.
-func answer(h echo.HandlerFunc) echo.HandlerFunc {
-	return func(c echo.Context) error {
-		err := h(c)
-		var pe *problemError
-		if !errors.As(err, &pe) {
-			return err
-		}
-		rid, _ := c.Get("request_id").(string)
-		b, _ := json.Marshal(problemBody{
-			Type: "urn:taskforge:problem:" + pe.kind, Title: http.StatusText(pe.status), Status: pe.status,
-			Detail: pe.detail, Instance: c.Request().URL.Path, RequestID: rid, Errors: pe.errors,
-		})
-		if pe.status == http.StatusUnauthorized {
-			c.Response().Header().Set("WWW-Authenticate", `Bearer realm="taskforge"`)
-		}
-		return c.Blob(pe.status, "application/problem+json", append(b, '\n'))
-	}
+	g.GET("/schedules", h.list, authed)
+	g.POST("/schedules", h.create, authed)
+	g.GET("/schedules/:schedule_id", h.get, authed)
+	g.PUT("/schedules/:schedule_id", h.replace, authed)
+	g.PATCH("/schedules/:schedule_id", h.patch, authed)
+	g.DELETE("/schedules/:schedule_id", h.delete, authed)
+	g.GET("/schedules/:schedule_id/runs", h.runs, authed)
 }
 
 func (h *Handlers) list(c echo.Context) error {
@@ -214,7 +193,7 @@ func (h *Handlers) delete(c echo.Context) error {
 func caller(c echo.Context) (auth.Principal, error) {
 	p, ok := auth.FromContext(c.Request().Context())
 	if !ok || !p.Role.Valid() {
-		return p, problem(http.StatusUnauthorized, "unauthenticated", "missing or invalid bearer token")
+		return p, problem.New(http.StatusUnauthorized, "unauthenticated", "missing or invalid bearer token")
 	}
 	return p, nil
 }
@@ -228,7 +207,7 @@ func (h *Handlers) admin(c echo.Context, action, id string) (auth.Principal, err
 	}
 	if !p.IsAdmin() {
 		h.recordOutcome(c, p, action, id, audit.Denied, nil)
-		return p, problem(http.StatusForbidden, "forbidden", "only admins manage schedules")
+		return p, problem.New(http.StatusForbidden, "forbidden", "only admins manage schedules")
 	}
 	return p, nil
 }
@@ -263,14 +242,14 @@ func (h *Handlers) fail(c echo.Context, err error) error {
 	var v *tasks.ValidationError
 	switch {
 	case errors.As(err, &v):
-		return problem(http.StatusUnprocessableEntity, "validation", "the request breaks a rule", v.Errors...)
+		return problem.New(http.StatusUnprocessableEntity, "validation", "the request breaks a rule", v.Errors...)
 	case errors.Is(err, schedule.ErrNotFound):
-		return problem(http.StatusNotFound, "not-found", "no such schedule")
+		return problem.New(http.StatusNotFound, "not-found", "no such schedule")
 	case errors.Is(err, schedule.ErrNameTaken):
-		return problem(http.StatusConflict, "conflict", "another schedule has this name",
+		return problem.New(http.StatusConflict, "conflict", "another schedule has this name",
 			tasks.FieldError{Field: "name", Message: "is already taken"})
 	case errors.Is(err, schedule.ErrBadCursor):
-		return problem(http.StatusBadRequest, "invalid-request", "the request is malformed",
+		return problem.New(http.StatusBadRequest, "invalid-request", "the request is malformed",
 			tasks.FieldError{Field: "cursor", Message: "is not a cursor of this list"})
 	}
 	return err
@@ -306,20 +285,20 @@ func decode(c echo.Context) (schedule.Input, error) {
 	var in schedule.Input
 	if ct := c.Request().Header.Get(echo.HeaderContentType); ct != "" {
 		if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != echo.MIMEApplicationJSON {
-			return in, problem(http.StatusUnsupportedMediaType, "unsupported-media-type", "the body must be application/json")
+			return in, problem.New(http.StatusUnsupportedMediaType, "unsupported-media-type", "the body must be application/json")
 		}
 	}
 	body, err := io.ReadAll(c.Request().Body)
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			return in, problem(http.StatusRequestEntityTooLarge, "payload-too-large", "the body exceeds the limit")
+			return in, problem.New(http.StatusRequestEntityTooLarge, "payload-too-large", "the body exceeds the limit")
 		}
-		return in, problem(http.StatusBadRequest, "invalid-request", "the body could not be read")
+		return in, problem.New(http.StatusBadRequest, "invalid-request", "the body could not be read")
 	}
 	var raw map[string]json.RawMessage
 	if err := json.Unmarshal(body, &raw); err != nil || raw == nil {
-		return in, problem(http.StatusBadRequest, "invalid-request", "the request is malformed",
+		return in, problem.New(http.StatusBadRequest, "invalid-request", "the request is malformed",
 			tasks.FieldError{Field: "body", Message: "must be a JSON object"})
 	}
 	var errs []tasks.FieldError
@@ -338,7 +317,7 @@ func decode(c echo.Context) (schedule.Input, error) {
 	}
 	if len(errs) > 0 {
 		sort.Slice(errs, func(i, j int) bool { return errs[i].Field < errs[j].Field })
-		return in, problem(http.StatusUnprocessableEntity, "validation", "the request breaks a rule", errs...)
+		return in, problem.New(http.StatusUnprocessableEntity, "validation", "the request breaks a rule", errs...)
 	}
 	return in, nil
 }
@@ -389,35 +368,10 @@ func pageParams(c echo.Context) (int, string, error) {
 	if v := c.QueryParam("limit"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 || n > schedule.MaxLimit {
-			return 0, "", problem(http.StatusBadRequest, "invalid-request", "the request is malformed",
+			return 0, "", problem.New(http.StatusBadRequest, "invalid-request", "the request is malformed",
 				tasks.FieldError{Field: "limit", Message: fmt.Sprintf("must be an integer between 1 and %d", schedule.MaxLimit)})
 		}
 		limit = n
 	}
 	return limit, c.QueryParam("cursor"), nil
-}
-
-// problemBody is an RFC 9457 body, the same shape as the rest of the API.
-type problemBody struct {
-	Type      string             `json:"type"`
-	Title     string             `json:"title"`
-	Status    int                `json:"status"`
-	Detail    string             `json:"detail,omitempty"`
-	Instance  string             `json:"instance,omitempty"`
-	RequestID string             `json:"request_id,omitempty"`
-	Errors    []tasks.FieldError `json:"errors,omitempty"`
-}
-
-// problemError is a client error with its status chosen.
-type problemError struct {
-	status       int
-	kind, detail string
-	errors       []tasks.FieldError
-}
-
-func (e *problemError) Error() string { return e.kind + ": " + e.detail }
-
-// problem returns a client error for answer to write.
-func problem(status int, kind, detail string, errs ...tasks.FieldError) error {
-	return &problemError{status: status, kind: kind, detail: detail, errors: errs}
 }

@@ -29,6 +29,7 @@ import (
 	"github.com/taskforge/taskforge/pkg/store"
 	"github.com/taskforge/taskforge/pkg/taskservice"
 	"github.com/taskforge/taskforge/pkg/testenv"
+	"github.com/taskforge/taskforge/services/api/internal/problem"
 	"github.com/taskforge/taskforge/services/api/internal/schedules"
 )
 
@@ -62,7 +63,15 @@ func setup(t *testing.T) testBundle {
 	h, err := schedules.New(st, log, zap.NewNop())
 	require.NoError(t, err)
 	e := echo.New()
+	// A stand-in for the API's error handler: problems are written as the API
+	// writes them, other errors reduced to their status.
 	e.HTTPErrorHandler = func(err error, c echo.Context) {
+		var pe *problem.Error
+		if errors.As(err, &pe) {
+			rid, _ := c.Get("request_id").(string)
+			problem.Write(c, pe, rid)
+			return
+		}
 		if errors.Is(err, schedule.ErrUnavailable) {
 			_ = c.NoContent(http.StatusServiceUnavailable)
 			return

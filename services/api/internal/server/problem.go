@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"net/http"
-	"strconv"
 
 	"github.com/labstack/echo/v4"
 	"go.uber.org/zap"
@@ -13,37 +12,14 @@ import (
 	"github.com/taskforge/taskforge/pkg/store"
 	"github.com/taskforge/taskforge/pkg/tasks"
 	"github.com/taskforge/taskforge/pkg/taskservice"
+	"github.com/taskforge/taskforge/services/api/internal/problem"
 )
 
-// problemType prefixes the problem types (RFC 9457 "type" URIs).
-const problemType = "urn:taskforge:problem:"
-
-// retryAfter is the Retry-After, in seconds, of a 503.
-const retryAfter = 5
-
-// problem is an RFC 9457 body.
-type problem struct {
-	Type      string             `json:"type"`
-	Title     string             `json:"title"`
-	Status    int                `json:"status"`
-	Detail    string             `json:"detail,omitempty"`
-	Instance  string             `json:"instance,omitempty"`
-	RequestID string             `json:"request_id,omitempty"`
-	Errors    []tasks.FieldError `json:"errors,omitempty"`
-}
-
 // apiError is an error the handlers return with its status already chosen.
-type apiError struct {
-	status int
-	kind   string
-	detail string
-	errors []tasks.FieldError
-}
-
-func (e *apiError) Error() string { return e.kind + ": " + e.detail }
+type apiError = problem.Error
 
 func newError(status int, kind, detail string, fields ...tasks.FieldError) *apiError {
-	return &apiError{status: status, kind: kind, detail: detail, errors: fields}
+	return problem.New(status, kind, detail, fields...)
 }
 
 // badRequest is a 400 naming a field.
@@ -125,27 +101,10 @@ func (s *Server) handleError(err error, c echo.Context) {
 	rid := requestID(c)
 	if serverFault {
 		s.log.Error("request failed", logging.RequestID(rid), zap.String("route", c.Path()),
-			zap.Int("status", ae.status), zap.Error(err))
+			zap.Int("status", ae.Status), zap.Error(err))
 	}
 	if c.Response().Committed {
 		return
 	}
-	h := c.Response().Header()
-	switch ae.status {
-	case http.StatusServiceUnavailable:
-		h.Set("Retry-After", strconv.Itoa(retryAfter))
-	case http.StatusUnauthorized:
-		h.Set("WWW-Authenticate", `Bearer realm="taskforge"`)
-	}
-	p := problem{
-		Type: problemType + ae.kind, Title: http.StatusText(ae.status), Status: ae.status,
-		Detail: ae.detail, Instance: c.Request().URL.Path, RequestID: rid, Errors: ae.errors,
-	}
-	if c.Request().Method == http.MethodHead {
-		_ = c.NoContent(ae.status)
-		return
-	}
-	h.Set(echo.HeaderContentType, "application/problem+json")
-	c.Response().WriteHeader(ae.status)
-	_ = jsonEncoder(c.Response()).Encode(p)
+	problem.Write(c, ae, rid)
 }

@@ -124,10 +124,10 @@ func outcome(err error) (string, map[string]any) {
 	}
 	ae, _ := classify(err)
 	o := audit.Failure
-	if ae.status == http.StatusForbidden {
+	if ae.Status == http.StatusForbidden {
 		o = audit.Denied
 	}
-	return o, map[string]any{"status": ae.status, "reason": ae.kind}
+	return o, map[string]any{"status": ae.Status, "reason": ae.Kind}
 }
 
 // recordTask audits a task mutation (create, cancel, retry); when an admin

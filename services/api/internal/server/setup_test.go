@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -290,15 +289,6 @@ func fields(p *client.Problem) []string {
 		out = append(out, e.Field)
 	}
 	return out
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s || strings.HasPrefix(x, s) {
-			return true
-		}
-	}
-	return false
 }
 
 // nonNilService is a task service whose dependencies are never reached (for
