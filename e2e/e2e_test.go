@@ -30,7 +30,7 @@ const (
 // TestStack runs the whole stack and uses it as a user would.
 func TestStack(t *testing.T) {
 	if testing.Short() {
-		t.Skip("end-to-end test: needs PostgreSQL, Redis and mailpit")
+		t.Skip("end-to-end test: needs PostgreSQL and Redis")
 	}
 	began := time.Now()
 	s := startStack(t)
@@ -274,7 +274,7 @@ func (s *stack) everyTaskType(t *testing.T, admin, operator, viewer *client.Clie
 	htmlFile := fileResult(t, admin, done["report_html"])
 	require.Contains(t, strings.ToLower(string(htmlFile)), "<table")
 
-	// Notification: the email with its attachment, at mailpit.
+	// Notification: the email with its attachment, at the SMTP server.
 	res = result(t, done["send_email"])
 	require.EqualValues(t, 3, num(t, res, "recipients"))
 	require.EqualValues(t, 1, num(t, res, "attachments"))
@@ -311,7 +311,7 @@ func (s *stack) everyTaskType(t *testing.T, admin, operator, viewer *client.Clie
 	require.Error(t, notify.Verify([]byte("another secret"), hook.Header.Get(notify.SignatureHeader), hook.Body, time.Now(), 0))
 	require.JSONEq(t, `{"event":"portfolio.updated","portfolio_id":"pf_demo_balanced","tags":["e2e"]}`, string(hook.Body))
 
-	// The digest, at mailpit.
+	// The digest, at the SMTP server.
 	res = result(t, done["generate_digest"])
 	require.Equal(t, "weekly", str(t, res, "period"))
 	require.Equal(t, today, str(t, res, "end"))

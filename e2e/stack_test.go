@@ -158,7 +158,7 @@ type stack struct {
 	adminKey string
 	// callbackSecret signs the callbacks POSTed to tasks' callback_url.
 	callbackSecret string
-	mail           *notifytest.Mailpit
+	mail           *notifytest.Server
 	alerts         *recorder // Slack, SMS and push
 	hooks          *recorder // webhook_callback and callback_url receiver
 	results        string    // storage.local_dir
@@ -180,7 +180,7 @@ func randomHex(t *testing.T, n int) string {
 	return hex.EncodeToString(b)
 }
 
-// startStack starts mailpit, the receivers and the four services (two
+// startStack starts the SMTP server, the receivers and the four services (two
 // workers) on one PostgreSQL and one Redis database, runs migrate up and
 // seed-demo, and waits until every service answers /readyz.
 func startStack(t *testing.T) *stack {

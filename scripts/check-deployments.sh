@@ -8,26 +8,23 @@
 #   2. deployments/check (go test): the Dockerfile parsed by BuildKit's parser;
 #      compose.yaml loaded by compose-go as `docker compose config` would
 #      (compose-spec schema, interpolation, required secrets, depends_on, ports);
-#      the Helm chart linted (`helm lint --strict`) and rendered with several
-#      value sets, every rendered object decoded strictly into the Kubernetes API
-#      types (unknown fields are errors), KEDA and Prometheus Operator objects
+#      the Helm chart linted and rendered with Helm's own Go packages (the
+#      linter behind `helm lint --strict` and the engine behind `helm template`,
+#      pinned in deployments/check/go.mod; no helm binary) with several value
+#      sets, every rendered object decoded strictly into the Kubernetes API types (unknown fields are errors), KEDA and Prometheus Operator objects
 #      checked against their CRD fields, and the chart's own rules (probes,
 #      resources, PDBs, grace period > worker shutdown timeout, migration hook);
 #   3. the Prometheus alert rules: `promtool check rules` and `promtool test rules`.
 #
-# Tools: helm is built once into bin/helm (go install, ~2 minutes cold on 2 cores;
-# FORCE=1 rebuilds); promtool comes from Debian's `prometheus` package, installed
-# when missing (root only; its service is not started).
+# Tools: promtool comes from Debian's `prometheus` package (a prebuilt binary),
+# installed when missing (root only; its service is not started).
 # Exit status is non-zero when any check fails; each check prints its result.
 set -uo pipefail
-
-HELM_VERSION="v3.22.0"
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
 . scripts/lib.sh
 
-bindir="$root/bin"
 failed=()
 passed=()
 start_all=$(date +%s)
@@ -51,21 +48,6 @@ step() {
 }
 
 # --- tools -------------------------------------------------------------------
-
-ensure_helm() {
-	local bin="$bindir/helm" stamp="$bindir/helm.version"
-	if [[ -x "$bin" && "${FORCE:-0}" != "1" && "$(cat "$stamp" 2>/dev/null)" == "$HELM_VERSION" ]]; then
-		return 0
-	fi
-	mkdir -p "$bindir"
-	echo "building helm $HELM_VERSION into $bindir (about 2 minutes on 2 cores, once)"
-	local t0
-	t0=$(date +%s)
-	# GOWORK=off: the tool's own module graph, not the workspace's.
-	(cd "$bindir" && GOWORK=off GOBIN="$bindir" go install "helm.sh/helm/v3/cmd/helm@$HELM_VERSION") || return 1
-	echo "$HELM_VERSION" >"$stamp"
-	echo "helm built in $(($(date +%s) - t0))s"
-}
 
 ensure_promtool() {
 	command -v promtool >/dev/null 2>&1 && return 0
@@ -120,7 +102,7 @@ build_services() {
 }
 
 go_checks() {
-	(cd deployments/check && HELM="$bindir/helm" REQUIRE_HELM=1 GOWORK=off go test -count=1 -v ./... 2>&1 |
+	(cd deployments/check && GOWORK=off go test -count=1 -v ./... 2>&1 |
 		grep -E '^(--- |ok |FAIL|PASS|panic)|^\s+\S+_test\.go:' | sed 's/^/    /'
 	exit "${PIPESTATUS[0]}")
 }
@@ -132,14 +114,9 @@ alert_rules() {
 
 # --- run ---------------------------------------------------------------------
 
-step "install helm $HELM_VERSION (bin/helm)" ensure_helm
 step "install promtool" ensure_promtool
 step "services build with GOWORK=off CGO_ENABLED=0 (as in deployments/docker/Dockerfile)" build_services
-if [[ " ${failed[*]} " == *" install helm "* ]]; then
-	failed+=("Dockerfile, compose and Helm chart checks (helm missing)")
-else
-	step "Dockerfile, compose.yaml and Helm chart (go test in deployments/check)" go_checks
-fi
+step "Dockerfile, compose.yaml and Helm chart (go test in deployments/check)" go_checks
 if [[ " ${failed[*]} " == *" install promtool "* ]]; then
 	failed+=("alert rules (promtool missing)")
 else

@@ -31,7 +31,6 @@ psql_as "$work/pg" "$pg_port" "CREATE DATABASE taskforge OWNER taskforge"
 
 export TASKFORGE_TEST_REDIS_ADDR="127.0.0.1:$redis_port"
 export TASKFORGE_TEST_DATABASE_URL="postgres://taskforge@127.0.0.1:$pg_port/taskforge?sslmode=disable"
-export TASKFORGE_MAILPIT="$PWD/bin/mailpit"
 export PATH="$PWD/bin:$PATH"
 echo "redis on $TASKFORGE_TEST_REDIS_ADDR, postgres on 127.0.0.1:$pg_port"
 

@@ -3,9 +3,6 @@ package check
 import (
 	"bytes"
 	"errors"
-	"fmt"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -30,42 +27,6 @@ var chartDir = filepath.Join("..", "helm", "taskforge")
 
 // kubeVersion is the Kubernetes version the chart is rendered for.
 const kubeVersion = "1.31.0"
-
-// helmBin finds the helm binary: $HELM, else the repository's bin/helm (built by
-// scripts/check-deployments.sh), else helm on PATH. The chart tests skip without
-// one; the script always provides it.
-func helmBin(t *testing.T) string {
-	t.Helper()
-	if h := os.Getenv("HELM"); h != "" {
-		return h
-	}
-	if abs, err := filepath.Abs(filepath.Join("..", "..", "bin", "helm")); err == nil {
-		if _, err := os.Stat(abs); err == nil {
-			return abs
-		}
-	}
-	if p, err := exec.LookPath("helm"); err == nil {
-		return p
-	}
-	if os.Getenv("REQUIRE_HELM") != "" {
-		t.Fatal("helm not found (set HELM or run scripts/check-deployments.sh)")
-	}
-	t.Skip("helm not found; scripts/check-deployments.sh builds it into bin/")
-	return ""
-}
-
-// render runs `helm template` with the given extra arguments.
-func render(t *testing.T, args ...string) (string, error) {
-	t.Helper()
-	full := append([]string{"template", "tf", chartDir, "--namespace", "taskforge", "--kube-version", kubeVersion}, args...)
-	cmd := exec.Command(helmBin(t), full...)
-	var out, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &stderr
-	if err := cmd.Run(); err != nil {
-		return "", fmt.Errorf("helm %s: %v: %s", strings.Join(full, " "), err, stderr.String())
-	}
-	return out.String(), nil
-}
 
 // object is one rendered manifest: its kind, name, raw YAML and, for built-in
 // kinds, the typed object decoded strictly.
@@ -476,9 +437,8 @@ func TestChartRefusesUnsafeValues(t *testing.T) {
 
 func TestChartLints(t *testing.T) {
 	for _, f := range []string{"default-values.yaml", "full-values.yaml", "fixed-values.yaml"} {
-		cmd := exec.Command(helmBin(t), "lint", "--strict", chartDir, "--kube-version", kubeVersion, "-f", filepath.Join(chartDir, "ci", f))
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Errorf("helm lint --strict with %s: %v\n%s", f, err, out)
+		if err := lintStrict("-f", filepath.Join(chartDir, "ci", f)); err != nil {
+			t.Errorf("helm lint --strict with %s: %v", f, err)
 		}
 	}
 }

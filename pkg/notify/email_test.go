@@ -1,11 +1,7 @@
 package notify_test
 
 import (
-	"crypto/sha1" //nolint:gosec // htpasswd's {SHA} scheme, for a throwaway test password.
-	"encoding/base64"
 	"net"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -22,7 +18,7 @@ func newMailer(t *testing.T, cfg notify.MailConfig) *notify.Mailer {
 	return m
 }
 
-func TestMailerDeliversToMailpit(t *testing.T) {
+func TestMailerDeliversOverSMTP(t *testing.T) {
 	t.Parallel()
 
 	mp := notifytest.Start(t)
@@ -118,12 +114,6 @@ func addressesOf(t *testing.T, list []string) []string {
 	return out
 }
 
-// htpasswdSHA returns an htpasswd line in the {SHA} scheme.
-func htpasswdSHA(user, password string) string {
-	sum := sha1.Sum([]byte(password)) //nolint:gosec // See import.
-	return user + ":{SHA}" + base64.StdEncoding.EncodeToString(sum[:]) + "\n"
-}
-
 func TestMailerAuth(t *testing.T) {
 	t.Parallel()
 
@@ -131,9 +121,7 @@ func TestMailerAuth(t *testing.T) {
 		user     = "taskforge"
 		password = "pa55-Word-s3cr3t"
 	)
-	authFile := filepath.Join(t.TempDir(), "smtp.htpasswd")
-	require.NoError(t, os.WriteFile(authFile, []byte(htpasswdSHA(user, password)), 0o600))
-	mp := notifytest.Start(t, "--smtp-auth-file", authFile, "--smtp-auth-allow-insecure")
+	mp := notifytest.Start(t, notifytest.WithAuth(user, password))
 
 	cfg := notify.MailConfig{
 		Host: "127.0.0.1", Port: mp.SMTPPort, Username: user, Password: password,
@@ -179,7 +167,7 @@ func TestMailerAuth(t *testing.T) {
 func TestMailerStartTLSRequired(t *testing.T) {
 	t.Parallel()
 
-	// Mailpit here has no certificate, so it offers no STARTTLS: the default
+	// The test server has no certificate, so it offers no STARTTLS: the default
 	// mode must refuse to send in clear text.
 	mp := notifytest.Start(t)
 	mailer := newMailer(t, notify.MailConfig{

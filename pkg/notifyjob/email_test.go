@@ -19,11 +19,11 @@ import (
 	"github.com/taskforge/taskforge/pkg/testenv"
 )
 
-// emailBundle is a database, a result store, a mailpit server and a mailer.
+// emailBundle is a database, a result store, an SMTP server and a mailer.
 type emailBundle struct {
 	db      *gorm.DB
 	results *result.Store
-	mp      *notifytest.Mailpit
+	mp      *notifytest.Server
 	mailer  *notify.Mailer
 }
 
@@ -233,10 +233,8 @@ func TestSendEmailConfigurationAndSecrets(t *testing.T) {
 	})
 
 	t.Run("rejected login is permanent and hides the password", func(t *testing.T) {
-		// mailpit accepts only this password; the mailer sends the canary.
-		authFile := t.TempDir() + "/smtp.htpasswd"
-		require.NoError(t, writeHtpasswd(authFile, "taskforge", "the-right-password"))
-		mp := notifytest.Start(t, "--smtp-auth-file", authFile, "--smtp-auth-allow-insecure")
+		// the server accepts only this password; the mailer sends the canary.
+		mp := notifytest.Start(t, notifytest.WithAuth("taskforge", "the-right-password"))
 		mailer, err := notify.NewMailer(notify.MailConfig{
 			Host: "127.0.0.1", Port: mp.SMTPPort, Username: "taskforge", Password: smtpCanary,
 			From: "noreply@taskforge.test", TLS: notify.MailTLSNone,

@@ -1,14 +1,11 @@
 package notifyjob_test
 
 import (
-	"crypto/sha1" //nolint:gosec // htpasswd's {SHA} scheme, for a throwaway test password.
-	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -161,9 +158,3 @@ func requireNoSecret(t *testing.T, rec *job.Recorder, err error, secret string) 
 // itoa formats an int.
 func itoa(n int) string { return strconv.Itoa(n) }
 
-// writeHtpasswd writes an htpasswd file in the {SHA} scheme for mailpit.
-func writeHtpasswd(path, user, password string) error {
-	sum := sha1.Sum([]byte(password)) //nolint:gosec // See import.
-	line := user + ":{SHA}" + base64.StdEncoding.EncodeToString(sum[:]) + "\n"
-	return os.WriteFile(path, []byte(line), 0o600)
-}
