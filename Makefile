@@ -18,7 +18,7 @@ test-short: ## Run the unit tests only (no servers).
 	@for m in $(MODULES); do (cd $$m && go test -short -count=1 ./...) || exit 1; done
 
 build: ## Build every service into ./bin.
-	@for s in api worker scheduler monitor; do go build -o bin/taskforge-$$s ./services/$$s || exit 1; done
+	@. scripts/lib.sh && build_services bin
 
 build-check: ## Build each service with GOWORK=off, as a container build does.
 	@for s in api worker scheduler monitor; do (cd services/$$s && GOWORK=off CGO_ENABLED=0 go build -o /dev/null .) || exit 1; done

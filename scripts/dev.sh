@@ -139,7 +139,7 @@ for s in "${services[@]}"; do
     echo "services/$s has no main.go yet: skipped" >&2
     continue
   fi
-  go build -o "bin/taskforge-$s" "./services/$s" || die "go build ./services/$s failed"
+  build_services bin "$s" || die "go build ./services/$s failed"
   built+=("$s")
 done
 [ -x bin/taskforge-api ] && [[ " ${built[*]} " == *" api "* ]] || die "the API could not be built"

@@ -124,3 +124,25 @@ psql_as() {
   local dir=$1 port=$2; shift 2
   as_pg "$(pg_bin)/psql" -h 127.0.0.1 -p "$port" -U postgres -d postgres -v ON_ERROR_STOP=1 -qAt -c "$*"
 }
+
+# build_ldflags prints the -ldflags that stamp the version and revision of this
+# checkout into a service binary (pkg/buildinfo); nothing outside a git checkout.
+build_ldflags() {
+  local rev ver
+  rev=$(git rev-parse HEAD 2>/dev/null) || return 0
+  ver=$(git describe --tags --always --dirty 2>/dev/null || echo dev)
+  git diff --quiet HEAD 2>/dev/null || rev="$rev-dirty"
+  echo "-X github.com/taskforge/taskforge/pkg/buildinfo.version=$ver -X github.com/taskforge/taskforge/pkg/buildinfo.revision=$rev"
+}
+
+# build_services DIR [SERVICE...] builds the services (default: all four) into
+# DIR/taskforge-NAME, stamped with this checkout's version and revision.
+build_services() {
+  local dir=$1 s flags; shift
+  [ $# -gt 0 ] || set -- api worker scheduler monitor
+  flags=$(build_ldflags)
+  mkdir -p "$dir"
+  for s in "$@"; do
+    go build -ldflags "$flags" -o "$dir/taskforge-$s" "./services/$s" || { echo "go build ./services/$s failed" >&2; return 1; }
+  done
+}

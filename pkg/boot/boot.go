@@ -10,6 +10,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/hibiken/asynq"
 	"github.com/prometheus/client_golang/prometheus"
@@ -18,6 +19,7 @@ import (
 	"go.uber.org/zap"
 	"gorm.io/gorm"
 
+	"github.com/taskforge/taskforge/pkg/buildinfo"
 	"github.com/taskforge/taskforge/pkg/config"
 	"github.com/taskforge/taskforge/pkg/health"
 	"github.com/taskforge/taskforge/pkg/logging"
@@ -31,22 +33,46 @@ type Flags struct {
 	ConfigPath string
 	// PrintConfig prints the effective configuration (secrets masked) and exits.
 	PrintConfig bool
+	// Version prints the build (buildinfo) and exits.
+	Version bool
 	// Args are the remaining arguments (subcommands).
 	Args []string
 }
 
-// ParseFlags parses args (without the program name).
-func ParseFlags(service string, args []string, stderr io.Writer) (Flags, error) {
-	fs := flag.NewFlagSet(service, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	var f Flags
+// flagSet declares the flags every service accepts.
+func flagSet(program string, f *Flags) *flag.FlagSet {
+	fs := flag.NewFlagSet(program, flag.ContinueOnError)
 	fs.StringVar(&f.ConfigPath, "config", "", "YAML configuration file (default $TASKFORGE_CONFIG)")
 	fs.BoolVar(&f.PrintConfig, "print-config", false, "print the effective configuration, secrets masked, and exit")
+	fs.BoolVar(&f.Version, "version", false, "print the version, revision and Go version, and exit")
+	return fs
+}
+
+// ParseFlags parses args (without the program name). A flag error is printed to
+// stderr with a hint to --help; -h and --help return flag.ErrHelp silently.
+func ParseFlags(program string, args []string, stderr io.Writer) (Flags, error) {
+	var f Flags
+	fs := flagSet(program, &f)
+	fs.SetOutput(io.Discard)
 	if err := fs.Parse(args); err != nil {
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintf(stderr, "%s: %v (see %s --help)\n", program, err, program)
+		}
 		return f, err
 	}
 	f.Args = fs.Args()
 	return f, nil
+}
+
+// WriteUsage writes a service's help: its synopsis and commands (usage, as the
+// service words it), then the flags every service accepts.
+func WriteUsage(w io.Writer, program, usage string) {
+	fmt.Fprintf(w, "Usage: %s [flags] [command]\n\n%s\n\nFlags:\n", program, strings.TrimSpace(usage))
+	fs := flagSet(program, &Flags{})
+	fs.SetOutput(w)
+	fs.PrintDefaults()
+	fmt.Fprintf(w, "\nEvery configuration key can also be set as a TASKFORGE_* environment variable\n"+
+		"(config/taskforge.example.yaml lists them).\n")
 }
 
 // Config loads and validates the configuration.
@@ -92,12 +118,26 @@ func Open(cfg config.Config) (*Deps, error) {
 	}
 	rc := queue.Client(opt)
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if err := RegisterProcessMetrics(reg); err != nil {
+		return nil, err
+	}
 	checker := health.NewChecker(map[string]health.Check{
 		"postgres": func(ctx context.Context) error { return store.Ping(ctx, db) },
 		"redis":    func(ctx context.Context) error { return queue.Ping(ctx, rc) },
 	}, reg)
 	return &Deps{DB: db, RedisOpt: opt, RedisClient: rc, Registry: reg, Checker: checker}, nil
+}
+
+// RegisterProcessMetrics adds what every service exports about itself to reg:
+// the Go runtime and process collectors and taskforge_build_info.
+func RegisterProcessMetrics(reg prometheus.Registerer) error {
+	if err := reg.Register(collectors.NewGoCollector()); err != nil {
+		return err
+	}
+	if err := reg.Register(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})); err != nil {
+		return err
+	}
+	return buildinfo.Register(reg)
 }
 
 // Close closes the connections.

@@ -8,6 +8,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/taskforge/taskforge/pkg/buildinfo"
 	"github.com/taskforge/taskforge/pkg/config"
 )
 
@@ -19,22 +20,47 @@ type Started struct {
 	// Log is the service's logger; the caller syncs it before exiting. It is
 	// nil when Done is true.
 	Log *zap.Logger
-	// Done reports that the command line was already answered (--help, or
-	// --print-config printed the configuration): the service returns at once.
+	// Done reports that the command line was already answered (--help, help,
+	// --version, or --print-config printed the configuration): the service
+	// returns at once.
 	Done bool
 }
 
+// Service names a service for Start.
+type Service struct {
+	// Name is the short name used in logs, such as "api".
+	Name string
+	// Usage describes the commands after the flags, for --help.
+	Usage string
+	// Commands reports that the service takes commands after its flags;
+	// without, any argument left after the flags is refused.
+	Commands bool
+}
+
+// Program is the binary's name, such as "taskforge-api".
+func (s Service) Program() string { return "taskforge-" + s.Name }
+
 // Start runs the start-up steps every service shares: it parses args (without
-// the program name), loads and validates the configuration, answers --help and
-// --print-config (secrets masked) on stderr and stdout, and builds the logger.
-// A flag, configuration or logger error is returned as is.
-func Start(service string, args []string, stdout, stderr io.Writer) (Started, error) {
-	flags, err := ParseFlags(service, args, stderr)
-	if errors.Is(err, flag.ErrHelp) {
+// the program name), answers --help, -h and the help command (usage on stdout),
+// --version, and --print-config (secrets masked) before anything else, loads
+// and validates the configuration, and builds the logger. A flag,
+// configuration or logger error is returned as is.
+func Start(svc Service, args []string, stdout, stderr io.Writer) (Started, error) {
+	flags, err := ParseFlags(svc.Program(), args, stderr)
+	if errors.Is(err, flag.ErrHelp) || (err == nil && len(flags.Args) > 0 && flags.Args[0] == "help") {
+		WriteUsage(stdout, svc.Program(), svc.Usage)
 		return Started{Flags: flags, Done: true}, nil
 	}
 	if err != nil {
 		return Started{}, err
+	}
+	if !svc.Commands && len(flags.Args) > 0 {
+		return Started{}, fmt.Errorf("unexpected argument %q: %s takes no command (see %s --help)",
+			flags.Args[0], svc.Program(), svc.Program())
+	}
+	if flags.Version {
+		_, err := fmt.Fprintln(stdout, buildinfo.Get().String(svc.Program()))
+		return Started{Flags: flags, Done: true}, err
 	}
 	cfg, err := Config(flags)
 	if err != nil {
@@ -44,7 +70,7 @@ func Start(service string, args []string, stdout, stderr io.Writer) (Started, er
 		_, err := fmt.Fprint(stdout, cfg.String())
 		return Started{Flags: flags, Config: cfg, Done: true}, err
 	}
-	log, err := Logger(service, cfg)
+	log, err := Logger(svc.Name, cfg)
 	if err != nil {
 		return Started{}, err
 	}

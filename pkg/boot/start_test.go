@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/taskforge/taskforge/pkg/boot"
+	"github.com/taskforge/taskforge/pkg/buildinfo"
 )
 
 // writeConfig writes a YAML configuration file and returns its path.
@@ -34,19 +35,31 @@ func TestStart(t *testing.T) {
 	}{
 		{name: "serve", args: []string{"--config", good}, wantArgs: []string{}},
 		{name: "subcommand", args: []string{"--config", good, "migrate", "up"}, wantArgs: []string{"migrate", "up"}},
-		{name: "help", args: []string{"--help"}, wantDone: true, wantStderr: "-print-config"},
+		{name: "help", args: []string{"--help"}, wantDone: true, wantStdout: "Usage: taskforge-svc [flags] [command]\n\nsvc run   run the service"},
+		{name: "help lists flags", args: []string{"-h"}, wantDone: true, wantStdout: "-print-config"},
+		{name: "help command", args: []string{"help"}, wantDone: true, wantStdout: "-version"},
+		{name: "help before config", args: []string{"--config", bad, "--help"}, wantDone: true, wantStdout: "svc run"},
+		{name: "version", args: []string{"--version"}, wantDone: true, wantStdout: "taskforge-svc " + buildinfo.Get().Version + " (revision "},
+		{name: "unknown flag hints help", args: []string{"--frobnicate"}, wantErr: "frobnicate", wantStderr: "see taskforge-svc --help"},
 		{name: "print config", args: []string{"--config", good, "--print-config"}, wantDone: true, wantStdout: "level: warn"},
 		{name: "unknown flag", args: []string{"--frobnicate"}, wantErr: "frobnicate"},
 		{name: "invalid config", args: []string{"--config", bad}, wantErr: "monitor.collect_interval"},
 		{name: "missing file", args: []string{"--config", filepath.Join(t.TempDir(), "none.yaml")}, wantErr: "none.yaml"},
 	}
+	t.Run("no commands", func(t *testing.T) {
+		t.Parallel()
+		var stdout, stderr bytes.Buffer
+		_, err := boot.Start(boot.Service{Name: "svc"}, []string{"--config", good, "serve"}, &stdout, &stderr)
+		require.ErrorContains(t, err, `unexpected argument "serve": taskforge-svc takes no command`)
+	})
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			var stdout, stderr bytes.Buffer
-			st, err := boot.Start("svc", tc.args, &stdout, &stderr)
+			st, err := boot.Start(boot.Service{Name: "svc", Usage: "svc run   run the service", Commands: true}, tc.args, &stdout, &stderr)
 			if tc.wantErr != "" {
 				require.ErrorContains(t, err, tc.wantErr)
+				require.Contains(t, stderr.String(), tc.wantStderr)
 				return
 			}
 			require.NoError(t, err)

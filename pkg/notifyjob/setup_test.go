@@ -157,4 +157,3 @@ func requireNoSecret(t *testing.T, rec *job.Recorder, err error, secret string) 
 
 // itoa formats an int.
 func itoa(n int) string { return strconv.Itoa(n) }
-

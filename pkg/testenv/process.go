@@ -32,6 +32,13 @@ type builtBinary struct {
 	err  error
 }
 
+// The version and revision BuildBinary stamps into every binary, as the release
+// build does (pkg/buildinfo), so tests can see that the linker flags land.
+const (
+	BinaryVersion  = "v0.0.0-test"
+	BinaryRevision = "0123456789abcdef0123456789abcdef01234567"
+)
+
 // BuildBinary builds the main package in pkgDir ("." for the package under
 // test) once per test process and returns the binary's path. Binaries live in
 // a temporary directory that Main removes.
@@ -62,7 +69,10 @@ func BuildBinary(tb testing.TB, pkgDir string) string {
 			return
 		}
 		b.path = filepath.Join(out, filepath.Base(abs))
-		cmd := exec.Command("go", "build", "-o", b.path, ".")
+		cmd := exec.Command("go", "build", "-ldflags",
+			"-X github.com/taskforge/taskforge/pkg/buildinfo.version="+BinaryVersion+
+				" -X github.com/taskforge/taskforge/pkg/buildinfo.revision="+BinaryRevision,
+			"-o", b.path, ".")
 		cmd.Dir = abs
 		if msg, err := cmd.CombinedOutput(); err != nil {
 			b.err = fmt.Errorf("go build %s: %v\n%s", abs, err, msg)

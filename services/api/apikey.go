@@ -34,11 +34,8 @@ func apikey(ctx context.Context, cfg config.Config, args []string, stdout io.Wri
 	var revokeID string
 	switch sub {
 	case "create":
-		fs := flag.NewFlagSet("apikey create", flag.ContinueOnError)
-		fs.SetOutput(io.Discard)
-		name := fs.String("name", "", "the key's name")
-		role := fs.String("role", "", "viewer, operator or admin")
-		expiresIn := fs.Duration("expires-in", 0, "lifetime, e.g. 720h (default: no expiry)")
+		fs, f := apikeyCreateFlags()
+		name, role, expiresIn := f.name, f.role, f.expiresIn
 		if err := fs.Parse(args); err != nil {
 			return fmt.Errorf("%w; %s", err, apikeyUsage)
 		}
@@ -121,6 +118,22 @@ func apikey(ctx context.Context, cfg config.Config, args []string, stdout io.Wri
 		}
 		_, err = fmt.Fprintf(stdout, "revoked %s (%s)\n", k.ID, k.Name)
 		return err
+	}
+}
+
+// createFlags are apikey create's flags.
+type createFlags struct {
+	name, role *string
+	expiresIn  *time.Duration
+}
+
+func apikeyCreateFlags() (*flag.FlagSet, createFlags) {
+	fs := flag.NewFlagSet("apikey create", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	return fs, createFlags{
+		name:      fs.String("name", "", "the key's name"),
+		role:      fs.String("role", "", "viewer, operator or admin"),
+		expiresIn: fs.Duration("expires-in", 0, "lifetime, e.g. 720h (default: no expiry)"),
 	}
 }
 

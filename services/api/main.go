@@ -25,6 +25,7 @@ import (
 	"os"
 	"os/signal"
 	"sort"
+	"strings"
 	"syscall"
 	"time"
 
@@ -53,6 +54,22 @@ import (
 // auth.MaxTokenBytes and ordinary headers, far below net/http's 1 MiB.
 const maxHeaderBytes = 64 << 10
 
+// usage lists the commands for --help.
+const usage = `Commands:
+  serve                      serve the API (the default)
+  migrate up                 apply pending database migrations
+  migrate status             list the migrations and whether each is applied
+  seed-demo                  load the demo portfolios, assets and a year of prices
+  restore (--result ID | --file PATH) [--clean]
+                             load a backup_data archive (see docs/BACKUP.md)
+  apikey create --name N --role viewer|operator|admin [--expires-in 720h]
+                             print a new API key (shown once)
+  apikey list                list the API keys
+  apikey revoke ID           revoke an API key at once
+  help                       print this help
+
+"taskforge-api COMMAND --help" describes a command's own flags.`
+
 // openapiDoc is the API's contract, served at /api/v1/openapi.yaml.
 //
 //go:embed openapi.yaml
@@ -70,7 +87,7 @@ func main() {
 
 // run reads the configuration and runs the subcommand (serve by default).
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	st, err := boot.Start("api", args, stdout, stderr)
+	st, err := boot.Start(boot.Service{Name: "api", Usage: usage, Commands: true}, args, stdout, stderr)
 	if err != nil || st.Done {
 		return err
 	}
@@ -80,6 +97,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	cmd, rest := "serve", []string(nil)
 	if len(flags.Args) > 0 {
 		cmd, rest = flags.Args[0], flags.Args[1:]
+	}
+	if helpRequested(rest) {
+		return commandHelp(cmd, rest, stdout)
 	}
 	switch cmd {
 	case "serve":
@@ -93,8 +113,45 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	case "apikey":
 		return apikey(ctx, cfg, rest, stdout)
 	default:
-		return fmt.Errorf("unknown command %q: want serve, migrate up, migrate status, seed-demo, restore or apikey", cmd)
+		return fmt.Errorf("unknown command %q: want serve, migrate up, migrate status, seed-demo, restore or apikey (see taskforge-api --help)", cmd)
 	}
+}
+
+// helpRequested reports whether a command's arguments ask for its help.
+func helpRequested(args []string) bool {
+	for _, a := range args {
+		switch a {
+		case "-h", "-help", "--help", "help":
+			return true
+		}
+	}
+	return false
+}
+
+// commandHelp prints one command's usage (its lines of the service's usage,
+// and for apikey create its flags) without touching any database.
+func commandHelp(cmd string, args []string, stdout io.Writer) error {
+	if cmd == "apikey" && len(args) > 0 && args[0] == "create" {
+		fs, _ := apikeyCreateFlags()
+		fmt.Fprintln(stdout, "Usage: taskforge-api apikey create --name N --role viewer|operator|admin [--expires-in 720h]")
+		fmt.Fprintln(stdout, "\nCreates an API key and prints it once; audited with the actor \"cli\".\n\nFlags:")
+		fs.SetOutput(stdout)
+		fs.PrintDefaults()
+		return nil
+	}
+	var lines []string
+	for _, line := range strings.Split(usage, "\n") {
+		if strings.HasPrefix(line, "  "+cmd+" ") || (len(lines) > 0 && strings.HasPrefix(line, "      ")) {
+			lines = append(lines, line)
+		} else if len(lines) > 0 && !strings.HasPrefix(line, "  "+cmd) {
+			break
+		}
+	}
+	if len(lines) == 0 {
+		return fmt.Errorf("unknown command %q (see taskforge-api --help)", cmd)
+	}
+	_, err := fmt.Fprintf(stdout, "Usage of taskforge-api %s:\n%s\n", cmd, strings.Join(lines, "\n"))
+	return err
 }
 
 // restore loads a backup archive from result storage or a file.

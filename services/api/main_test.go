@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -65,9 +66,47 @@ func TestBinaryServesAndShutsDown(t *testing.T) {
 	_ = resp.Body.Close()
 	require.Equal(t, http.StatusCreated, resp.StatusCode)
 
+	// The build is exported for admins' scrapes.
+	req, err = http.NewRequest(http.MethodGet, base+"/metrics", nil)
+	require.NoError(t, err)
+	req.Header.Set("Authorization", "Bearer bootstrap-key-for-tests")
+	resp, err = http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	metrics, err := io.ReadAll(resp.Body)
+	_ = resp.Body.Close()
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	require.Contains(t, string(metrics), testenv.BuildInfoMetric())
+
 	require.NoError(t, p.Stop(t, syscall.SIGTERM, 10*time.Second), "clean exit; output: %s", p.Output())
 	_, err = http.Get(base + "/healthz")
 	require.Error(t, err, "the listener is closed")
+}
+
+// TestBinaryDescribesItself: help, version and each command's help answer
+// without any database or Redis.
+func TestBinaryDescribesItself(t *testing.T) {
+	t.Parallel()
+	bin := testenv.BuildBinary(t, ".")
+	testenv.RequireSelfDescribing(t, bin, "taskforge-api",
+		"migrate up", "migrate status", "seed-demo", "restore", "apikey create", "apikey list", "apikey revoke")
+	// Nothing is listening here: help must not need it.
+	env := append(os.Environ(), "TASKFORGE_DATABASE_URL=postgres://nobody@127.0.0.1:1/none", "TASKFORGE_REDIS_ADDR=127.0.0.1:1")
+	for args, want := range map[string][]string{
+		"apikey create --help": {"Usage: taskforge-api apikey create", "-name string", "-role string", "-expires-in duration"},
+		"migrate --help":       {"migrate up", "migrate status"},
+		"restore -h":           {"--result ID | --file PATH"},
+		"seed-demo help":       {"seed-demo"},
+	} {
+		out, errOut, code := testenv.RunBinary(t, bin, env, strings.Fields(args)...)
+		require.Equal(t, 0, code, "%s: %s", args, errOut)
+		for _, w := range want {
+			require.Contains(t, out, w, args)
+		}
+	}
+	_, errOut, code := testenv.RunBinary(t, bin, env, "frobnicate")
+	require.NotEqual(t, 0, code)
+	require.Contains(t, errOut, "see taskforge-api --help")
 }
 
 func TestMain(m *testing.M) { os.Exit(testenv.Main(m)) }

@@ -13,7 +13,6 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/hibiken/asynqmon"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 	"go.uber.org/zap"
 
 	"github.com/taskforge/taskforge/pkg/audit"
@@ -25,6 +24,11 @@ import (
 	"github.com/taskforge/taskforge/services/monitor/internal/dashboard"
 	"github.com/taskforge/taskforge/services/monitor/internal/queuemetrics"
 )
+
+// usage describes the service for --help.
+const usage = `Serves Asynqmon under /monitoring (admins only) and the queue metrics
+(taskforge_queue_*) at /metrics, with /healthz and /readyz, on monitor.addr.
+It takes no command.`
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -39,7 +43,7 @@ func main() {
 // run serves until ctx ends, then shuts down within monitor.shutdown_timeout.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	// Configuration and logger.
-	st, err := boot.Start("monitor", args, stdout, stderr)
+	st, err := boot.Start(boot.Service{Name: "monitor", Usage: usage}, args, stdout, stderr)
 	if err != nil || st.Done {
 		return err
 	}
@@ -55,7 +59,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	rc := queue.Client(opt)
 	defer func() { _ = rc.Close() }()
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if err := boot.RegisterProcessMetrics(reg); err != nil {
+		return err
+	}
 	checker := health.NewChecker(map[string]health.Check{
 		"redis": func(ctx context.Context) error { return queue.Ping(ctx, rc) },
 	}, reg)

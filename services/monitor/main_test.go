@@ -17,6 +17,14 @@ import (
 )
 
 // TestMain removes the built binary.
+func TestBinaryDescribesItself(t *testing.T) {
+	t.Parallel()
+	testenv.RequireSelfDescribing(t, testenv.BuildBinary(t, "."), "taskforge-monitor", "takes no command")
+	_, errOut, code := testenv.RunBinary(t, testenv.BuildBinary(t, "."), nil, "serve")
+	require.NotEqual(t, 0, code)
+	require.Contains(t, errOut, `unexpected argument "serve"`)
+}
+
 func TestMain(m *testing.M) { os.Exit(testenv.Main(m)) }
 
 type process struct {
@@ -86,7 +94,8 @@ func TestMonitorReadinessFollowsRedis(t *testing.T) {
 	require.Eventually(t, func() bool {
 		_, body := p.get(t, "/metrics")
 		return strings.Contains(body, `taskforge_queue_size{queue="low",state="pending"} 0`) &&
-			strings.Contains(body, `taskforge_dependency_up{dependency="redis"} 1`)
+			strings.Contains(body, `taskforge_dependency_up{dependency="redis"} 1`) &&
+			strings.Contains(body, testenv.BuildInfoMetric())
 	}, 15*time.Second, 50*time.Millisecond)
 	code, body := p.get(t, "/monitoring/api/queues")
 	require.Equal(t, http.StatusOK, code, body)

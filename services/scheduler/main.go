@@ -32,6 +32,12 @@ import (
 	"github.com/taskforge/taskforge/pkg/taskservice"
 )
 
+// usage describes the service for --help.
+const usage = `Fires the cron schedules stored in PostgreSQL (once per schedule and fire
+time, whatever the number of replicas), makes up missed fires, and reconciles
+PostgreSQL with Asynq; serves /healthz, /readyz and /metrics on
+scheduler.admin_addr. It takes no command.`
+
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -46,7 +52,7 @@ func main() {
 // stops within scheduler.shutdown_timeout.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	// Configuration.
-	st, err := boot.Start("scheduler", args, stdout, stderr)
+	st, err := boot.Start(boot.Service{Name: "scheduler", Usage: usage}, args, stdout, stderr)
 	if err != nil || st.Done {
 		return err
 	}

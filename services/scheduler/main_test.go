@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"strings"
@@ -21,6 +22,14 @@ import (
 	"github.com/taskforge/taskforge/pkg/taskservice"
 	"github.com/taskforge/taskforge/pkg/testenv"
 )
+
+func TestBinaryDescribesItself(t *testing.T) {
+	t.Parallel()
+	testenv.RequireSelfDescribing(t, testenv.BuildBinary(t, "."), "taskforge-scheduler", "takes no command")
+	_, errOut, code := testenv.RunBinary(t, testenv.BuildBinary(t, "."), nil, "serve")
+	require.NotEqual(t, 0, code)
+	require.Contains(t, errOut, `unexpected argument "serve"`)
+}
 
 func TestMain(m *testing.M) { os.Exit(testenv.Main(m)) }
 
@@ -126,6 +135,12 @@ func TestBinarySeedsServesAndStopsOnSIGTERM(t *testing.T) {
 	require.Equal(t, []string{"daily_refresh", "hourly_update", "monthly_cleanup", "weekly_report"}, names)
 	require.Equal(t, http.StatusOK, get(p.admin+"/readyz"))
 	require.Equal(t, http.StatusOK, get(p.admin+"/metrics"))
+	resp, err := http.Get("http://" + p.admin + "/metrics")
+	require.NoError(t, err)
+	metrics, err := io.ReadAll(resp.Body)
+	_ = resp.Body.Close()
+	require.NoError(t, err)
+	require.Contains(t, string(metrics), testenv.BuildInfoMetric())
 	// The seeded schedules are registered with Asynq's scheduler.
 	insp := asynq.NewInspector(rd.Opt())
 	defer insp.Close()

@@ -38,6 +38,14 @@ import (
 	"github.com/taskforge/taskforge/services/worker/internal/handlers"
 )
 
+// usage describes the service for --help.
+const usage = `Runs the Asynq servers on the four priority queues (critical, high, normal,
+low) and the completion-callback outbox; serves /healthz, /readyz and /metrics
+on worker.admin_addr. It takes no command.
+
+On SIGTERM or SIGINT it stops fetching, gives running tasks
+worker.shutdown_timeout to finish, pushes the others back and exits.`
+
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -51,7 +59,7 @@ func main() {
 // run loads the configuration and processes tasks until ctx ends, then drains.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	// Configuration.
-	st, err := boot.Start("worker", args, stdout, stderr)
+	st, err := boot.Start(boot.Service{Name: "worker", Usage: usage}, args, stdout, stderr)
 	if err != nil || st.Done {
 		return err
 	}

@@ -22,6 +22,14 @@ import (
 	"github.com/taskforge/taskforge/services/worker/internal/handlers"
 )
 
+func TestBinaryDescribesItself(t *testing.T) {
+	t.Parallel()
+	testenv.RequireSelfDescribing(t, testenv.BuildBinary(t, "."), "taskforge-worker", "takes no command")
+	_, errOut, code := testenv.RunBinary(t, testenv.BuildBinary(t, "."), nil, "serve")
+	require.NotEqual(t, 0, code)
+	require.Contains(t, errOut, `unexpected argument "serve"`)
+}
+
 func TestMain(m *testing.M) { os.Exit(testenv.Main(m)) }
 
 // env is a test's database, Redis database and task service.
@@ -209,6 +217,7 @@ func TestTypeLimitAcrossProcesses(t *testing.T) {
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	require.Contains(t, string(body), "taskforge_worker_up 1")
+	require.Contains(t, string(body), testenv.BuildInfoMetric())
 	require.Contains(t, string(body), `taskforge_tasks_processed_total{outcome="completed",type="backup_data"}`)
 	resp, err = http.Get("http://" + p1.admin + "/readyz")
 	require.NoError(t, err)
