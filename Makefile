@@ -45,9 +45,12 @@ tidy: ## go work sync, then go mod tidy every module.
 	@for m in $(MODULES); do (cd $$m && go mod tidy) || exit 1; done
 
 tidy-check: ## Fail when go.mod/go.sum files are not tidy.
-	@for m in $(MODULES); do (cd $$m && go mod tidy -diff) || { echo "$$m is not tidy: run make tidy"; exit 1; }; done
+	@scripts/tidy-check.sh
+
+fresh-check: ## Run the README's two commands in a clean Debian 12 root (debootstrap, chroot; root only).
+	@scripts/fresh-check.sh
 
 bench: ## Run the benchmarks that print the performance figures.
 	@scripts/bench/run.sh
 
-.PHONY: generate generate-check help dev test test-short build build-check lint proto proto-check tidy tidy-check bench
+.PHONY: fresh-check generate generate-check help dev test test-short build build-check lint proto proto-check tidy tidy-check bench

@@ -52,8 +52,11 @@ goroot=$(go env GOROOT)
 
 work=$(mktemp -d /var/tmp/taskforge-fresh.XXXXXX)
 R="$work/root"
+running=()
 cleanup() {
-  local rc=$?
+  local rc=$? p
+  for p in "${running[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
+  for p in "${running[@]}"; do while kill -0 "$p" 2>/dev/null; do sleep 0.1; done; done
   if [ -n "${FRESH_KEEP:-}" ]; then
     echo "root kept at $R"
   else
@@ -83,6 +86,13 @@ debootstrap --variant=minbase --include=ca-certificates --unpack-tarball="$tarba
   "$suite" "$R" "$mirror" >"$work/debootstrap.log" 2>&1 ||
   { tail -20 "$work/debootstrap.log"; die "debootstrap failed"; }
 cp /etc/resolv.conf "$R/etc/resolv.conf"
+# A machine of this kind trusts the certificate authorities this one does
+# (local ones in /usr/local/share/ca-certificates, such as a network's proxy CA).
+if compgen -G "/usr/local/share/ca-certificates/*.crt" >/dev/null; then
+  mkdir -p "$R/usr/local/share/ca-certificates"
+  cp /usr/local/share/ca-certificates/*.crt "$R/usr/local/share/ca-certificates/"
+  cp /etc/ssl/certs/ca-certificates.crt "$R/etc/ssl/certs/ca-certificates.crt"
+fi
 # The same package sources as this machine (a fresh machine of this kind has them).
 if [ -f /etc/apt/sources.list.d/debian.sources ]; then
   rm -f "$R/etc/apt/sources.list"
@@ -114,7 +124,8 @@ inroot() {
     DEV_REDIS_PORT="$redis_port" DEV_POSTGRES_PORT="$pg_port" \
     TASKFORGE_API_ADDR="127.0.0.1:$api_port" TASKFORGE_MONITOR_ADDR="127.0.0.1:$monitor_port" \
     TASKFORGE_WORKER_ADMIN_ADDR="127.0.0.1:$worker_port" TASKFORGE_SCHEDULER_ADMIN_ADDR="127.0.0.1:$sched_port" \
-    /bin/bash -c "mount -t proc proc /proc && mkdir -p /dev/shm && mount -t tmpfs tmpfs /dev/shm
+    /bin/bash -c "mount -t proc proc /proc && mkdir -p /dev/shm /dev/pts && mount -t tmpfs tmpfs /dev/shm &&
+      mount -t devpts -o newinstance,ptmxmode=0666 devpts /dev/pts
       cd /src/taskforge && { $1 </dev/null & }; child=\$!
       trap 'kill -TERM \$child' TERM
       wait \$child; rc=\$?; kill -0 \$child 2>/dev/null && { wait \$child; rc=\$?; }; exit \$rc"
@@ -126,6 +137,7 @@ run_limited() {
   local limit=$1 log=$2 pid t0
   (inroot "$3") >"$log" 2>&1 </dev/null &
   pid=$!
+  running+=("$pid")
   t0=$(date +%s)
   while kill -0 "$pid" 2>/dev/null; do
     if [ $(($(date +%s) - t0)) -ge "$limit" ]; then
@@ -146,6 +158,7 @@ say "1/2 scripts/dev.sh (limit ${dev_limit}s to ready)"
 t0=$(date +%s)
 (inroot "scripts/dev.sh") >"$work/dev.log" 2>&1 </dev/null &
 dev_pid=$!
+running+=("$dev_pid")
 ready=
 while [ $(($(date +%s) - t0)) -lt "$dev_limit" ]; do
   kill -0 "$dev_pid" 2>/dev/null || break

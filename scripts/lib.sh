@@ -28,6 +28,13 @@ ensure_redis() {
   command -v redis-server >/dev/null 2>&1 || die "redis-server still missing"
 }
 
+# ensure_cc makes a C compiler available: go test -race needs cgo.
+ensure_cc() {
+  command -v "$(go env CC 2>/dev/null || echo gcc)" >/dev/null 2>&1 && return 0
+  echo "installing gcc (go test -race needs cgo)..." >&2
+  apt_install gcc libc6-dev
+}
+
 # pg_bin prints the directory holding initdb and pg_ctl.
 pg_bin() {
   local d
@@ -136,13 +143,21 @@ build_ldflags() {
 }
 
 # build_services DIR [SERVICE...] builds the services (default: all four) into
-# DIR/taskforge-NAME, stamped with this checkout's version and revision.
+# DIR/taskforge-NAME, stamped with this checkout's version and revision. One go
+# build for all of them, so shared packages compile once and links run in
+# parallel.
 build_services() {
-  local dir=$1 s flags; shift
+  local dir=$1 s flags tmp pkgs=(); shift
   [ $# -gt 0 ] || set -- api worker scheduler monitor
   flags=$(build_ldflags)
   mkdir -p "$dir"
-  for s in "$@"; do
-    go build -ldflags "$flags" -o "$dir/taskforge-$s" "./services/$s" || { echo "go build ./services/$s failed" >&2; return 1; }
-  done
+  tmp=$(mktemp -d "$dir/.build.XXXXXX")
+  for s in "$@"; do pkgs+=("./services/$s"); done
+  if ! go build -ldflags "$flags" -o "$tmp/" "${pkgs[@]}"; then
+    rm -rf "$tmp"
+    echo "go build ${pkgs[*]} failed" >&2
+    return 1
+  fi
+  for s in "$@"; do mv -f "$tmp/$s" "$dir/taskforge-$s"; done
+  rmdir "$tmp"
 }

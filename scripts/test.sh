@@ -9,6 +9,9 @@ cd "$(dirname "$0")/.."
 . scripts/lib.sh
 
 command -v go >/dev/null 2>&1 || die "Go is required (https://go.dev/dl)"
+if [ "${1:-}" != -short ]; then
+  ensure_cc
+fi
 ensure_redis
 ensure_postgres
 scripts/install-tools.sh
@@ -46,6 +49,8 @@ passed=$(grep -c '^ok ' "$work/go-test.log" || true)
 failed=$(grep -c '^FAIL[[:space:]]' "$work/go-test.log" || true)
 
 if [ -z "${TEST_PKGS:-}" ]; then
+  # Every module's go.mod and go.sum are complete and tidy.
+  scripts/tidy-check.sh || status=$?
   # Generated code must match its sources.
   scripts/check-generated.sh || status=$?
   scripts/proto.sh --check || status=$?

@@ -27,10 +27,6 @@ const (
 	ReportTaskActivity     = "task_activity"
 )
 
-// ErrPDFUnsupported is returned for format pdf: no well-kept pure-Go PDF
-// library is part of the build, so reports come as CSV or HTML.
-var ErrPDFUnsupported = errors.New("pdf reports are not supported; use csv or html")
-
 // ErrNoPortfolio is returned when a report's portfolio does not exist.
 var ErrNoPortfolio = errors.New("portfolio not found")
 
@@ -72,11 +68,9 @@ func NewReports(db *gorm.DB, results *result.Store, publicURL string) func(conte
 		switch format {
 		case "":
 			format = "csv"
-		case "csv", "html":
-		case "pdf":
-			return job.Permanent(ErrPDFUnsupported)
+		case "csv", "html", "pdf":
 		default:
-			return job.Permanent(fmt.Errorf("maintenance: report format %q is not csv or html", format))
+			return job.Permanent(fmt.Errorf("maintenance: report format %q is not csv, html or pdf", format))
 		}
 		end := time.Now().UTC().Truncate(24 * time.Hour)
 		if p.GetPeriodEnd() != "" {
@@ -127,8 +121,11 @@ func NewReports(db *gorm.DB, results *result.Store, publicURL string) func(conte
 		name += "-" + end.Format(time.DateOnly) + "." + format
 		contentType := "text/csv; charset=utf-8"
 		render := rep.WriteCSV
-		if format == "html" {
+		switch format {
+		case "html":
 			contentType, render = "text/html; charset=utf-8", rep.WriteHTML
+		case "pdf":
+			contentType, render = "application/pdf", rep.WritePDF
 		}
 		res, err := putStream(ctx, results, r.TaskID(), name, contentType, render)
 		if err != nil {

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ledongthuc/pdf"
 	"github.com/stretchr/testify/require"
 	"golang.org/x/net/html"
 
@@ -156,6 +157,38 @@ func TestPortfolioSummaryReport(t *testing.T) {
 	require.True(t, found)
 }
 
+// TestReportAsPDF: format pdf stores a PDF that a PDF reader opens, with the
+// title, the header and every row's figures in its text.
+func TestReportAsPDF(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.domain(t, 30)
+	res, body := runReport(t, b, &taskpb.GenerateReportsParams{Report: "portfolio_summary", PortfolioId: "pf_main", Format: "pdf"})
+	require.Equal(t, "pdf", res.Format)
+	require.True(t, strings.HasSuffix(res.Name, ".pdf"), res.Name)
+	_, csvBody := runReport(t, b, &taskpb.GenerateReportsParams{Report: "portfolio_summary", PortfolioId: "pf_main"})
+	header, rows := parseCSV(t, csvBody)
+
+	r, err := pdf.NewReader(bytes.NewReader(body), int64(len(body)))
+	require.NoError(t, err, "the stored file is a PDF")
+	require.GreaterOrEqual(t, r.NumPage(), 1)
+	var text strings.Builder
+	for i := 1; i <= r.NumPage(); i++ {
+		s, err := r.Page(i).GetPlainText(nil)
+		require.NoError(t, err)
+		text.WriteString(s)
+	}
+	got := text.String()
+	require.Contains(t, got, "Portfolio summary")
+	for _, h := range header[:3] {
+		require.Contains(t, got, h)
+	}
+	for sym, row := range rows {
+		require.Contains(t, got, sym)
+		require.Contains(t, got, row[2], "row %s", sym)
+	}
+}
+
 func TestRiskReport(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
@@ -246,7 +279,7 @@ func TestReportErrors(t *testing.T) {
 		p    *taskpb.GenerateReportsParams
 		want error
 	}{
-		{"pdf", &taskpb.GenerateReportsParams{Report: "risk", Format: "pdf"}, maintenance.ErrPDFUnsupported},
+		{"unknown format", &taskpb.GenerateReportsParams{Report: "risk", Format: "docx"}, nil},
 		{"no portfolio", &taskpb.GenerateReportsParams{Report: "portfolio_summary", PortfolioId: "pf_nope"}, maintenance.ErrNoPortfolio},
 		{"missing portfolio id", &taskpb.GenerateReportsParams{Report: "portfolio_summary"}, nil},
 		{"unknown report", &taskpb.GenerateReportsParams{Report: "everything"}, nil},

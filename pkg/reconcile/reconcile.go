@@ -275,20 +275,26 @@ func (r *Reconciler) lost(ctx context.Context, row store.Task, why string, reque
 	now := r.opts.Now().UTC()
 	errJSON, _ := json.Marshal(map[string]any{"message": "task lost: " + why, "kind": ErrorKindLost, "attempt": row.Attempt})
 	retry := requeue && taskservice.AttemptsLeft(row) >= 1
-	var res *gorm.DB
+	var moved bool
 	if retry {
-		res = r.db.WithContext(ctx).Exec(`
+		res := r.db.WithContext(ctx).Exec(`
 UPDATE tasks SET status = 'retrying', error = ?::jsonb, next_retry_at = ?, worker_id = '', updated_at = ?
 WHERE id = ? AND status = ? AND attempt = ?`, string(errJSON), now, now, row.ID, row.Status, row.Attempt)
+		if res.Error != nil {
+			return fmt.Errorf("reconcile: mark %s lost: %w", row.ID, store.Translate(res.Error))
+		}
+		moved = res.RowsAffected > 0
 	} else {
-		res = r.db.WithContext(ctx).Exec(`
-UPDATE tasks SET status = 'failed', error = ?::jsonb, completed_at = ?, next_retry_at = NULL, updated_at = ?
-WHERE id = ? AND status = ? AND attempt = ?`, string(errJSON), now, now, row.ID, row.Status, row.Attempt)
+		// Failed is terminal: the same statement queues the completion callback.
+		var err error
+		_, moved, err = taskservice.Terminal(ctx, r.db, row.ID, tasks.StatusFailed, []tasks.Status{row.Status},
+			`error = ?::jsonb, completed_at = ?, next_retry_at = NULL, updated_at = ?`, []any{string(errJSON), now, now},
+			`attempt = ?`, row.Attempt)
+		if err != nil {
+			return fmt.Errorf("reconcile: mark %s lost: %w", row.ID, err)
+		}
 	}
-	if res.Error != nil {
-		return fmt.Errorf("reconcile: mark %s lost: %w", row.ID, store.Translate(res.Error))
-	}
-	if res.RowsAffected == 0 {
+	if !moved {
 		return nil // the worker or an operator moved it meanwhile
 	}
 	err := r.db.WithContext(ctx).Exec(`

@@ -287,3 +287,33 @@ func TestRunningTaskPastTimeoutAndGrace(t *testing.T) {
 	require.Equal(t, tasks.StatusFailed, row.Status)
 	require.Contains(t, string(row.Error), "outlived its timeout")
 }
+
+// TestLostTaskThatFailsQueuesItsCallback: a task failed as lost has reached a
+// terminal state, so its completion callback is queued; the one retried as
+// lost has not, and queues none.
+func TestLostTaskThatFailsQueuesItsCallback(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	now := time.Now().UTC()
+	create := func() store.Task {
+		c, err := b.svc.Create(ctx, taskservice.CreateRequest{Type: tasks.TypeRefreshPortfolio, Params: json.RawMessage(`{"portfolio_id":"pf_1"}`),
+			CreatedBy: "u1", CallbackURL: "https://receiver.example.com/cb"})
+		require.NoError(t, err)
+		return c.Task
+	}
+	retried, failed := create(), create()
+	b.startAttempt(t, retried, 1, now)
+	b.startAttempt(t, failed, 4, now)
+
+	rep, err := b.rec.Pass(ctx)
+	require.NoError(t, err)
+	require.Equal(t, map[string]int{reconcile.KindLostRetried: 1, reconcile.KindLostFailed: 1}, rep.Repairs)
+	require.Equal(t, tasks.StatusFailed, b.row(t, failed.ID).Status)
+	count := func(id string) (n int64) {
+		require.NoError(t, b.pg.DB.Model(&store.TaskCallback{}).Where("task_id = ?", id).Count(&n).Error)
+		return n
+	}
+	require.EqualValues(t, 1, count(failed.ID))
+	require.Zero(t, count(retried.ID))
+}

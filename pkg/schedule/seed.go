@@ -20,7 +20,8 @@ type Seed struct {
 var Seeds = []Seed{
 	{Name: "daily_refresh", Cron: "0 9 * * *", Type: "refresh_all_prices", Params: `{}`},
 	{Name: "hourly_update", Cron: "0 * * * *", Type: "refresh_portfolio", Params: `{"all": true}`},
-	{Name: "weekly_report", Cron: "0 10 * * MON", Type: "generate_reports", Params: `{"report": "portfolio_summary"}`},
+	// The risk report covers every portfolio; portfolio_summary would need one.
+	{Name: "weekly_report", Cron: "0 10 * * MON", Type: "generate_reports", Params: `{"report": "risk"}`},
 	{Name: "monthly_cleanup", Cron: "0 2 1 * *", Type: "cleanup_old_data", Params: `{}`},
 }
 

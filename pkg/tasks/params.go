@@ -277,6 +277,9 @@ func checkReport(m proto.Message) []FieldError {
 	if !slices.Contains([]string{"portfolio_summary", "risk", "task_activity"}, p.GetReport()) {
 		errs = append(errs, FieldError{"report", "must be portfolio_summary, risk or task_activity"})
 	}
+	if p.GetReport() == "portfolio_summary" && p.GetPortfolioId() == "" {
+		errs = append(errs, FieldError{"portfolio_id", "is required for report portfolio_summary"})
+	}
 	if f := p.GetFormat(); f != "" && f != "csv" && f != "html" && f != "pdf" {
 		errs = append(errs, FieldError{"format", "must be csv, html or pdf"})
 	}

@@ -71,6 +71,7 @@ func TestDecodeParams(t *testing.T) {
 		{"webhook ok", "webhook_callback", `{"url":"https://example.com/h","payload":{"a":[1,2]},"secret":"s"}`, nil},
 		{"camel name accepted", "calculate_metrics", `{"portfolioId":"pf"}`, nil},
 		{"cleanup target", "cleanup_old_data", `{"targets":["users"]}`, []string{"params.targets"}},
+		{"summary needs a portfolio", "generate_reports", `{"report":"portfolio_summary"}`, []string{"params.portfolio_id"}},
 		{"report dates", "generate_reports", `{"report":"risk","period_start":"2024-02-01","period_end":"2024-01-01"}`, []string{"params.period_end"}},
 	}
 	for _, tc := range cases {

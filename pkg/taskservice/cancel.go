@@ -41,8 +41,8 @@ func (s *Service) Cancel(ctx context.Context, p auth.Principal, id string) (Canc
 		}
 		switch row.Status {
 		case tasks.StatusPending, tasks.StatusRetrying:
-			updated, ok, err := s.transition(ctx, row.ID, []string{tasks.StatusPending, tasks.StatusRetrying},
-				`status = 'cancelled', cancel_requested = true, completed_at = now(), next_retry_at = NULL, updated_at = now()`)
+			updated, ok, err := Terminal(ctx, s.db, row.ID, tasks.StatusCancelled, []tasks.Status{tasks.StatusPending, tasks.StatusRetrying},
+				`cancel_requested = true, completed_at = now(), next_retry_at = NULL, updated_at = now()`, nil, "")
 			if err != nil {
 				return CancelResult{}, err
 			}

@@ -151,3 +151,32 @@ func TestRedactParams(t *testing.T) {
 		require.True(t, json.Valid(got))
 	}
 }
+
+// TestCancelOfPendingTaskQueuesItsCallback: cancelling a pending task is a
+// terminal transition, so its completion callback is queued in the outbox by
+// the same statement; a task without a callback_url queues none.
+func TestCancelOfPendingTaskQueuesItsCallback(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	with, err := b.svc.Create(ctx, taskservice.CreateRequest{Type: "refresh_all_prices", CreatedBy: owner.ID,
+		CallbackURL: "https://receiver.example.com/taskforge"})
+	require.NoError(t, err)
+	without, err := b.svc.Create(ctx, taskservice.CreateRequest{Type: "refresh_all_prices", CreatedBy: owner.ID})
+	require.NoError(t, err)
+	for _, id := range []string{with.Task.ID, without.Task.ID} {
+		r, err := b.svc.Cancel(ctx, owner, id)
+		require.NoError(t, err)
+		require.Equal(t, tasks.StatusCancelled, r.Task.Status)
+		require.False(t, r.Requested)
+	}
+	count := func(id string) (n int64) {
+		require.NoError(t, b.pg.DB.Model(&store.TaskCallback{}).Where("task_id = ?", id).Count(&n).Error)
+		return n
+	}
+	require.EqualValues(t, 1, count(with.Task.ID))
+	var cb store.TaskCallback
+	require.NoError(t, b.pg.DB.Take(&cb, "task_id = ?", with.Task.ID).Error)
+	require.Equal(t, "https://receiver.example.com/taskforge", cb.URL)
+	require.Zero(t, count(without.Task.ID))
+}

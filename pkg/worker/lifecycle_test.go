@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -47,11 +48,17 @@ func TestCompletedRecordsResultProgressLogsAndAttempt(t *testing.T) {
 	require.NotNil(t, att[0].FinishedAt)
 	require.NotNil(t, att[0].QueueWaitMs)
 
+	// The handler's line between the runtime's lines of the attempt's start and end.
 	logs := h.logs(task.ID)
-	require.Len(t, logs, 1)
-	require.Equal(t, "valued", logs[0].Message)
-	require.Equal(t, 1, logs[0].Attempt)
-	require.JSONEq(t, `{"holdings":3}`, string(logs[0].Fields))
+	require.Len(t, logs, 3)
+	require.Equal(t, []string{"attempt 1 started", "valued", "attempt 1 completed"},
+		[]string{logs[0].Message, logs[1].Message, logs[2].Message})
+	for _, l := range logs {
+		require.Equal(t, 1, l.Attempt)
+	}
+	require.JSONEq(t, `{"holdings":3}`, string(logs[1].Fields))
+	require.JSONEq(t, `{"worker":"test-worker","queue":"normal"}`, string(logs[0].Fields))
+	require.Equal(t, "info", logs[2].Level)
 	require.Equal(t, 1.0, h.counter("taskforge_tasks_processed_total", map[string]string{"type": tasks.TypeRefreshPortfolio, "outcome": "completed"}))
 	require.Equal(t, 1.0, h.counter("taskforge_worker_up", nil))
 }
@@ -73,7 +80,13 @@ func TestProgressAndLogsVisibleWhileRunning(t *testing.T) {
 	task := h.create("", fastRetry, 0, "")
 	require.Eventually(t, func() bool {
 		row := h.task(task.ID)
-		return row.Status == tasks.StatusRunning && row.Progress > 0.59 && len(h.logs(task.ID)) == 120
+		lines := 0
+		for _, l := range h.logs(task.ID) {
+			if l.Message == "line" {
+				lines++
+			}
+		}
+		return row.Status == tasks.StatusRunning && row.Progress > 0.59 && lines == 120
 	}, 10*time.Second, 50*time.Millisecond)
 	row := h.task(task.ID)
 	var msgs []string
@@ -109,6 +122,29 @@ func TestRetriesSpacedByPolicyThenFailed(t *testing.T) {
 	}
 	require.Eventually(t, func() bool { return h.asynqState("normal", task.ID) == "archived" }, 5*time.Second, 50*time.Millisecond,
 		"a task whose retries ran out is a dead letter")
+
+	// Each attempt's start and end are in the log, with the error and what follows.
+	logs := h.logs(task.ID)
+	require.Len(t, logs, 6)
+	for i := range 3 {
+		start, end := logs[2*i], logs[2*i+1]
+		require.Equal(t, fmt.Sprintf("attempt %d started", i+1), start.Message)
+		require.Equal(t, i+1, end.Attempt)
+		var f map[string]any
+		require.NoError(t, json.Unmarshal(end.Fields, &f))
+		if i < 2 {
+			require.Equal(t, "warn", end.Level)
+			next, err := time.Parse(time.RFC3339Nano, f["next_retry_at"].(string))
+			require.NoError(t, err)
+			require.WithinDuration(t, att[i+1].StartedAt, next, 3*time.Second, "the logged retry time is when it ran")
+			require.Equal(t, fmt.Sprintf("attempt %d failed: provider down; retrying at %s", i+1, next.UTC().Format(time.RFC3339)), end.Message)
+		} else {
+			require.Equal(t, "error", end.Level)
+			require.Equal(t, "attempt 3 failed: provider down; no retry follows", end.Message)
+			require.NotContains(t, f, "next_retry_at")
+		}
+		require.Equal(t, "error", f["error_kind"])
+	}
 	require.Equal(t, 2.0, h.counter("taskforge_task_retries_total", map[string]string{"type": tasks.TypeRefreshPortfolio}))
 }
 

@@ -369,6 +369,7 @@ func (r *Runtime) runTask(ctx context.Context, env *taskpb.Envelope) error {
 			cancel(errStartRejected)
 		}
 	})
+	w.addLog(attemptStartLog(key, a.started, r.opts.WorkerID, a.queue))
 
 	res := r.call(hctx, env, rep)
 	result := rep.close()
@@ -545,7 +546,10 @@ func (r *Runtime) record(a attempt, key attemptKey, o outcome, result []byte) er
 		}
 		op.nextRetryAt = &next
 	}
-	r.writerFor(a.id).finish(op)
+	// The attempt's last log line rides in the same flush as its outcome.
+	w := r.writerFor(a.id)
+	w.addLog(attemptEndLog(key, op))
+	w.finish(op)
 	select {
 	case res := <-op.done:
 		if res.err != nil {
