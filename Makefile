@@ -14,6 +14,9 @@ dev: ## Start Redis, PostgreSQL, api, worker, scheduler and monitor; Ctrl-C stop
 test: ## Run every test of every module against throw-away Redis and PostgreSQL.
 	@scripts/test.sh
 
+test-race: ## make test with the race detector (as CI runs it).
+	@RACE=1 scripts/test.sh
+
 test-short: ## Run the unit tests only (no servers).
 	@for m in $(MODULES); do (cd $$m && go test -short -count=1 ./...) || exit 1; done
 
@@ -53,4 +56,4 @@ fresh-check: ## Run the README's two commands in a clean Debian 12 root (deboots
 bench: ## Run the benchmarks that print the performance figures.
 	@scripts/bench/run.sh
 
-.PHONY: fresh-check generate generate-check help dev test test-short build build-check lint proto proto-check tidy tidy-check bench
+.PHONY: test-race fresh-check generate generate-check help dev test test-short build build-check lint proto proto-check tidy tidy-check bench

@@ -143,9 +143,9 @@ build_ldflags() {
 }
 
 # build_services DIR [SERVICE...] builds the services (default: all four) into
-# DIR/taskforge-NAME, stamped with this checkout's version and revision. One go
-# build for all of them, so shared packages compile once and links run in
-# parallel.
+# DIR/taskforge-NAME, stamped with this checkout's version and revision, static
+# (CGO_ENABLED=0) as in the container images. One go build for all of them, so
+# shared packages compile once and links run in parallel.
 build_services() {
   local dir=$1 s flags tmp pkgs=(); shift
   [ $# -gt 0 ] || set -- api worker scheduler monitor
@@ -153,7 +153,7 @@ build_services() {
   mkdir -p "$dir"
   tmp=$(mktemp -d "$dir/.build.XXXXXX")
   for s in "$@"; do pkgs+=("./services/$s"); done
-  if ! go build -ldflags "$flags" -o "$tmp/" "${pkgs[@]}"; then
+  if ! CGO_ENABLED=0 go build -ldflags "$flags" -o "$tmp/" "${pkgs[@]}"; then
     rm -rf "$tmp"
     echo "go build ${pkgs[*]} failed" >&2
     return 1
