@@ -307,8 +307,7 @@ WHERE task_id = ? AND attempt = ? AND outcome = 'running'`, now, ErrorKindLost, 
 	if !retry {
 		// Asynq may still hold a finished or archived copy; a failed task is
 		// retried by hand, which enqueues it afresh.
-		if err := r.inspector.DeleteTask(row.Priority, row.ID); err != nil &&
-			!errors.Is(err, asynq.ErrTaskNotFound) && !errors.Is(err, asynq.ErrQueueNotFound) {
+		if _, err := queue.Remove(r.inspector, row.Priority, row.ID); err != nil {
 			r.log.Debug("lost task left in the queue", zap.String("task_id", row.ID), zap.Error(err))
 		}
 		r.repaired(rep, KindLostFailed, row, "task failed as lost: "+why)
@@ -351,9 +350,8 @@ func (r *Reconciler) cancelled(ctx context.Context, rep *Report) error {
 				}
 				r.repaired(rep, KindCancelSignalled, row, "running cancelled task told to stop")
 			default:
-				err := r.inspector.DeleteTask(row.Priority, row.ID)
-				if err != nil && !errors.Is(err, asynq.ErrTaskNotFound) {
-					return fmt.Errorf("reconcile: delete %s: %w", row.ID, err)
+				if _, err := queue.Remove(r.inspector, row.Priority, row.ID); err != nil {
+					return fmt.Errorf("reconcile: %w", err)
 				}
 				r.repaired(rep, KindCancelRemoved, row, "cancelled task removed from the queue")
 			}

@@ -2,11 +2,11 @@ package taskservice
 
 import (
 	"context"
-	"strings"
 
 	"go.uber.org/zap"
 
 	"github.com/taskforge/taskforge/pkg/auth"
+	"github.com/taskforge/taskforge/pkg/queue"
 	"github.com/taskforge/taskforge/pkg/store"
 	"github.com/taskforge/taskforge/pkg/tasks"
 )
@@ -94,14 +94,13 @@ func (s *Service) transition(ctx context.Context, id string, from []string, set 
 // revokes it). If Redis is down the row stays cancelled and the worker revokes
 // the task when it is delivered, so the cancel still holds.
 func (s *Service) dequeue(row store.Task) {
-	err := s.inspector.DeleteTask(row.Priority, row.ID)
+	got, err := queue.Remove(s.inspector, row.Priority, row.ID)
 	switch {
-	case err == nil, isRedisMissing(err):
-	case strings.Contains(err.Error(), "active state"):
+	case err != nil:
+		s.log.Warn("cancelled task left in the queue for the worker to revoke", zap.String("task_id", row.ID), zap.Error(err))
+	case got == queue.Active:
 		if err := s.inspector.CancelProcessing(row.ID); err != nil {
 			s.log.Warn("cancel signal not published", zap.String("task_id", row.ID), zap.Error(err))
 		}
-	default:
-		s.log.Warn("cancelled task left in the queue for the worker to revoke", zap.String("task_id", row.ID), zap.Error(err))
 	}
 }

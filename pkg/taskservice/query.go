@@ -688,8 +688,3 @@ ORDER BY type NULLS LAST`, w.sql()), w.args...).Scan(&rows).Error
 	return out, nil
 }
 
-// isRedisMissing reports whether an Inspector error only says the task or queue
-// is not there.
-func isRedisMissing(err error) bool {
-	return errors.Is(err, asynq.ErrTaskNotFound) || errors.Is(err, asynq.ErrQueueNotFound)
-}

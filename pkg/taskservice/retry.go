@@ -4,12 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 
 	"google.golang.org/protobuf/encoding/protojson"
 	"gorm.io/gorm"
 
 	"github.com/taskforge/taskforge/pkg/auth"
+	"github.com/taskforge/taskforge/pkg/queue"
 	"github.com/taskforge/taskforge/pkg/store"
 	"github.com/taskforge/taskforge/pkg/tasks"
 )
@@ -57,13 +57,14 @@ WHERE id = ? AND status IN ? RETURNING *`, row.ID, []string{tasks.StatusFailed, 
 			return ErrConflict
 		}
 		updated = rows[0]
-		if err := s.inspector.DeleteTask(updated.Priority, updated.ID); err != nil && !isRedisMissing(err) {
-			if strings.Contains(err.Error(), "active state") {
-				// A previous delivery still runs; enqueueing now would
-				// conflict with it.
-				return ErrConflict
-			}
-			return fmt.Errorf("%w: redis: delete task %s: %v", ErrUnavailable, updated.ID, err)
+		got, err := queue.Remove(s.inspector, updated.Priority, updated.ID)
+		if err != nil {
+			return fmt.Errorf("%w: redis: %v", ErrUnavailable, err)
+		}
+		if got == queue.Active {
+			// A previous delivery still runs; enqueueing now would conflict
+			// with it.
+			return ErrConflict
 		}
 		return s.enqueue(ctx, &updated, spec, msg)
 	})

@@ -22,7 +22,6 @@ import (
 	"os"
 	"runtime/debug"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -35,6 +34,7 @@ import (
 	"gorm.io/gorm"
 
 	"github.com/taskforge/taskforge/pkg/job"
+	"github.com/taskforge/taskforge/pkg/queue"
 	"github.com/taskforge/taskforge/pkg/taskpb"
 	"github.com/taskforge/taskforge/pkg/tasks"
 )
@@ -688,20 +688,20 @@ func (r *Runtime) acquireSlot(ctx context.Context, a attempt, limit int) (func()
 // removeFromAsynq deletes a cancelled task from Asynq once its processor has
 // moved it out of the active set (to retry or, on the last delivery, to the
 // archive): a cancelled task must not stay a dead letter.
-func (r *Runtime) removeFromAsynq(queue, id string) {
-	if queue == "" {
+func (r *Runtime) removeFromAsynq(qname, id string) {
+	if qname == "" {
 		return
 	}
 	r.bg.Add(1)
 	go func() {
 		defer r.bg.Done()
 		for i := 0; i < 50; i++ {
-			err := r.inspector.DeleteTask(queue, id)
-			if err == nil || errors.Is(err, asynq.ErrTaskNotFound) || errors.Is(err, asynq.ErrQueueNotFound) {
+			got, err := queue.Remove(r.inspector, qname, id)
+			if err != nil {
+				r.log.Warn("cancelled task not removed from the queue; its next delivery will be revoked", zap.String("task_id", id), zap.Error(err))
 				return
 			}
-			if !strings.Contains(err.Error(), "active") {
-				r.log.Warn("cancelled task not removed from the queue; its next delivery will be revoked", zap.String("task_id", id), zap.Error(err))
+			if got != queue.Active {
 				return
 			}
 			select {

@@ -112,6 +112,9 @@ func Start(t testing.TB, opts ...Option) *Server {
 	}()
 	t.Cleanup(func() {
 		_ = srv.Close()
+		// Close may run before Serve has registered the listener; closing it
+		// here too ends Serve's Accept either way.
+		_ = ln.Close()
 		<-done
 	})
 	return s
