@@ -687,4 +687,3 @@ ORDER BY type NULLS LAST`, w.sql()), w.args...).Scan(&rows).Error
 	}
 	return out, nil
 }
-
