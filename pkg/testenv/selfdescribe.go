@@ -50,6 +50,17 @@ func RequireSelfDescribing(tb testing.TB, bin, program string, helpWants ...stri
 	require.True(tb, strings.Contains(errOut, "no-such-flag") && strings.Contains(errOut, program+" --help"), errOut)
 }
 
+// RequireSelfDescribingService is RequireSelfDescribing for a service that
+// takes no command: its help says so and any argument left after the flags is
+// refused.
+func RequireSelfDescribingService(tb testing.TB, bin, program string) {
+	tb.Helper()
+	RequireSelfDescribing(tb, bin, program, "takes no command")
+	_, errOut, code := RunBinary(tb, bin, nil, "serve")
+	require.NotEqual(tb, 0, code)
+	require.Contains(tb, errOut, `unexpected argument "serve"`)
+}
+
 // BuildInfoMetric is the taskforge_build_info sample a binary built by
 // BuildBinary exports.
 func BuildInfoMetric() string {
