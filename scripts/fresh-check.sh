@@ -179,7 +179,7 @@ else
   key=$(cat "$R/src/taskforge/.run/dev-admin-key")
   id=$(curl -sf -H "Authorization: Bearer $key" -H 'Content-Type: application/json' \
     -d '{"type":"calculate_metrics","params":{"portfolio_id":"pf_demo_growth"}}' "$api/api/v1/tasks" |
-    sed -n 's/.*"id":"\([^"]*\)".*/\1/p')
+    sed -n 's/.*"task_id":"\([^"]*\)".*/\1/p')
   status=
   for _ in $(seq 1 120); do
     [ -n "$id" ] || break
