@@ -22,18 +22,6 @@ const (
 	Active
 )
 
-func (r Removal) String() string {
-	switch r {
-	case Removed:
-		return "removed"
-	case Absent:
-		return "absent"
-	case Active:
-		return "active"
-	}
-	return fmt.Sprintf("Removal(%d)", int(r))
-}
-
 // Remove deletes task id from queue in Asynq and says what it found. Every
 // part of Taskforge that takes a task out of Asynq calls it. An error means
 // Redis could not be asked (it is down, say): the task may still be queued.

@@ -10,7 +10,7 @@ import (
 	"github.com/taskforge/taskforge/pkg/tasks"
 )
 
-// TerminalSQL builds the one statement that moves a task row to the terminal
+// terminalSQL builds the one statement that moves a task row to the terminal
 // state to: a conditional UPDATE whose status list comes from tasks.From(to),
 // which queues the row's completion callback (when it has a callback_url) in
 // the task_callbacks outbox in the same statement, so no terminal state is
@@ -18,7 +18,7 @@ import (
 // order: those of set (the other assignments), the task id, the allowed
 // current states (a slice, for IN), those of where (may be empty). It returns
 // the updated row.
-func TerminalSQL(to tasks.Status, set, where string) string {
+func terminalSQL(to tasks.Status, set, where string) string {
 	if !tasks.IsTerminal(to) {
 		panic(fmt.Sprintf("taskservice: %q is not a terminal state", to))
 	}
@@ -37,7 +37,7 @@ WITH upd AS (
 SELECT * FROM upd`
 }
 
-// Terminal runs TerminalSQL on db for task id from any state in from (within
+// Terminal runs terminalSQL on db for task id from any state in from (within
 // tasks.From(to); nil means all of tasks.From(to)) and returns the updated row;
 // ok is false when the row was in none of them or did not match where.
 func Terminal(ctx context.Context, db *gorm.DB, id string, to tasks.Status, from []tasks.Status,
@@ -56,7 +56,7 @@ func Terminal(ctx context.Context, db *gorm.DB, id string, to tasks.Status, from
 	}
 	args := append(append(append([]any{}, setArgs...), id, allowed), whereArgs...)
 	var rows []store.Task
-	if err := db.WithContext(ctx).Raw(TerminalSQL(to, set, where), args...).Scan(&rows).Error; err != nil {
+	if err := db.WithContext(ctx).Raw(terminalSQL(to, set, where), args...).Scan(&rows).Error; err != nil {
 		return store.Task{}, false, translate("update task "+id, err)
 	}
 	if len(rows) == 0 {
