@@ -266,6 +266,22 @@ func TestS3PresignedURL(t *testing.T) {
 	got, err := io.ReadAll(resp.Body)
 	require.NoError(t, err)
 	require.Equal(t, body, got)
+	require.Contains(t, u.Query().Get("response-content-disposition"), `filename=prices.csv`)
+}
+
+func TestS3ConfigurationErrors(t *testing.T) {
+	t.Parallel()
+	for _, o := range []result.S3Options{
+		{Endpoint: "http://127.0.0.1:9000"},                          // no bucket
+		{Bucket: "b", Endpoint: "127.0.0.1:9000"},                    // no scheme
+		{Bucket: "b", Endpoint: "ftp://127.0.0.1:9000"},              // not http(s)
+		{Bucket: "b", Endpoint: "http://127.0.0.1:9000/some/prefix"}, // a path
+	} {
+		_, err := result.NewS3(context.Background(), o)
+		require.Error(t, err, "%+v", o)
+	}
+	_, err := result.NewS3(context.Background(), result.S3Options{Bucket: "b"})
+	require.NoError(t, err, "AWS's endpoint and the default credential chain")
 }
 
 func TestSanitizeFilename(t *testing.T) {

@@ -7,14 +7,13 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"net/url"
 	"os"
+	"strings"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	awsconfig "github.com/aws/aws-sdk-go-v2/config"
-	"github.com/aws/aws-sdk-go-v2/credentials"
-	"github.com/aws/aws-sdk-go-v2/service/s3"
-	"github.com/aws/aws-sdk-go-v2/service/s3/types"
+	"github.com/minio/minio-go/v7"
+	"github.com/minio/minio-go/v7/pkg/credentials"
 )
 
 // S3Options reach an S3-compatible bucket.
@@ -27,7 +26,8 @@ type S3Options struct {
 	// Bucket holds the results. Required.
 	Bucket string
 	// AccessKey and SecretKey are static credentials; when both are empty the
-	// SDK's default chain (environment, shared config, instance role) is used.
+	// usual chain is used: the AWS_* environment variables, the shared
+	// credentials file, then the instance, task or web-identity role.
 	AccessKey, SecretKey string
 	// UsePathStyle addresses the bucket in the path rather than the host name,
 	// as most self-hosted S3-compatible servers need.
@@ -35,14 +35,13 @@ type S3Options struct {
 	// SpoolDir holds a file while it is uploaded (its size must be known before
 	// the upload starts). If empty, the system's temporary directory.
 	SpoolDir string
-	// HTTPClient overrides the SDK's HTTP client (tests).
-	HTTPClient *http.Client
+	// Transport overrides the client's HTTP transport (tests).
+	Transport http.RoundTripper
 }
 
 // S3 keeps result files as objects of one bucket.
 type S3 struct {
-	client   *s3.Client
-	presign  *s3.PresignClient
+	client   *minio.Client
 	bucket   string
 	spoolDir string
 }
@@ -53,40 +52,42 @@ var (
 )
 
 // NewS3 returns an S3 backend. It does not contact the service.
-func NewS3(ctx context.Context, o S3Options) (*S3, error) {
+func NewS3(_ context.Context, o S3Options) (*S3, error) {
 	if o.Bucket == "" {
 		return nil, errors.New("result: s3: bucket is required")
 	}
 	if o.Region == "" {
 		o.Region = "us-east-1"
 	}
-	opts := func(so *s3.Options) {
-		so.Region = o.Region
-		so.UsePathStyle = o.UsePathStyle
-		if o.Endpoint != "" {
-			so.BaseEndpoint = aws.String(o.Endpoint)
+	host, secure := "s3."+o.Region+".amazonaws.com", true
+	if o.Endpoint != "" {
+		u, err := url.Parse(o.Endpoint)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || strings.Trim(u.Path, "/") != "" {
+			return nil, fmt.Errorf("result: s3: endpoint %q is not an http(s) URL without a path", o.Endpoint)
 		}
-		if o.HTTPClient != nil {
-			so.HTTPClient = o.HTTPClient
-		}
-		// S3-compatible servers do not all accept the SDK's default trailing
-		// checksums; send and check them only where the API requires them.
-		so.RequestChecksumCalculation = aws.RequestChecksumCalculationWhenRequired
-		so.ResponseChecksumValidation = aws.ResponseChecksumValidationWhenRequired
+		host, secure = u.Host, u.Scheme == "https"
 	}
-	var client *s3.Client
+	var creds *credentials.Credentials
 	if o.AccessKey != "" || o.SecretKey != "" {
-		client = s3.New(s3.Options{
-			Credentials: aws.NewCredentialsCache(credentials.NewStaticCredentialsProvider(o.AccessKey, o.SecretKey, "")),
-		}, opts)
+		creds = credentials.NewStaticV4(o.AccessKey, o.SecretKey, "")
 	} else {
-		cfg, err := awsconfig.LoadDefaultConfig(ctx, awsconfig.WithRegion(o.Region))
-		if err != nil {
-			return nil, fmt.Errorf("result: s3: load default credentials: %w", err)
-		}
-		client = s3.NewFromConfig(cfg, opts)
+		creds = credentials.NewChainCredentials([]credentials.Provider{
+			&credentials.EnvAWS{},
+			&credentials.FileAWSCredentials{},
+			&credentials.IAM{},
+		})
 	}
-	return &S3{client: client, presign: s3.NewPresignClient(client), bucket: o.Bucket, spoolDir: o.SpoolDir}, nil
+	lookup := minio.BucketLookupDNS
+	if o.UsePathStyle {
+		lookup = minio.BucketLookupPath
+	}
+	client, err := minio.New(host, &minio.Options{
+		Creds: creds, Secure: secure, Region: o.Region, BucketLookup: lookup, Transport: o.Transport,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("result: s3: %w", err)
+	}
+	return &S3{client: client, bucket: o.Bucket, spoolDir: o.SpoolDir}, nil
 }
 
 // Name implements Backend.
@@ -114,10 +115,7 @@ func (b *S3) Put(ctx context.Context, key, contentType string, r io.Reader) erro
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return fmt.Errorf("result: s3: spool: %w", err)
 	}
-	_, err = b.client.PutObject(ctx, &s3.PutObjectInput{
-		Bucket: aws.String(b.bucket), Key: aws.String(key), Body: f,
-		ContentLength: aws.Int64(n), ContentType: aws.String(contentType),
-	})
+	_, err = b.client.PutObject(ctx, b.bucket, key, f, n, minio.PutObjectOptions{ContentType: contentType})
 	if err != nil {
 		return fmt.Errorf("result: s3: put object: %w", err)
 	}
@@ -126,41 +124,46 @@ func (b *S3) Put(ctx context.Context, key, contentType string, r io.Reader) erro
 
 // Open implements Backend.
 func (b *S3) Open(ctx context.Context, key string) (io.ReadCloser, error) {
-	out, err := b.client.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(b.bucket), Key: aws.String(key)})
+	obj, err := b.client.GetObject(ctx, b.bucket, key, minio.GetObjectOptions{})
+	if err == nil {
+		// The request is made by the first Stat or Read: Stat, so that a
+		// missing object is ErrNotFound here rather than at the first Read.
+		_, err = obj.Stat()
+	}
 	if err != nil {
-		var nsk *types.NoSuchKey
-		if errors.As(err, &nsk) {
+		if obj != nil {
+			_ = obj.Close()
+		}
+		if noSuchKey(err) {
 			return nil, ErrNotFound
 		}
 		return nil, fmt.Errorf("result: s3: get object: %w", err)
 	}
-	return out.Body, nil
+	return obj, nil
 }
 
 // Delete implements Backend.
 func (b *S3) Delete(ctx context.Context, key string) error {
-	_, err := b.client.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: aws.String(b.bucket), Key: aws.String(key)})
-	if err != nil {
-		var nsk *types.NoSuchKey
-		if errors.As(err, &nsk) {
-			return nil
-		}
+	err := b.client.RemoveObject(ctx, b.bucket, key, minio.RemoveObjectOptions{})
+	if err != nil && !noSuchKey(err) {
 		return fmt.Errorf("result: s3: delete object: %w", err)
 	}
 	return nil
 }
 
+func noSuchKey(err error) bool {
+	return minio.ToErrorResponse(err).Code == minio.NoSuchKey
+}
+
 // Presign implements Presigner: a GET URL valid for ttl that downloads the
 // object as an attachment named filename.
 func (b *S3) Presign(ctx context.Context, key, filename string, ttl time.Duration) (string, error) {
-	req, err := b.presign.PresignGetObject(ctx, &s3.GetObjectInput{
-		Bucket: aws.String(b.bucket), Key: aws.String(key),
-		ResponseContentDisposition: aws.String(ContentDisposition(filename)),
-	}, s3.WithPresignExpires(ttl))
+	u, err := b.client.PresignedGetObject(ctx, b.bucket, key, ttl,
+		url.Values{"response-content-disposition": {ContentDisposition(filename)}})
 	if err != nil {
 		return "", err
 	}
-	return req.URL, nil
+	return u.String(), nil
 }
 
 // ContentDisposition is an attachment header value for a sanitized filename.
