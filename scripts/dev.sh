@@ -101,8 +101,7 @@ say "building ${services[*]} into bin/ (in the background)"
 mkdir -p "$run"
 build_services bin "${services[@]}" >"$run/build.log" 2>&1 &
 build_pid=$!
-ensure_redis
-ensure_postgres
+ensure_stores
 mkdir -p "$run/results"
 # A previous run that was killed hard may have left them running: restart clean.
 stop_dev_redis

@@ -14,18 +14,32 @@ apt_install() {
     apt-get update -qq >/dev/null || die "apt-get update failed"
     export TASKFORGE_APT_UPDATED=1
   fi
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null \
+  # Niced: on a fresh machine the install overlaps the Go build, which is the
+  # longer of the two and should keep the CPU.
+  DEBIAN_FRONTEND=noninteractive nice -n 10 apt-get install -y -qq --no-install-recommends "$@" >/dev/null \
     || die "apt-get install $* failed"
 }
 
-# ensure_redis makes redis-server available.
-ensure_redis() {
-  command -v redis-server >/dev/null 2>&1 && return 0
-  echo "installing redis-server..." >&2
-  apt_install redis-server
-  # The package starts a system service on 6379; the project runs its own.
-  if command -v systemctl >/dev/null 2>&1; then systemctl disable --now redis-server >/dev/null 2>&1 || true; fi
+# ensure_stores makes redis-server and PostgreSQL's initdb/pg_ctl available,
+# installing what is missing in one apt run. The packages' own services are
+# disabled (the project runs its own, on its own ports), and PostgreSQL's
+# package is told not to create its default cluster.
+ensure_stores() {
+  local pkgs=()
+  command -v redis-server >/dev/null 2>&1 || pkgs+=(redis-server)
+  pg_bin >/dev/null || pkgs+=(postgresql postgresql-contrib)
+  [ ${#pkgs[@]} -gt 0 ] || return 0
+  echo "installing ${pkgs[*]}..." >&2
+  if [ "$(id -u)" = 0 ] && [[ " ${pkgs[*]} " == *" postgresql "* ]] && [ ! -e /etc/postgresql-common/createcluster.d/taskforge.conf ]; then
+    mkdir -p /etc/postgresql-common/createcluster.d
+    echo "create_main_cluster = false" >/etc/postgresql-common/createcluster.d/taskforge.conf
+  fi
+  apt_install "${pkgs[@]}"
+  if command -v systemctl >/dev/null 2>&1; then
+    systemctl disable --now redis-server postgresql >/dev/null 2>&1 || true
+  fi
   command -v redis-server >/dev/null 2>&1 || die "redis-server still missing"
+  pg_bin >/dev/null || die "PostgreSQL binaries still missing"
 }
 
 # ensure_cc makes a C compiler available: go test -race needs cgo.
@@ -45,15 +59,6 @@ pg_bin() {
     [ -x "$d/initdb" ] && { echo "$d"; return 0; }
   done
   return 1
-}
-
-# ensure_postgres makes initdb/pg_ctl available.
-ensure_postgres() {
-  pg_bin >/dev/null && return 0
-  echo "installing postgresql..." >&2
-  apt_install postgresql postgresql-contrib
-  if command -v systemctl >/dev/null 2>&1; then systemctl disable --now postgresql >/dev/null 2>&1 || true; fi
-  pg_bin >/dev/null || die "PostgreSQL binaries still missing"
 }
 
 # free_port prints a TCP port nobody listens on at 127.0.0.1.

@@ -23,8 +23,7 @@ if [ -n "${RACE:-}" ] && [ "${RACE}" != 0 ]; then
 else
   export CGO_ENABLED=0
 fi
-ensure_redis
-ensure_postgres
+ensure_stores
 scripts/install-tools.sh
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/taskforge-test.XXXXXX")

@@ -5,8 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 . scripts/lib.sh
-ensure_redis
-ensure_postgres
+ensure_stores
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/taskforge-bench.XXXXXX")
 redis_port=$(free_port)
