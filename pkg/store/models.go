@@ -83,6 +83,9 @@ type Task struct {
 	FireTime          *time.Time
 	QueueWaitMs       *int64
 	DurationMs        *int64
+	// Version is bumped by a trigger on every update of the row: the strong
+	// ETag of the task and the order of its live events.
+	Version int64 `gorm:"->"`
 }
 
 // TaskAttempt is a row of task_attempts: one attempt of a task.
