@@ -159,7 +159,9 @@ func ParseID(s string) (ID, bool) {
 }
 
 // String is the stream's form of the id.
-func (i ID) String() string { return strconv.FormatUint(i.MS, 10) + "-" + strconv.FormatUint(i.Seq, 10) }
+func (i ID) String() string {
+	return strconv.FormatUint(i.MS, 10) + "-" + strconv.FormatUint(i.Seq, 10)
+}
 
 // Compare returns -1, 0 or 1 as i is before, at or after j.
 func (i ID) Compare(j ID) int {

@@ -121,7 +121,7 @@ func TestSinceAfterTrim(t *testing.T) {
 func TestIDOrder(t *testing.T) {
 	t.Parallel()
 	for _, c := range []struct {
-		a, b string
+		a, b  string
 		after bool
 	}{
 		{"2-0", "1-5", true}, {"1-5", "1-4", true}, {"1-4", "1-4", false}, {"1-4", "2-0", false},
