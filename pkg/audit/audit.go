@@ -1,7 +1,8 @@
 // Package audit keeps the audit log: one row per mutation (tasks created,
 // cancelled or retried, schedule and API key changes) and per failed
 // authentication, with who did it, to what, how it ended, from where and under
-// which request id. Rows are only inserted; no API deletes them (retention in
+// which request id. Rows are only inserted (an aggregated row's count is
+// raised, see Entry.Aggregate); no API deletes them (retention in
 // cleanup_old_data is the one thing that prunes them).
 package audit
 
@@ -88,6 +89,12 @@ type Entry struct {
 	// Details holds extra facts (a failure's reason, the task type). It must
 	// never carry secrets or credentials.
 	Details map[string]any
+	// Aggregate, when set, merges this entry with the others of the same
+	// action and Aggregate in the same minute (UTC) into one row, whose Count
+	// says how many there were and whose other fields are the first entry's.
+	// Refused credentials aggregate by client address, so that a flood of
+	// them adds at most one row per address per minute.
+	Aggregate string
 }
 
 // Recorder records audit entries. The auth middleware and the API depend on
@@ -138,7 +145,11 @@ func (l *Log) Record(ctx context.Context, e Entry) error {
 		TS: ts.UTC(), Actor: clip(e.Actor), Action: clip(e.Action),
 		ResourceType: clip(e.ResourceType), ResourceID: clip(e.ResourceID),
 		Outcome: e.Outcome, ClientIP: clip(e.ClientIP), RequestID: clip(e.RequestID),
-		Details: store.JSON(details),
+		Details: store.JSON(details), Count: 1,
+	}
+	if e.Aggregate != "" {
+		key := clip(e.Action + "|" + ts.UTC().Truncate(time.Minute).Format(time.RFC3339) + "|" + e.Aggregate)
+		row.AggregateKey = &key
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), writeTimeout)
 	defer cancel()

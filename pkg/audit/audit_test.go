@@ -181,3 +181,47 @@ func TestConcurrentRecordsAreAllCommitted(t *testing.T) {
 	require.EqualValues(t, n, count)
 	require.EqualValues(t, n, actors, "every entry keeps its own fields")
 }
+
+// TestAggregatedEntriesShareOneRowPerMinute floods the log with refused
+// credentials from two addresses, concurrently (so batches hold several rows
+// of one key): each address gets one row per minute whose count is the
+// number of entries, and ordinary rows stay one per entry.
+func TestAggregatedEntriesShareOneRowPerMinute(t *testing.T) {
+	t.Parallel()
+	l, pg := setup(t)
+	ctx := context.Background()
+	minute := time.Date(2026, 3, 4, 5, 6, 0, 0, time.UTC)
+	const n = 200
+	errs := make(chan error, 2*n+3)
+	for i := range n {
+		for _, ip := range []string{"192.0.2.1", "2001:db8:1:2::/64"} {
+			go func() {
+				errs <- l.Record(ctx, audit.Entry{Time: minute.Add(time.Duration(i%50) * time.Second), Action: audit.ActionAuthFailure,
+					Outcome: audit.Failure, ClientIP: ip, Aggregate: ip, Details: map[string]any{"reason": fmt.Sprint(i)}})
+			}()
+		}
+	}
+	for range 2 * n {
+		require.NoError(t, <-errs)
+	}
+	// The next minute starts a new row; an entry without Aggregate is a row of its own.
+	require.NoError(t, l.Record(ctx, audit.Entry{Time: minute.Add(time.Minute), Action: audit.ActionAuthFailure,
+		Outcome: audit.Failure, ClientIP: "192.0.2.1", Aggregate: "192.0.2.1"}))
+	for range 2 {
+		require.NoError(t, l.Record(ctx, audit.Entry{Time: minute, Action: audit.ActionTaskCreate, Outcome: audit.Success, ClientIP: "192.0.2.1"}))
+	}
+
+	var rows []store.AuditEntry
+	require.NoError(t, pg.DB.Order("id").Find(&rows).Error)
+	counts := map[string]int{}
+	for _, r := range rows {
+		counts[r.Action+" "+r.ClientIP+" "+r.TS.Truncate(time.Minute).Format("15:04")] += r.Count
+	}
+	require.Len(t, rows, 5, "%+v", counts)
+	require.Equal(t, map[string]int{
+		"auth.failure 192.0.2.1 05:06":         n,
+		"auth.failure 2001:db8:1:2::/64 05:06": n,
+		"auth.failure 192.0.2.1 05:07":         1,
+		"task.create 192.0.2.1 05:06":          2,
+	}, counts)
+}

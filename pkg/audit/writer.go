@@ -4,6 +4,7 @@ import (
 	"context"
 
 	"gorm.io/gorm"
+	"gorm.io/gorm/clause"
 
 	"github.com/taskforge/taskforge/pkg/store"
 )
@@ -74,7 +75,17 @@ func (w *writer) run() {
 		}
 		rows = rows[:0]
 		ctx := batch[0].ctx
+		// Aggregated rows of one key are merged here: one INSERT may not
+		// update the same row twice.
+		merged := map[string]*store.AuditEntry{}
 		for _, r := range batch {
+			if k := r.row.AggregateKey; k != nil {
+				if first, ok := merged[*k]; ok {
+					first.Count += r.row.Count
+					continue
+				}
+				merged[*k] = r.row
+			}
 			rows = append(rows, r.row)
 			// The batch is written under the latest deadline among its rows.
 			if d, ok := r.ctx.Deadline(); ok {
@@ -83,7 +94,10 @@ func (w *writer) run() {
 				}
 			}
 		}
-		err := w.db.WithContext(ctx).Create(&rows).Error
+		err := w.db.WithContext(ctx).Clauses(clause.OnConflict{
+			Columns:   []clause.Column{{Name: "aggregate_key"}},
+			DoUpdates: clause.Assignments(map[string]any{"count": gorm.Expr("audit_log.count + EXCLUDED.count")}),
+		}).Create(&rows).Error
 		for _, r := range batch {
 			r.done <- err
 		}

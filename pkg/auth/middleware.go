@@ -11,6 +11,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/taskforge/taskforge/pkg/audit"
+	"github.com/taskforge/taskforge/pkg/clientip"
 )
 
 // DefaultRealm names the protection space in WWW-Authenticate.
@@ -19,8 +20,10 @@ const DefaultRealm = "taskforge"
 // MiddlewareOptions configure Middleware.
 type MiddlewareOptions struct {
 	// Audit records failed authentications (a credential was presented and
-	// refused). Requests without any credential are not recorded: every
-	// browser's first request is one. If nil, nothing is recorded.
+	// refused), aggregated per client address and minute (audit.Entry's
+	// Aggregate): a flood adds one row with a count, not a row per request.
+	// Requests without any credential are not recorded: every browser's first
+	// request is one. If nil, nothing is recorded.
 	Audit audit.Recorder
 	// Log receives audit write failures and backend outages. If nil, nothing is
 	// logged.
@@ -37,6 +40,9 @@ type MiddlewareOptions struct {
 	// ClientIP returns the caller's address for the audit log (Echo's
 	// c.RealIP() behind a trusted proxy). If nil, the host of r.RemoteAddr.
 	ClientIP func(r *http.Request) string
+	// AddressKey groups client addresses for the aggregated failure rows
+	// (clientip.Resolver.Key). If nil, an IPv4 address or an IPv6 /64.
+	AddressKey func(addr string) string
 	// RequestID returns the request's id for the audit log. If nil, the
 	// X-Request-Id of the response (set by Echo's RequestID middleware), else
 	// of the request.
@@ -67,6 +73,9 @@ func Middleware(a Authenticator, o MiddlewareOptions) func(http.Handler) http.Ha
 	}
 	if o.ClientIP == nil {
 		o.ClientIP = remoteHost
+	}
+	if o.AddressKey == nil {
+		o.AddressKey = func(addr string) string { return clientip.Key(addr, clientip.DefaultIPv6Prefix) }
 	}
 	if o.RequestID == nil {
 		o.RequestID = func(w http.ResponseWriter, r *http.Request) string {
@@ -149,9 +158,10 @@ func (o MiddlewareOptions) record(w http.ResponseWriter, r *http.Request, cred s
 	if prefix, ok := KeyLookupPrefix(cred); ok {
 		details["key_prefix"] = prefix
 	}
+	ip := o.ClientIP(r)
 	err := o.Audit.Record(r.Context(), audit.Entry{
 		Action: audit.ActionAuthFailure, Outcome: audit.Failure,
-		ClientIP: o.ClientIP(r), RequestID: o.RequestID(w, r), Details: details,
+		ClientIP: ip, RequestID: o.RequestID(w, r), Details: details, Aggregate: o.AddressKey(ip),
 	})
 	if err != nil {
 		o.Log.Error("audit authentication failure", zap.Error(err))

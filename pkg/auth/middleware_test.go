@@ -245,11 +245,19 @@ func TestServiceEndToEnd(t *testing.T) {
 
 	page, err := log.List(ctx, audit.Query{Action: audit.ActionAuthFailure})
 	require.NoError(t, err)
-	require.Len(t, page.Items, 2)
-	require.Contains(t, string(page.Items[1].Details), "revoked")
-	require.Contains(t, string(page.Items[1].Details), key.Key.Prefix)
-	require.NotContains(t, string(page.Items[1].Details), key.Plaintext[len(key.Key.Prefix):])
-	require.Contains(t, string(page.Items[0].Details), "unrecognised")
+	// Both refusals came from one address: one aggregated row (two if the
+	// minute turned in between), with the first refusal's details.
+	require.NotEmpty(t, page.Items)
+	require.LessOrEqual(t, len(page.Items), 2)
+	total := 0
+	for _, it := range page.Items {
+		total += it.Count
+		require.NotContains(t, string(it.Details), key.Plaintext[len(key.Key.Prefix):])
+	}
+	require.Equal(t, 2, total)
+	first := page.Items[len(page.Items)-1]
+	require.Contains(t, string(first.Details), "revoked")
+	require.Contains(t, string(first.Details), key.Key.Prefix)
 }
 
 func TestNewServiceRefusesShortBootstrapKey(t *testing.T) {

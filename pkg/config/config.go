@@ -47,6 +47,21 @@ type Config struct {
 	Prices    PricesConfig    `mapstructure:"prices"`
 	RateLimit RateLimitConfig `mapstructure:"ratelimit"`
 	Retention RetentionConfig `mapstructure:"retention"`
+	Proxy     ProxyConfig     `mapstructure:"proxy"`
+}
+
+// ProxyConfig says which reverse proxies are trusted to report the client's
+// address (the API and the monitor read it for rate limits and the audit log).
+type ProxyConfig struct {
+	// TrustedCIDRs lists the CIDRs (or single addresses) of the reverse proxies
+	// in front of the services. Only a request whose peer is in one of them has
+	// its client address taken from Header; everyone else's is the peer's.
+	// Default empty: no proxy is trusted.
+	TrustedCIDRs []string `mapstructure:"trusted_cidrs"`
+	// Header is the header the trusted proxies set: "x-forwarded-for" or
+	// "forwarded" (RFC 7239). The rightmost address in it that is not a
+	// trusted proxy is the client. Default "x-forwarded-for".
+	Header string `mapstructure:"header"`
 }
 
 // LogConfig configures zap.
@@ -318,6 +333,10 @@ type RateLimitConfig struct {
 	// that a flood of bad credentials stays bounded. Default 200/400 (the
 	// admin's limit: callers behind one address are not held below it).
 	PerAddress RateLimit `mapstructure:"per_address"`
+	// IPv6Prefix is the prefix length that groups IPv6 client addresses for
+	// the per-address limit and the aggregated audit of refused credentials:
+	// one subscriber usually holds a whole /64. Default 64.
+	IPv6Prefix int `mapstructure:"ipv6_prefix"`
 }
 
 // RateLimit is a sustained rate and a burst.
@@ -380,8 +399,9 @@ func Defaults() Config {
 		Prices: PricesConfig{Provider: "simulated", StooqBaseURL: "https://stooq.com", BatchSize: 100},
 		RateLimit: RateLimitConfig{Enabled: true, PerRole: map[string]RateLimit{
 			"viewer": {RPS: 20, Burst: 40}, "operator": {RPS: 50, Burst: 100}, "admin": {RPS: 200, Burst: 400},
-		}, PerAddress: RateLimit{RPS: 200, Burst: 400}},
+		}, PerAddress: RateLimit{RPS: 200, Burst: 400}, IPv6Prefix: 64},
 		Retention: RetentionConfig{Tasks: 30, TaskLogs: 14, Prices: 3650, Results: 7, Audit: 365},
+		Proxy:     ProxyConfig{TrustedCIDRs: []string{}, Header: "x-forwarded-for"},
 	}
 }
 

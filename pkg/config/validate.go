@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"net/url"
 	"reflect"
 	"slices"
@@ -206,6 +207,17 @@ func (c Config) Validate() error {
 	if pa := c.RateLimit.PerAddress; pa.RPS <= 0 || pa.Burst < 1 {
 		bad("ratelimit.per_address", fmt.Sprintf("%+v", pa), "rps and burst must be positive")
 	}
+	if c.RateLimit.IPv6Prefix < 1 || c.RateLimit.IPv6Prefix > 128 {
+		bad("ratelimit.ipv6_prefix", c.RateLimit.IPv6Prefix, "must be between 1 and 128")
+	}
+	for i, cidr := range c.Proxy.TrustedCIDRs {
+		if _, err := netip.ParsePrefix(cidr); err != nil {
+			if _, err := netip.ParseAddr(cidr); err != nil {
+				bad(fmt.Sprintf("proxy.trusted_cidrs[%d]", i), fmt.Sprintf("%q", cidr), "must be a CIDR such as 10.0.0.0/8 or an address")
+			}
+		}
+	}
+	oneOf("proxy.header", strings.ToLower(c.Proxy.Header), "x-forwarded-for", "forwarded")
 	return errors.Join(errs...)
 }
 

@@ -12,6 +12,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/taskforge/taskforge/pkg/auth"
+	"github.com/taskforge/taskforge/pkg/clientip"
 	"github.com/taskforge/taskforge/pkg/config"
 )
 
@@ -30,6 +31,10 @@ type MiddlewareOptions struct {
 	// ClientIP returns the client's address for anonymous requests. If nil, the
 	// host of r.RemoteAddr.
 	ClientIP func(r *http.Request) string
+	// AddressKey groups client addresses into budgets (clientip.Resolver.Key:
+	// an IPv6 address counts as its /64). If nil, each IPv4 address and each
+	// IPv6 /64 has a budget of its own.
+	AddressKey func(addr string) string
 	// Log receives Redis errors (the request is let through). If nil, nothing
 	// is logged.
 	Log *zap.Logger
@@ -68,6 +73,9 @@ func Middleware(l *Limiter, o MiddlewareOptions) (func(http.Handler) http.Handle
 			return host
 		}
 	}
+	if o.AddressKey == nil {
+		o.AddressKey = func(addr string) string { return clientip.Key(addr, clientip.DefaultIPv6Prefix) }
+	}
 	if o.Log == nil {
 		o.Log = zap.NewNop()
 	}
@@ -79,7 +87,7 @@ func Middleware(l *Limiter, o MiddlewareOptions) (func(http.Handler) http.Handle
 			if p, ok := auth.FromContext(r.Context()); ok {
 				key, limit = "p:"+p.ID, o.Config.PerRole[string(p.Role)]
 			} else {
-				key, limit = "ip:"+o.ClientIP(r), o.Anonymous
+				key, limit = "ip:"+o.AddressKey(o.ClientIP(r)), o.Anonymous
 			}
 			if limit.RPS <= 0 || limit.Burst < 1 {
 				next.ServeHTTP(w, r)

@@ -215,6 +215,13 @@ func TestMiddleware(t *testing.T) {
 	require.Equal(t, http.StatusNoContent, call(nil, "198.51.100.1:1").Code)
 	require.Equal(t, http.StatusTooManyRequests, call(nil, "198.51.100.1:2").Code, "anonymous: per address")
 	require.Equal(t, http.StatusNoContent, call(nil, "198.51.100.2:1").Code)
+
+	// IPv6: every address of a /64 shares one budget, so rotating addresses
+	// inside it does not escape the limit; the next /64 has its own.
+	require.Equal(t, http.StatusNoContent, call(nil, "[2001:db8:1:2::1]:1").Code)
+	require.Equal(t, http.StatusTooManyRequests, call(nil, "[2001:db8:1:2::2]:1").Code, "same /64")
+	require.Equal(t, http.StatusTooManyRequests, call(nil, "[2001:db8:1:2:ffff:ffff:ffff:ffff]:1").Code, "same /64")
+	require.Equal(t, http.StatusNoContent, call(nil, "[2001:db8:1:3::1]:1").Code, "another /64")
 }
 
 func TestMiddlewareConfig(t *testing.T) {

@@ -29,6 +29,11 @@ type AuditEntry struct {
 	ClientIP     string
 	RequestID    string
 	Details      JSON
+	// Count is how many events an aggregated row stands for (1 for others).
+	Count int
+	// AggregateKey, when set, merges rows with the same key into one whose
+	// Count grows (refused credentials: action, minute and client address).
+	AggregateKey *string
 }
 
 // TableName is audit_log (the table is singular: it is one log).

@@ -35,6 +35,7 @@ import (
 	"github.com/taskforge/taskforge/pkg/audit"
 	"github.com/taskforge/taskforge/pkg/auth"
 	"github.com/taskforge/taskforge/pkg/boot"
+	"github.com/taskforge/taskforge/pkg/clientip"
 	"github.com/taskforge/taskforge/pkg/config"
 	"github.com/taskforge/taskforge/pkg/egress"
 	"github.com/taskforge/taskforge/pkg/maintenance"
@@ -322,12 +323,16 @@ func serve(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 	}
 
 	// API.
+	clientIP, err := clientip.FromConfig(cfg)
+	if err != nil {
+		return err
+	}
 	handler, err := server.New(server.Options{
 		Tasks: tasks, Auth: authn, Checker: deps.Checker, Registry: deps.Registry, Log: log,
 		OpenAPI: openapiDoc, BodyLimit: cfg.API.BodyLimit, Results: resultRoutes,
 		Schedules: scheduleRoutes, Keys: keys, Audit: auditLog,
 		Limiter: limiter, RateLimit: cfg.RateLimit, PerAddress: cfg.RateLimit.PerAddress,
-		CORSAllowOrigins: cfg.API.CORSAllowOrigins, HSTS: cfg.API.HSTS,
+		CORSAllowOrigins: cfg.API.CORSAllowOrigins, HSTS: cfg.API.HSTS, ClientIP: clientIP,
 	})
 	if err != nil {
 		return err

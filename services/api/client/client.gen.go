@@ -315,9 +315,12 @@ type AttemptOutcome string
 // AuditEntry defines model for AuditEntry.
 type AuditEntry struct {
 	// Action Example: task.create
-	Action     string                 `json:"action"`
-	Actor      string                 `json:"actor"`
-	ClientIp   string                 `json:"client_ip"`
+	Action   string `json:"action"`
+	Actor    string `json:"actor"`
+	ClientIp string `json:"client_ip"`
+
+	// Count How many events the row stands for. Refused credentials are aggregated into one row per client address (IPv6: per ratelimit.ipv6_prefix network) and minute, with the first one's details; every other row is one event.
+	Count      int                    `json:"count"`
 	Details    map[string]interface{} `json:"details"`
 	Id         int64                  `json:"id"`
 	Outcome    AuditEntryOutcome      `json:"outcome"`

@@ -24,6 +24,7 @@ type auditView struct {
 	ClientIP     string          `json:"client_ip"`
 	RequestID    string          `json:"request_id"`
 	Details      json.RawMessage `json:"details"`
+	Count        int             `json:"count"`
 }
 
 // listAudit handles GET /api/v1/audit (admins): newest first, filtered by
@@ -62,7 +63,7 @@ func (s *Server) listAudit(c echo.Context) error {
 			d = json.RawMessage("{}")
 		}
 		items[i] = auditView{ID: r.ID, TS: r.TS.UTC(), Actor: r.Actor, Action: r.Action, ResourceType: r.ResourceType,
-			ResourceID: r.ResourceID, Outcome: r.Outcome, ClientIP: r.ClientIP, RequestID: r.RequestID, Details: d}
+			ResourceID: r.ResourceID, Outcome: r.Outcome, ClientIP: r.ClientIP, RequestID: r.RequestID, Details: d, Count: max(r.Count, 1)}
 	}
 	var next *string
 	if page.NextCursor != "" {

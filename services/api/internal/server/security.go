@@ -27,7 +27,7 @@ const hstsValue = "max-age=31536000"
 // before it costs a credential check and an audit row), authentication with
 // the failures audited, then the caller's per-role limit.
 func (s *Server) newGuard(o Options) (echo.MiddlewareFunc, error) {
-	ao := auth.MiddlewareOptions{Log: s.log.Named("auth")}
+	ao := auth.MiddlewareOptions{Log: s.log.Named("auth"), ClientIP: o.ClientIP.ClientIP, AddressKey: o.ClientIP.Key}
 	if o.Audit != nil {
 		ao.Audit = o.Audit
 	}
@@ -44,15 +44,15 @@ func (s *Server) newGuard(o Options) (echo.MiddlewareFunc, error) {
 				}
 			}
 		}
-		byAddress, err := ratelimit.Middleware(o.Limiter, ratelimit.MiddlewareOptions{
+		ro := ratelimit.MiddlewareOptions{
 			Config: o.RateLimit, Anonymous: perAddress, Log: s.log.Named("ratelimit"),
-		})
+			ClientIP: o.ClientIP.ClientIP, AddressKey: o.ClientIP.Key,
+		}
+		byAddress, err := ratelimit.Middleware(o.Limiter, ro)
 		if err != nil {
 			return nil, err
 		}
-		byCaller, err := ratelimit.Middleware(o.Limiter, ratelimit.MiddlewareOptions{
-			Config: o.RateLimit, Anonymous: perAddress, Log: s.log.Named("ratelimit"),
-		})
+		byCaller, err := ratelimit.Middleware(o.Limiter, ro)
 		if err != nil {
 			return nil, err
 		}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/taskforge/taskforge/pkg/audit"
 	"github.com/taskforge/taskforge/pkg/auth"
+	"github.com/taskforge/taskforge/pkg/clientip"
 	"github.com/taskforge/taskforge/pkg/config"
 	"github.com/taskforge/taskforge/pkg/health"
 	"github.com/taskforge/taskforge/pkg/ratelimit"
@@ -70,6 +71,10 @@ type Options struct {
 	// clients reach the API over HTTPS only). Requests that arrive over TLS get
 	// it anyway.
 	HSTS bool
+	// ClientIP finds the client's address (behind trusted proxies, from their
+	// forwarding header) for the per-address limit, the audit log and the
+	// request log. If nil, no proxy is trusted: the client is the peer.
+	ClientIP *clientip.Resolver
 }
 
 // Server is the API's http.Handler.
@@ -110,10 +115,15 @@ func New(o Options) (*Server, error) {
 	}
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
-	// No proxy is trusted: the client address is the peer's, so that a forged
-	// X-Forwarded-For can neither dodge the per-address limit nor fake the
-	// audit log's client address.
-	e.IPExtractor = echo.ExtractIPDirect()
+	// Only the configured proxies are trusted: anyone else's address is the
+	// peer's, so that a forged X-Forwarded-For can neither dodge the
+	// per-address limit nor fake the audit log's client address.
+	if o.ClientIP == nil {
+		if o.ClientIP, err = clientip.New(clientip.Options{}); err != nil {
+			return nil, err
+		}
+	}
+	e.IPExtractor = o.ClientIP.ClientIP
 	s := &Server{echo: e, tasks: o.Tasks, auth: o.Auth, checker: o.Checker, reg: o.Registry, log: o.Log,
 		openapi: o.OpenAPI, limit: o.BodyLimit, metrics: m, results: o.Results, schedules: o.Schedules,
 		keys: o.Keys, audit: o.Audit, hsts: o.HSTS}

@@ -23,6 +23,7 @@ import (
 
 	"github.com/taskforge/taskforge/pkg/audit"
 	"github.com/taskforge/taskforge/pkg/auth"
+	"github.com/taskforge/taskforge/pkg/clientip"
 	"github.com/taskforge/taskforge/pkg/config"
 	"github.com/taskforge/taskforge/pkg/health"
 	"github.com/taskforge/taskforge/pkg/queue"
@@ -176,6 +177,7 @@ type setupOptions struct {
 	perAddress config.RateLimit
 	cors       []string
 	hsts       bool
+	clientIP   *clientip.Resolver
 	// With secure, bootstrap or jwt replace the static principals with the
 	// real authentication service: the bootstrap admin key, API keys in the
 	// test's database and, with jwt, tokens.
@@ -223,7 +225,7 @@ func setupWith(t *testing.T, o setupOptions) testBundle {
 	}
 	opts := Options{Tasks: svc, Auth: principals, Checker: checker, Registry: reg, Log: log,
 		OpenAPI: openapiDoc(t), Limiter: o.limiter, RateLimit: o.rateLimit, PerAddress: o.perAddress,
-		CORSAllowOrigins: o.cors, HSTS: o.hsts}
+		CORSAllowOrigins: o.cors, HSTS: o.hsts, ClientIP: o.clientIP}
 	if o.auth != nil {
 		opts.Auth = o.auth
 	}
