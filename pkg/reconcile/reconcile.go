@@ -71,6 +71,9 @@ type Options struct {
 	BatchSize int
 	// Now is the clock. If nil, time.Now.
 	Now func() time.Time
+	// Events receives an event for every row the reconciler changes. If nil,
+	// none is published.
+	Events taskservice.Publisher
 }
 
 // Reconciler compares PostgreSQL and Asynq and repairs the differences.
@@ -276,23 +279,30 @@ func (r *Reconciler) lost(ctx context.Context, row store.Task, why string, reque
 	errJSON, _ := json.Marshal(map[string]any{"message": "task lost: " + why, "kind": ErrorKindLost, "attempt": row.Attempt})
 	retry := requeue && taskservice.AttemptsLeft(row) >= 1
 	var moved bool
+	var changed store.Task
 	if retry {
-		res := r.db.WithContext(ctx).Exec(`
+		var rows []store.Task
+		err := r.db.WithContext(ctx).Raw(`
 UPDATE tasks SET status = 'retrying', error = ?::jsonb, next_retry_at = ?, worker_id = '', updated_at = ?
-WHERE id = ? AND status = ? AND attempt = ?`, string(errJSON), now, now, row.ID, row.Status, row.Attempt)
-		if res.Error != nil {
-			return fmt.Errorf("reconcile: mark %s lost: %w", row.ID, store.Translate(res.Error))
+WHERE id = ? AND status = ? AND attempt = ? RETURNING *`, string(errJSON), now, now, row.ID, row.Status, row.Attempt).Scan(&rows).Error
+		if err != nil {
+			return fmt.Errorf("reconcile: mark %s lost: %w", row.ID, store.Translate(err))
 		}
-		moved = res.RowsAffected > 0
+		if moved = len(rows) > 0; moved {
+			changed = rows[0]
+		}
 	} else {
 		// Failed is terminal: the same statement queues the completion callback.
 		var err error
-		_, moved, err = taskservice.Terminal(ctx, r.db, row.ID, tasks.StatusFailed, []tasks.Status{row.Status},
+		changed, moved, err = taskservice.Terminal(ctx, r.db, row.ID, tasks.StatusFailed, []tasks.Status{row.Status},
 			`error = ?::jsonb, completed_at = ?, next_retry_at = NULL, updated_at = ?`, []any{string(errJSON), now, now},
 			`attempt = ?`, row.Attempt)
 		if err != nil {
 			return fmt.Errorf("reconcile: mark %s lost: %w", row.ID, err)
 		}
+	}
+	if moved && r.opts.Events != nil {
+		r.opts.Events.Publish(taskservice.Changed(changed))
 	}
 	if !moved {
 		return nil // the worker or an operator moved it meanwhile

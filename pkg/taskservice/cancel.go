@@ -49,6 +49,7 @@ func (s *Service) Cancel(ctx context.Context, p auth.Principal, id string) (Canc
 			if !ok {
 				continue // the worker moved it meanwhile: decide again
 			}
+			s.publish(updated)
 			s.dequeue(updated)
 			updated.Params = RedactParams(updated.Type, updated.Params)
 			return CancelResult{Task: updated}, nil
@@ -61,6 +62,7 @@ func (s *Service) Cancel(ctx context.Context, p auth.Principal, id string) (Canc
 			if !ok {
 				continue
 			}
+			s.publish(updated)
 			if err := s.inspector.CancelProcessing(row.ID); err != nil {
 				// Best effort: the worker also polls cancel_requested.
 				s.log.Warn("cancel signal not published", zap.String("task_id", row.ID), zap.Error(err))

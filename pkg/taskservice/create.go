@@ -78,6 +78,9 @@ type Options struct {
 	// CountTimeout bounds the exact count behind a list's total; past it (or
 	// past CountCap rows) the total is PostgreSQL's estimate. If zero, 5 ms.
 	CountTimeout time.Duration
+	// Events receives an event for every change the service commits
+	// (creation, cancel, retry). If nil, none is published.
+	Events Publisher
 }
 
 // Service creates, cancels and retries tasks.
@@ -167,6 +170,8 @@ func (s *Service) Create(ctx context.Context, req CreateRequest) (Created, error
 		s.compensate(row.ID, err)
 		return Created{}, err
 	}
+	row.Version = 1 // a new row's
+	s.publish(row)
 	return Created{Task: row}, nil
 }
 

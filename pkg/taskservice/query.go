@@ -114,7 +114,7 @@ func decodeCursor(s, sort string) (cursor, error) {
 const listColumns = `id, type, status, priority, params, key_id, created_by, idempotency_key, request_hash,
 created_at, updated_at, scheduled_for, started_at, completed_at, progress, current_step, messages, attempt,
 retry_base, max_retries, retry_policy, timeout_seconds, estimated_duration, next_retry_at, result_url, error,
-worker_id, cancel_requested, callback_url, schedule_id, fire_time, queue_wait_ms, duration_ms`
+worker_id, cancel_requested, callback_url, schedule_id, fire_time, queue_wait_ms, duration_ms, version`
 
 // where is a conjunction of SQL conditions with their arguments.
 type where struct {

@@ -74,6 +74,7 @@ WHERE id = ? AND status IN ? RETURNING *`, row.ID, []string{tasks.StatusFailed, 
 		}
 		return store.Task{}, fmt.Errorf("taskservice: retry %s: %w", id, err)
 	}
+	s.publish(updated)
 	updated.Params = RedactParams(updated.Type, updated.Params)
 	return updated, nil
 }

@@ -33,6 +33,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"gorm.io/gorm"
 
+	"github.com/taskforge/taskforge/pkg/event"
 	"github.com/taskforge/taskforge/pkg/job"
 	"github.com/taskforge/taskforge/pkg/queue"
 	"github.com/taskforge/taskforge/pkg/taskpb"
@@ -116,6 +117,16 @@ type Options struct {
 	// OnTerminal is called when a terminal state with a callback was recorded
 	// (the callback deliverer's Poke).
 	OnTerminal func()
+	// Events receives, after they commit, an event for every change of a
+	// task row and every log line the runtime writes (the live event
+	// streams). If nil, none is published.
+	Events Publisher
+}
+
+// Publisher receives the events of committed changes (*event.Publisher);
+// Publish must not block.
+type Publisher interface {
+	Publish(evs ...event.Event)
 }
 
 // Runtime runs tasks through the lifecycle. It is safe for concurrent use by
@@ -204,7 +215,7 @@ func New(db *gorm.DB, rc redis.UniversalClient, inspector *asynq.Inspector, log 
 		stop:   make(chan struct{}),
 	}
 	for i := 0; i < opts.Writers; i++ {
-		r.writers = append(r.writers, newWriter(sqlDB, log, opts.FlushInterval, opts.MaxMessages, m, opts.OnTerminal))
+		r.writers = append(r.writers, newWriter(sqlDB, log, opts.FlushInterval, opts.MaxMessages, m, opts.OnTerminal, opts.Events))
 	}
 	r.bg.Add(1)
 	go r.pollCancels()
@@ -609,17 +620,25 @@ func (r *Runtime) failUnstarted(id, kind, message string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	errJSON, _ := json.Marshal(taskError{Message: message, Kind: kind})
-	_, err := r.db.ExecContext(ctx, `
+	var version int64
+	err := r.db.QueryRowContext(ctx, `
 WITH upd AS (
     UPDATE tasks SET status = 'failed', error = $2::jsonb, completed_at = now(), updated_at = now(), next_retry_at = NULL
     WHERE id = $1 AND status IN ('pending', 'retrying')
-    RETURNING id, callback_url
+    RETURNING id, callback_url, version
+), cb AS (
+    INSERT INTO task_callbacks (task_id, url) SELECT id, callback_url FROM upd WHERE callback_url IS NOT NULL AND callback_url <> ''
 )
-INSERT INTO task_callbacks (task_id, url) SELECT id, callback_url FROM upd WHERE callback_url IS NOT NULL AND callback_url <> ''`,
-		id, string(errJSON))
+SELECT version FROM upd`, id, string(errJSON)).Scan(&version)
+	if errors.Is(err, sql.ErrNoRows) {
+		return
+	}
 	if err != nil {
 		r.log.Error("task failure not recorded", zap.String("task_id", id), zap.Error(err))
 		return
+	}
+	if r.opts.Events != nil {
+		r.opts.Events.Publish(event.Task(id, version, tasks.StatusFailed))
 	}
 	if r.opts.OnTerminal != nil {
 		r.opts.OnTerminal()

@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5/stdlib"
 	"go.uber.org/zap"
 
+	"github.com/taskforge/taskforge/pkg/event"
 	"github.com/taskforge/taskforge/pkg/store"
 )
 
@@ -133,6 +134,9 @@ type writer struct {
 	maxMessages int
 	metrics     *metrics
 	onTerminal  func()
+	// events receives, after each committed flush, the events of the task
+	// rows it changed and of the log lines it wrote. May be nil.
+	events Publisher
 
 	mu       sync.Mutex
 	checks   []*checkOp
@@ -149,9 +153,9 @@ type writer struct {
 	drainBy atomic.Pointer[time.Time]
 }
 
-func newWriter(db *sql.DB, log *zap.Logger, interval time.Duration, maxMessages int, m *metrics, onTerminal func()) *writer {
+func newWriter(db *sql.DB, log *zap.Logger, interval time.Duration, maxMessages int, m *metrics, onTerminal func(), events Publisher) *writer {
 	w := &writer{
-		db: db, log: log, interval: interval, maxMessages: maxMessages, metrics: m, onTerminal: onTerminal,
+		db: db, log: log, interval: interval, maxMessages: maxMessages, metrics: m, onTerminal: onTerminal, events: events,
 		progress: map[attemptKey]*progressState{},
 		urgent:   make(chan struct{}, 1), stop: make(chan struct{}), stopped: make(chan struct{}),
 	}
@@ -404,7 +408,9 @@ func (w *writer) exec(b *batch, atomic bool) error {
 	checkRes := map[string]checkResult{}
 	startRes := map[string]startResult{}
 	applied := map[string]bool{}
-	var checkErr, startErr, combinedErr, finishErr error
+	var checkErr, startErr, combinedErr, finishErr, progressErr, logsErr error
+	// The events of what this flush changed, published once it committed.
+	var startEvs, progressEvs, combinedEvs, finishEvs []event.Event
 	var plain, combined []*finishOp
 	for _, f := range b.finishes {
 		if f.start != nil {
@@ -413,19 +419,23 @@ func (w *writer) exec(b *batch, atomic bool) error {
 			plain = append(plain, f)
 		}
 	}
-	scanApplied := func(rows pgx.Rows) error {
-		for rows.Next() {
-			var id, status string
-			var callback bool
-			if err := rows.Scan(&id, &status, &callback); err != nil {
-				return err
+	scanApplied := func(evs *[]event.Event) func(rows pgx.Rows) error {
+		return func(rows pgx.Rows) error {
+			for rows.Next() {
+				var id, status string
+				var callback bool
+				var version int64
+				if err := rows.Scan(&id, &status, &callback, &version); err != nil {
+					return err
+				}
+				applied[id] = true
+				if callback {
+					applied["\x00callback"] = true
+				}
+				*evs = append(*evs, event.Task(id, version, status))
 			}
-			applied[id] = true
-			if callback {
-				applied["\x00callback"] = true
-			}
+			return rows.Err()
 		}
-		return rows.Err()
 	}
 
 	if len(b.checks) > 0 {
@@ -458,11 +468,17 @@ func (w *writer) exec(b *batch, atomic bool) error {
 				for rows.Next() {
 					var id string
 					var r startResult
-					if err := rows.Scan(&id, &r.attempt, &r.queueWaitMs, &r.cancelled); err != nil {
+					var version int64
+					if err := rows.Scan(&id, &r.attempt, &r.queueWaitMs, &r.cancelled, &version); err != nil {
 						return err
 					}
 					r.started = !r.cancelled
 					startRes[id] = r
+					status := "running"
+					if r.cancelled {
+						status = "cancelled"
+					}
+					startEvs = append(startEvs, event.Task(id, version, status))
 				}
 				return rows.Err()
 			})
@@ -486,7 +502,7 @@ func (w *writer) exec(b *batch, atomic bool) error {
 				msgs[i] = string(js)
 			}
 			args = append(args, workers, started, fr, steps, msgs, w.maxMessages)
-			pb.Queue(combinedSQL, args...).Query(scanApplied)
+			pb.Queue(combinedSQL, args...).Query(scanApplied(&combinedEvs))
 		}})
 	}
 	if len(b.progress) > 0 {
@@ -501,7 +517,17 @@ func (w *writer) exec(b *batch, atomic bool) error {
 				js, _ := json.Marshal(m)
 				ids, attempts, fr, steps, msgs = append(ids, k.id), append(attempts, int32(k.attempt)), append(fr, p.fraction), append(steps, p.step), append(msgs, string(js))
 			}
-			pb.Queue(progressSQL, ids, attempts, fr, steps, msgs, w.maxMessages)
+			pb.Queue(progressSQL, ids, attempts, fr, steps, msgs, w.maxMessages).Query(func(rows pgx.Rows) error {
+				for rows.Next() {
+					var id string
+					var version int64
+					if err := rows.Scan(&id, &version); err != nil {
+						return err
+					}
+					progressEvs = append(progressEvs, event.Task(id, version, "running"))
+				}
+				return rows.Err()
+			})
 		}})
 	}
 	if len(b.logs) > 0 {
@@ -516,7 +542,7 @@ func (w *writer) exec(b *batch, atomic bool) error {
 	}
 	if len(plain) > 0 {
 		stmts = append(stmts, stmt{"finish", func(pb *pgx.Batch) {
-			pb.Queue(finishSQL, finishArgs(plain)...).Query(scanApplied)
+			pb.Queue(finishSQL, finishArgs(plain)...).Query(scanApplied(&finishEvs))
 		}})
 	}
 
@@ -550,8 +576,12 @@ func (w *writer) exec(b *batch, atomic bool) error {
 				combinedErr = err
 			case "finish":
 				finishErr = err
+			case "progress":
+				progressErr = err
+				w.log.Error("progress rejected", zap.Error(err))
 			default:
-				w.log.Error("progress or log lines rejected", zap.String("statement", q.kind), zap.Error(err))
+				logsErr = err
+				w.log.Error("log lines rejected", zap.String("statement", q.kind), zap.Error(err))
 			}
 		}
 	}
@@ -581,6 +611,7 @@ func (w *writer) exec(b *batch, atomic bool) error {
 		}
 		f.done <- finishResult{applied: applied[f.key.id]}
 	}
+	w.publish(b, startEvs, startErr, progressEvs, progressErr, logsErr, combinedEvs, combinedErr, finishEvs, finishErr)
 	if applied["\x00callback"] && w.onTerminal != nil {
 		w.onTerminal()
 	}
@@ -591,6 +622,37 @@ func (w *writer) exec(b *batch, atomic bool) error {
 		}
 	}
 	return nil
+}
+
+// publish hands the events of a committed flush to the publisher, in the
+// order of the flush's statements (starts, progress, log lines, outcomes):
+// a task's last progress and log lines come before its outcome. The events of
+// a statement PostgreSQL rejected are left out.
+func (w *writer) publish(b *batch, starts []event.Event, startErr error, progress []event.Event, progressErr, logsErr error,
+	combined []event.Event, combinedErr error, finishes []event.Event, finishErr error) {
+	if w.events == nil {
+		return
+	}
+	var evs []event.Event
+	if startErr == nil {
+		evs = append(evs, starts...)
+	}
+	if progressErr == nil {
+		evs = append(evs, progress...)
+	}
+	if logsErr == nil {
+		for _, l := range b.logs {
+			evs = append(evs, event.Event{Kind: event.KindLog, TaskID: l.key.id, Log: &event.Log{
+				TS: l.ts, Level: l.level, Message: l.msg, Attempt: l.key.attempt, Fields: json.RawMessage(l.fields)}})
+		}
+	}
+	if combinedErr == nil {
+		evs = append(evs, combined...)
+	}
+	if finishErr == nil {
+		evs = append(evs, finishes...)
+	}
+	w.events.Publish(evs...)
 }
 
 // finishArgs are the twelve arrays of finishSQL (and the first twelve of
@@ -648,7 +710,7 @@ WITH v AS (
     FROM v
     WHERE t.id = v.id AND t.attempt = v.attempt - 1 AND t.status IN ('pending', 'retrying', 'running')
       AND NOT t.cancel_requested
-    RETURNING t.id, t.attempt, v.worker, v.ts, GREATEST(0, (extract(epoch FROM v.ts - v.base) * 1000)::bigint) AS wait
+    RETURNING t.id, t.attempt, v.worker, v.ts, GREATEST(0, (extract(epoch FROM v.ts - v.base) * 1000)::bigint) AS wait, t.version
 ), lost AS (
     UPDATE task_attempts a SET outcome = 'lost', finished_at = u.ts,
            duration_ms = GREATEST(0, (extract(epoch FROM u.ts - a.started_at) * 1000)::bigint),
@@ -663,7 +725,7 @@ WITH v AS (
     UPDATE tasks t SET status = 'cancelled', completed_at = v.ts, updated_at = v.ts, next_retry_at = NULL
     FROM v
     WHERE t.id = v.id AND t.cancel_requested AND t.status IN ('pending', 'retrying', 'running')
-    RETURNING t.id, t.callback_url, v.ts
+    RETURNING t.id, t.callback_url, v.ts, t.version
 ), canc_att AS (
     UPDATE task_attempts a SET outcome = 'cancelled', finished_at = c.ts,
            duration_ms = GREATEST(0, (extract(epoch FROM c.ts - a.started_at) * 1000)::bigint),
@@ -673,9 +735,9 @@ WITH v AS (
     INSERT INTO task_callbacks (task_id, url, next_attempt_at)
     SELECT id, callback_url, ts FROM canc WHERE callback_url IS NOT NULL AND callback_url <> ''
 )
-SELECT id, attempt, wait, false FROM upd
+SELECT id, attempt, wait, false, version FROM upd
 UNION ALL
-SELECT id, 0, 0::bigint, true FROM canc`
+SELECT id, 0, 0::bigint, true, version FROM canc`
 
 // progressSQL writes the latest progress of running attempts and appends their
 // new messages, keeping the last $6.
@@ -686,7 +748,8 @@ UPDATE tasks t SET progress = v.progress, current_step = v.step, updated_at = no
                SELECT m.e, m.i FROM jsonb_array_elements(t.messages || v.msgs::jsonb) WITH ORDINALITY AS m(e, i)
                ORDER BY m.i DESC LIMIT $6) x) END
 FROM unnest($1::text[], $2::int[], $3::float8[], $4::text[], $5::text[]) AS v(id, attempt, progress, step, msgs)
-WHERE t.id = v.id AND t.attempt = v.attempt AND t.status = 'running'`
+WHERE t.id = v.id AND t.attempt = v.attempt AND t.status = 'running'
+RETURNING t.id, t.version`
 
 const logsSQL = `
 INSERT INTO task_logs (task_id, attempt, ts, level, message, fields)
@@ -714,7 +777,7 @@ WITH v AS (
            duration_ms = v.duration_ms
     FROM v
     WHERE t.id = v.id AND t.attempt = v.attempt AND t.status = 'running'
-    RETURNING t.id, t.status, t.callback_url, v.ts
+    RETURNING t.id, t.status, t.callback_url, v.ts, t.version
 ), att AS (
     UPDATE task_attempts a SET finished_at = v.ts, duration_ms = v.duration_ms, outcome = v.outcome,
            error_kind = v.error_kind, error_message = v.error_message, stack = v.stack
@@ -724,7 +787,7 @@ WITH v AS (
     SELECT id, callback_url, ts FROM upd
     WHERE status IN ('completed', 'failed', 'cancelled') AND callback_url IS NOT NULL AND callback_url <> ''
 )
-SELECT id, status, (status IN ('completed', 'failed', 'cancelled') AND callback_url IS NOT NULL AND callback_url <> '') FROM upd`
+SELECT id, status, (status IN ('completed', 'failed', 'cancelled') AND callback_url IS NOT NULL AND callback_url <> ''), version FROM upd`
 
 // combinedSQL writes an attempt's start, last progress and outcome at once,
 // for attempts that ended before their start was flushed (most short tasks):
@@ -759,7 +822,7 @@ WITH v AS (
     WHERE t.id = v.id AND t.attempt = v.attempt - 1 AND t.status IN ('pending', 'retrying', 'running')
       AND (NOT t.cancel_requested OR v.status = 'cancelled')
     RETURNING t.id, t.status, t.attempt, t.callback_url, v.ts, v.started,
-              GREATEST(0, (extract(epoch FROM v.started - v.base) * 1000)::bigint) AS wait
+              GREATEST(0, (extract(epoch FROM v.started - v.base) * 1000)::bigint) AS wait, t.version
 ), lost AS (
     UPDATE task_attempts a SET outcome = 'lost', finished_at = u.started,
            duration_ms = GREATEST(0, (extract(epoch FROM u.started - a.started_at) * 1000)::bigint),
@@ -778,4 +841,4 @@ WITH v AS (
     SELECT id, callback_url, ts FROM upd
     WHERE status IN ('completed', 'failed', 'cancelled') AND callback_url IS NOT NULL AND callback_url <> ''
 )
-SELECT id, status, (status IN ('completed', 'failed', 'cancelled') AND callback_url IS NOT NULL AND callback_url <> '') FROM upd`
+SELECT id, status, (status IN ('completed', 'failed', 'cancelled') AND callback_url IS NOT NULL AND callback_url <> ''), version FROM upd`

@@ -17,7 +17,7 @@ import (
 func newTestWriter(t *testing.T) (*writer, testenv.Postgres) {
 	t.Helper()
 	pg := testenv.NewPostgres(t)
-	w := newWriter(pg.SQL, zaptest.NewLogger(t), 20*time.Millisecond, 3, newMetrics(prometheus.NewRegistry()), nil)
+	w := newWriter(pg.SQL, zaptest.NewLogger(t), 20*time.Millisecond, 3, newMetrics(prometheus.NewRegistry()), nil, nil)
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
@@ -143,7 +143,7 @@ func TestLazyStartAndOutcomeCombine(t *testing.T) {
 	t.Parallel()
 	pg := testenv.NewPostgres(t)
 	// A long interval: nothing is flushed before the outcome is queued.
-	w := newWriter(pg.SQL, zaptest.NewLogger(t), time.Hour, 3, newMetrics(prometheus.NewRegistry()), nil)
+	w := newWriter(pg.SQL, zaptest.NewLogger(t), time.Hour, 3, newMetrics(prometheus.NewRegistry()), nil, nil)
 	t.Cleanup(func() { w.close(context.Background()) })
 	cb := "https://example.com/hook"
 	insertTask(t, pg, "task_q", "pending", &cb)
