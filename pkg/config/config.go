@@ -48,6 +48,41 @@ type Config struct {
 	RateLimit RateLimitConfig `mapstructure:"ratelimit"`
 	Retention RetentionConfig `mapstructure:"retention"`
 	Proxy     ProxyConfig     `mapstructure:"proxy"`
+	Events    EventsConfig    `mapstructure:"events"`
+}
+
+// EventsConfig configures the live task events: what the writers (worker,
+// API, scheduler) publish to Redis and the API's server-sent event streams.
+type EventsConfig struct {
+	// KeepAlive is the longest an open stream stays silent: a comment line is
+	// sent after it, and a task's stream that had nothing to send re-reads
+	// the task. Default 15s.
+	KeepAlive time.Duration `mapstructure:"keepalive"`
+	// WriteTimeout bounds each write to a stream's client; a client that does
+	// not take an event within it is disconnected. Default 10s.
+	WriteTimeout time.Duration `mapstructure:"write_timeout"`
+	// MaxStreams caps the open streams of one API replica; past it a new
+	// stream gets 429. Default 10000.
+	MaxStreams int `mapstructure:"max_streams"`
+	// MaxStreamsPerCaller caps one caller's open streams on one API replica.
+	// Default 20.
+	MaxStreamsPerCaller int `mapstructure:"max_streams_per_caller"`
+	// Buffer is how many events may wait for a slow client; a stream that
+	// falls further behind is closed (the client resumes with Last-Event-ID).
+	// Default 64.
+	Buffer int `mapstructure:"buffer"`
+	// StreamMax caps the Redis stream every API replica reads (approximate
+	// trimming); a resumed /api/v1/events stream can go back at most this
+	// far. Default 100000.
+	StreamMax int64 `mapstructure:"stream_max"`
+	// History caps each task's own event history in Redis, which serves a
+	// resumed task stream. Default 1000.
+	History int64 `mapstructure:"history"`
+	// HistoryTTL keeps a task's history after its last event. Default 15m.
+	HistoryTTL time.Duration `mapstructure:"history_ttl"`
+	// ResumeMax is the most events a resumed /api/v1/events stream replays;
+	// further behind it starts again from a snapshot. Default 10000.
+	ResumeMax int64 `mapstructure:"resume_max"`
 }
 
 // ProxyConfig says which reverse proxies are trusted to report the client's
@@ -404,6 +439,9 @@ func Defaults() Config {
 		Proxy:     ProxyConfig{TrustedCIDRs: []string{}, Header: "x-forwarded-for"},
 	}
 }
+		Events: EventsConfig{KeepAlive: 15 * time.Second, WriteTimeout: 10 * time.Second, MaxStreams: 10000,
+			MaxStreamsPerCaller: 20, Buffer: 64, StreamMax: 100000, History: 1000, HistoryTTL: 15 * time.Minute,
+			ResumeMax: 10000},
 
 // Load reads the configuration: defaults, then the YAML file at path (or at
 // $TASKFORGE_CONFIG when path is empty), then TASKFORGE_* environment variables.

@@ -100,6 +100,8 @@ func (c Config) Validate() error {
 		bad("scheduler.catch_up", c.Scheduler.CatchUp, "must not be negative")
 	}
 
+	c.validateEvents(bad, positive)
+
 	addr("monitor.addr", c.Monitor.Addr)
 	if c.Monitor.CollectInterval < 100*time.Millisecond {
 		bad("monitor.collect_interval", c.Monitor.CollectInterval, "must be at least 100ms")
@@ -298,4 +300,23 @@ func maskedURL(s string) string {
 		u.Path, u.RawPath, u.RawQuery, u.Fragment = "/********", "", "", ""
 	}
 	return u.String()
+}
+
+// validateEvents checks the events section.
+func (c Config) validateEvents(bad func(string, any, string), positive func(string, time.Duration)) {
+	e := c.Events
+	if e.KeepAlive < 10*time.Millisecond {
+		bad("events.keepalive", e.KeepAlive, "must be at least 10ms")
+	}
+	positive("events.write_timeout", e.WriteTimeout)
+	positive("events.history_ttl", e.HistoryTTL)
+	for key, n := range map[string]int64{
+		"events.max_streams": int64(e.MaxStreams), "events.max_streams_per_caller": int64(e.MaxStreamsPerCaller),
+		"events.buffer": int64(e.Buffer), "events.stream_max": e.StreamMax, "events.history": e.History,
+		"events.resume_max": e.ResumeMax,
+	} {
+		if n < 1 {
+			bad(key, n, "must be at least 1")
+		}
+	}
 }
