@@ -38,7 +38,7 @@ proto-check: ## Fail when the committed generated code is stale.
 	@scripts/proto.sh --check
 
 generate: ## Regenerate the API client from services/api/openapi.yaml.
-	@cd services/api && go generate ./client
+	@cd services/api/client && go generate .
 
 generate-check: ## Fail when the generated API client is stale.
 	@scripts/check-generated.sh

@@ -3,7 +3,7 @@
 # services/api/openapi.yaml into a temporary file (with the oapi-codegen version
 # pinned as a tool dependency of services/api) and compares it with the
 # committed services/api/client/client.gen.go. Regenerate with
-#   (cd services/api && go generate ./client)
+#   make generate    (go generate in services/api/client)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,7 +15,7 @@ sed "s#^output: .*#output: $tmp/client.gen.go#" services/api/client/oapi-codegen
 (cd services/api && go tool oapi-codegen -config "$tmp/config.yaml" openapi.yaml)
 if ! diff -u services/api/client/client.gen.go "$tmp/client.gen.go" >"$tmp/diff"; then
   head -50 "$tmp/diff"
-  echo "services/api/client/client.gen.go is stale: run (cd services/api && go generate ./client) and commit" >&2
+  echo "services/api/client/client.gen.go is stale: run make generate (go generate in services/api/client) and commit" >&2
   exit 1
 fi
 echo "generated code is up to date"
