@@ -49,6 +49,9 @@ const (
 	// ActionAdminOverride records an admin acting on (or reading) a resource
 	// created by someone else.
 	ActionAdminOverride = "admin.override"
+	// ActionMonitorChange prefixes the changes made through Asynqmon:
+	// "monitor.pause", "monitor.delete", "monitor.run", "monitor.archive_all"...
+	ActionMonitorChange = "monitor"
 )
 
 // Resource types.
@@ -56,6 +59,7 @@ const (
 	ResourceTask     = "task"
 	ResourceSchedule = "schedule"
 	ResourceAPIKey   = "api_key"
+	ResourceQueue    = "queue"
 )
 
 // Limits of a query page.

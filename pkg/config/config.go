@@ -204,8 +204,10 @@ type SchedulerConfig struct {
 type MonitorConfig struct {
 	// Addr serves Asynqmon, /healthz, /readyz and /metrics. Default "127.0.0.1:8081".
 	Addr string `mapstructure:"addr"`
-	// ReadOnly hides Asynqmon's buttons that change queues. Default false.
-	ReadOnly bool `mapstructure:"read_only"`
+	// ReadOnly hides Asynqmon's buttons that change queues and refuses every
+	// request that is not GET or HEAD. If unset, true in production and false
+	// in development; read it with Config.MonitorReadOnly.
+	ReadOnly *bool `mapstructure:"read_only"`
 	// CollectInterval is how often queue gauges are refreshed. Default 5s.
 	CollectInterval time.Duration `mapstructure:"collect_interval"`
 	// ShutdownTimeout bounds the graceful stop. Default 10s.
@@ -437,11 +439,11 @@ func Defaults() Config {
 		}, PerAddress: RateLimit{RPS: 200, Burst: 400}, IPv6Prefix: 64},
 		Retention: RetentionConfig{Tasks: 30, TaskLogs: 14, Prices: 3650, Results: 7, Audit: 365},
 		Proxy:     ProxyConfig{TrustedCIDRs: []string{}, Header: "x-forwarded-for"},
-	}
-}
 		Events: EventsConfig{KeepAlive: 15 * time.Second, WriteTimeout: 10 * time.Second, MaxStreams: 10000,
 			MaxStreamsPerCaller: 20, Buffer: 64, StreamMax: 100000, History: 1000, HistoryTTL: 15 * time.Minute,
 			ResumeMax: 10000},
+	}
+}
 
 // Load reads the configuration: defaults, then the YAML file at path (or at
 // $TASKFORGE_CONFIG when path is empty), then TASKFORGE_* environment variables.
@@ -700,6 +702,16 @@ func stringToMapHook() mapstructure.DecodeHookFuncType {
 
 // IsDevelopment reports whether the configuration is for development.
 func (c Config) IsDevelopment() bool { return c.Env == "development" }
+
+// MonitorReadOnly is monitor.read_only, or when it is unset, whether the
+// configuration is for production: a production monitor changes no queue
+// unless told to.
+func (c Config) MonitorReadOnly() bool {
+	if c.Monitor.ReadOnly != nil {
+		return *c.Monitor.ReadOnly
+	}
+	return !c.IsDevelopment()
+}
 
 // ErrInvalid is wrapped by every Validate error.
 var ErrInvalid = errors.New("invalid configuration")

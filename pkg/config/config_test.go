@@ -438,3 +438,28 @@ func TestLoadReportsEveryBadValueAtOnce(t *testing.T) {
 		require.Contains(t, err.Error(), want)
 	}
 }
+
+// TestMonitorReadOnlyByDefaultInProduction: unset, monitor.read_only follows
+// env; set, it is what it says.
+func TestMonitorReadOnlyByDefaultInProduction(t *testing.T) {
+	clearEnv(t)
+	cfg, err := config.Load("")
+	require.NoError(t, err)
+	require.False(t, cfg.MonitorReadOnly(), "development")
+	t.Setenv("TASKFORGE_ENV", "production")
+	cfg, err = config.Load("")
+	require.NoError(t, err)
+	require.True(t, cfg.MonitorReadOnly(), "production")
+	t.Setenv("TASKFORGE_MONITOR_READ_ONLY", "false")
+	cfg, err = config.Load("")
+	require.NoError(t, err)
+	require.False(t, cfg.MonitorReadOnly(), "explicitly writable in production")
+	t.Setenv("TASKFORGE_ENV", "")
+	cfg, err = config.Load(writeFile(t, "env: development\nmonitor:\n  read_only: true\n"))
+	require.NoError(t, err)
+	require.False(t, cfg.MonitorReadOnly(), "the environment overrides the file")
+	t.Setenv("TASKFORGE_MONITOR_READ_ONLY", "")
+	cfg, err = config.Load(writeFile(t, "env: development\nmonitor:\n  read_only: true\n"))
+	require.NoError(t, err)
+	require.True(t, cfg.MonitorReadOnly(), "explicitly read-only in development")
+}

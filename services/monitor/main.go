@@ -17,8 +17,10 @@ import (
 
 	"github.com/taskforge/taskforge/pkg/audit"
 	"github.com/taskforge/taskforge/pkg/boot"
+	"github.com/taskforge/taskforge/pkg/clientip"
 	"github.com/taskforge/taskforge/pkg/health"
 	"github.com/taskforge/taskforge/pkg/queue"
+	"github.com/taskforge/taskforge/pkg/ratelimit"
 	"github.com/taskforge/taskforge/pkg/secret"
 	"github.com/taskforge/taskforge/pkg/store"
 	"github.com/taskforge/taskforge/services/monitor/internal/dashboard"
@@ -97,16 +99,31 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 
+	limiter, err := ratelimit.New(rc)
+	if err != nil {
+		return err
+	}
+	clientIP, err := clientip.FromConfig(cfg)
+	if err != nil {
+		return err
+	}
+	// Admins only, by API key, JWT or the bootstrap key, as a Bearer token or
+	// as the password of HTTP Basic authentication (for browsers), behind the
+	// API's per-address limit; state-changing requests must come from the
+	// monitor's own pages and are audited.
+	guard, err := protect(authn, guardOptions{Audit: auditLog, Log: log.Named("auth"),
+		Limiter: limiter, Limit: cfg.RateLimit, ClientIP: clientIP})
+	if err != nil {
+		return err
+	}
+
 	// HTTP: Asynqmon, /healthz, /readyz, /metrics.
 	dash, err := dashboard.New(dashboard.Options{
-		RedisOpt: opt,
-		ReadOnly: cfg.Monitor.ReadOnly,
-		Checker:  checker,
-		Gatherer: reg,
-		// Admins only, by API key, JWT or the bootstrap key, as a Bearer token
-		// or as the password of HTTP Basic authentication (for browsers);
-		// state-changing requests must come from the monitor's own pages.
-		Protect:          protect(authn, auditLog, log.Named("auth")),
+		RedisOpt:         opt,
+		ReadOnly:         cfg.MonitorReadOnly(),
+		Checker:          checker,
+		Gatherer:         reg,
+		Protect:          guard,
 		PayloadFormatter: asynqmon.PayloadFormatterFunc(secret.FormatPayload),
 	})
 	if err != nil {
@@ -118,7 +135,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("monitor: listen %s: %w", cfg.Monitor.Addr, err)
 	}
 	log.Info("monitor listening", zap.String("addr", srv.Addr()),
-		zap.String("ui", "http://"+srv.Addr()+dashboard.RootPath), zap.Bool("read_only", cfg.Monitor.ReadOnly))
+		zap.String("ui", "http://"+srv.Addr()+dashboard.RootPath), zap.Bool("read_only", cfg.MonitorReadOnly()))
 
 	// Run: the metrics loop (which also keeps the four queues registered and
 	// taskforge_dependency_up current) and the server, until SIGTERM.

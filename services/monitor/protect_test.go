@@ -18,6 +18,7 @@ import (
 	"github.com/taskforge/taskforge/pkg/auth"
 	"github.com/taskforge/taskforge/pkg/config"
 	"github.com/taskforge/taskforge/pkg/secret"
+	"github.com/taskforge/taskforge/pkg/store"
 	"github.com/taskforge/taskforge/pkg/taskpb"
 	"github.com/taskforge/taskforge/pkg/tasks"
 	"github.com/taskforge/taskforge/pkg/testenv"
@@ -40,7 +41,9 @@ func TestProtect(t *testing.T) {
 		"viewer-token": {ID: "key_viewer", Role: auth.Viewer},
 	}
 	rec := &recorder{}
-	h := protect(tokens, rec, zap.NewNop())(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+	guard, err := protect(tokens, guardOptions{Audit: rec, Log: zap.NewNop()})
+	require.NoError(t, err)
+	h := guard(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		w.WriteHeader(http.StatusNoContent)
 	}))
 	srv := httptest.NewServer(h)
@@ -96,10 +99,102 @@ func TestProtect(t *testing.T) {
 			require.Contains(t, strings.Join(res.Header.Values("WWW-Authenticate"), ","), "Basic", tc.name)
 		}
 	}
-	// Only the refused credential is audited (a request without any is not).
-	require.Len(t, rec.entries, 1)
-	require.Equal(t, audit.ActionAuthFailure, rec.entries[0].Action)
-	require.Equal(t, audit.Failure, rec.entries[0].Outcome)
+	// The refused credential is audited (a request without any is not), and
+	// so is every change an admin made, with the admin.
+	var failures, changes []audit.Entry
+	for _, e := range rec.entries {
+		if e.Action == audit.ActionAuthFailure {
+			failures = append(failures, e)
+		} else {
+			changes = append(changes, e)
+		}
+	}
+	require.Len(t, failures, 1)
+	require.Equal(t, audit.Failure, failures[0].Outcome)
+	require.Equal(t, "127.0.0.1", failures[0].Aggregate, "aggregated per address")
+	require.Len(t, changes, 4, "the four admitted changes")
+	for _, e := range changes {
+		require.Equal(t, "key_admin", e.Actor)
+		require.Equal(t, audit.Success, e.Outcome)
+	}
+}
+
+// TestChangeEntry names the audit row of each kind of Asynqmon change.
+func TestChangeEntry(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		method, path       string
+		action, rtype, rid string
+	}{
+		{http.MethodPost, "/monitoring/api/queues/high:pause", "monitor.pause", audit.ResourceQueue, "high"},
+		{http.MethodDelete, "/monitoring/api/queues/low", "monitor.delete", audit.ResourceQueue, "low"},
+		{http.MethodDelete, "/monitoring/api/queues/high/pending_tasks/task_1", "monitor.delete", audit.ResourceTask, "task_1"},
+		{http.MethodPost, "/monitoring/api/queues/high/archived_tasks/task_2:run", "monitor.run", audit.ResourceTask, "task_2"},
+		{http.MethodPost, "/monitoring/api/queues/normal/retry_tasks:archive_all", "monitor.archive_all", audit.ResourceQueue, "normal"},
+		{http.MethodDelete, "/monitoring/api/queues/normal/scheduled_tasks:delete_all", "monitor.delete_all", audit.ResourceQueue, "normal"},
+		{http.MethodPost, "/monitoring/api/queues/high/groups/g/aggregating_tasks/task_3:archive", "monitor.archive", audit.ResourceTask, "task_3"},
+		{http.MethodPost, "/monitoring/api/something", "monitor.post", "", ""},
+	} {
+		e := changeEntry(httptest.NewRequest(tc.method, tc.path, nil))
+		require.Equal(t, tc.action, e.Action, tc.path)
+		require.Equal(t, tc.rtype, e.ResourceType, tc.path)
+		require.Equal(t, tc.rid, e.ResourceID, tc.path)
+	}
+}
+
+// TestMonitorLimitsGuessingAndAuditsChanges runs the binary with a small
+// per-address budget (finding 2): 60 bad Basic logins are mostly refused with
+// 429 before authentication and leave one aggregated audit row (two if the
+// minute turns), and pausing a queue through Asynqmon is audited with the
+// admin who did it.
+func TestMonitorLimitsGuessingAndAuditsChanges(t *testing.T) {
+	t.Parallel()
+	pg := testenv.NewPostgres(t)
+	rd := testenv.NewRedis(t)
+	const burst = 8
+	p := start(t, map[string]string{
+		"TASKFORGE_REDIS_ADDR":                  rd.Addr,
+		"TASKFORGE_REDIS_DB":                    strconv.Itoa(rd.DB),
+		"TASKFORGE_DATABASE_URL":                pg.URL,
+		"TASKFORGE_RATELIMIT_PER_ADDRESS_RPS":   "0.01",
+		"TASKFORGE_RATELIMIT_PER_ADDRESS_BURST": strconv.Itoa(burst),
+	})
+	// An admin pauses a queue by Bearer (no origin needed): audited with the
+	// admin as actor. It spends one request of 127.0.0.1's budget.
+	req, err := http.NewRequest(http.MethodPost, p.base+"/monitoring/api/queues/low:pause", nil)
+	require.NoError(t, err)
+	req.Header.Set("Authorization", "Bearer "+p.adminKey)
+	res, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	_ = res.Body.Close()
+	require.Less(t, res.StatusCode, 300)
+	var change store.AuditEntry
+	require.NoError(t, pg.DB.Where("action = ?", "monitor.pause").First(&change).Error)
+	require.Equal(t, auth.BootstrapPrincipalID, change.Actor)
+	require.Equal(t, audit.ResourceQueue, change.ResourceType)
+	require.Equal(t, "low", change.ResourceID)
+	require.Equal(t, audit.Success, change.Outcome)
+
+	codes := map[int]int{}
+	for i := range 60 {
+		req, err := http.NewRequest(http.MethodGet, p.base+"/monitoring/api/queues", nil)
+		require.NoError(t, err)
+		req.SetBasicAuth("admin", "guess-"+strconv.Itoa(i))
+		res, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		_ = res.Body.Close()
+		codes[res.StatusCode]++
+	}
+	require.Equal(t, map[int]int{http.StatusUnauthorized: burst - 1, http.StatusTooManyRequests: 60 - burst + 1}, codes)
+	var rows []store.AuditEntry
+	require.NoError(t, pg.DB.Where("action = ?", audit.ActionAuthFailure).Find(&rows).Error)
+	require.NotEmpty(t, rows)
+	require.LessOrEqual(t, len(rows), 2, "aggregated: one row per address per minute")
+	total := 0
+	for _, r := range rows {
+		total += r.Count
+	}
+	require.Equal(t, burst-1, total)
 }
 
 // TestMonitorUIWithKeysAndRedactedPayloads runs the binary against PostgreSQL
