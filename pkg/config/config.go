@@ -268,6 +268,12 @@ type AuthConfig struct {
 	JWTAudience string `mapstructure:"jwt_audience"`
 	// JWTAlgorithms pins the accepted algorithms. Default [HS256, RS256, ES256].
 	JWTAlgorithms []string `mapstructure:"jwt_algorithms"`
+	// MaxPriority maps a role to the most urgent priority its callers may
+	// give a task (critical > high > normal > low); a more urgent one is
+	// refused with 403. Default: viewer low, operator high, admin critical
+	// (critical carries the scheduler's fire jobs, so only admins and the
+	// scheduler use it).
+	MaxPriority map[string]string `mapstructure:"max_priority"`
 }
 
 // CryptoConfig holds the keyring for secret task params.
@@ -422,7 +428,8 @@ func Defaults() Config {
 			URL:          "postgres://taskforge@127.0.0.1:5432/taskforge?sslmode=disable",
 			MaxOpenConns: 20, MaxIdleConns: 10, ConnMaxLifetime: 30 * time.Minute, ConnMaxIdleTime: 5 * time.Minute,
 		},
-		Auth:   AuthConfig{JWTAlgorithms: []string{"HS256", "RS256", "ES256"}},
+		Auth: AuthConfig{JWTAlgorithms: []string{"HS256", "RS256", "ES256"},
+			MaxPriority: map[string]string{"viewer": "low", "operator": "high", "admin": "critical"}},
 		Crypto: CryptoConfig{Keys: map[string]string{}, ActiveKey: "dev"},
 		Egress: EgressConfig{
 			AllowCIDRs: []string{}, ConnectTimeout: 5 * time.Second, Timeout: 30 * time.Second,
@@ -495,6 +502,7 @@ func mergeFreeMaps(cfg *Config) {
 	cfg.Worker.TypeLimits = mergeMap(d.Worker.TypeLimits, cfg.Worker.TypeLimits)
 	cfg.Crypto.Keys = mergeMap(d.Crypto.Keys, cfg.Crypto.Keys)
 	cfg.RateLimit.PerRole = mergeMap(d.RateLimit.PerRole, cfg.RateLimit.PerRole)
+	cfg.Auth.MaxPriority = mergeMap(d.Auth.MaxPriority, cfg.Auth.MaxPriority)
 }
 
 func mergeMap[V any](defaults, given map[string]V) map[string]V {
@@ -653,7 +661,7 @@ func setDefaults(v *viper.Viper, prefix string, m map[string]any) {
 // ids, roles) rather than fixed fields, so it is set as one value.
 func isFreeMap(key string) bool {
 	switch key {
-	case "worker.queue_weights", "worker.type_limits", "crypto.keys", "ratelimit.per_role":
+	case "worker.queue_weights", "worker.type_limits", "crypto.keys", "ratelimit.per_role", "auth.max_priority":
 		return true
 	}
 	return false

@@ -360,7 +360,7 @@ func flatten(prefix string, m map[string]any, out map[string]bool) {
 		}
 		sub, ok := v.(map[string]any)
 		switch key {
-		case "worker.queue_weights", "worker.type_limits", "crypto.keys", "ratelimit.per_role":
+		case "worker.queue_weights", "worker.type_limits", "crypto.keys", "ratelimit.per_role", "auth.max_priority":
 			ok = false
 		}
 		if ok {

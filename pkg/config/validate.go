@@ -151,6 +151,13 @@ func (c Config) Validate() error {
 			bad("auth.jwt_secret", "(masked)", "must be at least 32 characters")
 		}
 	}
+	for role, prio := range c.Auth.MaxPriority {
+		if !slices.Contains([]string{"viewer", "operator", "admin"}, role) {
+			bad("auth.max_priority."+role, fmt.Sprintf("%q", prio), "is not a role (viewer, operator, admin)")
+		} else {
+			oneOf("auth.max_priority."+role, prio, "critical", "high", "normal", "low")
+		}
+	}
 	for _, alg := range c.Auth.JWTAlgorithms {
 		oneOf("auth.jwt_algorithms", alg, "HS256", "RS256", "ES256")
 	}

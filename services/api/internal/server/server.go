@@ -71,6 +71,9 @@ type Options struct {
 	// clients reach the API over HTTPS only). Requests that arrive over TLS get
 	// it anyway.
 	HSTS bool
+	// Priorities caps the priority each role may give a task
+	// (auth.max_priority). The zero value is auth.DefaultMaxPriority.
+	Priorities auth.PriorityPolicy
 	// ClientIP finds the client's address (behind trusted proxies, from their
 	// forwarding header) for the per-address limit, the audit log and the
 	// request log. If nil, no proxy is trusted: the client is the peer.
@@ -94,8 +97,9 @@ type Server struct {
 	audit     *audit.Log
 	// guard authenticates a route's caller: the per-address limit, then
 	// authentication (failures audited), then the caller's limit.
-	guard echo.MiddlewareFunc
-	hsts  bool
+	guard      echo.MiddlewareFunc
+	hsts       bool
+	priorities auth.PriorityPolicy
 }
 
 // New builds the server and registers its routes.
@@ -126,7 +130,7 @@ func New(o Options) (*Server, error) {
 	e.IPExtractor = o.ClientIP.ClientIP
 	s := &Server{echo: e, tasks: o.Tasks, auth: o.Auth, checker: o.Checker, reg: o.Registry, log: o.Log,
 		openapi: o.OpenAPI, limit: o.BodyLimit, metrics: m, results: o.Results, schedules: o.Schedules,
-		keys: o.Keys, audit: o.Audit, hsts: o.HSTS}
+		keys: o.Keys, audit: o.Audit, hsts: o.HSTS, priorities: o.Priorities}
 	if s.guard, err = s.newGuard(o); err != nil {
 		return nil, err
 	}

@@ -73,6 +73,15 @@ func (s *Server) doCreateTask(c echo.Context, d *createAudit) error {
 	}
 	if spec, ok := tasks.Lookup(req.Type); ok && !auth.CanCreateType(p, spec) {
 		return newError(http.StatusForbidden, "forbidden", "only admins may create "+string(spec.Category)+" tasks")
+	} else if ok {
+		priority := req.Priority
+		if priority == "" {
+			priority = spec.Priority
+		}
+		if !s.priorities.Allows(p, priority) {
+			return newError(http.StatusForbidden, "forbidden", "the "+string(p.Role)+" role may use priorities up to "+
+				s.priorities.Max(p)+" (auth.max_priority), not "+priority)
+		}
 	}
 	req.CreatedBy = p.ID
 	created, err := s.tasks.Create(c.Request().Context(), req)
