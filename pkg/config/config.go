@@ -396,6 +396,10 @@ type RetentionConfig struct {
 	Prices   int `mapstructure:"prices"`
 	Results  int `mapstructure:"results"`
 	Audit    int `mapstructure:"audit"`
+	// AuditMin is the fewest days of audit log a cleanup_old_data may keep:
+	// one asking to prune it younger is refused (422 at creation, and by the
+	// worker), and Audit may not be below it. Default 365.
+	AuditMin int `mapstructure:"audit_min"`
 }
 
 // Defaults returns the configuration used when nothing overrides it.
@@ -444,7 +448,7 @@ func Defaults() Config {
 		RateLimit: RateLimitConfig{Enabled: true, PerRole: map[string]RateLimit{
 			"viewer": {RPS: 20, Burst: 40}, "operator": {RPS: 50, Burst: 100}, "admin": {RPS: 200, Burst: 400},
 		}, PerAddress: RateLimit{RPS: 200, Burst: 400}, IPv6Prefix: 64},
-		Retention: RetentionConfig{Tasks: 30, TaskLogs: 14, Prices: 3650, Results: 7, Audit: 365},
+		Retention: RetentionConfig{Tasks: 30, TaskLogs: 14, Prices: 3650, Results: 7, Audit: 365, AuditMin: 365},
 		Proxy:     ProxyConfig{TrustedCIDRs: []string{}, Header: "x-forwarded-for"},
 		Events: EventsConfig{KeepAlive: 15 * time.Second, WriteTimeout: 10 * time.Second, MaxStreams: 10000,
 			MaxStreamsPerCaller: 20, Buffer: 64, StreamMax: 100000, History: 1000, HistoryTTL: 15 * time.Minute,

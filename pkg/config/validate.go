@@ -219,6 +219,12 @@ func (c Config) Validate() error {
 	if c.RateLimit.IPv6Prefix < 1 || c.RateLimit.IPv6Prefix > 128 {
 		bad("ratelimit.ipv6_prefix", c.RateLimit.IPv6Prefix, "must be between 1 and 128")
 	}
+	if c.Retention.AuditMin < 1 {
+		bad("retention.audit_min", c.Retention.AuditMin, "must be at least 1")
+	}
+	if c.Retention.Audit < c.Retention.AuditMin {
+		bad("retention.audit", c.Retention.Audit, fmt.Sprintf("must be at least retention.audit_min (%d)", c.Retention.AuditMin))
+	}
 	for i, cidr := range c.Proxy.TrustedCIDRs {
 		if _, err := netip.ParsePrefix(cidr); err != nil {
 			if _, err := netip.ParseAddr(cidr); err != nil {

@@ -110,6 +110,15 @@ func NewCleanup(db *gorm.DB, results *result.Store, o CleanupOptions) func(conte
 		if p.GetOlderThanDays() < 0 {
 			return job.Permanent(fmt.Errorf("maintenance: older_than_days must not be negative"))
 		}
+		// However the task was made (API, schedule, an old queued message),
+		// the audit log is never pruned below its minimum retention.
+		minAudit := o.Retention.AuditMin
+		if minAudit <= 0 {
+			minAudit = config.Defaults().Retention.AuditMin
+		}
+		if errs := tasks.CheckAuditRetention(p, minAudit); len(errs) > 0 {
+			return job.Permanent(fmt.Errorf("maintenance: %s %s", errs[0].Field, errs[0].Message))
+		}
 		var targets []string
 		for _, t := range cleanupOrder {
 			if len(p.GetTargets()) == 0 || slices.Contains(p.GetTargets(), t) {

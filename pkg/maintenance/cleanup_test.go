@@ -144,6 +144,21 @@ func TestCleanupParams(t *testing.T) {
 	err = h(b.ctx, &job.Recorder{}, &taskpb.CleanupOldDataParams{OlderThanDays: -1})
 	require.True(t, job.IsPermanent(err))
 
+	// The audit log is never pruned below retention.audit_min (finding 7:
+	// an admin could purge it with older_than_days 1), named or implied.
+	b.exec(t, `INSERT INTO audit_log (ts, action, outcome) VALUES (now() - interval '2 days', 'test', 'success')`)
+	for _, p := range []*taskpb.CleanupOldDataParams{
+		{OlderThanDays: 1, Targets: []string{"audit"}},
+		{OlderThanDays: 1},
+		{OlderThanDays: 364, Targets: []string{"tasks", "audit"}},
+	} {
+		err = h(b.ctx, &job.Recorder{}, p)
+		require.True(t, job.IsPermanent(err), "%v", p)
+		require.ErrorContains(t, err, "retention.audit_min")
+	}
+	require.EqualValues(t, 1, b.count(t, `SELECT count(*) FROM audit_log WHERE action = 'test'`))
+	require.NoError(t, h(b.ctx, &job.Recorder{}, &taskpb.CleanupOldDataParams{OlderThanDays: 365, Targets: []string{"audit"}}))
+
 	// A target whose table is missing is skipped with a log line.
 	b.exec(t, `DROP TABLE audit_log`)
 	rec = &job.Recorder{}

@@ -228,6 +228,23 @@ func checkCleanup(m proto.Message) []FieldError {
 	return nil
 }
 
+// CheckAuditRetention refuses a cleanup_old_data whose older_than_days would
+// prune the audit log (it names "audit", or no target, which means all) to
+// fewer than minDays days: the audit log is not to be purged through the API.
+// older_than_days 0 means each target's configured retention, which
+// configuration validation holds to the same minimum.
+func CheckAuditRetention(p *taskpb.CleanupOldDataParams, minDays int) []FieldError {
+	days := p.GetOlderThanDays()
+	if days == 0 || int64(days) >= int64(minDays) {
+		return nil
+	}
+	if len(p.GetTargets()) > 0 && !slices.Contains(p.GetTargets(), "audit") {
+		return nil
+	}
+	return []FieldError{{"older_than_days", fmt.Sprintf(
+		"the audit log keeps at least %d days (retention.audit_min): use %d or more, or leave audit out of targets", minDays, minDays)}}
+}
+
 func checkTableNames(tables []string) []FieldError {
 	for _, t := range tables {
 		if !isIdent(t) {

@@ -337,7 +337,7 @@ func serve(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 		Schedules: scheduleRoutes, Keys: keys, Audit: auditLog,
 		Limiter: limiter, RateLimit: cfg.RateLimit, PerAddress: cfg.RateLimit.PerAddress,
 		CORSAllowOrigins: cfg.API.CORSAllowOrigins, HSTS: cfg.API.HSTS, ClientIP: clientIP,
-		Priorities: priorities,
+		Priorities: priorities, AuditMinRetention: cfg.Retention.AuditMin,
 	})
 	if err != nil {
 		return err

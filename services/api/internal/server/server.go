@@ -74,6 +74,10 @@ type Options struct {
 	// Priorities caps the priority each role may give a task
 	// (auth.max_priority). The zero value is auth.DefaultMaxPriority.
 	Priorities auth.PriorityPolicy
+	// AuditMinRetention is the fewest days of audit log a cleanup_old_data
+	// may keep (retention.audit_min); asking for less is a 422. If zero, the
+	// default 365.
+	AuditMinRetention int
 	// ClientIP finds the client's address (behind trusted proxies, from their
 	// forwarding header) for the per-address limit, the audit log and the
 	// request log. If nil, no proxy is trusted: the client is the peer.
@@ -100,6 +104,7 @@ type Server struct {
 	guard      echo.MiddlewareFunc
 	hsts       bool
 	priorities auth.PriorityPolicy
+	auditMin   int
 }
 
 // New builds the server and registers its routes.
@@ -130,7 +135,10 @@ func New(o Options) (*Server, error) {
 	e.IPExtractor = o.ClientIP.ClientIP
 	s := &Server{echo: e, tasks: o.Tasks, auth: o.Auth, checker: o.Checker, reg: o.Registry, log: o.Log,
 		openapi: o.OpenAPI, limit: o.BodyLimit, metrics: m, results: o.Results, schedules: o.Schedules,
-		keys: o.Keys, audit: o.Audit, hsts: o.HSTS, priorities: o.Priorities}
+		keys: o.Keys, audit: o.Audit, hsts: o.HSTS, priorities: o.Priorities, auditMin: o.AuditMinRetention}
+	if s.auditMin <= 0 {
+		s.auditMin = config.Defaults().Retention.AuditMin
+	}
 	if s.guard, err = s.newGuard(o); err != nil {
 		return nil, err
 	}
@@ -194,6 +202,7 @@ func (s *Server) taskResult(c echo.Context) error {
 		return newError(http.StatusNotFound, "not-found", "result storage is not configured")
 	}
 	s.results.TaskResult(c.Response(), c.Request(), c.Param("task_id"))
+	s.recordReadOf(c, readResult, c.Param("task_id"))
 	return nil
 }
 

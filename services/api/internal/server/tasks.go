@@ -82,6 +82,9 @@ func (s *Server) doCreateTask(c echo.Context, d *createAudit) error {
 			return newError(http.StatusForbidden, "forbidden", "the "+string(p.Role)+" role may use priorities up to "+
 				s.priorities.Max(p)+" (auth.max_priority), not "+priority)
 		}
+		if err := s.checkCreate(spec, req); err != nil {
+			return err
+		}
 	}
 	req.CreatedBy = p.ID
 	created, err := s.tasks.Create(c.Request().Context(), req)
@@ -242,6 +245,7 @@ func (s *Server) getTask(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	s.recordRead(c, readTask, t.ID, t.CreatedBy)
 	return writeJSON(c, http.StatusOK, taskDetails(t))
 }
 
@@ -289,5 +293,6 @@ func (s *Server) taskLogs(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	s.recordReadOf(c, readLogs, logs.TaskID)
 	return writeJSON(c, http.StatusOK, logsView(logs))
 }
