@@ -11,6 +11,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
+
+	"github.com/taskforge/taskforge/pkg/config"
 )
 
 // Defaults of Options.
@@ -293,3 +295,8 @@ func (p *Publisher) send(ctx context.Context, batch []Event) error {
 }
 
 func isNoScript(err error) bool { return err != nil && strings.HasPrefix(err.Error(), "NOSCRIPT") }
+
+// FromConfig is the Options of the events configuration section.
+func FromConfig(c config.EventsConfig) Options {
+	return Options{StreamMax: c.StreamMax, History: c.History, HistoryTTL: c.HistoryTTL}
+}

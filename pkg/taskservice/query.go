@@ -60,6 +60,8 @@ type ListQuery struct {
 	// Type and Priority keep tasks of that type or priority when not empty.
 	Type     string
 	Priority string
+	// ScheduleID keeps the tasks fired by that schedule when not empty.
+	ScheduleID string
 	// CreatedAfter and CreatedBefore bound created_at (inclusive, exclusive).
 	CreatedAfter  *time.Time
 	CreatedBefore *time.Time
@@ -179,6 +181,9 @@ func (s *Service) List(ctx context.Context, p auth.Principal, q ListQuery) (Page
 	}
 	if q.Priority != "" {
 		w.add("priority = ?", q.Priority)
+	}
+	if q.ScheduleID != "" {
+		w.add("schedule_id = ?", q.ScheduleID)
 	}
 	if q.CreatedAfter != nil {
 		w.add("created_at >= ?", q.CreatedAfter.UTC())

@@ -38,6 +38,7 @@ import (
 	"github.com/taskforge/taskforge/pkg/clientip"
 	"github.com/taskforge/taskforge/pkg/config"
 	"github.com/taskforge/taskforge/pkg/egress"
+	"github.com/taskforge/taskforge/pkg/event"
 	"github.com/taskforge/taskforge/pkg/maintenance"
 	"github.com/taskforge/taskforge/pkg/portfolio"
 	"github.com/taskforge/taskforge/pkg/queue"
@@ -47,6 +48,7 @@ import (
 	"github.com/taskforge/taskforge/pkg/schedule"
 	"github.com/taskforge/taskforge/pkg/store"
 	"github.com/taskforge/taskforge/pkg/taskservice"
+	"github.com/taskforge/taskforge/services/api/internal/live"
 	"github.com/taskforge/taskforge/services/api/internal/schedules"
 	"github.com/taskforge/taskforge/services/api/internal/server"
 )
@@ -277,11 +279,35 @@ func serve(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 	if err != nil {
 		return err
 	}
-	tasks, err := taskservice.New(deps.DB, client, inspector, log, taskservice.Options{CheckURL: guard.CheckURL, Sealer: sealer})
+	// Live events: published after every change this process commits, and
+	// read by the hub that feeds this replica's event streams.
+	events, err := event.NewPublisher(deps.RedisClient, log.Named("events"), deps.Registry, event.FromConfig(cfg.Events))
+	if err != nil {
+		return err
+	}
+	defer func() {
+		ectx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		events.Close(ectx)
+	}()
+	tasks, err := taskservice.New(deps.DB, client, inspector, log, taskservice.Options{CheckURL: guard.CheckURL, Sealer: sealer, Events: events})
 	if err != nil {
 		return err
 	}
 	defer tasks.Close()
+	eventReader, err := event.NewReader(deps.RedisClient, event.FromConfig(cfg.Events))
+	if err != nil {
+		return err
+	}
+	hub, err := live.New(eventReader, tasks.Load, server.RenderTask, log.Named("live"), live.Options{
+		MaxStreams: cfg.Events.MaxStreams, MaxPerCaller: cfg.Events.MaxStreamsPerCaller, Buffer: cfg.Events.Buffer,
+		Registerer: deps.Registry,
+	})
+	if err != nil {
+		return err
+	}
+	hub.Start(context.Background())
+	defer hub.Shutdown()
 
 	// Security: callers, the audit log and the rate limiter shared by every
 	// replica through Redis.
@@ -338,6 +364,8 @@ func serve(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 		Limiter: limiter, RateLimit: cfg.RateLimit, PerAddress: cfg.RateLimit.PerAddress,
 		CORSAllowOrigins: cfg.API.CORSAllowOrigins, HSTS: cfg.API.HSTS, ClientIP: clientIP,
 		Priorities: priorities, AuditMinRetention: cfg.Retention.AuditMin,
+		Live: hub, Streams: server.StreamOptions{KeepAlive: cfg.Events.KeepAlive, WriteTimeout: cfg.Events.WriteTimeout,
+			History: cfg.Events.History, ResumeMax: cfg.Events.ResumeMax},
 	})
 	if err != nil {
 		return err
@@ -351,6 +379,9 @@ func serve(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 		WriteTimeout: cfg.API.WriteTimeout, IdleTimeout: cfg.API.IdleTimeout, MaxHeaderBytes: maxHeaderBytes,
 		ErrorLog: zap.NewStdLog(log.Named("http")),
 	}
+	// Shutdown waits for idle connections: the event streams end first, so
+	// that their clients reconnect elsewhere.
+	srv.RegisterOnShutdown(hub.Shutdown)
 	log.Info("api listening", zap.String("addr", ln.Addr().String()))
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()

@@ -26,6 +26,7 @@ import (
 
 	"github.com/taskforge/taskforge/pkg/boot"
 	"github.com/taskforge/taskforge/pkg/egress"
+	"github.com/taskforge/taskforge/pkg/event"
 	"github.com/taskforge/taskforge/pkg/health"
 	"github.com/taskforge/taskforge/pkg/reconcile"
 	"github.com/taskforge/taskforge/pkg/schedule"
@@ -81,7 +82,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	svc, err := taskservice.New(deps.DB, client, inspector, log, taskservice.Options{CheckURL: guard.CheckURL, Sealer: keys})
+	// Live events: published after every change this process commits.
+	events, err := event.NewPublisher(deps.RedisClient, log.Named("events"), deps.Registry, event.FromConfig(cfg.Events))
+	if err != nil {
+		return err
+	}
+	defer func() {
+		ectx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		events.Close(ectx)
+	}()
+	svc, err := taskservice.New(deps.DB, client, inspector, log, taskservice.Options{CheckURL: guard.CheckURL, Sealer: keys, Events: events})
 	if err != nil {
 		return err
 	}
@@ -105,7 +116,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	reconciler, err := reconcile.New(deps.DB, deps.RedisClient, inspector, svc, log, deps.Registry, reconcile.Options{
-		Interval: sc.ReconcileInterval, LostGrace: sc.LostGrace,
+		Interval: sc.ReconcileInterval, LostGrace: sc.LostGrace, Events: events,
 	})
 	if err != nil {
 		return err

@@ -31,6 +31,7 @@ import (
 	"github.com/taskforge/taskforge/pkg/boot"
 	"github.com/taskforge/taskforge/pkg/config"
 	"github.com/taskforge/taskforge/pkg/egress"
+	"github.com/taskforge/taskforge/pkg/event"
 	"github.com/taskforge/taskforge/pkg/health"
 	"github.com/taskforge/taskforge/pkg/secret"
 	"github.com/taskforge/taskforge/pkg/taskservice"
@@ -114,10 +115,20 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	// Live events: published after every change this process commits.
+	events, err := event.NewPublisher(deps.RedisClient, log.Named("events"), deps.Registry, event.FromConfig(cfg.Events))
+	if err != nil {
+		return err
+	}
+	defer func() {
+		ectx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		events.Close(ectx)
+	}()
 	rt, err := worker.New(deps.DB, deps.RedisClient, inspector, log, worker.Options{
 		Handlers: hs, FlushInterval: wc.FlushInterval, MaxMessages: wc.MaxMessages, TypeLimits: wc.TypeLimits,
 		MaxResultBytes: cfg.Storage.InlineMaxBytes, Opener: keyringOpener{keyring},
-		Registerer: deps.Registry, OnTerminal: callbacks.Poke,
+		Registerer: deps.Registry, OnTerminal: callbacks.Poke, Events: events,
 	})
 	if err != nil {
 		return err

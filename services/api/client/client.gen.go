@@ -388,6 +388,9 @@ type Health struct {
 	Status string             `json:"status"`
 }
 
+// LogEvent The data of a `log` event.
+type LogEvent = LogLine
+
 // LogLine defines model for LogLine.
 type LogLine struct {
 	Attempt int                    `json:"attempt"`
@@ -574,6 +577,23 @@ type ScheduleRunList struct {
 	NextCursor *string       `json:"next_cursor"`
 }
 
+// ServerSentEvents Server-sent events (text/event-stream), one after the other:
+//
+//	id: 1733140000000-0.3
+//	event: task
+//	data: {"task_id":"task_…","status":"running",…}
+//
+//	id: 1733140000123-0.3
+//	event: log
+//	data: {"ts":"…","level":"info","message":"…","attempt":1,"fields":{}}
+//
+//	: keep-alive
+//
+// The `data` of a `task` event is a `Task` (`TaskEvent`), of a `log`
+// event a `LogLine` (`LogEvent`); the Go client's `EventStream` reads
+// them.
+type ServerSentEvents = string
+
 // Stats defines model for Stats.
 type Stats struct {
 	From  time.Time   `json:"from"`
@@ -651,6 +671,9 @@ type TaskError struct {
 	Message string  `json:"message"`
 }
 
+// TaskEvent The data of a `task` event.
+type TaskEvent = Task
+
 // TaskList defines model for TaskList.
 type TaskList struct {
 	Items           []Task  `json:"items"`
@@ -723,6 +746,9 @@ type TypeStats struct {
 // Cursor defines model for Cursor.
 type Cursor = string
 
+// LastEventID defines model for LastEventID.
+type LastEventID = string
+
 // Limit defines model for Limit.
 type Limit = int
 
@@ -778,6 +804,21 @@ type ListAuditParams struct {
 
 	// Cursor The next_cursor of the previous page (opaque).
 	Cursor *Cursor `form:"cursor,omitempty" json:"cursor,omitempty"`
+}
+
+// GetEventsParams defines parameters for GetEvents.
+type GetEventsParams struct {
+	// Status One or several statuses, comma separated.
+	Status     *string   `form:"status,omitempty" json:"status,omitempty"`
+	Type       *string   `form:"type,omitempty" json:"type,omitempty"`
+	Priority   *Priority `form:"priority,omitempty" json:"priority,omitempty"`
+	ScheduleId *string   `form:"schedule_id,omitempty" json:"schedule_id,omitempty"`
+	TriggerId  *string   `form:"trigger_id,omitempty" json:"trigger_id,omitempty"`
+	WorkflowId *string   `form:"workflow_id,omitempty" json:"workflow_id,omitempty"`
+	Limit      *Limit    `form:"limit,omitempty" json:"limit,omitempty"`
+
+	// LastEventID The id of the last event received, to resume a stream.
+	LastEventID *LastEventID `json:"Last-Event-ID,omitempty"`
 }
 
 // DownloadResultParams defines parameters for DownloadResult.
@@ -836,6 +877,12 @@ type ListTasksParamsSort string
 // CreateTaskParams defines parameters for CreateTask.
 type CreateTaskParams struct {
 	IdempotencyKey *string `json:"Idempotency-Key,omitempty"`
+}
+
+// GetTaskEventsParams defines parameters for GetTaskEvents.
+type GetTaskEventsParams struct {
+	// LastEventID The id of the last event received, to resume a stream.
+	LastEventID *LastEventID `json:"Last-Event-ID,omitempty"`
 }
 
 // GetTaskLogsParams defines parameters for GetTaskLogs.
@@ -990,6 +1037,22 @@ type ClientInterface interface {
 	// Corresponds with GET /api/v1/audit (the `ListAudit` operationId).
 	ListAudit(ctx context.Context, params *ListAuditParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
+	// GetEvents Live task events of every task the caller may see (server-sent events).
+	//
+	// A `text/event-stream` of `task` events (the whole task, as in
+	// `GET /api/v1/tasks/{task_id}/events`) for every task the caller may see
+	// (admins: every task) that matches the filters, for dashboards. It
+	// starts with a snapshot: one `task` event per task of the list's first
+	// page for the same filters (`limit`, newest first). Every event has an
+	// `id` (a position); a client that reconnects with `Last-Event-ID` gets
+	// the events it missed while at most `events.resume_max` of them passed
+	// and they are still held (`events.stream_max`), else a fresh snapshot.
+	// Keep-alive comments, caps and closing as for a task's stream.
+	// `trigger_id` and `workflow_id` answer 400 while no task records them.
+	//
+	// Corresponds with GET /api/v1/events (the `GetEvents` operationId).
+	GetEvents(ctx context.Context, params *GetEventsParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
 	// GetOpenAPI This document.
 	//
 	// Corresponds with GET /api/v1/openapi.yaml (the `GetOpenAPI` operationId).
@@ -1114,7 +1177,9 @@ type ClientInterface interface {
 	//
 	// A page never skips or repeats a task while others are inserted. `total`
 	// counts every matching task: exactly up to 10,000, beyond that it is
-	// PostgreSQL's estimate and `total_is_estimate` is true.
+	// PostgreSQL's estimate and `total_is_estimate` is true. The `ETag` is a
+	// digest of the page; a request whose `If-None-Match` header names it is
+	// answered 304 without a body.
 	//
 	// Corresponds with GET /api/v1/tasks (the `ListTasks` operationId).
 	ListTasks(ctx context.Context, params *ListTasksParams, reqEditors ...RequestEditorFn) (*http.Response, error)
@@ -1156,8 +1221,38 @@ type ClientInterface interface {
 
 	// GetTask A task's details.
 	//
+	// The `ETag` is strong and changes with every change of the task (its row's
+	// version); a request whose `If-None-Match` header names it is answered 304
+	// without a body.
+	//
 	// Corresponds with GET /api/v1/tasks/{task_id} (the `GetTask` operationId).
 	GetTask(ctx context.Context, taskId TaskID, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// GetTaskEvents A task's live events (server-sent events).
+	//
+	// A `text/event-stream`. The first event is the task as `GET /api/v1/tasks/{task_id}`
+	// shows it (`event: task`); then one `task` event per change (status,
+	// progress, current step, messages, attempt, cancel request), each with
+	// the whole task, and one `log` event per log line (a `LogLine`). Every
+	// event has an `id` (`<position>.<version>`); a client that reconnects with
+	// `Last-Event-ID` gets the log lines it missed and then the task, if it
+	// changed, while the task's history is still held (`events.history_ttl`
+	// after its last event, at most `events.history` events); otherwise a
+	// fresh `task` snapshot first. A comment line (`: keep-alive`) is sent at
+	// least every `events.keepalive` (15 s). The server ends the stream after
+	// the event of a terminal state (no `log` event follows it); a stream of a
+	// task already terminal sends its snapshot and ends; a resume after the
+	// terminal event ends at once. A stream that hears nothing for a
+	// keep-alive interval re-reads the task. The server closes a stream whose
+	// client falls behind (`events.buffer` events) or takes longer than
+	// `events.write_timeout` for a write, and every stream when it shuts
+	// down: the client reconnects with `Last-Event-ID` (`retry:` suggests
+	// 1 s). The same authorization as the task: 404 for a task the caller may
+	// not see. At most `events.max_streams_per_caller` streams per caller and
+	// `events.max_streams` per server: past either, 429.
+	//
+	// Corresponds with GET /api/v1/tasks/{task_id}/events (the `GetTaskEvents` operationId).
+	GetTaskEvents(ctx context.Context, taskId TaskID, params *GetTaskEventsParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// GetTaskLogs A task's log lines (oldest first), attempts and timings.
 	//
@@ -1281,6 +1376,32 @@ func (c *Client) RevokeAPIKey(ctx context.Context, keyId string, reqEditors ...R
 // Corresponds with GET /api/v1/audit (the `ListAudit` operationId).
 func (c *Client) ListAudit(ctx context.Context, params *ListAuditParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewListAuditRequest(c.Server, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// GetEvents Live task events of every task the caller may see (server-sent events).
+//
+// A `text/event-stream` of `task` events (the whole task, as in
+// `GET /api/v1/tasks/{task_id}/events`) for every task the caller may see
+// (admins: every task) that matches the filters, for dashboards. It
+// starts with a snapshot: one `task` event per task of the list's first
+// page for the same filters (`limit`, newest first). Every event has an
+// `id` (a position); a client that reconnects with `Last-Event-ID` gets
+// the events it missed while at most `events.resume_max` of them passed
+// and they are still held (`events.stream_max`), else a fresh snapshot.
+// Keep-alive comments, caps and closing as for a task's stream.
+// `trigger_id` and `workflow_id` answer 400 while no task records them.
+//
+// Corresponds with GET /api/v1/events (the `GetEvents` operationId).
+func (c *Client) GetEvents(ctx context.Context, params *GetEventsParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewGetEventsRequest(c.Server, params)
 	if err != nil {
 		return nil, err
 	}
@@ -1565,7 +1686,9 @@ func (c *Client) ListTaskTypes(ctx context.Context, reqEditors ...RequestEditorF
 //
 // A page never skips or repeats a task while others are inserted. `total`
 // counts every matching task: exactly up to 10,000, beyond that it is
-// PostgreSQL's estimate and `total_is_estimate` is true.
+// PostgreSQL's estimate and `total_is_estimate` is true. The `ETag` is a
+// digest of the page; a request whose `If-None-Match` header names it is
+// answered 304 without a body.
 //
 // Corresponds with GET /api/v1/tasks (the `ListTasks` operationId).
 func (c *Client) ListTasks(ctx context.Context, params *ListTasksParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -1647,9 +1770,49 @@ func (c *Client) CancelTask(ctx context.Context, taskId TaskID, reqEditors ...Re
 
 // GetTask A task's details.
 //
+// The `ETag` is strong and changes with every change of the task (its row's
+// version); a request whose `If-None-Match` header names it is answered 304
+// without a body.
+//
 // Corresponds with GET /api/v1/tasks/{task_id} (the `GetTask` operationId).
 func (c *Client) GetTask(ctx context.Context, taskId TaskID, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewGetTaskRequest(c.Server, taskId)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// GetTaskEvents A task's live events (server-sent events).
+//
+// A `text/event-stream`. The first event is the task as `GET /api/v1/tasks/{task_id}`
+// shows it (`event: task`); then one `task` event per change (status,
+// progress, current step, messages, attempt, cancel request), each with
+// the whole task, and one `log` event per log line (a `LogLine`). Every
+// event has an `id` (`<position>.<version>`); a client that reconnects with
+// `Last-Event-ID` gets the log lines it missed and then the task, if it
+// changed, while the task's history is still held (`events.history_ttl`
+// after its last event, at most `events.history` events); otherwise a
+// fresh `task` snapshot first. A comment line (`: keep-alive`) is sent at
+// least every `events.keepalive` (15 s). The server ends the stream after
+// the event of a terminal state (no `log` event follows it); a stream of a
+// task already terminal sends its snapshot and ends; a resume after the
+// terminal event ends at once. A stream that hears nothing for a
+// keep-alive interval re-reads the task. The server closes a stream whose
+// client falls behind (`events.buffer` events) or takes longer than
+// `events.write_timeout` for a write, and every stream when it shuts
+// down: the client reconnects with `Last-Event-ID` (`retry:` suggests
+// 1 s). The same authorization as the task: 404 for a task the caller may
+// not see. At most `events.max_streams_per_caller` streams per caller and
+// `events.max_streams` per server: past either, 429.
+//
+// Corresponds with GET /api/v1/tasks/{task_id}/events (the `GetTaskEvents` operationId).
+func (c *Client) GetTaskEvents(ctx context.Context, taskId TaskID, params *GetTaskEventsParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewGetTaskEventsRequest(c.Server, taskId, params)
 	if err != nil {
 		return nil, err
 	}
@@ -1970,6 +2133,147 @@ func NewListAuditRequest(server string, params *ListAuditParams) (*http.Request,
 	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
 	if err != nil {
 		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewGetEventsRequest constructs an http.Request for the GetEvents method
+func NewGetEventsRequest(server string, params *GetEventsParams) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/v1/events")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if params.Status != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "status", *params.Status, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Type != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "type", *params.Type, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Priority != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "priority", *params.Priority, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.ScheduleId != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "schedule_id", *params.ScheduleId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.TriggerId != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "trigger_id", *params.TriggerId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.WorkflowId != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "workflow_id", *params.WorkflowId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Limit != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "limit", *params.Limit, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+
+		if params.LastEventID != nil {
+			var headerParam0 string
+
+			headerParam0, err = runtime.StyleParamWithOptions("simple", false, "Last-Event-ID", *params.LastEventID, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("Last-Event-ID", headerParam0)
+		}
+
 	}
 
 	return req, nil
@@ -2785,6 +3089,55 @@ func NewGetTaskRequest(server string, taskId TaskID) (*http.Request, error) {
 	return req, nil
 }
 
+// NewGetTaskEventsRequest constructs an http.Request for the GetTaskEvents method
+func NewGetTaskEventsRequest(server string, taskId TaskID, params *GetTaskEventsParams) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "task_id", taskId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/v1/tasks/%s/events", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+
+		if params.LastEventID != nil {
+			var headerParam0 string
+
+			headerParam0, err = runtime.StyleParamWithOptions("simple", false, "Last-Event-ID", *params.LastEventID, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("Last-Event-ID", headerParam0)
+		}
+
+	}
+
+	return req, nil
+}
+
 // NewGetTaskLogsRequest constructs an http.Request for the GetTaskLogs method
 func NewGetTaskLogsRequest(server string, taskId TaskID, params *GetTaskLogsParams) (*http.Request, error) {
 	var err error
@@ -3149,6 +3502,24 @@ type ClientWithResponsesInterface interface {
 	// Corresponds with GET /api/v1/audit (the `ListAudit` operationId).
 	ListAuditWithResponse(ctx context.Context, params *ListAuditParams, reqEditors ...RequestEditorFn) (*ListAuditResponse, error)
 
+	// GetEventsWithResponse Live task events of every task the caller may see (server-sent events).
+	//
+	// A `text/event-stream` of `task` events (the whole task, as in
+	// `GET /api/v1/tasks/{task_id}/events`) for every task the caller may see
+	// (admins: every task) that matches the filters, for dashboards. It
+	// starts with a snapshot: one `task` event per task of the list's first
+	// page for the same filters (`limit`, newest first). Every event has an
+	// `id` (a position); a client that reconnects with `Last-Event-ID` gets
+	// the events it missed while at most `events.resume_max` of them passed
+	// and they are still held (`events.stream_max`), else a fresh snapshot.
+	// Keep-alive comments, caps and closing as for a task's stream.
+	// `trigger_id` and `workflow_id` answer 400 while no task records them.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /api/v1/events (the `GetEvents` operationId).
+	GetEventsWithResponse(ctx context.Context, params *GetEventsParams, reqEditors ...RequestEditorFn) (*GetEventsResponse, error)
+
 	// GetOpenAPIWithResponse This document.
 	//
 	// Returns a wrapper object for the known response body format(s).
@@ -3291,7 +3662,9 @@ type ClientWithResponsesInterface interface {
 	//
 	// A page never skips or repeats a task while others are inserted. `total`
 	// counts every matching task: exactly up to 10,000, beyond that it is
-	// PostgreSQL's estimate and `total_is_estimate` is true.
+	// PostgreSQL's estimate and `total_is_estimate` is true. The `ETag` is a
+	// digest of the page; a request whose `If-None-Match` header names it is
+	// answered 304 without a body.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -3337,10 +3710,42 @@ type ClientWithResponsesInterface interface {
 
 	// GetTaskWithResponse A task's details.
 	//
+	// The `ETag` is strong and changes with every change of the task (its row's
+	// version); a request whose `If-None-Match` header names it is answered 304
+	// without a body.
+	//
 	// Returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with GET /api/v1/tasks/{task_id} (the `GetTask` operationId).
 	GetTaskWithResponse(ctx context.Context, taskId TaskID, reqEditors ...RequestEditorFn) (*GetTaskResponse, error)
+
+	// GetTaskEventsWithResponse A task's live events (server-sent events).
+	//
+	// A `text/event-stream`. The first event is the task as `GET /api/v1/tasks/{task_id}`
+	// shows it (`event: task`); then one `task` event per change (status,
+	// progress, current step, messages, attempt, cancel request), each with
+	// the whole task, and one `log` event per log line (a `LogLine`). Every
+	// event has an `id` (`<position>.<version>`); a client that reconnects with
+	// `Last-Event-ID` gets the log lines it missed and then the task, if it
+	// changed, while the task's history is still held (`events.history_ttl`
+	// after its last event, at most `events.history` events); otherwise a
+	// fresh `task` snapshot first. A comment line (`: keep-alive`) is sent at
+	// least every `events.keepalive` (15 s). The server ends the stream after
+	// the event of a terminal state (no `log` event follows it); a stream of a
+	// task already terminal sends its snapshot and ends; a resume after the
+	// terminal event ends at once. A stream that hears nothing for a
+	// keep-alive interval re-reads the task. The server closes a stream whose
+	// client falls behind (`events.buffer` events) or takes longer than
+	// `events.write_timeout` for a write, and every stream when it shuts
+	// down: the client reconnects with `Last-Event-ID` (`retry:` suggests
+	// 1 s). The same authorization as the task: 404 for a task the caller may
+	// not see. At most `events.max_streams_per_caller` streams per caller and
+	// `events.max_streams` per server: past either, 429.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /api/v1/tasks/{task_id}/events (the `GetTaskEvents` operationId).
+	GetTaskEventsWithResponse(ctx context.Context, taskId TaskID, params *GetTaskEventsParams, reqEditors ...RequestEditorFn) (*GetTaskEventsResponse, error)
 
 	// GetTaskLogsWithResponse A task's log lines (oldest first), attempts and timings.
 	//
@@ -3798,6 +4203,96 @@ func (r ListAuditResponse) StatusCode() int {
 
 // ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
 func (r ListAuditResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// GetEventsResponse200Headers the declared response headers of an HTTP 200 response for GetEvents
+type GetEventsResponse200Headers struct {
+	XAccelBuffering *string
+}
+
+// GetEventsResponse429Headers the declared response headers of an HTTP 429 response for GetEvents
+type GetEventsResponse429Headers struct {
+	RetryAfter *int
+}
+
+// GetEventsResponse503Headers the declared response headers of an HTTP 503 response for GetEvents
+type GetEventsResponse503Headers struct {
+	RetryAfter *int
+}
+
+type GetEventsResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *BadRequest
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Unauthorized
+	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
+	ApplicationproblemJSON429 *TooManyRequests
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *Unavailable
+	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
+	ApplicationproblemJSONDefault *Error
+	// Headers200 the parsed response headers for an HTTP 200 response
+	Headers200 *GetEventsResponse200Headers
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *GetEventsResponse429Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *GetEventsResponse503Headers
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r GetEventsResponse) GetApplicationproblemJSON400() *BadRequest {
+	return r.ApplicationproblemJSON400
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r GetEventsResponse) GetApplicationproblemJSON401() *Unauthorized {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON429 returns the response for an HTTP 429 `application/problem+json` response
+func (r GetEventsResponse) GetApplicationproblemJSON429() *TooManyRequests {
+	return r.ApplicationproblemJSON429
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r GetEventsResponse) GetApplicationproblemJSON503() *Unavailable {
+	return r.ApplicationproblemJSON503
+}
+
+// GetApplicationproblemJSONDefault returns the response for an HTTP default `application/problem+json` response
+func (r GetEventsResponse) GetApplicationproblemJSONDefault() *Error {
+	return r.ApplicationproblemJSONDefault
+}
+
+// GetBody returns the raw response body bytes
+func (r GetEventsResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r GetEventsResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r GetEventsResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r GetEventsResponse) ContentType() string {
 	if r.HTTPResponse != nil {
 		return r.HTTPResponse.Header.Get("Content-Type")
 	}
@@ -4940,6 +5435,16 @@ func (r ListTaskTypesResponse) ContentType() string {
 	return ""
 }
 
+// ListTasksResponse200Headers the declared response headers of an HTTP 200 response for ListTasks
+type ListTasksResponse200Headers struct {
+	ETag *string
+}
+
+// ListTasksResponse304Headers the declared response headers of an HTTP 304 response for ListTasks
+type ListTasksResponse304Headers struct {
+	ETag *string
+}
+
 // ListTasksResponse429Headers the declared response headers of an HTTP 429 response for ListTasks
 type ListTasksResponse429Headers struct {
 	RetryAfter *int
@@ -4965,6 +5470,10 @@ type ListTasksResponse struct {
 	ApplicationproblemJSON503 *Unavailable
 	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
 	ApplicationproblemJSONDefault *Error
+	// Headers200 the parsed response headers for an HTTP 200 response
+	Headers200 *ListTasksResponse200Headers
+	// Headers304 the parsed response headers for an HTTP 304 response
+	Headers304 *ListTasksResponse304Headers
 	// Headers429 the parsed response headers for an HTTP 429 response
 	Headers429 *ListTasksResponse429Headers
 	// Headers503 the parsed response headers for an HTTP 503 response
@@ -5288,6 +5797,16 @@ func (r CancelTaskResponse) ContentType() string {
 	return ""
 }
 
+// GetTaskResponse200Headers the declared response headers of an HTTP 200 response for GetTask
+type GetTaskResponse200Headers struct {
+	ETag *string
+}
+
+// GetTaskResponse304Headers the declared response headers of an HTTP 304 response for GetTask
+type GetTaskResponse304Headers struct {
+	ETag *string
+}
+
 // GetTaskResponse429Headers the declared response headers of an HTTP 429 response for GetTask
 type GetTaskResponse429Headers struct {
 	RetryAfter *int
@@ -5313,6 +5832,10 @@ type GetTaskResponse struct {
 	ApplicationproblemJSON503 *Unavailable
 	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
 	ApplicationproblemJSONDefault *Error
+	// Headers200 the parsed response headers for an HTTP 200 response
+	Headers200 *GetTaskResponse200Headers
+	// Headers304 the parsed response headers for an HTTP 304 response
+	Headers304 *GetTaskResponse304Headers
 	// Headers429 the parsed response headers for an HTTP 429 response
 	Headers429 *GetTaskResponse429Headers
 	// Headers503 the parsed response headers for an HTTP 503 response
@@ -5372,6 +5895,96 @@ func (r GetTaskResponse) StatusCode() int {
 
 // ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
 func (r GetTaskResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// GetTaskEventsResponse200Headers the declared response headers of an HTTP 200 response for GetTaskEvents
+type GetTaskEventsResponse200Headers struct {
+	XAccelBuffering *string
+}
+
+// GetTaskEventsResponse429Headers the declared response headers of an HTTP 429 response for GetTaskEvents
+type GetTaskEventsResponse429Headers struct {
+	RetryAfter *int
+}
+
+// GetTaskEventsResponse503Headers the declared response headers of an HTTP 503 response for GetTaskEvents
+type GetTaskEventsResponse503Headers struct {
+	RetryAfter *int
+}
+
+type GetTaskEventsResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Unauthorized
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotFound
+	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
+	ApplicationproblemJSON429 *TooManyRequests
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *Unavailable
+	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
+	ApplicationproblemJSONDefault *Error
+	// Headers200 the parsed response headers for an HTTP 200 response
+	Headers200 *GetTaskEventsResponse200Headers
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *GetTaskEventsResponse429Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *GetTaskEventsResponse503Headers
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r GetTaskEventsResponse) GetApplicationproblemJSON401() *Unauthorized {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r GetTaskEventsResponse) GetApplicationproblemJSON404() *NotFound {
+	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON429 returns the response for an HTTP 429 `application/problem+json` response
+func (r GetTaskEventsResponse) GetApplicationproblemJSON429() *TooManyRequests {
+	return r.ApplicationproblemJSON429
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r GetTaskEventsResponse) GetApplicationproblemJSON503() *Unavailable {
+	return r.ApplicationproblemJSON503
+}
+
+// GetApplicationproblemJSONDefault returns the response for an HTTP default `application/problem+json` response
+func (r GetTaskEventsResponse) GetApplicationproblemJSONDefault() *Error {
+	return r.ApplicationproblemJSONDefault
+}
+
+// GetBody returns the raw response body bytes
+func (r GetTaskEventsResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r GetTaskEventsResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r GetTaskEventsResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r GetTaskEventsResponse) ContentType() string {
 	if r.HTTPResponse != nil {
 		return r.HTTPResponse.Header.Get("Content-Type")
 	}
@@ -5918,6 +6531,30 @@ func (c *ClientWithResponses) ListAuditWithResponse(ctx context.Context, params 
 	return ParseListAuditResponse(rsp)
 }
 
+// GetEventsWithResponse Live task events of every task the caller may see (server-sent events).
+//
+// A `text/event-stream` of `task` events (the whole task, as in
+// `GET /api/v1/tasks/{task_id}/events`) for every task the caller may see
+// (admins: every task) that matches the filters, for dashboards. It
+// starts with a snapshot: one `task` event per task of the list's first
+// page for the same filters (`limit`, newest first). Every event has an
+// `id` (a position); a client that reconnects with `Last-Event-ID` gets
+// the events it missed while at most `events.resume_max` of them passed
+// and they are still held (`events.stream_max`), else a fresh snapshot.
+// Keep-alive comments, caps and closing as for a task's stream.
+// `trigger_id` and `workflow_id` answer 400 while no task records them.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /api/v1/events (the `GetEvents` operationId).
+func (c *ClientWithResponses) GetEventsWithResponse(ctx context.Context, params *GetEventsParams, reqEditors ...RequestEditorFn) (*GetEventsResponse, error) {
+	rsp, err := c.GetEvents(ctx, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseGetEventsResponse(rsp)
+}
+
 // GetOpenAPIWithResponse This document.
 //
 // Returns a wrapper object for the known response body format(s).
@@ -6150,7 +6787,9 @@ func (c *ClientWithResponses) ListTaskTypesWithResponse(ctx context.Context, req
 //
 // A page never skips or repeats a task while others are inserted. `total`
 // counts every matching task: exactly up to 10,000, beyond that it is
-// PostgreSQL's estimate and `total_is_estimate` is true.
+// PostgreSQL's estimate and `total_is_estimate` is true. The `ETag` is a
+// digest of the page; a request whose `If-None-Match` header names it is
+// answered 304 without a body.
 //
 // Returns a wrapper object for the known response body format(s).
 //
@@ -6220,6 +6859,10 @@ func (c *ClientWithResponses) CancelTaskWithResponse(ctx context.Context, taskId
 
 // GetTaskWithResponse A task's details.
 //
+// The `ETag` is strong and changes with every change of the task (its row's
+// version); a request whose `If-None-Match` header names it is answered 304
+// without a body.
+//
 // Returns a wrapper object for the known response body format(s).
 //
 // Corresponds with GET /api/v1/tasks/{task_id} (the `GetTask` operationId).
@@ -6229,6 +6872,40 @@ func (c *ClientWithResponses) GetTaskWithResponse(ctx context.Context, taskId Ta
 		return nil, err
 	}
 	return ParseGetTaskResponse(rsp)
+}
+
+// GetTaskEventsWithResponse A task's live events (server-sent events).
+//
+// A `text/event-stream`. The first event is the task as `GET /api/v1/tasks/{task_id}`
+// shows it (`event: task`); then one `task` event per change (status,
+// progress, current step, messages, attempt, cancel request), each with
+// the whole task, and one `log` event per log line (a `LogLine`). Every
+// event has an `id` (`<position>.<version>`); a client that reconnects with
+// `Last-Event-ID` gets the log lines it missed and then the task, if it
+// changed, while the task's history is still held (`events.history_ttl`
+// after its last event, at most `events.history` events); otherwise a
+// fresh `task` snapshot first. A comment line (`: keep-alive`) is sent at
+// least every `events.keepalive` (15 s). The server ends the stream after
+// the event of a terminal state (no `log` event follows it); a stream of a
+// task already terminal sends its snapshot and ends; a resume after the
+// terminal event ends at once. A stream that hears nothing for a
+// keep-alive interval re-reads the task. The server closes a stream whose
+// client falls behind (`events.buffer` events) or takes longer than
+// `events.write_timeout` for a write, and every stream when it shuts
+// down: the client reconnects with `Last-Event-ID` (`retry:` suggests
+// 1 s). The same authorization as the task: 404 for a task the caller may
+// not see. At most `events.max_streams_per_caller` streams per caller and
+// `events.max_streams` per server: past either, 429.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /api/v1/tasks/{task_id}/events (the `GetTaskEvents` operationId).
+func (c *ClientWithResponses) GetTaskEventsWithResponse(ctx context.Context, taskId TaskID, params *GetTaskEventsParams, reqEditors ...RequestEditorFn) (*GetTaskEventsResponse, error) {
+	rsp, err := c.GetTaskEvents(ctx, taskId, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseGetTaskEventsResponse(rsp)
 }
 
 // GetTaskLogsWithResponse A task's log lines (oldest first), attempts and timings.
@@ -6694,6 +7371,93 @@ func ParseListAuditResponse(rsp *http.Response) (*ListAuditResponse, error) {
 		response.Headers429 = &headers
 	case rsp.StatusCode == 503:
 		var headers ListAuditResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseGetEventsResponse parses an HTTP response from a GetEventsWithResponse call
+func ParseGetEventsResponse(rsp *http.Response) (*GetEventsResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &GetEventsResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest TooManyRequests
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Unavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSONDefault = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 200:
+		var headers GetEventsResponse200Headers
+		if values := rsp.Header.Values("X-Accel-Buffering"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Accel-Buffering", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XAccelBuffering = &value
+		}
+		response.Headers200 = &headers
+	case rsp.StatusCode == 429:
+		var headers GetEventsResponse429Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers429 = &headers
+	case rsp.StatusCode == 503:
+		var headers GetEventsResponse503Headers
 		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
 			var value int
 			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
@@ -7789,6 +8553,9 @@ func ParseListTasksResponse(rsp *http.Response) (*ListTasksResponse, error) {
 		}
 		response.JSON200 = &dest
 
+	case rsp.StatusCode == 304:
+		break // No content-type
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
 		var dest BadRequest
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -7827,6 +8594,26 @@ func ParseListTasksResponse(rsp *http.Response) (*ListTasksResponse, error) {
 	}
 
 	switch {
+	case rsp.StatusCode == 200:
+		var headers ListTasksResponse200Headers
+		if values := rsp.Header.Values("ETag"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "ETag", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.ETag = &value
+		}
+		response.Headers200 = &headers
+	case rsp.StatusCode == 304:
+		var headers ListTasksResponse304Headers
+		if values := rsp.Header.Values("ETag"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "ETag", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.ETag = &value
+		}
+		response.Headers304 = &headers
 	case rsp.StatusCode == 429:
 		var headers ListTasksResponse429Headers
 		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
@@ -8131,6 +8918,9 @@ func ParseGetTaskResponse(rsp *http.Response) (*GetTaskResponse, error) {
 		}
 		response.JSON200 = &dest
 
+	case rsp.StatusCode == 304:
+		break // No content-type
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
 		var dest Unauthorized
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -8169,6 +8959,26 @@ func ParseGetTaskResponse(rsp *http.Response) (*GetTaskResponse, error) {
 	}
 
 	switch {
+	case rsp.StatusCode == 200:
+		var headers GetTaskResponse200Headers
+		if values := rsp.Header.Values("ETag"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "ETag", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.ETag = &value
+		}
+		response.Headers200 = &headers
+	case rsp.StatusCode == 304:
+		var headers GetTaskResponse304Headers
+		if values := rsp.Header.Values("ETag"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "ETag", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.ETag = &value
+		}
+		response.Headers304 = &headers
 	case rsp.StatusCode == 429:
 		var headers GetTaskResponse429Headers
 		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
@@ -8181,6 +8991,93 @@ func ParseGetTaskResponse(rsp *http.Response) (*GetTaskResponse, error) {
 		response.Headers429 = &headers
 	case rsp.StatusCode == 503:
 		var headers GetTaskResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseGetTaskEventsResponse parses an HTTP response from a GetTaskEventsWithResponse call
+func ParseGetTaskEventsResponse(rsp *http.Response) (*GetTaskEventsResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &GetTaskEventsResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest NotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest TooManyRequests
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Unavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSONDefault = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 200:
+		var headers GetTaskEventsResponse200Headers
+		if values := rsp.Header.Values("X-Accel-Buffering"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Accel-Buffering", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XAccelBuffering = &value
+		}
+		response.Headers200 = &headers
+	case rsp.StatusCode == 429:
+		var headers GetTaskEventsResponse429Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers429 = &headers
+	case rsp.StatusCode == 503:
+		var headers GetTaskEventsResponse503Headers
 		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
 			var value int
 			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {

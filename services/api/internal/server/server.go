@@ -20,6 +20,7 @@ import (
 	"github.com/taskforge/taskforge/pkg/ratelimit"
 	"github.com/taskforge/taskforge/pkg/result/httpresult"
 	"github.com/taskforge/taskforge/pkg/taskservice"
+	"github.com/taskforge/taskforge/services/api/internal/live"
 	"github.com/taskforge/taskforge/services/api/internal/schedules"
 )
 
@@ -82,6 +83,11 @@ type Options struct {
 	// forwarding header) for the per-address limit, the audit log and the
 	// request log. If nil, no proxy is trusted: the client is the peer.
 	ClientIP *clientip.Resolver
+	// Live serves the live event streams (/api/v1/tasks/{id}/events and
+	// /api/v1/events). If nil, those routes answer 503.
+	Live *live.Hub
+	// Streams bounds the live event streams.
+	Streams StreamOptions
 }
 
 // Server is the API's http.Handler.
@@ -99,6 +105,8 @@ type Server struct {
 	schedules *schedules.Handlers
 	keys      *auth.KeyStore
 	audit     *audit.Log
+	live      *live.Hub
+	streams   StreamOptions
 	// guard authenticates a route's caller: the per-address limit, then
 	// authentication (failures audited), then the caller's limit.
 	guard      echo.MiddlewareFunc
@@ -133,7 +141,7 @@ func New(o Options) (*Server, error) {
 		}
 	}
 	e.IPExtractor = o.ClientIP.ClientIP
-	s := &Server{echo: e, tasks: o.Tasks, auth: o.Auth, checker: o.Checker, reg: o.Registry, log: o.Log,
+	s := &Server{live: o.Live, streams: o.Streams.withDefaults(), echo: e, tasks: o.Tasks, auth: o.Auth, checker: o.Checker, reg: o.Registry, log: o.Log,
 		openapi: o.OpenAPI, limit: o.BodyLimit, metrics: m, results: o.Results, schedules: o.Schedules,
 		keys: o.Keys, audit: o.Audit, hsts: o.HSTS, priorities: o.Priorities, auditMin: o.AuditMinRetention}
 	if s.auditMin <= 0 {
@@ -179,6 +187,9 @@ func (s *Server) routes() {
 	v1.DELETE("/tasks/:task_id", s.cancelTask, authed)
 	v1.GET("/tasks/:task_id/logs", s.taskLogs, authed)
 	v1.POST("/tasks/:task_id/retry", s.retryTask, authed)
+	// Live events (server-sent events).
+	v1.GET("/tasks/:task_id/events", s.taskEvents, authed)
+	v1.GET("/events", s.events, authed)
 	// Results: the download route is authorised by its signature alone.
 	v1.GET("/tasks/:task_id/result", s.taskResult, authed)
 	v1.GET("/results/:id/download", s.downloadResult)

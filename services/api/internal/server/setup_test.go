@@ -25,6 +25,7 @@ import (
 	"github.com/taskforge/taskforge/pkg/auth"
 	"github.com/taskforge/taskforge/pkg/clientip"
 	"github.com/taskforge/taskforge/pkg/config"
+	"github.com/taskforge/taskforge/pkg/event"
 	"github.com/taskforge/taskforge/pkg/health"
 	"github.com/taskforge/taskforge/pkg/queue"
 	"github.com/taskforge/taskforge/pkg/ratelimit"
@@ -35,6 +36,7 @@ import (
 	"github.com/taskforge/taskforge/pkg/taskservice"
 	"github.com/taskforge/taskforge/pkg/testenv"
 	"github.com/taskforge/taskforge/services/api/client"
+	"github.com/taskforge/taskforge/services/api/internal/live"
 )
 
 // The callers of the tests, one per role (two operators to test ownership).
@@ -160,6 +162,9 @@ type testBundle struct {
 	rd        testenv.Redis
 	inspector *asynq.Inspector
 	reg       *prometheus.Registry
+	// hub and events are set by the streams option.
+	hub    *live.Hub
+	events *event.Publisher
 }
 
 type setupOptions struct {
@@ -183,6 +188,10 @@ type setupOptions struct {
 	// test's database and, with jwt, tokens.
 	bootstrap string
 	jwt       *auth.JWTConfig
+	// streams, when set, wires the live events: a publisher for the task
+	// service and a hub with hubOpts for the event streams.
+	streams *StreamOptions
+	hubOpts live.Options
 }
 
 func setup(t *testing.T) testBundle {
@@ -209,6 +218,14 @@ func setupWith(t *testing.T, o setupOptions) testBundle {
 	if o.sealer != nil {
 		topts.Sealer = o.sealer
 	}
+	var pub *event.Publisher
+	if o.streams != nil {
+		var err error
+		pub, err = event.NewPublisher(rd.Client, zap.NewNop(), nil, event.Options{})
+		require.NoError(t, err)
+		t.Cleanup(func() { pub.Close(context.Background()) })
+		topts.Events = pub
+	}
 	svc, err := taskservice.New(db, ac, insp, zap.NewNop(), topts)
 	require.NoError(t, err)
 	t.Cleanup(svc.Close)
@@ -229,10 +246,23 @@ func setupWith(t *testing.T, o setupOptions) testBundle {
 	if o.auth != nil {
 		opts.Auth = o.auth
 	}
+	var hub *live.Hub
+	if o.streams != nil {
+		rdr, err := event.NewReader(rd.Client, event.Options{})
+		require.NoError(t, err)
+		if o.hubOpts.Registerer == nil {
+			o.hubOpts.Registerer = reg
+		}
+		hub, err = live.New(rdr, svc.Load, RenderTask, zap.NewNop(), o.hubOpts)
+		require.NoError(t, err)
+		hub.Start(context.Background())
+		t.Cleanup(hub.Shutdown)
+		opts.Live, opts.Streams = hub, *o.streams
+	}
 	var handler http.Handler
 	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { handler.ServeHTTP(w, r) }))
 	t.Cleanup(hs.Close)
-	b := testBundle{http: hs, svc: svc, pg: pg, rd: rd, inspector: insp, reg: reg}
+	b := testBundle{http: hs, svc: svc, pg: pg, rd: rd, inspector: insp, reg: reg, hub: hub, events: pub}
 	if o.secure {
 		b.secureWith(t, &opts, db, o, hs.URL, log)
 	}

@@ -1,6 +1,9 @@
 package server
 
 import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"io"
@@ -14,6 +17,7 @@ import (
 
 	"github.com/taskforge/taskforge/pkg/audit"
 	"github.com/taskforge/taskforge/pkg/auth"
+	"github.com/taskforge/taskforge/pkg/store"
 	"github.com/taskforge/taskforge/pkg/tasks"
 	"github.com/taskforge/taskforge/pkg/taskservice"
 )
@@ -214,8 +218,42 @@ func (s *Server) listTasks(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return writeJSON(c, http.StatusOK, listView(page))
+	// A page's ETag is the digest of its body: it changes with any item's
+	// version, the total or the cursor.
+	var body bytes.Buffer
+	if err := jsonEncoder(&body).Encode(listView(page)); err != nil {
+		return err
+	}
+	sum := sha256.Sum256(body.Bytes())
+	if notModified(c, `"p`+base64.RawURLEncoding.EncodeToString(sum[:18])+`"`) {
+		return nil
+	}
+	c.Response().Header().Set(echo.HeaderContentType, echo.MIMEApplicationJSON)
+	c.Response().WriteHeader(http.StatusOK)
+	_, err = c.Response().Write(body.Bytes())
+	return err
 }
+
+// notModified sets etag (a strong validator) and answers 304 when the
+// request's If-None-Match names it (RFC 9110: weak comparison; "*" matches).
+func notModified(c echo.Context, etag string) bool {
+	c.Response().Header().Set("ETag", etag)
+	inm := c.Request().Header.Get("If-None-Match")
+	if inm == "" {
+		return false
+	}
+	for _, tag := range strings.Split(inm, ",") {
+		tag = strings.TrimPrefix(strings.TrimSpace(tag), "W/")
+		if tag == "*" || tag == etag {
+			_ = c.NoContent(http.StatusNotModified)
+			return true
+		}
+	}
+	return false
+}
+
+// taskETag is the strong ETag of a task: its row's version.
+func taskETag(t store.Task) string { return `"v` + strconv.FormatInt(t.Version, 10) + `"` }
 
 func queryTime(v, field string) (*time.Time, error) {
 	if v == "" {
@@ -246,6 +284,9 @@ func (s *Server) getTask(c echo.Context) error {
 		return err
 	}
 	s.recordRead(c, readTask, t.ID, t.CreatedBy)
+	if notModified(c, taskETag(t)) {
+		return nil
+	}
 	return writeJSON(c, http.StatusOK, taskDetails(t))
 }
 
