@@ -20,11 +20,11 @@ test-race: ## make test with the race detector (as CI runs it).
 test-short: ## Run the unit tests only (no servers).
 	@for m in $(MODULES); do (cd $$m && go test -short -count=1 ./...) || exit 1; done
 
-build: ## Build every service into ./bin.
+build: ## Build every service (bin/taskforge-NAME) and the CLI (bin/taskforge) into ./bin.
 	@. scripts/lib.sh && build_services bin
 
 build-check: ## Build each service with GOWORK=off, as a container build does.
-	@for s in api worker scheduler monitor; do (cd services/$$s && GOWORK=off CGO_ENABLED=0 go build -o /dev/null .) || exit 1; done
+	@for s in api worker scheduler monitor cli; do (cd services/$$s && GOWORK=off CGO_ENABLED=0 go build -o /dev/null .) || exit 1; done
 
 lint: ## go vet every module (and golangci-lint when installed); gofmt check.
 	@for m in $(MODULES); do (cd $$m && go vet ./...) || exit 1; done

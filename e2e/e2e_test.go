@@ -57,6 +57,10 @@ func TestStack(t *testing.T) {
 			t.Parallel()
 			s.scheduleRuns(t, admin, operator)
 		})
+		t.Run("cli", func(t *testing.T) {
+			t.Parallel()
+			s.cli(t, operator, s.newKey(t, admin, "e2e-cli", client.CreateAPIKeyRequestRoleOperator))
+		})
 	})
 	t.Run("monitoring", func(t *testing.T) { s.monitoring(t, admin, operator) })
 	require.Empty(t, s.errorLines(), "no service logs an error while the stack is used as documented")

@@ -28,8 +28,9 @@ import (
 	"github.com/taskforge/taskforge/services/api/client"
 )
 
-// services are the binaries the stack runs, built once by TestMain.
-var services = []string{"api", "worker", "scheduler", "monitor"}
+// services are the binaries the stack runs (and the CLI the tests drive it
+// with), built once by TestMain.
+var services = []string{"api", "worker", "scheduler", "monitor", "cli"}
 
 // binDir holds the built binaries; buildErr says why they are missing.
 var (

@@ -73,7 +73,7 @@ ensure_promtool() {
 build_services() {
 	local out rc=0 s
 	out=$(mktemp -d "${TMPDIR:-/tmp}/taskforge-build.XXXXXX")
-	for s in api worker scheduler monitor; do
+	for s in api worker scheduler monitor cli; do
 		if ! ls services/$s/*.go >/dev/null 2>&1; then
 			echo "    services/$s: no main package yet"
 			rc=1

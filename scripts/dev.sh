@@ -97,9 +97,9 @@ stop_dev_redis() {
 # The build runs while Redis and PostgreSQL are installed and started: on a
 # fresh machine the two take about as long, and overlap.
 t_begin=$SECONDS
-say "building ${services[*]} into bin/ (in the background)"
+say "building ${services[*]} and the taskforge CLI into bin/ (in the background)"
 mkdir -p "$run"
-build_services bin "${services[@]}" >"$run/build.log" 2>&1 &
+build_services bin "${services[@]}" cli >"$run/build.log" 2>&1 &
 build_pid=$!
 ensure_stores
 mkdir -p "$run/results"
@@ -206,7 +206,11 @@ $([ "$seed_rc" = 0 ] && echo "  Demo portfolios  pf_demo_balanced pf_demo_growth
 
   Development admin key (kept in .run/dev-admin-key):
     $admin_key
-  Try:
+  Try the CLI (bin/taskforge):
+    export TASKFORGE_URL=http://$api_addr TASKFORGE_TOKEN=\$(cat .run/dev-admin-key)
+    bin/taskforge task-types
+    bin/taskforge tasks create --type calculate_metrics --param portfolio_id=pf_demo_growth --watch
+  or curl:
     curl -s -H 'Authorization: Bearer $admin_key' http://$api_addr/api/v1/task-types
     curl -s -H 'Authorization: Bearer $admin_key' -H 'Content-Type: application/json' \\
       -d '{"type":"calculate_metrics","params":{"portfolio_id":"pf_demo_growth"}}' http://$api_addr/api/v1/tasks

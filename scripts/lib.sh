@@ -144,16 +144,20 @@ build_ldflags() {
   rev=$(git rev-parse HEAD 2>/dev/null) || return 0
   ver=$(git describe --tags --always --dirty 2>/dev/null || echo dev)
   git diff --quiet HEAD 2>/dev/null || rev="$rev-dirty"
-  echo "-X github.com/taskforge/taskforge/pkg/buildinfo.version=$ver -X github.com/taskforge/taskforge/pkg/buildinfo.revision=$rev"
+  # The services read them from pkg/buildinfo, the CLI from its own package (it
+  # does not link pkg); -X of a package not linked is ignored.
+  echo "-X github.com/taskforge/taskforge/pkg/buildinfo.version=$ver -X github.com/taskforge/taskforge/pkg/buildinfo.revision=$rev" \
+    "-X github.com/taskforge/taskforge/services/cli/internal/cli.version=$ver -X github.com/taskforge/taskforge/services/cli/internal/cli.revision=$rev"
 }
 
-# build_services DIR [SERVICE...] builds the services (default: all four) into
-# DIR/taskforge-NAME, stamped with this checkout's version and revision, static
-# (CGO_ENABLED=0) as in the container images. One go build for all of them, so
-# shared packages compile once and links run in parallel.
+# build_services DIR [SERVICE...] builds the services (default: all four and
+# the CLI) into DIR/taskforge-NAME (the CLI into DIR/taskforge), stamped with
+# this checkout's version and revision, static (CGO_ENABLED=0) as in the
+# container images. One go build for all of them, so shared packages compile
+# once and links run in parallel.
 build_services() {
   local dir=$1 s flags tmp pkgs=(); shift
-  [ $# -gt 0 ] || set -- api worker scheduler monitor
+  [ $# -gt 0 ] || set -- api worker scheduler monitor cli
   # -s -w as in the container images: no DWARF (profiles and stack traces
   # keep their symbols), and a faster link.
   flags="-s -w $(build_ldflags)"
@@ -165,6 +169,8 @@ build_services() {
     echo "go build ${pkgs[*]} failed" >&2
     return 1
   fi
-  for s in "$@"; do mv -f "$tmp/$s" "$dir/taskforge-$s"; done
+  for s in "$@"; do
+    if [ "$s" = cli ]; then mv -f "$tmp/cli" "$dir/taskforge"; else mv -f "$tmp/$s" "$dir/taskforge-$s"; fi
+  done
   rmdir "$tmp"
 }

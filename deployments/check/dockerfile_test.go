@@ -111,6 +111,31 @@ func TestDockerfile(t *testing.T) {
 		}
 	}
 
+	// The command-line client: a target of its own, and in the api image.
+	cliStage, ok := byName["cli"]
+	if !ok {
+		t.Error("no target cli")
+	} else {
+		var entry bool
+		for _, c := range cliStage.Commands {
+			if e, ok := c.(*instructions.EntrypointCommand); ok {
+				entry = strings.Join(e.CmdLine, " ") == "/usr/local/bin/taskforge"
+			}
+		}
+		if cliStage.BaseName != "runtime" || !entry {
+			t.Errorf("target cli: FROM %s, entrypoint taskforge %v", cliStage.BaseName, entry)
+		}
+	}
+	var apiHasCLI bool
+	for _, c := range byName["api"].Commands {
+		if cp, ok := c.(*instructions.CopyCommand); ok && cp.From == "build" && cp.DestPath == "/usr/local/bin/taskforge" {
+			apiHasCLI = true
+		}
+	}
+	if !apiHasCLI {
+		t.Error("the api image does not carry /usr/local/bin/taskforge")
+	}
+
 	// Every COPY source from the build context exists in the repository.
 	for _, s := range stages {
 		for _, c := range s.Commands {
