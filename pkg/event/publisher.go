@@ -119,7 +119,7 @@ func NewPublisher(rc redis.UniversalClient, log *zap.Logger, reg prometheus.Regi
 		}, []string{"kind"}),
 		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "taskforge_events_publish_dropped_total",
-			Help: "Live task events not published, by reason (queue_full, redis); streams recover by re-reading the row.",
+			Help: "Live task events not published, by reason (queue_full, redis, closed); streams recover by re-reading the row.",
 		}, []string{"reason"}),
 	}
 	var err error
