@@ -21,6 +21,8 @@ const (
 	maxSubject    = 200
 	// DefaultLeeway is the clock skew allowed on exp, nbf and iat.
 	DefaultLeeway = 30 * time.Second
+	// DefaultMaxLifetime is the longest a token may live (exp - iat).
+	DefaultMaxLifetime = 24 * time.Hour
 )
 
 // JWTConfig configures JWT verification.
@@ -39,6 +41,19 @@ type JWTConfig struct {
 	Algorithms []string
 	// Leeway is the clock skew allowed. If zero, DefaultLeeway.
 	Leeway time.Duration
+	// MaxLifetime is the longest a token may live: iat is required, and
+	// exp - iat may not exceed it (nor exp lie further than it from now). If
+	// zero, DefaultMaxLifetime.
+	MaxLifetime time.Duration
+	// RevokedIDs lists the jti of revoked tokens. Default none.
+	RevokedIDs []string
+	// MinIssuedAt refuses every token issued before it (the lever that logs
+	// everyone out at once). Default zero: none refused.
+	MinIssuedAt time.Time
+	// Revoked, when set, says whether a token of subject sub with id jti
+	// issued at iat is revoked (a per-subject minimum iat or a deny-list kept
+	// elsewhere). Default nil.
+	Revoked func(sub, jti string, iat time.Time) bool
 	// JWKSRefresh is how long a fetched key set is used before it is fetched
 	// again. If zero, DefaultJWKSRefresh.
 	JWKSRefresh time.Duration
@@ -52,9 +67,18 @@ type JWTConfig struct {
 // JWTConfigFrom maps the auth configuration section to a JWTConfig. client
 // fetches the JWKS.
 func JWTConfigFrom(c config.AuthConfig, client *http.Client) JWTConfig {
+	// Validate has checked the format; a bad value refuses every token.
+	var minIAT time.Time
+	if c.JWTMinIssuedAt != "" {
+		var err error
+		if minIAT, err = time.Parse(time.RFC3339, c.JWTMinIssuedAt); err != nil {
+			minIAT = time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC)
+		}
+	}
 	return JWTConfig{
 		Secret: []byte(c.JWTSecret), JWKSURL: c.JWKSURL, HTTPClient: client,
 		Issuer: c.JWTIssuer, Audience: c.JWTAudience, Algorithms: c.JWTAlgorithms,
+		Leeway: c.JWTLeeway, MaxLifetime: c.JWTMaxLifetime, RevokedIDs: c.JWTRevokedIDs, MinIssuedAt: minIAT,
 	}
 }
 
@@ -67,6 +91,13 @@ type JWTVerifier struct {
 	jwks   *jwksCache
 	algs   []string
 	parser *jwt.Parser
+	// Lifetime and revocation checks, after the signature.
+	now         func() time.Time
+	leeway      time.Duration
+	maxLifetime time.Duration
+	revokedIDs  map[string]bool
+	minIAT      time.Time
+	revoked     func(sub, jti string, iat time.Time) bool
 }
 
 // ErrNoJWT means neither a secret nor a JWKS URL is configured.
@@ -105,7 +136,11 @@ func NewJWTVerifier(cfg JWTConfig) (*JWTVerifier, error) {
 		if cfg.HTTPClient == nil {
 			return nil, errors.New("auth: jwks url needs an http client")
 		}
-		c := &jwksCache{url: cfg.JWKSURL, client: cfg.HTTPClient, refresh: cfg.JWKSRefresh,
+		// Redirects are never followed: the key set comes from the configured
+		// URL or not at all (a redirect could lead the fetch anywhere).
+		client := *cfg.HTTPClient
+		client.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+		c := &jwksCache{url: cfg.JWKSURL, client: &client, refresh: cfg.JWKSRefresh,
 			minInterval: cfg.JWKSMinInterval, now: now}
 		if c.refresh <= 0 {
 			c.refresh = DefaultJWKSRefresh
@@ -118,6 +153,14 @@ func NewJWTVerifier(cfg JWTConfig) (*JWTVerifier, error) {
 	leeway := cfg.Leeway
 	if leeway == 0 {
 		leeway = DefaultLeeway
+	}
+	v.now, v.leeway, v.maxLifetime, v.minIAT, v.revoked = now, leeway, cfg.MaxLifetime, cfg.MinIssuedAt, cfg.Revoked
+	if v.maxLifetime <= 0 {
+		v.maxLifetime = DefaultMaxLifetime
+	}
+	v.revokedIDs = map[string]bool{}
+	for _, id := range cfg.RevokedIDs {
+		v.revokedIDs[id] = true
 	}
 	opts := []jwt.ParserOption{
 		jwt.WithValidMethods(v.algs), jwt.WithExpirationRequired(), jwt.WithIssuedAt(),
@@ -167,6 +210,9 @@ func (v *JWTVerifier) Authenticate(ctx context.Context, token string) (Principal
 	if c.Subject == "" || len(c.Subject) > maxSubject || strings.ContainsFunc(c.Subject, isControl) {
 		return Principal{}, fmt.Errorf("%w: jwt: sub missing or invalid", ErrUnauthenticated)
 	}
+	if err := v.checkLifetime(c); err != nil {
+		return Principal{}, err
+	}
 	role := Viewer
 	if c.Role != "" {
 		role = Role(c.Role)
@@ -210,6 +256,29 @@ func (v *JWTVerifier) key(ctx context.Context, t *jwt.Token) (any, error) {
 		return k.key, nil
 	}
 	return nil, fmt.Errorf("%w: jwt: algorithm %s not accepted", ErrUnauthenticated, alg)
+}
+
+// checkLifetime refuses a token without iat, one that lives longer than the
+// maximum lifetime (exp - iat, or exp - now when iat was forged into the
+// past), and a revoked one.
+func (v *JWTVerifier) checkLifetime(c claims) error {
+	if c.IssuedAt == nil || c.ExpiresAt == nil {
+		return fmt.Errorf("%w: jwt: iat and exp are required", ErrUnauthenticated)
+	}
+	iat, exp := c.IssuedAt.Time, c.ExpiresAt.Time
+	if exp.Sub(iat) > v.maxLifetime || exp.Sub(v.now()) > v.maxLifetime+v.leeway {
+		return fmt.Errorf("%w: jwt: lifetime exceeds %s", ErrUnauthenticated, v.maxLifetime)
+	}
+	if c.ID != "" && v.revokedIDs[c.ID] {
+		return fmt.Errorf("%w: jwt: token revoked", ErrUnauthenticated)
+	}
+	if !v.minIAT.IsZero() && iat.Before(v.minIAT) {
+		return fmt.Errorf("%w: jwt: token issued before auth.jwt_min_issued_at", ErrUnauthenticated)
+	}
+	if v.revoked != nil && v.revoked(c.Subject, c.ID, iat) {
+		return fmt.Errorf("%w: jwt: token revoked", ErrUnauthenticated)
+	}
+	return nil
 }
 
 func isControl(r rune) bool { return r < 0x20 || r == 0x7f }

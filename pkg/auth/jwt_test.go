@@ -219,7 +219,7 @@ func TestJWKSRotationAndOutage(t *testing.T) {
 		JWKSRefresh: time.Minute, JWKSMinInterval: 10 * time.Second})
 	require.NoError(t, err)
 	tok := func(kid string, key *rsa.PrivateKey) string {
-		return sign(t, jwt.SigningMethodRS256, kid, key, jwt.MapClaims{"sub": "svc", "exp": now().Add(time.Hour).Unix()})
+		return sign(t, jwt.SigningMethodRS256, kid, key, jwt.MapClaims{"sub": "svc", "iat": now().Unix(), "exp": now().Add(time.Hour).Unix()})
 	}
 	ctx := context.Background()
 
@@ -269,7 +269,7 @@ func TestJWKSUnavailableBeforeFirstFetch(t *testing.T) {
 	v, err := NewJWTVerifier(JWTConfig{JWKSURL: srv.URL, HTTPClient: srv.Client()})
 	require.NoError(t, err)
 	_, err = v.Authenticate(context.Background(),
-		sign(t, jwt.SigningMethodRS256, "r1", k.rsa, jwt.MapClaims{"sub": "x", "exp": time.Now().Add(time.Hour).Unix()}))
+		sign(t, jwt.SigningMethodRS256, "r1", k.rsa, jwt.MapClaims{"sub": "x", "iat": time.Now().Unix(), "exp": time.Now().Add(time.Hour).Unix()}))
 	require.ErrorIs(t, err, ErrUnavailable)
 	require.NotErrorIs(t, err, ErrUnauthenticated)
 }
@@ -320,4 +320,68 @@ func TestNewJWTVerifierConfig(t *testing.T) {
 	v, err := NewJWTVerifier(JWTConfig{Secret: []byte(testSecret)})
 	require.NoError(t, err)
 	require.Equal(t, []string{"HS256"}, v.Algorithms())
+}
+
+// TestJWTLifetimeAndRevocation is finding 8's fix: a token must carry iat and
+// live at most the maximum lifetime (an exp 100 years out is refused, so is
+// an iat forged into the past), and revoked tokens (by jti, issued before the
+// global minimum, or refused by the Revoked hook) are 401.
+func TestJWTLifetimeAndRevocation(t *testing.T) {
+	t.Parallel()
+	secret := []byte("lifetime-test-secret-0123456789abcdef")
+	now := time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC)
+	claims := func(edit func(jwt.MapClaims)) string {
+		c := jwt.MapClaims{"sub": "alice", "jti": "t-1", "iat": now.Add(-time.Minute).Unix(), "exp": now.Add(time.Hour).Unix()}
+		if edit != nil {
+			edit(c)
+		}
+		return sign(t, jwt.SigningMethodHS256, "", secret, c)
+	}
+	v, err := NewJWTVerifier(JWTConfig{Secret: secret, Now: func() time.Time { return now }})
+	require.NoError(t, err)
+	_, err = v.Authenticate(context.Background(), claims(nil))
+	require.NoError(t, err)
+	for name, tok := range map[string]string{
+		"exp 100 years out":           claims(func(c jwt.MapClaims) { c["exp"] = now.AddDate(100, 0, 0).Unix() }),
+		"25 hours":                    claims(func(c jwt.MapClaims) { c["iat"] = now.Unix(); c["exp"] = now.Add(25 * time.Hour).Unix() }),
+		"iat forged into the past":    claims(func(c jwt.MapClaims) { c["iat"] = now.AddDate(-1, 0, 0).Unix(); c["exp"] = now.AddDate(0, 0, 2).Unix() }),
+		"no iat":                      claims(func(c jwt.MapClaims) { delete(c, "iat") }),
+		"iat in the future past skew": claims(func(c jwt.MapClaims) { c["iat"] = now.Add(time.Minute).Unix() }),
+	} {
+		_, err := v.Authenticate(context.Background(), tok)
+		require.ErrorIs(t, err, ErrUnauthenticated, name)
+	}
+
+	v, err = NewJWTVerifier(JWTConfig{Secret: secret, Now: func() time.Time { return now }, MaxLifetime: 2 * time.Hour,
+		RevokedIDs: []string{"t-revoked"}, MinIssuedAt: now.Add(-10 * time.Minute),
+		Revoked: func(sub, _ string, iat time.Time) bool { return sub == "bob" && iat.Before(now) }})
+	require.NoError(t, err)
+	_, err = v.Authenticate(context.Background(), claims(nil))
+	require.NoError(t, err)
+	for name, tok := range map[string]string{
+		"revoked jti":               claims(func(c jwt.MapClaims) { c["jti"] = "t-revoked" }),
+		"issued before the minimum": claims(func(c jwt.MapClaims) { c["iat"] = now.Add(-time.Hour).Unix() }),
+		"revoked by the hook":       claims(func(c jwt.MapClaims) { c["sub"] = "bob" }),
+		"3 hours":                   claims(func(c jwt.MapClaims) { c["exp"] = now.Add(3 * time.Hour).Unix() }),
+	} {
+		_, err := v.Authenticate(context.Background(), tok)
+		require.ErrorIs(t, err, ErrUnauthenticated, name)
+	}
+}
+
+// TestJWKSRedirectNotFollowed: the key set is fetched from the configured URL
+// only; a redirect elsewhere is a failed fetch, never followed.
+func TestJWKSRedirectNotFollowed(t *testing.T) {
+	t.Parallel()
+	k := getKeys(t)
+	target := newJWKSServer(t, rsaJWK("r1", &k.rsa.PublicKey))
+	redirect := httptest.NewServer(http.RedirectHandler(target.URL, http.StatusFound))
+	t.Cleanup(redirect.Close)
+	v, err := NewJWTVerifier(JWTConfig{JWKSURL: redirect.URL, HTTPClient: redirect.Client()})
+	require.NoError(t, err)
+	now := time.Now()
+	_, err = v.Authenticate(context.Background(), sign(t, jwt.SigningMethodRS256, "r1", k.rsa,
+		jwt.MapClaims{"sub": "x", "iat": now.Unix(), "exp": now.Add(time.Hour).Unix()}))
+	require.Error(t, err)
+	require.Zero(t, target.hits.Load(), "the redirect was not followed")
 }

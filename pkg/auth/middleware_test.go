@@ -221,7 +221,7 @@ func TestServiceEndToEnd(t *testing.T) {
 	key, err := ks.Create(ctx, NewKey{Name: "ops", Role: Operator, CreatedBy: BootstrapPrincipalID})
 	require.NoError(t, err)
 	tok := sign(t, jwt.SigningMethodHS256, "", []byte(testSecret),
-		jwt.MapClaims{"sub": "carol", "role": "admin", "exp": time.Now().Add(time.Hour).Unix()})
+		jwt.MapClaims{"sub": "carol", "role": "admin", "iat": time.Now().Unix(), "exp": time.Now().Add(time.Hour).Unix()})
 
 	call := func(cred string) *httptest.ResponseRecorder {
 		req := httptest.NewRequest(http.MethodGet, "/api/v1/tasks", nil)

@@ -16,7 +16,7 @@ func TestServiceFromConfig(t *testing.T) {
 	t.Parallel()
 	const bootstrap = "bootstrap-key-for-service-tests"
 	token := sign(t, jwt.SigningMethodHS256, "", []byte(testSecret),
-		jwt.MapClaims{"sub": "alice", "role": "operator", "exp": time.Now().Add(time.Hour).Unix()})
+		jwt.MapClaims{"sub": "alice", "role": "operator", "iat": time.Now().Unix(), "exp": time.Now().Add(time.Hour).Unix()})
 	tests := []struct {
 		name        string
 		cfg         config.AuthConfig

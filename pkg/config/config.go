@@ -268,6 +268,17 @@ type AuthConfig struct {
 	JWTAudience string `mapstructure:"jwt_audience"`
 	// JWTAlgorithms pins the accepted algorithms. Default [HS256, RS256, ES256].
 	JWTAlgorithms []string `mapstructure:"jwt_algorithms"`
+	// JWTLeeway is the clock skew allowed on exp, nbf and iat, at most 5m.
+	// Default 30s.
+	JWTLeeway time.Duration `mapstructure:"jwt_leeway"`
+	// JWTMaxLifetime is the longest a token may live (exp - iat; iat is
+	// required). Default 24h.
+	JWTMaxLifetime time.Duration `mapstructure:"jwt_max_lifetime"`
+	// JWTRevokedIDs lists the jti of revoked tokens. Default empty.
+	JWTRevokedIDs []string `mapstructure:"jwt_revoked_ids"`
+	// JWTMinIssuedAt refuses every token issued before it (RFC 3339), to log
+	// everyone out at once. Default empty (none refused).
+	JWTMinIssuedAt string `mapstructure:"jwt_min_issued_at"`
 	// MaxPriority maps a role to the most urgent priority its callers may
 	// give a task (critical > high > normal > low); a more urgent one is
 	// refused with 403. Default: viewer low, operator high, admin critical
@@ -433,6 +444,7 @@ func Defaults() Config {
 			MaxOpenConns: 20, MaxIdleConns: 10, ConnMaxLifetime: 30 * time.Minute, ConnMaxIdleTime: 5 * time.Minute,
 		},
 		Auth: AuthConfig{JWTAlgorithms: []string{"HS256", "RS256", "ES256"},
+			JWTLeeway: 30 * time.Second, JWTMaxLifetime: 24 * time.Hour, JWTRevokedIDs: []string{},
 			MaxPriority: map[string]string{"viewer": "low", "operator": "high", "admin": "critical"}},
 		Crypto: CryptoConfig{Keys: map[string]string{}, ActiveKey: "dev"},
 		Egress: EgressConfig{

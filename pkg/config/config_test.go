@@ -2,6 +2,7 @@ package config_test
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -462,4 +463,28 @@ func TestMonitorReadOnlyByDefaultInProduction(t *testing.T) {
 	cfg, err = config.Load(writeFile(t, "env: development\nmonitor:\n  read_only: true\n"))
 	require.NoError(t, err)
 	require.True(t, cfg.MonitorReadOnly(), "explicitly read-only in development")
+}
+
+// TestProductionJWTNeedsIssuerAndAudience is finding 8's configuration fix:
+// outside development a JWT configuration without iss and aud, or a JWKS
+// over plain http, does not start.
+func TestProductionJWTNeedsIssuerAndAudience(t *testing.T) {
+	cfg := config.Defaults()
+	cfg.Env = "production"
+	cfg.Auth.JWTSecret = strings.Repeat("s", 40)
+	cfg.Auth.JWKSURL = "http://idp.example/jwks.json"
+	err := cfg.Validate()
+	for _, key := range []string{"auth.jwt_issuer", "auth.jwt_audience", "auth.jwks_url"} {
+		require.ErrorContains(t, err, key)
+	}
+	cfg.Auth.JWTIssuer, cfg.Auth.JWTAudience, cfg.Auth.JWKSURL = "https://idp.example", "taskforge", "https://idp.example/jwks.json"
+	err = cfg.Validate()
+	for _, key := range []string{"auth.jwt_issuer", "auth.jwt_audience", "auth.jwks_url"} {
+		require.NotContains(t, fmt.Sprint(err), key)
+	}
+	cfg.Auth.JWTLeeway, cfg.Auth.JWTMaxLifetime, cfg.Auth.JWTMinIssuedAt = time.Hour, 0, "yesterday"
+	err = cfg.Validate()
+	for _, key := range []string{"auth.jwt_leeway", "auth.jwt_max_lifetime", "auth.jwt_min_issued_at"} {
+		require.ErrorContains(t, err, key)
+	}
 }

@@ -151,6 +151,30 @@ func (c Config) Validate() error {
 			bad("auth.jwt_secret", "(masked)", "must be at least 32 characters")
 		}
 	}
+	if !c.IsDevelopment() && (c.Auth.JWTSecret != "" || c.Auth.JWKSURL != "") {
+		// A token minted for another application of the same identity
+		// provider must not be accepted here.
+		if c.Auth.JWTIssuer == "" {
+			bad("auth.jwt_issuer", `""`, "must be set outside development when JWTs are accepted")
+		}
+		if c.Auth.JWTAudience == "" {
+			bad("auth.jwt_audience", `""`, "must be set outside development when JWTs are accepted")
+		}
+		if u, err := url.Parse(c.Auth.JWKSURL); c.Auth.JWKSURL != "" && (err != nil || u.Scheme != "https" || u.Host == "") {
+			bad("auth.jwks_url", fmt.Sprintf("%q", c.Auth.JWKSURL), "must be an https URL outside development")
+		}
+	}
+	if c.Auth.JWTLeeway < 0 || c.Auth.JWTLeeway > 5*time.Minute {
+		bad("auth.jwt_leeway", c.Auth.JWTLeeway, "must be between 0 and 5m")
+	}
+	if c.Auth.JWTMaxLifetime < time.Minute || c.Auth.JWTMaxLifetime > 30*24*time.Hour {
+		bad("auth.jwt_max_lifetime", c.Auth.JWTMaxLifetime, "must be between 1m and 720h")
+	}
+	if c.Auth.JWTMinIssuedAt != "" {
+		if _, err := time.Parse(time.RFC3339, c.Auth.JWTMinIssuedAt); err != nil {
+			bad("auth.jwt_min_issued_at", fmt.Sprintf("%q", c.Auth.JWTMinIssuedAt), "must be an RFC 3339 time such as 2026-01-02T15:04:05Z")
+		}
+	}
 	for role, prio := range c.Auth.MaxPriority {
 		if !slices.Contains([]string{"viewer", "operator", "admin"}, role) {
 			bad("auth.max_priority."+role, fmt.Sprintf("%q", prio), "is not a role (viewer, operator, admin)")

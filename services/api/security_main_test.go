@@ -144,6 +144,8 @@ redis: {addr: %q, db: %d}
 auth:
   bootstrap_admin_key: %s
   jwt_secret: a-production-grade-jwt-secret-0123456789
+  jwt_issuer: https://idp.test
+  jwt_audience: taskforge
 crypto:
   keys: {k1: AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA=}
   active_key: k1

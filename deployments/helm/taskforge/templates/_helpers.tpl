@@ -85,6 +85,8 @@ TASKFORGE_REDIS_USERNAME: {{ $c.redis.username | quote }}
 TASKFORGE_REDIS_DB: {{ $c.redis.db | quote }}
 TASKFORGE_REDIS_TLS: {{ $c.redis.tls | quote }}
 TASKFORGE_AUTH_JWKS_URL: {{ .Values.secrets.jwksURL | quote }}
+TASKFORGE_AUTH_JWT_ISSUER: {{ .Values.secrets.jwtIssuer | quote }}
+TASKFORGE_AUTH_JWT_AUDIENCE: {{ .Values.secrets.jwtAudience | quote }}
 TASKFORGE_CRYPTO_ACTIVE_KEY: {{ $c.crypto.activeKey | quote }}
 TASKFORGE_STORAGE_BACKEND: {{ $c.storage.backend | quote }}
 TASKFORGE_STORAGE_LOCAL_DIR: {{ $c.storage.localDir | quote }}

@@ -103,16 +103,17 @@ func TestJWTThroughHTTP(t *testing.T) {
 	require.NoError(t, err)
 	forged[1] = base64.RawURLEncoding.EncodeToString(payload)
 	bad := map[string]string{
-		"alg none":         none,
-		"wrong algorithm":  sign(jwt.SigningMethodHS512, key, claims("mallory", "admin", nil)),
-		"RS256 not pinned": sign(jwt.SigningMethodRS256, rsaKey, claims("mallory", "admin", nil)),
-		"expired":          sign(jwt.SigningMethodHS256, key, claims("mallory", "admin", func(c jwt.MapClaims) { c["exp"] = now.Add(-time.Hour).Unix() })),
-		"future nbf":       sign(jwt.SigningMethodHS256, key, claims("mallory", "admin", func(c jwt.MapClaims) { c["nbf"] = now.Add(time.Hour).Unix() })),
-		"wrong issuer":     sign(jwt.SigningMethodHS256, key, claims("mallory", "admin", func(c jwt.MapClaims) { c["iss"] = "https://evil.test" })),
-		"wrong audience":   sign(jwt.SigningMethodHS256, key, claims("mallory", "admin", func(c jwt.MapClaims) { c["aud"] = "other-service" })),
-		"no exp":           sign(jwt.SigningMethodHS256, key, claims("mallory", "admin", func(c jwt.MapClaims) { delete(c, "exp") })),
-		"bad signature":    sign(jwt.SigningMethodHS256, []byte("another-secret-0123456789abcdef-012345"), claims("mallory", "admin", nil)),
-		"forged payload":   strings.Join(forged, "."),
+		"alg none":          none,
+		"wrong algorithm":   sign(jwt.SigningMethodHS512, key, claims("mallory", "admin", nil)),
+		"RS256 not pinned":  sign(jwt.SigningMethodRS256, rsaKey, claims("mallory", "admin", nil)),
+		"expired":           sign(jwt.SigningMethodHS256, key, claims("mallory", "admin", func(c jwt.MapClaims) { c["exp"] = now.Add(-time.Hour).Unix() })),
+		"future nbf":        sign(jwt.SigningMethodHS256, key, claims("mallory", "admin", func(c jwt.MapClaims) { c["nbf"] = now.Add(time.Hour).Unix() })),
+		"wrong issuer":      sign(jwt.SigningMethodHS256, key, claims("mallory", "admin", func(c jwt.MapClaims) { c["iss"] = "https://evil.test" })),
+		"wrong audience":    sign(jwt.SigningMethodHS256, key, claims("mallory", "admin", func(c jwt.MapClaims) { c["aud"] = "other-service" })),
+		"past max lifetime": sign(jwt.SigningMethodHS256, key, claims("mallory", "admin", func(c jwt.MapClaims) { c["exp"] = now.AddDate(100, 0, 0).Unix() })),
+		"no exp":            sign(jwt.SigningMethodHS256, key, claims("mallory", "admin", func(c jwt.MapClaims) { delete(c, "exp") })),
+		"bad signature":     sign(jwt.SigningMethodHS256, []byte("another-secret-0123456789abcdef-012345"), claims("mallory", "admin", nil)),
+		"forged payload":    strings.Join(forged, "."),
 	}
 	for name, tok := range bad {
 		code, body, h := b.call(t, http.MethodGet, "/api/v1/tasks", tok, "")
