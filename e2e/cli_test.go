@@ -56,6 +56,7 @@ func (s *stack) cli(t *testing.T, operator *client.ClientWithResponses, key stri
 
 	t.Run("json output matches the API", func(t *testing.T) {
 		id := create(t, operator, newTask("refresh_benchmark", params{"benchmark": "^NDX", "lookback_days": 2}))
+		s.waitStatus(t, operator, id, client.StatusCompleted, taskWithin) // the two reads see the same row
 		out, errOut, code := run(env, "tasks", "get", id, "--output", "json")
 		require.Equalf(t, cliOK, code, "stderr %s", errOut)
 		var got map[string]any

@@ -59,7 +59,8 @@ func TestStack(t *testing.T) {
 		})
 		t.Run("cli", func(t *testing.T) {
 			t.Parallel()
-			s.cli(t, operator, s.newKey(t, admin, "e2e-cli", client.CreateAPIKeyRequestRoleOperator))
+			key := s.newKey(t, admin, "e2e-cli", client.CreateAPIKeyRequestRoleOperator)
+			s.cli(t, s.client(key), key)
 		})
 	})
 	t.Run("monitoring", func(t *testing.T) { s.monitoring(t, admin, operator) })

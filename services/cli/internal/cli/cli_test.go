@@ -3,7 +3,11 @@ package cli
 import (
 	"bytes"
 	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -151,5 +155,49 @@ func TestNewMessages(t *testing.T) {
 		if got := newMessages(c.prev, c.cur); strings.Join(got, ",") != strings.Join(c.want, ",") {
 			t.Errorf("newMessages(%v, %v) = %v, want %v", c.prev, c.cur, got, c.want)
 		}
+	}
+}
+
+// TestRetriesOnlyWhatIsSafe: GETs and creates with an idempotency key are
+// retried after a 503; a create without one is sent once.
+func TestRetriesOnlyWhatIsSafe(t *testing.T) {
+	var mu sync.Mutex
+	hits := map[string]int{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		mu.Lock()
+		k := r.Method + " " + r.Header.Get("Idempotency-Key")
+		hits[k]++
+		n := hits[k]
+		mu.Unlock()
+		if n < 3 {
+			w.Header().Set("Content-Type", "application/problem+json")
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = io.WriteString(w, `{"title":"Service Unavailable","status":503,"detail":"redis is unreachable"}`)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		if r.Method == http.MethodPost {
+			w.WriteHeader(http.StatusCreated)
+			_, _ = io.WriteString(w, `{"task_id":"task_1","status":"pending","priority":"normal","estimated_duration":1,"created_at":"2026-01-01T00:00:00Z","scheduled_for":"2026-01-01T00:00:00Z"}`)
+			return
+		}
+		_, _ = io.WriteString(w, `{"items":[],"next_cursor":null,"total":0,"total_is_estimate":false}`)
+	}))
+	defer srv.Close()
+	if _, errOut, code := run(t, "tasks", "list", "--url", srv.URL); code != ExitOK {
+		t.Fatalf("list: exit %d %s", code, errOut)
+	}
+	if _, errOut, code := run(t, "tasks", "create", "--type", "refresh_all_prices", "--idempotency-key", "k1", "--url", srv.URL); code != ExitOK {
+		t.Fatalf("create with a key: exit %d %s", code, errOut)
+	}
+	_, errOut, code := run(t, "tasks", "create", "--type", "refresh_all_prices", "--url", srv.URL)
+	if code != ExitError || !strings.Contains(errOut, "redis is unreachable") {
+		t.Fatalf("create without a key: exit %d %s", code, errOut)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if hits["GET "] != 3 || hits["POST k1"] != 3 || hits["POST "] != 1 {
+		t.Fatalf("requests %v: want 3 GETs, 3 keyed POSTs, 1 unkeyed POST", hits)
 	}
 }
