@@ -39,6 +39,30 @@ func (s *stack) cli(t *testing.T, operator *client.ClientWithResponses, key stri
 		return testenv.RunBinary(t, bin, env, args...)
 	}
 
+	t.Run("help of every command", func(t *testing.T) {
+		// The command tree as the binary's own help lists it.
+		queue, seen := [][]string{{}}, 0
+		for len(queue) > 0 {
+			path := queue[0]
+			queue = queue[1:]
+			out, errOut, code := run(env, append(append([]string{}, path...), "--help")...)
+			require.Equalf(t, cliOK, code, "taskforge %s --help: %s", strings.Join(path, " "), errOut)
+			require.Contains(t, out, "Usage:")
+			seen++
+			_, cmds, _ := strings.Cut(out, "Available Commands:\n")
+			cmds, _, _ = strings.Cut(cmds, "\n\n")
+			for _, line := range strings.Split(cmds, "\n") {
+				if f := strings.Fields(line); len(f) > 0 && f[0] != "help" {
+					queue = append(queue, append(append([]string{}, path...), f[0]))
+				}
+			}
+		}
+		require.Greater(t, seen, 30, "every command and subcommand")
+		out, _, code := run(env, "--version")
+		require.Equal(t, cliOK, code)
+		require.Contains(t, out, "taskforge ")
+	})
+
 	t.Run("create with typed params and --wait prints the result", func(t *testing.T) {
 		out, errOut, code := run(env, "tasks", "create", "--type", "refresh_benchmark",
 			"--param", "benchmark=^NDX", "--param", "lookback_days=3", "--wait")

@@ -191,7 +191,11 @@ func (a *app) configCommand() *cobra.Command {
 				c.Token, c.TokenFile = token, ""
 			}
 			if cmd.Flags().Changed("token-file") {
-				c.TokenFile, c.Token = tokenFile, ""
+				abs, err := filepath.Abs(tokenFile)
+				if err != nil {
+					return err
+				}
+				c.TokenFile, c.Token = abs, ""
 			}
 			if fc.CurrentContext == "" {
 				fc.CurrentContext = args[0]
