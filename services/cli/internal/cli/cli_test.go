@@ -68,8 +68,8 @@ func TestVersionCompletionAndUsageErrors(t *testing.T) {
 	for _, args := range [][]string{
 		{"no-such-command"},
 		{"tasks", "list", "--no-such-flag"},
-		{"tasks", "get"},                    // missing argument
-		{"tasks", "create"},                 // --type missing
+		{"tasks", "get"},                     // missing argument
+		{"tasks", "create"},                  // --type missing
 		{"tasks", "list", "--output", "xml"}, // bad format
 		{"tasks", "create", "--type", "x", "--at", "tomorrow", "--url", "http://127.0.0.1:1"},
 		{"tasks", "wait", "task_x", "--timeout", "soon", "--url", "http://127.0.0.1:1"},

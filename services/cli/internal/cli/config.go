@@ -18,7 +18,7 @@ const defaultURL = "http://127.0.0.1:8080"
 
 // fileConfig is the config file: named contexts, one of them current.
 type fileConfig struct {
-	CurrentContext string              `yaml:"current-context,omitempty"`
+	CurrentContext string                 `yaml:"current-context,omitempty"`
 	Contexts       map[string]*apiContext `yaml:"contexts,omitempty"`
 }
 

@@ -99,9 +99,9 @@ func (a *app) scheduleCall(cmd *cobra.Command, do func(context.Context, *conn) (
 // scheduleFlags are the fields of create and update.
 type scheduleFlags struct {
 	name, typ, cron, timezone, priority, paramsFile, timeout string
-	params                                                  []string
-	retries                                                 int
-	enabled                                                 bool
+	params                                                   []string
+	retries                                                  int
+	enabled                                                  bool
 }
 
 func (f *scheduleFlags) register(cmd *cobra.Command) {
