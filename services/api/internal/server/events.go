@@ -160,14 +160,16 @@ func parseTaskEventID(s string) (pos string, version int64, ok bool) {
 
 // taskEvents handles GET /api/v1/tasks/{task_id}/events.
 func (s *Server) taskEvents(c echo.Context) error {
-	if s.live == nil {
-		return newError(http.StatusServiceUnavailable, "unavailable", "live events are not configured")
-	}
 	ctx := c.Request().Context()
 	p := principal(c)
 	id := c.Param("task_id")
-	if _, err := s.tasks.Get(ctx, p, id); err != nil {
+	t, err := s.tasks.Get(ctx, p, id)
+	if err != nil {
 		return err
+	}
+	s.recordRead(c, readTask, t.ID, t.CreatedBy)
+	if s.live == nil {
+		return newError(http.StatusServiceUnavailable, "unavailable", "live events are not configured")
 	}
 	sub, err := s.live.Subscribe(p.ID, id, nil)
 	if err != nil {

@@ -93,13 +93,17 @@ var routeAccess = map[string]access{
 	"GET /metrics": {own: adminOnly(200)},
 	// Tasks: viewers read their own, operators also create, cancel and retry
 	// their own, admins act on anyone's; another's task is 404, never 403.
-	"POST /api/v1/tasks":                      {own: outcomes{401, 403, 201, 201}},
-	"GET /api/v1/tasks":                       {own: authed(200)},
-	"GET /api/v1/tasks/:task_id":              {own: authed(200), other: notOthers(200)},
-	"DELETE /api/v1/tasks/:task_id":           {own: outcomes{401, 403, 200, 200}, other: notOthers(200), state: "pending"},
-	"GET /api/v1/tasks/:task_id/logs":         {own: authed(200), other: notOthers(200)},
-	"POST /api/v1/tasks/:task_id/retry":       {own: outcomes{401, 403, 200, 200}, other: notOthers(200), state: "failed"},
-	"GET /api/v1/tasks/:task_id/result":       {own: authed(200), other: notOthers(200), state: "completed"},
+	"POST /api/v1/tasks":                {own: outcomes{401, 403, 201, 201}},
+	"GET /api/v1/tasks":                 {own: authed(200)},
+	"GET /api/v1/tasks/:task_id":        {own: authed(200), other: notOthers(200)},
+	"DELETE /api/v1/tasks/:task_id":     {own: outcomes{401, 403, 200, 200}, other: notOthers(200), state: "pending"},
+	"GET /api/v1/tasks/:task_id/logs":   {own: authed(200), other: notOthers(200)},
+	"POST /api/v1/tasks/:task_id/retry": {own: outcomes{401, 403, 200, 200}, other: notOthers(200), state: "failed"},
+	"GET /api/v1/tasks/:task_id/result": {own: authed(200), other: notOthers(200), state: "completed"},
+	// Live events: this bundle has no hub, so a caller who passes the
+	// authorisation gets 503 (the streams are tested in events_test.go).
+	"GET /api/v1/tasks/:task_id/events":       {own: authed(503), other: notOthers(503)},
+	"GET /api/v1/events":                      {own: authed(503)},
 	"GET /api/v1/results/:id/download":        {own: all(403)}, // authorised by its signature alone; none here
 	"GET /api/v1/task-types":                  {own: authed(200)},
 	"GET /api/v1/queues":                      {own: authed(200)},
