@@ -324,7 +324,9 @@ type StorageConfig struct {
 	LinkTTL time.Duration `mapstructure:"link_ttl"`
 	// ResultTTL is how long results are kept. Default 168h.
 	ResultTTL time.Duration `mapstructure:"result_ttl"`
-	// InlineMaxBytes is the largest JSON result kept in PostgreSQL. Default 65536.
+	// InlineMaxBytes is the largest JSON result kept in the task row; a larger
+	// one is stored as the task's result file result.json and the row's
+	// result_url points at it. Default 65536.
 	InlineMaxBytes int      `mapstructure:"inline_max_bytes"`
 	S3             S3Config `mapstructure:"s3"`
 }

@@ -9,6 +9,7 @@
 package result
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -17,6 +18,7 @@ import (
 	"fmt"
 	"io"
 	"mime"
+	"net/url"
 	"path"
 	"strings"
 	"time"
@@ -152,6 +154,25 @@ func (s *Store) Put(ctx context.Context, taskID, name, contentType string, r io.
 		return Result{}, fmt.Errorf("result: index %s: %w", res.ID, store.Translate(err))
 	}
 	return res, nil
+}
+
+// SpilledName is the file name of a JSON result too large for the task row.
+const SpilledName = "result.json"
+
+// SpillJSON keeps a task's JSON result that is too large for its row as the
+// result file SpilledName, and returns the URL the row's result_url shows: the
+// API's GET /api/v1/tasks/{id}/result?name=result.json, which answers with a
+// fresh download link for as long as the result is kept.
+func (s *Store) SpillJSON(ctx context.Context, taskID string, body []byte) (string, error) {
+	if _, err := s.Put(ctx, taskID, SpilledName, "application/json", bytes.NewReader(body)); err != nil {
+		return "", err
+	}
+	return s.TaskResultURL(taskID, SpilledName), nil
+}
+
+// TaskResultURL is the API's URL of a task's result file.
+func (s *Store) TaskResultURL(taskID, name string) string {
+	return s.signer.baseURL + "/api/v1/tasks/" + url.PathEscape(taskID) + "/result?" + url.Values{"name": {name}}.Encode()
 }
 
 // Get returns the result with id, expired or not.

@@ -90,8 +90,13 @@ type Options struct {
 	MaxMessages int
 	// MaxLogLines caps the log lines of one attempt. Default 10000.
 	MaxLogLines int
-	// MaxResultBytes caps an inline JSON result. Default 1 MiB.
+	// MaxResultBytes caps an inline JSON result (kept in the task row).
+	// Default 1 MiB.
 	MaxResultBytes int
+	// Results keeps a JSON result above MaxResultBytes in result storage; the
+	// task's result_url then points at it. If nil, such a result fails the
+	// attempt (ErrResultTooLarge).
+	Results ResultStore
 	// TypeLimits caps how many tasks of a type run at once cluster-wide.
 	TypeLimits map[string]int
 	// CancelPollInterval is how often cancel_requested is read for the tasks
@@ -128,6 +133,16 @@ type Options struct {
 type Publisher interface {
 	Publish(evs ...event.Event)
 }
+
+// ResultStore keeps JSON results too large for the task row.
+type ResultStore interface {
+	// SpillJSON stores taskID's result and returns the URL it is read at.
+	SpillJSON(ctx context.Context, taskID string, body []byte) (url string, err error)
+}
+
+// maxSpilledResult caps a result that goes to result storage: it is held in
+// memory while the attempt runs.
+const maxSpilledResult = 64 << 20
 
 // Runtime runs tasks through the lifecycle. It is safe for concurrent use by
 // several asynq.Servers.
@@ -361,7 +376,11 @@ func (r *Runtime) runTask(ctx context.Context, env *taskpb.Envelope) error {
 	a.started = time.Now()
 	r.metrics.queueWait.WithLabelValues(a.typ).Observe(max(0, a.started.Sub(chk.due).Seconds()))
 	key := attemptKey{a.id, chk.attempt + 1}
-	rep := newReporter(w, key, r.opts.MaxLogLines, r.opts.MaxResultBytes)
+	maxResult := r.opts.MaxResultBytes
+	if r.opts.Results != nil {
+		maxResult = max(maxResult, maxSpilledResult)
+	}
+	rep := newReporter(w, key, r.opts.MaxLogLines, maxResult)
 
 	hctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
@@ -391,7 +410,17 @@ func (r *Runtime) runTask(ctx context.Context, env *taskpb.Envelope) error {
 		return asynq.RevokeTask
 	}
 	o := r.classify(ctx, hctx, a, res)
-	return r.record(a, key, o, result)
+	var resultURL string
+	if o.status == tasks.StatusCompleted && len(result) > r.opts.MaxResultBytes && r.opts.Results != nil {
+		// Too large for the row: to result storage, with a link in the row.
+		// A storage failure is the attempt's failure (retried as any error).
+		url, err := r.opts.Results.SpillJSON(ctx, a.id, result)
+		if err != nil {
+			o = r.classify(ctx, hctx, a, callResult{err: fmt.Errorf("store the %d-byte result: %w", len(result), err)})
+		}
+		result, resultURL = nil, url
+	}
+	return r.record(a, key, o, result, resultURL)
 }
 
 // callResult is what a handler call produced.
@@ -540,11 +569,11 @@ type taskError struct {
 
 // record writes the attempt's outcome (waiting for it to be written, within
 // FinishWait), counts it, and returns what Asynq must be told.
-func (r *Runtime) record(a attempt, key attemptKey, o outcome, result []byte) error {
+func (r *Runtime) record(a attempt, key attemptKey, o outcome, result []byte, resultURL string) error {
 	now := time.Now().UTC()
 	op := &finishOp{key: key, status: o.status, ts: now, outcome: o.attempt, durationMs: now.Sub(a.started).Milliseconds()}
 	if o.status == tasks.StatusCompleted {
-		op.result = result
+		op.result, op.resultURL = result, resultURL
 	} else {
 		msg := clean(o.err.Error(), maxLogLen)
 		op.errorKind, op.errorMsg, op.stack = o.kind, msg, clean(o.stack, 64<<10)

@@ -83,6 +83,7 @@ type finishOp struct {
 	status      string
 	ts          time.Time
 	result      []byte
+	resultURL   string // set instead of result when the result went to result storage
 	errJSON     []byte
 	nextRetryAt *time.Time
 	durationMs  int64
@@ -655,12 +656,12 @@ func (w *writer) publish(b *batch, starts []event.Event, startErr error, progres
 	w.events.Publish(evs...)
 }
 
-// finishArgs are the twelve arrays of finishSQL (and the first twelve of
+// finishArgs are the thirteen arrays of finishSQL (and the first thirteen of
 // combinedSQL).
 func finishArgs(ops []*finishOp) []any {
 	n := len(ops)
 	ids, attempts, statuses, ts := make([]string, n), make([]int32, n), make([]string, n), make([]time.Time, n)
-	results, errs, next := make([]*string, n), make([]*string, n), make([]*time.Time, n)
+	results, resultURLs, errs, next := make([]*string, n), make([]*string, n), make([]*string, n), make([]*time.Time, n)
 	durs := make([]int64, n)
 	outcomes, kinds, messages, stacks := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
 	for i, f := range ops {
@@ -669,6 +670,9 @@ func finishArgs(ops []*finishOp) []any {
 			s := string(f.result)
 			results[i] = &s
 		}
+		if f.resultURL != "" {
+			resultURLs[i] = &f.resultURL
+		}
 		if f.errJSON != nil {
 			s := string(f.errJSON)
 			errs[i] = &s
@@ -676,7 +680,7 @@ func finishArgs(ops []*finishOp) []any {
 		next[i], durs[i] = f.nextRetryAt, f.durationMs
 		outcomes[i], kinds[i], messages[i], stacks[i] = f.outcome, f.errorKind, f.errorMsg, f.stack
 	}
-	return []any{ids, attempts, statuses, ts, results, errs, next, durs, outcomes, kinds, messages, stacks}
+	return []any{ids, attempts, statuses, ts, results, errs, next, durs, outcomes, kinds, messages, stacks, resultURLs}
 }
 
 // dueSQL is when a task row became due: scheduled_for before its first
@@ -765,12 +769,13 @@ FROM unnest($1::text[], $2::int[], $3::timestamptz[], $4::text[], $5::text[], $6
 const finishSQL = `
 WITH v AS (
     SELECT * FROM unnest($1::text[], $2::int[], $3::text[], $4::timestamptz[], $5::text[], $6::text[],
-                         $7::timestamptz[], $8::bigint[], $9::text[], $10::text[], $11::text[], $12::text[])
-        AS v(id, attempt, status, ts, result, err, next_retry_at, duration_ms, outcome, error_kind, error_message, stack)
+                         $7::timestamptz[], $8::bigint[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[])
+        AS v(id, attempt, status, ts, result, err, next_retry_at, duration_ms, outcome, error_kind, error_message, stack, result_url)
 ), upd AS (
     UPDATE tasks t SET status = v.status, updated_at = v.ts,
            completed_at = CASE WHEN v.status IN ('completed', 'failed', 'cancelled') THEN v.ts END,
            result = CASE WHEN v.status = 'completed' THEN v.result::jsonb ELSE t.result END,
+           result_url = CASE WHEN v.status = 'completed' THEN v.result_url ELSE t.result_url END,
            error = CASE WHEN v.status = 'completed' THEN NULL ELSE v.err::jsonb END,
            progress = CASE WHEN v.status = 'completed' THEN 1 ELSE t.progress END,
            next_retry_at = v.next_retry_at,
@@ -798,10 +803,10 @@ const combinedSQL = `
 WITH v AS (
     SELECT v.*, ` + dueSQL + ` AS base
     FROM unnest($1::text[], $2::int[], $3::text[], $4::timestamptz[], $5::text[], $6::text[],
-                $7::timestamptz[], $8::bigint[], $9::text[], $10::text[], $11::text[], $12::text[],
-                $13::text[], $14::timestamptz[], $15::float8[], $16::text[], $17::text[])
+                $7::timestamptz[], $8::bigint[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[],
+                $14::text[], $15::timestamptz[], $16::float8[], $17::text[], $18::text[])
         AS v(id, attempt, status, ts, result, err, next_retry_at, duration_ms, outcome, error_kind, error_message, stack,
-             worker, started, progress, step, msgs)
+             result_url, worker, started, progress, step, msgs)
     JOIN tasks o ON o.id = v.id
 ), upd AS (
     UPDATE tasks t SET status = v.status, attempt = v.attempt, updated_at = v.ts,
@@ -809,13 +814,14 @@ WITH v AS (
            queue_wait_ms = COALESCE(t.queue_wait_ms, GREATEST(0, (extract(epoch FROM v.started - v.base) * 1000)::bigint)),
            completed_at = CASE WHEN v.status IN ('completed', 'failed', 'cancelled') THEN v.ts END,
            result = CASE WHEN v.status = 'completed' THEN v.result::jsonb ELSE t.result END,
+           result_url = CASE WHEN v.status = 'completed' THEN v.result_url ELSE t.result_url END,
            error = CASE WHEN v.status = 'completed' THEN NULL ELSE v.err::jsonb END,
            progress = CASE WHEN v.status = 'completed' THEN 1 ELSE v.progress END,
            current_step = v.step,
            messages = CASE WHEN jsonb_array_length(v.msgs::jsonb) = 0 THEN t.messages ELSE (
                SELECT COALESCE(jsonb_agg(x.e ORDER BY x.i), '[]'::jsonb) FROM (
                    SELECT m.e, m.i FROM jsonb_array_elements(t.messages || v.msgs::jsonb) WITH ORDINALITY AS m(e, i)
-                   ORDER BY m.i DESC LIMIT $18) x) END,
+                   ORDER BY m.i DESC LIMIT $19) x) END,
            next_retry_at = v.next_retry_at,
            duration_ms = v.duration_ms
     FROM v

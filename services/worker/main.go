@@ -33,6 +33,7 @@ import (
 	"github.com/taskforge/taskforge/pkg/egress"
 	"github.com/taskforge/taskforge/pkg/event"
 	"github.com/taskforge/taskforge/pkg/health"
+	"github.com/taskforge/taskforge/pkg/result"
 	"github.com/taskforge/taskforge/pkg/secret"
 	"github.com/taskforge/taskforge/pkg/taskservice"
 	"github.com/taskforge/taskforge/pkg/worker"
@@ -85,9 +86,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	inspector := asynq.NewInspectorFromRedisClient(deps.RedisClient)
 
+	// Result storage: files of backups and reports, and JSON results too
+	// large for the task row.
+	results, err := result.FromConfig(ctx, deps.DB, cfg.Storage, cfg.API.PublicURL)
+	if err != nil {
+		return err
+	}
+
 	// Handlers, one registration place.
 	hs, err := handlers.Build(handlers.Deps{
-		Config: cfg, DB: deps.DB, Redis: deps.RedisClient, HTTP: guard.Client(), Keyring: keyring, Log: log,
+		Config: cfg, DB: deps.DB, Redis: deps.RedisClient, HTTP: guard.Client(), Keyring: keyring, Results: results, Log: log,
 	})
 	if err != nil {
 		return err
@@ -127,7 +135,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}()
 	rt, err := worker.New(deps.DB, deps.RedisClient, inspector, log, worker.Options{
 		Handlers: hs, FlushInterval: wc.FlushInterval, MaxMessages: wc.MaxMessages, TypeLimits: wc.TypeLimits,
-		MaxResultBytes: cfg.Storage.InlineMaxBytes, Opener: keyringOpener{keyring},
+		MaxResultBytes: cfg.Storage.InlineMaxBytes, Results: results, Opener: keyringOpener{keyring},
 		Registerer: deps.Registry, OnTerminal: callbacks.Poke, Events: events,
 	})
 	if err != nil {

@@ -6,7 +6,6 @@
 package handlers
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -39,6 +38,8 @@ type Deps struct {
 	// Keyring seals and opens secret params (the scheduler's fire job opens a
 	// schedule's and seals its task's).
 	Keyring *secret.Keyring
+	// Results is the result storage of backups, reports and large results.
+	Results *result.Store
 	Log     *zap.Logger
 }
 
@@ -78,9 +79,9 @@ func Build(d Deps) (map[string]job.Handler, error) {
 	if err != nil {
 		return nil, err
 	}
-	results, err := result.FromConfig(context.Background(), d.DB, d.Config.Storage, d.Config.API.PublicURL)
-	if err != nil {
-		return nil, err
+	results := d.Results
+	if results == nil {
+		return nil, errors.New("handlers: nil result store")
 	}
 	notifications, err := notifyjob.New(notifyjob.Options{
 		DB: d.DB, HTTPClient: d.HTTP, Mailer: senders.EmailSender(), Alerts: senders.Alerts, Results: results,

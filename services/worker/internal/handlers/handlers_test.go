@@ -1,6 +1,7 @@
 package handlers
 
 import (
+	"context"
 	"net/http"
 	"testing"
 
@@ -9,6 +10,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/taskforge/taskforge/pkg/config"
+	"github.com/taskforge/taskforge/pkg/result"
 	"github.com/taskforge/taskforge/pkg/secret"
 	"github.com/taskforge/taskforge/pkg/store"
 	"github.com/taskforge/taskforge/pkg/tasks"
@@ -26,7 +28,12 @@ func TestBuildRegistersEveryType(t *testing.T) {
 	t.Cleanup(func() { _ = rc.Close() })
 	keys, err := secret.FromConfig(cfg.Crypto, true)
 	require.NoError(t, err)
-	hs, err := Build(Deps{Config: cfg, DB: db, Redis: rc, HTTP: http.DefaultClient, Keyring: keys, Log: zap.NewNop()})
+	cfg.Storage.SigningKey = "handlers-test-signing-key"
+	results, err := result.FromConfig(context.Background(), db, cfg.Storage, "http://127.0.0.1:8080")
+	require.NoError(t, err)
+	_, err = Build(Deps{Config: cfg, DB: db, Redis: rc, HTTP: http.DefaultClient, Keyring: keys, Log: zap.NewNop()})
+	require.ErrorContains(t, err, "nil result store")
+	hs, err := Build(Deps{Config: cfg, DB: db, Redis: rc, HTTP: http.DefaultClient, Keyring: keys, Results: results, Log: zap.NewNop()})
 	require.NoError(t, err)
 	for _, spec := range tasks.All() {
 		require.Contains(t, hs, spec.Name)
