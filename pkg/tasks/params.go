@@ -232,10 +232,11 @@ func checkCleanup(m proto.Message) []FieldError {
 // prune the audit log (it names "audit", or no target, which means all) to
 // fewer than minDays days: the audit log is not to be purged through the API.
 // older_than_days 0 means each target's configured retention, which
-// configuration validation holds to the same minimum.
+// configuration validation holds to the same minimum. A dry run deletes
+// nothing and is allowed.
 func CheckAuditRetention(p *taskpb.CleanupOldDataParams, minDays int) []FieldError {
 	days := p.GetOlderThanDays()
-	if days == 0 || int64(days) >= int64(minDays) {
+	if p.GetDryRun() || days == 0 || int64(days) >= int64(minDays) {
 		return nil
 	}
 	if len(p.GetTargets()) > 0 && !slices.Contains(p.GetTargets(), "audit") {

@@ -79,6 +79,7 @@ func TestAuditPurgeBelowMinimumIs422(t *testing.T) {
 	for _, params := range []string{
 		`{"targets":["audit"],"older_than_days":365}`,
 		`{"targets":["tasks"],"older_than_days":1}`,
+		`{"targets":["audit"],"older_than_days":1,"dry_run":true}`,
 		`{}`,
 	} {
 		code, body, _ := b.call(t, http.MethodPost, "/api/v1/tasks", tokAdmin, `{"type":"cleanup_old_data","params":`+params+`}`)
