@@ -126,6 +126,11 @@ type APIConfig struct {
 	ReadTimeout  time.Duration `mapstructure:"read_timeout"`
 	WriteTimeout time.Duration `mapstructure:"write_timeout"`
 	IdleTimeout  time.Duration `mapstructure:"idle_timeout"`
+	// EnqueueTimeout bounds a create's hand-over to Redis, retries included.
+	// Past it the create answers 503 and its row is removed, so the task never
+	// runs (a delivery that still reaches Redis later finds no row and is
+	// dropped). Default 1s.
+	EnqueueTimeout time.Duration `mapstructure:"enqueue_timeout"`
 	// BodyLimit is the largest request body accepted, in bytes. Default 1048576.
 	BodyLimit int64 `mapstructure:"body_limit"`
 	// CORSAllowOrigins lists the origins allowed by CORS. Default empty (no CORS).
@@ -235,8 +240,21 @@ type RedisConfig struct {
 	TLS bool `mapstructure:"tls"`
 	// TLSServerName overrides the name checked in the server's certificate.
 	TLSServerName string `mapstructure:"tls_server_name"`
-	// DialTimeout bounds a connection attempt. Default 3s.
+	// DialTimeout bounds a connection attempt. Default 1s.
 	DialTimeout time.Duration `mapstructure:"dial_timeout"`
+	// ReadTimeout bounds the wait for one command's reply (a blocking
+	// command, such as the event streams' XREAD, adds its own block time).
+	// Small, so that a stalled Redis fails a request fast instead of hanging
+	// it. Default 500ms.
+	ReadTimeout time.Duration `mapstructure:"read_timeout"`
+	// WriteTimeout bounds writing one command. Default 500ms.
+	WriteTimeout time.Duration `mapstructure:"write_timeout"`
+	// MaxRetries is how often a command that failed on the network is tried
+	// again (0: never). Default 1.
+	MaxRetries int `mapstructure:"max_retries"`
+	// PoolTimeout bounds the wait for a free connection when every pooled
+	// one is busy. Default 1s.
+	PoolTimeout time.Duration `mapstructure:"pool_timeout"`
 }
 
 // DatabaseConfig reaches PostgreSQL.
@@ -393,6 +411,14 @@ type RateLimitConfig struct {
 	// the per-address limit and the aggregated audit of refused credentials:
 	// one subscriber usually holds a whole /64. Default 64.
 	IPv6Prefix int `mapstructure:"ipv6_prefix"`
+	// RedisTimeout is the limiter's own deadline for one Redis check; past it
+	// (or on any Redis error) the request is judged by this replica's local
+	// limiter instead. Default 200ms.
+	RedisTimeout time.Duration `mapstructure:"redis_timeout"`
+	// LocalFor is how long the limiter stays on its local limits after Redis
+	// failed it before it tries Redis again, so that a stalled Redis costs
+	// one deadline per interval, not one per request. Default 2s.
+	LocalFor time.Duration `mapstructure:"local_for"`
 }
 
 // RateLimit is a sustained rate and a burst.
@@ -424,6 +450,7 @@ func Defaults() Config {
 			Addr: "127.0.0.1:8080", PublicURL: "http://127.0.0.1:8080",
 			ShutdownTimeout: 15 * time.Second,
 			ReadTimeout:     15 * time.Second, WriteTimeout: 30 * time.Second, IdleTimeout: 120 * time.Second,
+			EnqueueTimeout:   time.Second,
 			BodyLimit:        1 << 20,
 			CORSAllowOrigins: []string{},
 		},
@@ -440,7 +467,8 @@ func Defaults() Config {
 			ShutdownTimeout: 10 * time.Second, SeedSchedules: true,
 		},
 		Monitor: MonitorConfig{Addr: "127.0.0.1:8081", CollectInterval: 5 * time.Second, ShutdownTimeout: 10 * time.Second},
-		Redis:   RedisConfig{Mode: "single", Addr: "127.0.0.1:6379", Addrs: []string{}, DialTimeout: 3 * time.Second},
+		Redis:   RedisConfig{Mode: "single", Addr: "127.0.0.1:6379", Addrs: []string{}, DialTimeout: time.Second,
+			ReadTimeout: 500 * time.Millisecond, WriteTimeout: 500 * time.Millisecond, MaxRetries: 1, PoolTimeout: time.Second},
 		Database: DatabaseConfig{
 			URL:          "postgres://taskforge@127.0.0.1:5432/taskforge?sslmode=disable",
 			MaxOpenConns: 20, MaxIdleConns: 10, ConnMaxLifetime: 30 * time.Minute, ConnMaxIdleTime: 5 * time.Minute,
@@ -461,7 +489,8 @@ func Defaults() Config {
 		Prices: PricesConfig{Provider: "simulated", StooqBaseURL: "https://stooq.com", BatchSize: 100},
 		RateLimit: RateLimitConfig{Enabled: true, PerRole: map[string]RateLimit{
 			"viewer": {RPS: 20, Burst: 40}, "operator": {RPS: 50, Burst: 100}, "admin": {RPS: 200, Burst: 400},
-		}, PerAddress: RateLimit{RPS: 200, Burst: 400}, IPv6Prefix: 64},
+		}, PerAddress: RateLimit{RPS: 200, Burst: 400}, IPv6Prefix: 64,
+			RedisTimeout: 200 * time.Millisecond, LocalFor: 2 * time.Second},
 		Retention: RetentionConfig{Tasks: 30, TaskLogs: 14, Prices: 3650, Results: 7, Audit: 365, AuditMin: 365},
 		Proxy:     ProxyConfig{TrustedCIDRs: []string{}, Header: "x-forwarded-for"},
 		Events: EventsConfig{KeepAlive: 15 * time.Second, WriteTimeout: 10 * time.Second, MaxStreams: 10000,

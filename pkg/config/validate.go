@@ -59,6 +59,7 @@ func (c Config) Validate() error {
 	positive("api.read_timeout", c.API.ReadTimeout)
 	positive("api.write_timeout", c.API.WriteTimeout)
 	positive("api.idle_timeout", c.API.IdleTimeout)
+	positive("api.enqueue_timeout", c.API.EnqueueTimeout)
 	if c.API.BodyLimit < 1024 {
 		bad("api.body_limit", c.API.BodyLimit, "must be at least 1024")
 	}
@@ -132,6 +133,13 @@ func (c Config) Validate() error {
 	}
 	if c.Redis.DB < 0 {
 		bad("redis.db", c.Redis.DB, "must not be negative")
+	}
+	positive("redis.dial_timeout", c.Redis.DialTimeout)
+	positive("redis.read_timeout", c.Redis.ReadTimeout)
+	positive("redis.write_timeout", c.Redis.WriteTimeout)
+	positive("redis.pool_timeout", c.Redis.PoolTimeout)
+	if c.Redis.MaxRetries < 0 || c.Redis.MaxRetries > 10 {
+		bad("redis.max_retries", c.Redis.MaxRetries, "must be between 0 and 10")
 	}
 
 	if u, err := url.Parse(c.Database.URL); c.Database.URL == "" || (err == nil && strings.HasPrefix(c.Database.URL, "postgres") && u.Host == "" && !strings.Contains(c.Database.URL, "host=")) {
@@ -243,6 +251,8 @@ func (c Config) Validate() error {
 	if c.RateLimit.IPv6Prefix < 1 || c.RateLimit.IPv6Prefix > 128 {
 		bad("ratelimit.ipv6_prefix", c.RateLimit.IPv6Prefix, "must be between 1 and 128")
 	}
+	positive("ratelimit.redis_timeout", c.RateLimit.RedisTimeout)
+	positive("ratelimit.local_for", c.RateLimit.LocalFor)
 	if c.Retention.AuditMin < 1 {
 		bad("retention.audit_min", c.Retention.AuditMin, "must be at least 1")
 	}

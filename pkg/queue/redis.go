@@ -34,31 +34,69 @@ func ValidPriority(p string) bool {
 	return false
 }
 
-// RedisOpt builds Asynq's connection option for the configured mode.
+// RedisOpt builds the connection option for the configured mode, for Asynq
+// and for the project's own go-redis clients (Client). Every client built from
+// it has deadlines on each call (redis.read_timeout, write_timeout,
+// dial_timeout, pool_timeout), retries a failed command at most
+// redis.max_retries times, and also honours the deadline of the caller's
+// context, so a stalled Redis fails a call within a bound instead of hanging
+// it. Asynq's own option types leave retries and context deadlines at
+// go-redis's defaults, hence a type of our own.
 func RedisOpt(c config.RedisConfig) (asynq.RedisConnOpt, error) {
 	var tc *tls.Config
 	if c.TLS {
 		tc = &tls.Config{MinVersion: tls.VersionTLS12, ServerName: c.TLSServerName}
 	}
 	switch c.Mode {
-	case "", "single":
-		return asynq.RedisClientOpt{
-			Addr: c.Addr, Username: c.Username, Password: c.Password, DB: c.DB,
-			DialTimeout: c.DialTimeout, TLSConfig: tc,
-		}, nil
-	case "sentinel":
-		return asynq.RedisFailoverClientOpt{
-			MasterName: c.MasterName, SentinelAddrs: c.Addrs, SentinelPassword: c.SentinelPassword,
-			Username: c.Username, Password: c.Password, DB: c.DB,
-			DialTimeout: c.DialTimeout, TLSConfig: tc,
-		}, nil
-	case "cluster":
-		return asynq.RedisClusterClientOpt{
-			Addrs: c.Addrs, Username: c.Username, Password: c.Password,
-			DialTimeout: c.DialTimeout, TLSConfig: tc,
-		}, nil
+	case "", "single", "sentinel", "cluster":
+	default:
+		return nil, fmt.Errorf("queue: unknown redis mode %q", c.Mode)
 	}
-	return nil, fmt.Errorf("queue: unknown redis mode %q", c.Mode)
+	retries := c.MaxRetries
+	if retries == 0 {
+		retries = -1 // go-redis reads 0 as its default of 3
+	}
+	return ConnOpt{UniversalOptions: redis.UniversalOptions{
+		Addrs: addrs(c), MasterName: masterName(c), DB: c.DB,
+		Username: c.Username, Password: c.Password, SentinelPassword: c.SentinelPassword,
+		DialTimeout: c.DialTimeout, ReadTimeout: c.ReadTimeout, WriteTimeout: c.WriteTimeout,
+		PoolTimeout: c.PoolTimeout, MaxRetries: retries, ContextTimeoutEnabled: true,
+		TLSConfig: tc,
+	}, Mode: c.Mode}, nil
+}
+
+func addrs(c config.RedisConfig) []string {
+	if c.Mode == "" || c.Mode == "single" {
+		return []string{c.Addr}
+	}
+	return c.Addrs
+}
+
+func masterName(c config.RedisConfig) string {
+	if c.Mode == "sentinel" {
+		return c.MasterName
+	}
+	return ""
+}
+
+// ConnOpt is an asynq.RedisConnOpt carrying go-redis's full options.
+type ConnOpt struct {
+	redis.UniversalOptions
+	// Mode is "single" (or ""), "sentinel" or "cluster".
+	Mode string
+}
+
+// MakeRedisClient implements asynq.RedisConnOpt: a *redis.Client, a
+// Sentinel-backed failover client or a *redis.ClusterClient, as a
+// redis.UniversalClient.
+func (o ConnOpt) MakeRedisClient() interface{} {
+	switch o.Mode {
+	case "sentinel":
+		return redis.NewFailoverClient(o.Failover())
+	case "cluster":
+		return redis.NewClusterClient(o.Cluster())
+	}
+	return redis.NewClient(o.Simple())
 }
 
 // Client returns a go-redis client for opt, for the few things Asynq does not

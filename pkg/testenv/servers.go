@@ -102,14 +102,42 @@ func (s *RedisServer) start() error {
 	return fmt.Errorf("redis-server on %s did not answer in 15s", s.Addr)
 }
 
-// Stop stops the server (SIGTERM) and waits until it has exited. Stopping
-// a stopped server does nothing.
+// Freeze suspends the running server (SIGSTOP): it keeps its port and its
+// connections, and the kernel still accepts new ones, but it answers nothing
+// until Thaw — the stall that a deadline, not a refused connection, has to
+// catch.
+func (s *RedisServer) Freeze() {
+	s.tb.Helper()
+	s.signal(syscall.SIGSTOP)
+}
+
+// Thaw resumes a server suspended by Freeze (SIGCONT); it then executes what
+// it was sent while frozen. Thawing a running server does nothing.
+func (s *RedisServer) Thaw() {
+	s.tb.Helper()
+	s.signal(syscall.SIGCONT)
+}
+
+func (s *RedisServer) signal(sig syscall.Signal) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd == nil {
+		s.tb.Fatalf("testenv: redis-server on %s is not running", s.Addr)
+	}
+	if err := s.cmd.Process.Signal(sig); err != nil {
+		s.tb.Fatalf("testenv: signal redis-server: %v", err)
+	}
+}
+
+// Stop stops the server (SIGTERM) and waits until it has exited; a frozen
+// server is thawed first. Stopping a stopped server does nothing.
 func (s *RedisServer) Stop() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.cmd == nil {
 		return
 	}
+	_ = s.cmd.Process.Signal(syscall.SIGCONT)
 	stopProcess(s.tb, s.cmd, s.exited, syscall.SIGTERM, "redis-server")
 	s.cmd = nil
 }
