@@ -92,7 +92,7 @@ func (p *Provider) GetConfigs() ([]*asynq.PeriodicTaskConfig, error) {
 func FireConfig(id string, c *Cron) *asynq.PeriodicTaskConfig {
 	spec, _ := tasks.LookupAny(tasks.TypeScheduleFire)
 	payload, _ := tasks.EncodeEnvelope("fire_"+id, tasks.TypeScheduleFire, &taskpb.ScheduleFireParams{ScheduleId: id},
-		spec.Retry, fireTimeoutSeconds, "")
+		spec.Retry, fireTimeoutSeconds, "", 0)
 	opts := []asynq.Option{
 		asynq.Queue(fireQueue), asynq.MaxRetry(fireMaxRetry), asynq.Timeout(fireTimeout),
 	}

@@ -283,7 +283,7 @@ func TestFormatPayload(t *testing.T) {
 	t.Parallel()
 	k := ring(t, map[string][]byte{"k1": newKey(t)}, "k1")
 	m := webhookSealed(t, k)
-	payload, err := tasks.EncodeEnvelope("task_01", tasks.TypeWebhookCallback, m, tasks.DefaultRetry, 30, "k1")
+	payload, err := tasks.EncodeEnvelope("task_01", tasks.TypeWebhookCallback, m, tasks.DefaultRetry, 30, "k1", 0)
 	require.NoError(t, err)
 	out := FormatPayload(tasks.TypeWebhookCallback, payload)
 	require.NotContains(t, out, canary)
@@ -301,7 +301,7 @@ func TestFormatPayload(t *testing.T) {
 	require.Equal(t, "hello", got.Params["payload"])
 
 	// Even an unsealed secret (encryption off) is not shown.
-	payload, err = tasks.EncodeEnvelope("task_02", tasks.TypeWebhookCallback, webhook(), tasks.DefaultRetry, 30, "")
+	payload, err = tasks.EncodeEnvelope("task_02", tasks.TypeWebhookCallback, webhook(), tasks.DefaultRetry, 30, "", 0)
 	require.NoError(t, err)
 	require.NotContains(t, FormatPayload(tasks.TypeWebhookCallback, payload), canary)
 

@@ -106,8 +106,15 @@ type Envelope struct {
 	// key_id names the keyring key that encrypted the secret fields; empty if none.
 	KeyId          string `protobuf:"bytes,5,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
 	TimeoutSeconds int32  `protobuf:"varint,6,opt,name=timeout_seconds,json=timeoutSeconds,proto3" json:"timeout_seconds,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// attempt_base is the task row's attempt count when this message was
+	// enqueued (0 at creation; the count so far for a manual retry or a
+	// reconciler's requeue). Asynq's retry count of the message plus this base
+	// is how many attempts the row should have recorded: a worker killed before
+	// recording an attempt's start leaves fewer, and the next delivery records
+	// the missing ones as lost.
+	AttemptBase   int32 `protobuf:"varint,7,opt,name=attempt_base,json=attemptBase,proto3" json:"attempt_base,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Envelope) Reset() {
@@ -182,6 +189,13 @@ func (x *Envelope) GetTimeoutSeconds() int32 {
 	return 0
 }
 
+func (x *Envelope) GetAttemptBase() int32 {
+	if x != nil {
+		return x.AttemptBase
+	}
+	return 0
+}
+
 var File_taskforge_v1_envelope_proto protoreflect.FileDescriptor
 
 const file_taskforge_v1_envelope_proto_rawDesc = "" +
@@ -193,14 +207,15 @@ const file_taskforge_v1_envelope_proto_rawDesc = "" +
 	"\vretry_delay\x18\x02 \x01(\x05R\n" +
 	"retryDelay\x12/\n" +
 	"\x13exponential_backoff\x18\x03 \x01(\bR\x12exponentialBackoff\x12&\n" +
-	"\x0fmax_retry_delay\x18\x04 \x01(\x05R\rmaxRetryDelay\"\xcd\x01\n" +
+	"\x0fmax_retry_delay\x18\x04 \x01(\x05R\rmaxRetryDelay\"\xf0\x01\n" +
 	"\bEnvelope\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12\x12\n" +
 	"\x04type\x18\x02 \x01(\tR\x04type\x12\x16\n" +
 	"\x06params\x18\x03 \x01(\fR\x06params\x12<\n" +
 	"\fretry_policy\x18\x04 \x01(\v2\x19.taskforge.v1.RetryPolicyR\vretryPolicy\x12\x15\n" +
 	"\x06key_id\x18\x05 \x01(\tR\x05keyId\x12'\n" +
-	"\x0ftimeout_seconds\x18\x06 \x01(\x05R\x0etimeoutSecondsB+Z)github.com/taskforge/taskforge/pkg/taskpbb\x06proto3"
+	"\x0ftimeout_seconds\x18\x06 \x01(\x05R\x0etimeoutSeconds\x12!\n" +
+	"\fattempt_base\x18\a \x01(\x05R\vattemptBaseB+Z)github.com/taskforge/taskforge/pkg/taskpbb\x06proto3"
 
 var (
 	file_taskforge_v1_envelope_proto_rawDescOnce sync.Once

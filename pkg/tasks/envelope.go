@@ -9,15 +9,16 @@ import (
 )
 
 // EncodeEnvelope builds the Asynq payload of a task. params must already have its
-// secret fields encrypted under keyID.
-func EncodeEnvelope(taskID, typ string, params proto.Message, policy RetryPolicy, timeoutSeconds int, keyID string) ([]byte, error) {
+// secret fields encrypted under keyID; attemptBase is the row's attempt count
+// at this enqueue (see the envelope's attempt_base).
+func EncodeEnvelope(taskID, typ string, params proto.Message, policy RetryPolicy, timeoutSeconds int, keyID string, attemptBase int) ([]byte, error) {
 	pb, err := proto.Marshal(params)
 	if err != nil {
 		return nil, fmt.Errorf("tasks: encode params: %w", err)
 	}
 	env := &taskpb.Envelope{
 		TaskId: taskID, Type: typ, Params: pb, RetryPolicy: policy.Proto(),
-		KeyId: keyID, TimeoutSeconds: int32(timeoutSeconds),
+		KeyId: keyID, TimeoutSeconds: int32(timeoutSeconds), AttemptBase: int32(attemptBase),
 	}
 	b, err := proto.Marshal(env)
 	if err != nil {

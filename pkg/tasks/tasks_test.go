@@ -113,7 +113,7 @@ func TestDecodedParamsKeepValues(t *testing.T) {
 func TestEnvelopeRoundTrip(t *testing.T) {
 	t.Parallel()
 	params := &taskpb.RefreshPortfolioParams{PortfolioId: "pf_1"}
-	b, err := tasks.EncodeEnvelope("task_1", "refresh_portfolio", params, tasks.DefaultRetry, 600, "k1")
+	b, err := tasks.EncodeEnvelope("task_1", "refresh_portfolio", params, tasks.DefaultRetry, 600, "k1", 0)
 	require.NoError(t, err)
 	env, err := tasks.DecodeEnvelope(b)
 	require.NoError(t, err)

@@ -324,7 +324,7 @@ func (s *Service) existing(ctx context.Context, row store.Task) (Created, error)
 func (s *Service) enqueue(ctx context.Context, row *store.Task, spec tasks.Spec, msg proto.Message) error {
 	policy := spec.Retry
 	_ = json.Unmarshal(row.RetryPolicy, &policy)
-	payload, err := tasks.EncodeEnvelope(row.ID, row.Type, msg, policy, row.TimeoutSeconds, row.KeyID)
+	payload, err := tasks.EncodeEnvelope(row.ID, row.Type, msg, policy, row.TimeoutSeconds, row.KeyID, row.Attempt)
 	if err != nil {
 		return err
 	}

@@ -50,7 +50,7 @@ func (s *Service) Requeue(ctx context.Context, row store.Task) error {
 	}
 	policy := spec.Retry
 	_ = json.Unmarshal(row.RetryPolicy, &policy)
-	payload, err := tasks.EncodeEnvelope(row.ID, row.Type, msg, policy, row.TimeoutSeconds, row.KeyID)
+	payload, err := tasks.EncodeEnvelope(row.ID, row.Type, msg, policy, row.TimeoutSeconds, row.KeyID, row.Attempt)
 	if err != nil {
 		return err
 	}

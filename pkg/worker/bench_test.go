@@ -91,7 +91,7 @@ func enqueue(b *testing.B, rd testenv.Redis, tasks []*asynq.Task, opts func(i in
 
 func benchBare(b *testing.B, n, conc, servers int) float64 {
 	rd := testenv.NewRedis(b)
-	payload, _ := tasks.EncodeEnvelope("x", tasks.TypeRefreshPortfolio, &taskpb.RefreshPortfolioParams{All: true}, tasks.DefaultRetry, 60, "")
+	payload, _ := tasks.EncodeEnvelope("x", tasks.TypeRefreshPortfolio, &taskpb.RefreshPortfolioParams{All: true}, tasks.DefaultRetry, 60, "", 0)
 	ts := make([]*asynq.Task, n)
 	for i := range ts {
 		ts[i] = asynq.NewTask(tasks.TypeRefreshPortfolio, payload)
@@ -141,7 +141,7 @@ SELECT id, 'refresh_portfolio', 'pending', 'normal', '{"all":true}', 3, $1::json
 	}
 	ts := make([]*asynq.Task, n)
 	for i := range ts {
-		payload, err := tasks.EncodeEnvelope(ids[i], tasks.TypeRefreshPortfolio, &taskpb.RefreshPortfolioParams{All: true}, tasks.DefaultRetry, 60, "")
+		payload, err := tasks.EncodeEnvelope(ids[i], tasks.TypeRefreshPortfolio, &taskpb.RefreshPortfolioParams{All: true}, tasks.DefaultRetry, 60, "", 0)
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -155,7 +155,7 @@ WHERE id = ? AND status IN ('failed', 'cancelled') RETURNING *`, id).Scan(&rows)
 	require.NoError(h.t, protojson.Unmarshal(row.Params, msg))
 	var policy tasks.RetryPolicy
 	require.NoError(h.t, json.Unmarshal(row.RetryPolicy, &policy))
-	payload, err := tasks.EncodeEnvelope(id, row.Type, msg, policy, row.TimeoutSeconds, row.KeyID)
+	payload, err := tasks.EncodeEnvelope(id, row.Type, msg, policy, row.TimeoutSeconds, row.KeyID, row.Attempt)
 	require.NoError(h.t, err)
 	_, err = h.cli.Enqueue(asynq.NewTask(row.Type, payload), asynq.TaskID(id), asynq.Queue(row.Priority),
 		asynq.MaxRetry(policy.MaxRetries), asynq.Timeout(time.Duration(row.TimeoutSeconds)*time.Second))

@@ -397,7 +397,7 @@ func TestInternalTypeBypassesTheLifecycle(t *testing.T) {
 		}),
 	})
 	payload, err := tasks.EncodeEnvelope("fire_1", tasks.TypeScheduleFire, &taskpb.ScheduleFireParams{ScheduleId: "sch_1"},
-		tasks.RetryPolicy{MaxRetries: 1, RetryDelay: 1, MaxRetryDelay: 1}, 30, "")
+		tasks.RetryPolicy{MaxRetries: 1, RetryDelay: 1, MaxRetryDelay: 1}, 30, "", 0)
 	require.NoError(t, err)
 	_, err = h.cli.Enqueue(asynqTask(tasks.TypeScheduleFire, payload), asynqQueue("critical"))
 	require.NoError(t, err)

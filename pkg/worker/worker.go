@@ -361,6 +361,17 @@ func (r *Runtime) runTask(ctx context.Context, env *taskpb.Envelope) error {
 		// Never run, never retry, never archive.
 		return asynq.RevokeTask
 	}
+	if missing := a.retried - (chk.attempt - int(env.GetAttemptBase())); missing > 0 && !chk.cancelRequested {
+		// Asynq counted deliveries of this message that left no attempt: a
+		// worker killed before its start was written. They ran (and may have
+		// had effects): record them as lost before this one.
+		n, err := r.recordUnrecorded(ctx, a.id, chk.attempt, missing)
+		if err != nil {
+			r.log.Warn("unrecorded attempts not written", zap.String("task_id", a.id), zap.Int("missing", missing), zap.Error(err))
+			return fmt.Errorf("%w: %w", ErrNoSlot, err)
+		}
+		chk.attempt += n
+	}
 	if chk.cancelRequested {
 		// Cancelled while no worker ran it: the start statement moves it to
 		// cancelled.
@@ -421,6 +432,40 @@ func (r *Runtime) runTask(ctx context.Context, env *taskpb.Envelope) error {
 		result, resultURL = nil, url
 	}
 	return r.record(a, key, o, result, resultURL)
+}
+
+// unrecordedSQL records $3 attempts after attempt $2 that a worker ran without
+// writing their start (it was killed first) as lost, and moves the row's
+// attempt count past them, if the row is still where the delivery read it.
+const unrecordedSQL = `
+WITH upd AS (
+    UPDATE tasks SET attempt = attempt + $3, updated_at = now()
+    WHERE id = $1 AND attempt = $2 AND status IN ('pending', 'retrying', 'running') AND NOT cancel_requested
+    RETURNING id
+), ins AS (
+    INSERT INTO task_attempts (task_id, attempt, worker, started_at, finished_at, duration_ms, outcome, error_kind, error_message)
+    SELECT u.id, g, '', now(), now(), 0, 'lost', 'lost',
+           'a worker ran this attempt and stopped before recording it (counted by the queue''s deliveries)'
+    FROM upd u, generate_series($2::int + 1, $2::int + $3::int) AS g
+    ON CONFLICT (task_id, attempt) DO NOTHING
+)
+SELECT count(*) FROM upd`
+
+// recordUnrecorded writes missing lost attempts after attempt (see
+// unrecordedSQL) and returns how many the row took (0 when it had moved).
+func (r *Runtime) recordUnrecorded(ctx context.Context, id string, attempt, missing int) (int, error) {
+	ctx, cancel := context.WithTimeout(ctx, r.opts.FinishWait)
+	defer cancel()
+	var moved int
+	if err := r.db.QueryRowContext(ctx, unrecordedSQL, id, attempt, missing).Scan(&moved); err != nil {
+		return 0, err
+	}
+	if moved == 0 {
+		return 0, nil
+	}
+	r.log.Warn("attempts a killed worker ran without recording them written as lost",
+		zap.String("task_id", id), zap.Int("after_attempt", attempt), zap.Int("lost", missing))
+	return missing, nil
 }
 
 // callResult is what a handler call produced.

@@ -246,7 +246,7 @@ func TestMonitorUIWithKeysAndRedactedPayloads(t *testing.T) {
 	keyID, err := keyring.Seal(params)
 	require.NoError(t, err)
 	sealed := params.GetSecret()
-	payload, err := tasks.EncodeEnvelope("task_monitorcanary", tasks.TypeWebhookCallback, params, tasks.DefaultRetry, 30, keyID)
+	payload, err := tasks.EncodeEnvelope("task_monitorcanary", tasks.TypeWebhookCallback, params, tasks.DefaultRetry, 30, keyID, 0)
 	require.NoError(t, err)
 	ac := asynq.NewClient(rd.Opt())
 	t.Cleanup(func() { _ = ac.Close() })

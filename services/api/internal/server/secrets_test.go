@@ -166,7 +166,7 @@ func TestSecretParamsNeverLeak(t *testing.T) {
 	require.NoError(t, protojson.Unmarshal(trow.Params, tp))
 	sealed := tp.GetSecret()
 	tp.Secret = sealed[:len(sealed)-6] + flip(sealed[len(sealed)-6:])
-	payload, err := tasks.EncodeEnvelope(tampID, tasks.TypeWebhookCallback, tp, tasks.DefaultRetry, trow.TimeoutSeconds, trow.KeyID)
+	payload, err := tasks.EncodeEnvelope(tampID, tasks.TypeWebhookCallback, tp, tasks.DefaultRetry, trow.TimeoutSeconds, trow.KeyID, 0)
 	require.NoError(t, err)
 	require.NoError(t, insp.DeleteTask("high", tampID))
 	_, err = ac.Enqueue(asynq.NewTask(tasks.TypeWebhookCallback, payload), asynq.TaskID(tampID), asynq.Queue("high"), asynq.MaxRetry(3))
