@@ -35,8 +35,9 @@ type MiddlewareOptions struct {
 	// an IPv6 address counts as its /64). If nil, each IPv4 address and each
 	// IPv6 /64 has a budget of its own.
 	AddressKey func(addr string) string
-	// Log receives Redis errors (the request is let through). If nil, nothing
-	// is logged.
+	// Log receives the fallback to local limits when Redis fails (at most
+	// one line every few seconds) and the return to Redis. If nil, nothing is
+	// logged.
 	Log *zap.Logger
 }
 
@@ -45,7 +46,9 @@ type MiddlewareOptions struct {
 // principal the client address by the Anonymous limit. A refused request gets
 // 429 problem+json with Retry-After in whole seconds (at least 1). A principal
 // whose role has no configured limit is not limited. Disabled configuration
-// makes it a pass-through.
+// makes it a pass-through. While Redis is unavailable both limits are this
+// replica's own (Limiter.Decide); the fallback is logged at most every
+// errorLogEvery, and the return to Redis once.
 func Middleware(l *Limiter, o MiddlewareOptions) (func(http.Handler) http.Handler, error) {
 	if !o.Config.Enabled {
 		return func(next http.Handler) http.Handler { return next }, nil
@@ -80,6 +83,7 @@ func Middleware(l *Limiter, o MiddlewareOptions) (func(http.Handler) http.Handle
 		o.Log = zap.NewNop()
 	}
 	var lastLog atomic.Int64
+	var wasLocal atomic.Bool
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			var key string
@@ -93,14 +97,16 @@ func Middleware(l *Limiter, o MiddlewareOptions) (func(http.Handler) http.Handle
 				next.ServeHTTP(w, r)
 				return
 			}
-			res, err := l.Check(r.Context(), key, limit.RPS, limit.Burst)
-			if err != nil {
-				now := time.Now().UnixNano()
-				if last := lastLog.Load(); now-last > int64(errorLogEvery) && lastLog.CompareAndSwap(last, now) {
-					o.Log.Warn("rate limiter unavailable, letting requests through", zap.Error(err))
+			res, local, err := l.Decide(r.Context(), key, limit.RPS, limit.Burst)
+			if local {
+				if now := time.Now().UnixNano(); err != nil {
+					if last := lastLog.Load(); now-last > int64(errorLogEvery) && lastLog.CompareAndSwap(last, now) {
+						o.Log.Warn("rate limiter: Redis unavailable, judging requests by this replica's local limits", zap.Error(err))
+					}
 				}
-				next.ServeHTTP(w, r)
-				return
+				wasLocal.Store(true)
+			} else if err == nil && wasLocal.CompareAndSwap(true, false) {
+				o.Log.Info("rate limiter: Redis is back, shared limits again")
 			}
 			w.Header().Set("X-RateLimit-Limit", strconv.Itoa(limit.Burst))
 			w.Header().Set("X-RateLimit-Remaining", strconv.Itoa(res.Remaining))

@@ -3,11 +3,20 @@
 // Lua script call per request reads and updates the caller's "theoretical
 // arrival time"; the key expires when the caller's budget is full again.
 //
-// On a Redis error the limiter fails open: the request is let through and the
-// error reported (the middleware logs it, at most every few seconds). Rate
-// limiting protects capacity; refusing every request while Redis is down would
-// turn a degraded dependency into a full outage, and the requests that need
-// Redis (creating tasks) answer 503 by themselves.
+// When Redis cannot be reached the limiter neither hangs nor refuses: each
+// check has its own short deadline (Options.Timeout), and on a timeout or any
+// Redis error the request is judged by an in-memory limiter of this replica
+// with the same rate and burst, for callers and for the pre-authentication
+// address guard alike (Decide). The limiter then stays on its local limits
+// for Options.LocalFor before one request tries Redis again, so a stalled
+// Redis costs one deadline per interval, not one per request. While degraded,
+// N replicas allow up to N times the budget: rate limiting protects capacity,
+// and refusing every request while Redis is away would turn a degraded
+// dependency into a full outage of the reads that need only PostgreSQL; the
+// requests that need Redis (creating tasks) answer 503 by themselves. The
+// fallback is counted (taskforge_ratelimit_local_decisions_total, the gauge
+// taskforge_ratelimit_degraded) and the middleware logs it at most every few
+// seconds, never per request.
 package ratelimit
 
 import (
@@ -16,8 +25,10 @@ import (
 	"fmt"
 	"math"
 	"strconv"
+	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -58,17 +69,122 @@ type Limiter struct {
 	script *redis.Script
 	prefix string
 	// now, when set (tests), replaces the Redis server's clock.
-	now func() time.Time
+	now  func() time.Time
+	opts Options
+
+	local *localLimiter
+	// degraded is true while decisions are local; localUntil (Unix ns) is
+	// when one request next tries Redis.
+	degraded   atomic.Bool
+	localUntil atomic.Int64
+
+	localDecisions prometheus.Counter
+	degradedGauge  prometheus.Gauge
+}
+
+// Options configure a Limiter.
+type Options struct {
+	// Timeout is the deadline of one Redis check in Decide; past it the
+	// request is judged locally. The Redis client must honour context
+	// deadlines (queue.RedisOpt's clients do). If zero, 200 milliseconds.
+	Timeout time.Duration
+	// LocalFor is how long Decide stays on local limits after Redis failed
+	// before it tries Redis again. If zero, 2 seconds.
+	LocalFor time.Duration
+	// MaxLocalKeys caps the callers and addresses the local limiter tracks;
+	// past it, keys whose budget is full again are dropped, and if none is,
+	// new keys share one budget. If zero, 100000.
+	MaxLocalKeys int
+	// Registerer receives the fallback metrics. If nil, they are not exported.
+	Registerer prometheus.Registerer
 }
 
 // New returns a Limiter on rdb (a *redis.Client, *redis.ClusterClient or
-// redis.UniversalClient) writing keys under DefaultPrefix.
+// redis.UniversalClient) writing keys under DefaultPrefix, with default
+// Options.
 func New(rdb redis.Scripter) (*Limiter, error) {
+	return NewWithOptions(rdb, Options{})
+}
+
+// NewWithOptions is New with options.
+func NewWithOptions(rdb redis.Scripter, o Options) (*Limiter, error) {
 	if rdb == nil {
 		return nil, errors.New("ratelimit: nil redis client")
 	}
-	return &Limiter{rdb: rdb, script: redis.NewScript(gcra), prefix: DefaultPrefix}, nil
+	if o.Timeout <= 0 {
+		o.Timeout = DefaultTimeout
+	}
+	if o.LocalFor <= 0 {
+		o.LocalFor = DefaultLocalFor
+	}
+	if o.MaxLocalKeys <= 0 {
+		o.MaxLocalKeys = 100000
+	}
+	l := &Limiter{rdb: rdb, script: redis.NewScript(gcra), prefix: DefaultPrefix, opts: o,
+		local: newLocalLimiter(o.MaxLocalKeys),
+		localDecisions: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "taskforge_ratelimit_local_decisions_total",
+			Help: "Rate-limit decisions this replica made alone because Redis did not answer in time.",
+		}),
+		degradedGauge: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "taskforge_ratelimit_degraded",
+			Help: "1 while the rate limiter judges requests by this replica's local limits (Redis unavailable).",
+		}),
+	}
+	if o.Registerer != nil {
+		for _, c := range []prometheus.Collector{l.localDecisions, l.degradedGauge} {
+			if err := o.Registerer.Register(c); err != nil {
+				return nil, fmt.Errorf("ratelimit: metrics: %w", err)
+			}
+		}
+	}
+	return l, nil
 }
+
+// Defaults of Options.
+const (
+	DefaultTimeout  = 200 * time.Millisecond
+	DefaultLocalFor = 2 * time.Second
+)
+
+// Decide spends one request of key's budget like Check, but never waits for
+// Redis longer than Options.Timeout: on a timeout or a Redis error, and for
+// Options.LocalFor after one, the request is judged by this replica's local
+// limiter with the same rate and burst. local reports a local decision; err
+// is the Redis error of the call that fell back (nil for the decisions made
+// locally while degraded, and when Redis answered).
+func (l *Limiter) Decide(ctx context.Context, key string, rate float64, burst int) (res Result, local bool, err error) {
+	now := time.Now()
+	if l.degraded.Load() {
+		until := l.localUntil.Load()
+		// One request per interval probes Redis; the others stay local.
+		if now.UnixNano() < until || !l.localUntil.CompareAndSwap(until, now.Add(l.opts.LocalFor).UnixNano()) {
+			l.localDecisions.Inc()
+			return l.local.check(key, rate, burst, now), true, nil
+		}
+	}
+	cctx, cancel := context.WithTimeout(ctx, l.opts.Timeout)
+	res, err = l.Check(cctx, key, rate, burst)
+	cancel()
+	switch {
+	case err == nil:
+		if l.degraded.CompareAndSwap(true, false) {
+			l.degradedGauge.Set(0)
+		}
+		return res, false, nil
+	case errors.Is(err, ErrInvalidLimit):
+		return res, false, err
+	}
+	l.localUntil.Store(time.Now().Add(l.opts.LocalFor).UnixNano())
+	if !l.degraded.Swap(true) {
+		l.degradedGauge.Set(1)
+	}
+	l.localDecisions.Inc()
+	return l.local.check(key, rate, burst, now), true, err
+}
+
+// Degraded reports whether decisions are currently local.
+func (l *Limiter) Degraded() bool { return l.degraded.Load() }
 
 // Allow spends one request of key's budget: rate requests per second
 // sustained, up to burst at once. When refused, retryAfter is how long until

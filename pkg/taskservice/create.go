@@ -81,7 +81,15 @@ type Options struct {
 	// Events receives an event for every change the service commits
 	// (creation, cancel, retry). If nil, none is published.
 	Events Publisher
+	// EnqueueTimeout bounds a creation's enqueue to Redis, retries included
+	// (the Redis client must honour context deadlines, as queue.RedisOpt's
+	// do). If zero, DefaultEnqueueTimeout.
+	EnqueueTimeout time.Duration
 }
+
+// DefaultEnqueueTimeout is Options.EnqueueTimeout's default: with the API's
+// other steps it keeps a create's answer within 2 seconds when Redis stalls.
+const DefaultEnqueueTimeout = time.Second
 
 // Service creates, cancels and retries tasks.
 type Service struct {
@@ -113,6 +121,9 @@ func New(db *gorm.DB, client *asynq.Client, inspector *asynq.Inspector, log *zap
 	}
 	if opts.CountTimeout == 0 {
 		opts.CountTimeout = DefaultCountTimeout
+	}
+	if opts.EnqueueTimeout <= 0 {
+		opts.EnqueueTimeout = DefaultEnqueueTimeout
 	}
 	s := &Service{db: db, client: client, inspector: inspector, log: log, opts: opts}
 	s.inserter = newInserter(db, opts.Inserters, opts.MaxBatch, max(opts.BatchLinger, 0))
@@ -151,9 +162,18 @@ type Created struct {
 	Existing bool
 }
 
-// Create validates the request, writes the row and enqueues the task. If Redis
-// refuses the enqueue the row is removed again and ErrUnavailable returned; if
-// the process dies in between, the reconciler re-enqueues the pending row.
+// Create validates the request, writes the row and enqueues the task within
+// Options.EnqueueTimeout.
+//
+// What the caller is told is what happens to the task. If the enqueue fails
+// or times out, Create answers ErrUnavailable (the API's 503) and removes the
+// row, so the task never runs: the reconciler enqueues only rows that exist,
+// and a delivery that still reaches Redis after a timeout (a stalled Redis
+// runs what it was sent once it resumes) finds no row, and the worker drops
+// it unrun (asynq.RevokeTask). A caller who retries with the same idempotency
+// key gets a new task. Only when the process dies between insert and enqueue,
+// or PostgreSQL fails the removal too, does the pending row stay; the
+// reconciler then enqueues it (logged at error level when the removal failed).
 func (s *Service) Create(ctx context.Context, req CreateRequest) (Created, error) {
 	row, msg, spec, err := s.prepare(ctx, req)
 	if err != nil {
@@ -166,7 +186,10 @@ func (s *Service) Create(ctx context.Context, req CreateRequest) (Created, error
 	if !inserted {
 		return s.existing(ctx, row)
 	}
-	if err := s.enqueue(ctx, &row, spec, msg); err != nil {
+	ectx, cancel := context.WithTimeout(ctx, s.opts.EnqueueTimeout)
+	err = s.enqueue(ectx, &row, spec, msg)
+	cancel()
+	if err != nil {
 		s.compensate(row.ID, err)
 		return Created{}, err
 	}

@@ -290,7 +290,8 @@ func serve(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 		defer cancel()
 		events.Close(ectx)
 	}()
-	tasks, err := taskservice.New(deps.DB, client, inspector, log, taskservice.Options{CheckURL: guard.CheckURL, Sealer: sealer, Events: events})
+	tasks, err := taskservice.New(deps.DB, client, inspector, log, taskservice.Options{CheckURL: guard.CheckURL, Sealer: sealer, Events: events,
+		EnqueueTimeout: cfg.API.EnqueueTimeout})
 	if err != nil {
 		return err
 	}
@@ -323,7 +324,11 @@ func serve(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 	if err != nil {
 		return err
 	}
-	limiter, err := ratelimit.New(deps.RedisClient)
+	// The limiter has its own short deadline on Redis and falls back to this
+	// replica's local limits while Redis is away (see package ratelimit).
+	limiter, err := ratelimit.NewWithOptions(deps.RedisClient, ratelimit.Options{
+		Timeout: cfg.RateLimit.RedisTimeout, LocalFor: cfg.RateLimit.LocalFor, Registerer: deps.Registry,
+	})
 	if err != nil {
 		return err
 	}
