@@ -2,7 +2,6 @@ package auth
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"net"
 	"net/http"
@@ -12,6 +11,7 @@ import (
 
 	"github.com/taskforge/taskforge/pkg/audit"
 	"github.com/taskforge/taskforge/pkg/clientip"
+	"github.com/taskforge/taskforge/pkg/problem"
 )
 
 // DefaultRealm names the protection space in WWW-Authenticate.
@@ -104,7 +104,7 @@ func Middleware(a Authenticator, o MiddlewareOptions) func(http.Handler) http.Ha
 			if errors.Is(err, ErrUnavailable) {
 				o.Log.Warn("authentication backend unavailable", zap.Error(err))
 				w.Header().Set("Retry-After", "5")
-				WriteProblem(w, r, http.StatusServiceUnavailable, "authentication is temporarily unavailable")
+				problem.WriteStatus(w, r, http.StatusServiceUnavailable, "authentication is temporarily unavailable")
 				return
 			}
 			o.record(w, r, cred, err)
@@ -139,7 +139,7 @@ func (o MiddlewareOptions) challenge(w http.ResponseWriter, r *http.Request, inv
 	if o.AllowBasic {
 		w.Header().Add("WWW-Authenticate", `Basic realm="`+o.Realm+`", charset="UTF-8"`)
 	}
-	WriteProblem(w, r, http.StatusUnauthorized, detail)
+	problem.WriteStatus(w, r, http.StatusUnauthorized, detail)
 }
 
 // record writes the audit row of a refused credential. The credential itself
@@ -178,35 +178,14 @@ func RequireRole(min Role) func(http.Handler) http.Handler {
 			switch {
 			case !ok:
 				w.Header().Set("WWW-Authenticate", `Bearer realm="`+DefaultRealm+`"`)
-				WriteProblem(w, r, http.StatusUnauthorized, "authentication required")
+				problem.WriteStatus(w, r, http.StatusUnauthorized, "authentication required")
 			case !p.Role.AtLeast(min):
-				WriteProblem(w, r, http.StatusForbidden, "this needs the "+string(min)+" role")
+				problem.WriteStatus(w, r, http.StatusForbidden, "this needs the "+string(min)+" role")
 			default:
 				next.ServeHTTP(w, r)
 			}
 		})
 	}
-}
-
-// Problem is an RFC 9457 problem document.
-type Problem struct {
-	Type     string `json:"type"`
-	Title    string `json:"title"`
-	Status   int    `json:"status"`
-	Detail   string `json:"detail,omitempty"`
-	Instance string `json:"instance,omitempty"`
-}
-
-// WriteProblem answers status with an RFC 9457 problem+json body whose title
-// is the status text, detail the given text and instance the request path.
-func WriteProblem(w http.ResponseWriter, r *http.Request, status int, detail string) {
-	w.Header().Set("Content-Type", "application/problem+json")
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(Problem{
-		Type: "about:blank", Title: http.StatusText(status), Status: status,
-		Detail: detail, Instance: r.URL.Path,
-	})
 }
 
 func remoteHost(r *http.Request) string {

@@ -15,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/taskforge/taskforge/pkg/audit"
+	"github.com/taskforge/taskforge/pkg/problem"
 	"github.com/taskforge/taskforge/pkg/tasks"
 	"github.com/taskforge/taskforge/pkg/testenv"
 )
@@ -62,15 +63,17 @@ func serve(t *testing.T, h http.Handler, req *http.Request) *httptest.ResponseRe
 	return rec
 }
 
-func requireProblem(t *testing.T, rec *httptest.ResponseRecorder, status int) Problem {
+func requireProblem(t *testing.T, rec *httptest.ResponseRecorder, status int) problem.Body {
 	t.Helper()
 	require.Equal(t, status, rec.Code, rec.Body.String())
 	require.Equal(t, "application/problem+json", rec.Header().Get("Content-Type"))
-	var p Problem
+	var p problem.Body
 	require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &p))
 	require.Equal(t, status, p.Status)
 	require.NotEmpty(t, p.Title)
-	require.NotEmpty(t, p.Type)
+	require.Equal(t, problem.TypePrefix+problem.Kind(status), p.Type, "the one problem shape")
+	require.NotEmpty(t, p.RequestID)
+	require.Equal(t, p.RequestID, rec.Header().Get(problem.HeaderRequestID))
 	return p
 }
 

@@ -14,6 +14,7 @@ import (
 	"github.com/taskforge/taskforge/pkg/auth"
 	"github.com/taskforge/taskforge/pkg/clientip"
 	"github.com/taskforge/taskforge/pkg/config"
+	"github.com/taskforge/taskforge/pkg/problem"
 )
 
 // errorLogEvery throttles the log line of a Redis outage.
@@ -116,7 +117,7 @@ func Middleware(l *Limiter, o MiddlewareOptions) (func(http.Handler) http.Handle
 					secs = 1
 				}
 				w.Header().Set("Retry-After", strconv.Itoa(secs))
-				auth.WriteProblem(w, r, http.StatusTooManyRequests,
+				problem.WriteStatus(w, r, http.StatusTooManyRequests,
 					fmt.Sprintf("rate limit exceeded: retry in %d s", secs))
 				return
 			}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/taskforge/taskforge/pkg/auth"
 	"github.com/taskforge/taskforge/pkg/config"
+	"github.com/taskforge/taskforge/pkg/problem"
 	"github.com/taskforge/taskforge/pkg/testenv"
 )
 
@@ -199,9 +200,11 @@ func TestMiddleware(t *testing.T) {
 	require.NoError(t, err)
 	require.GreaterOrEqual(t, secs, 99)
 	require.LessOrEqual(t, secs, 100)
-	var prob auth.Problem
+	var prob problem.Body
 	require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &prob))
 	require.Equal(t, http.StatusTooManyRequests, prob.Status)
+	require.Equal(t, problem.TypePrefix+"rate-limited", prob.Type)
+	require.NotEmpty(t, prob.RequestID, "every problem names its request")
 
 	for i := 0; i < 5; i++ {
 		require.Equal(t, http.StatusNoContent, call(admin, "192.0.2.1:1").Code, "admin request %d", i)

@@ -14,15 +14,14 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 
+	"github.com/taskforge/taskforge/pkg/problem"
 	"github.com/taskforge/taskforge/pkg/taskpb"
 )
 
-// FieldError names a field of a request and what is wrong with it. Field paths
-// are dotted, e.g. "params.portfolio_id".
-type FieldError struct {
-	Field   string `json:"field"`
-	Message string `json:"message"`
-}
+// FieldError names a field of a request and what is wrong with it (the
+// problem document's field error). Field paths are dotted, e.g.
+// "params.portfolio_id".
+type FieldError = problem.FieldError
 
 // ValidationError carries one or more field errors; the API answers it with 422.
 type ValidationError struct {

@@ -16,6 +16,7 @@ import (
 	"github.com/taskforge/taskforge/pkg/auth"
 	"github.com/taskforge/taskforge/pkg/clientip"
 	"github.com/taskforge/taskforge/pkg/config"
+	"github.com/taskforge/taskforge/pkg/problem"
 	"github.com/taskforge/taskforge/pkg/ratelimit"
 	"github.com/taskforge/taskforge/services/monitor/internal/dashboard"
 )
@@ -205,7 +206,7 @@ func sameOrigin(next http.Handler) http.Handler {
 			return
 		}
 		if !fromSameOrigin(r) {
-			auth.WriteProblem(w, r, http.StatusForbidden, "cross-site request refused: state-changing requests must come from the monitor's own pages")
+			problem.WriteStatus(w, r, http.StatusForbidden, "cross-site request refused: state-changing requests must come from the monitor's own pages")
 			return
 		}
 		next.ServeHTTP(w, r)

@@ -22,6 +22,7 @@ import (
 	"gorm.io/gorm"
 
 	"github.com/taskforge/taskforge/pkg/auth"
+	"github.com/taskforge/taskforge/pkg/problem"
 	"github.com/taskforge/taskforge/pkg/result"
 	"github.com/taskforge/taskforge/pkg/store"
 )
@@ -31,9 +32,6 @@ const (
 	TaskResultPattern = "GET /api/v1/tasks/{task_id}/result"
 	DownloadPattern   = "GET /api/v1/results/{id}/download"
 )
-
-// problemType prefixes problem types, as the API's other errors do.
-const problemType = "urn:taskforge:problem:"
 
 // Handler serves the result routes.
 type Handler struct {
@@ -74,23 +72,23 @@ type taskResultBody struct {
 func (h *Handler) TaskResult(w http.ResponseWriter, r *http.Request, taskID string) {
 	p, ok := auth.FromContext(r.Context())
 	if !ok {
-		writeProblem(w, http.StatusUnauthorized, "unauthenticated", "missing or invalid bearer token")
+		writeProblem(w, r, http.StatusUnauthorized, "unauthenticated", "missing or invalid bearer token")
 		return
 	}
 	var task store.Task
 	err := h.db.WithContext(r.Context()).Select("id", "status", "created_by", "result").
 		Where("id = ?", taskID).Take(&task).Error
 	if errors.Is(err, gorm.ErrRecordNotFound) || (err == nil && !p.CanSee(task.CreatedBy)) {
-		writeProblem(w, http.StatusNotFound, "not-found", "task not found")
+		writeProblem(w, r, http.StatusNotFound, "not-found", "task not found")
 		return
 	}
 	if err != nil {
-		h.fail(w, "task result: read task", err, taskID)
+		h.fail(w, r, "task result: read task", err, taskID)
 		return
 	}
 	files, err := h.results.ForTask(r.Context(), taskID)
 	if err != nil {
-		h.fail(w, "task result: list results", err, taskID)
+		h.fail(w, r, "task result: list results", err, taskID)
 		return
 	}
 	name := r.URL.Query().Get("name")
@@ -103,7 +101,7 @@ func (h *Handler) TaskResult(w http.ResponseWriter, r *http.Request, taskID stri
 	if pick != nil {
 		u, _, err := h.results.URL(r.Context(), *pick)
 		if err != nil {
-			h.fail(w, "task result: link", err, taskID)
+			h.fail(w, r, "task result: link", err, taskID)
 			return
 		}
 		w.Header().Set("Cache-Control", "no-store")
@@ -111,11 +109,11 @@ func (h *Handler) TaskResult(w http.ResponseWriter, r *http.Request, taskID stri
 		return
 	}
 	if name != "" {
-		writeProblem(w, http.StatusNotFound, "not-found", "the task has no result file of that name")
+		writeProblem(w, r, http.StatusNotFound, "not-found", "the task has no result file of that name")
 		return
 	}
 	if len(task.Result) == 0 || string(task.Result) == "null" {
-		writeProblem(w, http.StatusNotFound, "not-found", "the task has no result (status "+task.Status+")")
+		writeProblem(w, r, http.StatusNotFound, "not-found", "the task has no result (status "+task.Status+")")
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")
@@ -130,28 +128,28 @@ func (h *Handler) Download(w http.ResponseWriter, r *http.Request, resultID stri
 	q := r.URL.Query()
 	switch err := h.results.Signer().Verify(resultID, q.Get("exp"), q.Get("sig")); {
 	case errors.Is(err, result.ErrLinkExpired):
-		writeProblem(w, http.StatusGone, "link-expired", "the download link has expired; ask the task's result route for a new one")
+		writeProblem(w, r, http.StatusGone, "link-expired", "the download link has expired; ask the task's result route for a new one")
 		return
 	case err != nil:
-		writeProblem(w, http.StatusForbidden, "forbidden", "the download link is not valid")
+		writeProblem(w, r, http.StatusForbidden, "forbidden", "the download link is not valid")
 		return
 	}
 	res, err := h.results.Get(r.Context(), resultID)
 	if errors.Is(err, result.ErrNotFound) {
-		writeProblem(w, http.StatusGone, "result-gone", "the result no longer exists")
+		writeProblem(w, r, http.StatusGone, "result-gone", "the result no longer exists")
 		return
 	}
 	if err != nil {
-		h.fail(w, "download: read result", err, resultID)
+		h.fail(w, r, "download: read result", err, resultID)
 		return
 	}
 	rc, err := h.results.Open(r.Context(), res)
 	if errors.Is(err, result.ErrExpired) || errors.Is(err, result.ErrNotFound) {
-		writeProblem(w, http.StatusGone, "result-gone", "the result has expired")
+		writeProblem(w, r, http.StatusGone, "result-gone", "the result has expired")
 		return
 	}
 	if err != nil {
-		h.fail(w, "download: open result", err, resultID)
+		h.fail(w, r, "download: open result", err, resultID)
 		return
 	}
 	defer rc.Close()
@@ -171,26 +169,15 @@ func (h *Handler) Download(w http.ResponseWriter, r *http.Request, resultID stri
 }
 
 // fail logs a server-side error and answers 500 without its details.
-func (h *Handler) fail(w http.ResponseWriter, msg string, err error, id string) {
+func (h *Handler) fail(w http.ResponseWriter, r *http.Request, msg string, err error, id string) {
 	status, kind, detail := http.StatusInternalServerError, "internal", "an internal error occurred"
 	if errors.Is(err, store.ErrUnavailable) {
 		status, kind, detail = http.StatusServiceUnavailable, "unavailable", "a dependency is unavailable; retry shortly"
-		w.Header().Set("Retry-After", "5")
 	}
 	h.log.Error(msg, zap.String("id", id), zap.Error(err))
-	writeProblem(w, status, kind, detail)
+	problem.Write(w, r, problem.New(status, kind, detail))
 }
 
-type problem struct {
-	Type   string `json:"type"`
-	Title  string `json:"title"`
-	Status int    `json:"status"`
-	Detail string `json:"detail,omitempty"`
-}
-
-func writeProblem(w http.ResponseWriter, status int, kind, detail string) {
-	w.Header().Set("Content-Type", "application/problem+json")
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(problem{Type: problemType + kind, Title: http.StatusText(status), Status: status, Detail: detail})
+func writeProblem(w http.ResponseWriter, r *http.Request, status int, kind, detail string) {
+	problem.Write(w, r, problem.New(status, kind, detail))
 }

@@ -414,16 +414,20 @@ type LogMetrics struct {
 // Priority defines model for Priority.
 type Priority string
 
-// Problem RFC 9457 problem details.
+// Problem RFC 9457 problem details: the shape of every error answer of the API, its authentication and rate limits, result downloads and the monitor.
 type Problem struct {
-	Detail    *string       `json:"detail,omitempty"`
-	Errors    *[]FieldError `json:"errors,omitempty"`
-	Instance  *string       `json:"instance,omitempty"`
-	RequestId *string       `json:"request_id,omitempty"`
-	Status    int           `json:"status"`
-	Title     string        `json:"title"`
+	Detail   *string       `json:"detail,omitempty"`
+	Errors   *[]FieldError `json:"errors,omitempty"`
+	Instance *string       `json:"instance,omitempty"`
 
-	// Type Example: about:blank
+	// RequestId The request's id (also the X-Request-ID header), for the logs.
+	RequestId string `json:"request_id"`
+	Status    int    `json:"status"`
+	Title     string `json:"title"`
+
+	// Type urn:taskforge:problem:<kind>, e.g. validation, not-found, unauthenticated, rate-limited, unavailable.
+	//
+	// Example: urn:taskforge:problem:validation
 	Type string `json:"type"`
 }
 
@@ -758,37 +762,37 @@ type ScheduleID = string
 // TaskID Example: task_01hz3k8c2m4n5p6q7r8s9t0v1w
 type TaskID = string
 
-// BadRequest RFC 9457 problem details.
+// BadRequest RFC 9457 problem details: the shape of every error answer of the API, its authentication and rate limits, result downloads and the monitor.
 type BadRequest = Problem
 
-// Conflict RFC 9457 problem details.
+// Conflict RFC 9457 problem details: the shape of every error answer of the API, its authentication and rate limits, result downloads and the monitor.
 type Conflict = Problem
 
-// Error RFC 9457 problem details.
+// Error RFC 9457 problem details: the shape of every error answer of the API, its authentication and rate limits, result downloads and the monitor.
 type Error = Problem
 
-// Forbidden RFC 9457 problem details.
+// Forbidden RFC 9457 problem details: the shape of every error answer of the API, its authentication and rate limits, result downloads and the monitor.
 type Forbidden = Problem
 
-// NotFound RFC 9457 problem details.
+// NotFound RFC 9457 problem details: the shape of every error answer of the API, its authentication and rate limits, result downloads and the monitor.
 type NotFound = Problem
 
-// PayloadTooLarge RFC 9457 problem details.
+// PayloadTooLarge RFC 9457 problem details: the shape of every error answer of the API, its authentication and rate limits, result downloads and the monitor.
 type PayloadTooLarge = Problem
 
-// TooManyRequests RFC 9457 problem details.
+// TooManyRequests RFC 9457 problem details: the shape of every error answer of the API, its authentication and rate limits, result downloads and the monitor.
 type TooManyRequests = Problem
 
-// Unauthorized RFC 9457 problem details.
+// Unauthorized RFC 9457 problem details: the shape of every error answer of the API, its authentication and rate limits, result downloads and the monitor.
 type Unauthorized = Problem
 
-// Unavailable RFC 9457 problem details.
+// Unavailable RFC 9457 problem details: the shape of every error answer of the API, its authentication and rate limits, result downloads and the monitor.
 type Unavailable = Problem
 
-// Unprocessable RFC 9457 problem details.
+// Unprocessable RFC 9457 problem details: the shape of every error answer of the API, its authentication and rate limits, result downloads and the monitor.
 type Unprocessable = Problem
 
-// UnsupportedMediaType RFC 9457 problem details.
+// UnsupportedMediaType RFC 9457 problem details: the shape of every error answer of the API, its authentication and rate limits, result downloads and the monitor.
 type UnsupportedMediaType = Problem
 
 // ListAuditParams defines parameters for ListAudit.

@@ -70,10 +70,10 @@ func (e *APIError) Error() string {
 
 // RequestID is the id the API gave the failed request, for its logs.
 func (e *APIError) RequestID() string {
-	if e.Problem == nil || e.Problem.RequestId == nil {
+	if e.Problem == nil {
 		return ""
 	}
-	return *e.Problem.RequestId
+	return e.Problem.RequestId
 }
 
 // ErrorFrom returns nil for a 2xx or 3xx answer, else an *APIError built from

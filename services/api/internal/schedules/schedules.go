@@ -24,9 +24,9 @@ import (
 
 	"github.com/taskforge/taskforge/pkg/audit"
 	"github.com/taskforge/taskforge/pkg/auth"
+	"github.com/taskforge/taskforge/pkg/problem"
 	"github.com/taskforge/taskforge/pkg/schedule"
 	"github.com/taskforge/taskforge/pkg/tasks"
-	"github.com/taskforge/taskforge/services/api/internal/problem"
 )
 
 // idPattern is the shape of a schedule id; anything else is an unknown id.

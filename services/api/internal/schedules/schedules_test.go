@@ -25,11 +25,11 @@ import (
 
 	"github.com/taskforge/taskforge/pkg/audit"
 	"github.com/taskforge/taskforge/pkg/auth"
+	"github.com/taskforge/taskforge/pkg/problem"
 	"github.com/taskforge/taskforge/pkg/schedule"
 	"github.com/taskforge/taskforge/pkg/store"
 	"github.com/taskforge/taskforge/pkg/taskservice"
 	"github.com/taskforge/taskforge/pkg/testenv"
-	"github.com/taskforge/taskforge/services/api/internal/problem"
 	"github.com/taskforge/taskforge/services/api/internal/schedules"
 )
 
@@ -68,8 +68,7 @@ func setup(t *testing.T) testBundle {
 	e.HTTPErrorHandler = func(err error, c echo.Context) {
 		var pe *problem.Error
 		if errors.As(err, &pe) {
-			rid, _ := c.Get("request_id").(string)
-			problem.Write(c, pe, rid)
+			problem.Write(c.Response(), c.Request(), pe)
 			return
 		}
 		if errors.Is(err, schedule.ErrUnavailable) {

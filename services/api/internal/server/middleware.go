@@ -1,8 +1,6 @@
 package server
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -17,10 +15,11 @@ import (
 
 	"github.com/taskforge/taskforge/pkg/auth"
 	"github.com/taskforge/taskforge/pkg/logging"
+	"github.com/taskforge/taskforge/pkg/problem"
 )
 
 // HeaderRequestID carries the request id in and out.
-const HeaderRequestID = "X-Request-ID"
+const HeaderRequestID = problem.HeaderRequestID
 
 const ctxRequestID = "request_id"
 
@@ -55,8 +54,8 @@ func (s *Server) observe(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) (err error) {
 		start := time.Now()
 		rid := c.Request().Header.Get(HeaderRequestID)
-		if !validRequestID(rid) {
-			rid = newRequestID()
+		if !problem.ValidRequestID(rid) {
+			rid = problem.NewRequestID()
 		}
 		c.Set(ctxRequestID, rid)
 		c.Response().Header().Set(HeaderRequestID, rid)
@@ -93,24 +92,6 @@ func (s *Server) observe(next echo.HandlerFunc) echo.HandlerFunc {
 		}()
 		return next(c)
 	}
-}
-
-func validRequestID(id string) bool {
-	if id == "" || len(id) > 64 {
-		return false
-	}
-	for _, r := range id {
-		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.') {
-			return false
-		}
-	}
-	return true
-}
-
-func newRequestID() string {
-	b := make([]byte, 12)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
 }
 
 func requestID(c echo.Context) string {

@@ -9,10 +9,10 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/taskforge/taskforge/pkg/logging"
+	"github.com/taskforge/taskforge/pkg/problem"
 	"github.com/taskforge/taskforge/pkg/store"
 	"github.com/taskforge/taskforge/pkg/tasks"
 	"github.com/taskforge/taskforge/pkg/taskservice"
-	"github.com/taskforge/taskforge/services/api/internal/problem"
 )
 
 // apiError is an error the handlers return with its status already chosen.
@@ -106,5 +106,5 @@ func (s *Server) handleError(err error, c echo.Context) {
 	if c.Response().Committed {
 		return
 	}
-	problem.Write(c, ae, rid)
+	problem.Write(c.Response(), c.Request(), ae)
 }

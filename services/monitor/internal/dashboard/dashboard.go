@@ -4,7 +4,6 @@
 package dashboard
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -15,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/taskforge/taskforge/pkg/health"
+	"github.com/taskforge/taskforge/pkg/problem"
 )
 
 // RootPath is where Asynqmon is served; its JSON API is under RootPath + "/api".
@@ -100,7 +100,7 @@ func readOnly(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
 			w.Header().Set("Allow", "GET, HEAD")
-			problem(w, http.StatusMethodNotAllowed, "the monitor is read-only (monitor.read_only): "+r.Method+" is not allowed")
+			problem.WriteStatus(w, r, http.StatusMethodNotAllowed, "the monitor is read-only (monitor.read_only): "+r.Method+" is not allowed")
 			return
 		}
 		next.ServeHTTP(w, r)
@@ -109,7 +109,7 @@ func readOnly(next http.Handler) http.Handler {
 
 // refuse answers every request with status and detail.
 func refuse(status int, detail string) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { problem(w, status, detail) })
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { problem.WriteStatus(w, r, status, detail) })
 }
 
 // secureHeaders keeps the UI out of frames and stops content sniffing.
@@ -120,14 +120,5 @@ func secureHeaders(next http.Handler) http.Handler {
 		h.Set("X-Content-Type-Options", "nosniff")
 		h.Set("Referrer-Policy", "no-referrer")
 		next.ServeHTTP(w, r)
-	})
-}
-
-// problem writes an RFC 9457 problem document.
-func problem(w http.ResponseWriter, status int, detail string) {
-	w.Header().Set("Content-Type", "application/problem+json")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(map[string]any{
-		"type": "about:blank", "title": http.StatusText(status), "status": status, "detail": detail,
 	})
 }
