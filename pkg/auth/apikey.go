@@ -77,10 +77,21 @@ func KeyLookupPrefix(s string) (string, bool) {
 			return "", false
 		}
 	}
-	if _, err := base64.RawURLEncoding.DecodeString(s[len(KeyPrefix)+lookupLen+1:]); err != nil {
+	// Only what GenerateKey produces is a key: the decoder alone would skip
+	// '\r' and '\n' and ignore non-zero trailing bits.
+	secret := s[len(KeyPrefix)+lookupLen+1:]
+	if strings.IndexFunc(secret, notBase64URL) >= 0 {
+		return "", false
+	}
+	if _, err := base64.RawURLEncoding.Strict().DecodeString(secret); err != nil {
 		return "", false
 	}
 	return s[:len(KeyPrefix)+lookupLen], true
+}
+
+// notBase64URL reports whether c is outside the base64url alphabet.
+func notBase64URL(c rune) bool {
+	return !(c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_')
 }
 
 // KeyStore keeps API keys in PostgreSQL (table api_keys). Every authentication
