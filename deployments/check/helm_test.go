@@ -54,6 +54,7 @@ var customKinds = map[string]func([]byte) error{
 	"keda.sh/v1alpha1/ScaledObject":           func(b []byte) error { var v ScaledObject; return yaml.UnmarshalStrict(b, &v) },
 	"keda.sh/v1alpha1/TriggerAuthentication":  func(b []byte) error { var v TriggerAuthentication; return yaml.UnmarshalStrict(b, &v) },
 	"monitoring.coreos.com/v1/ServiceMonitor": func(b []byte) error { var v ServiceMonitor; return yaml.UnmarshalStrict(b, &v) },
+	"gateway.networking.k8s.io/v1/HTTPRoute":  func(b []byte) error { var v HTTPRoute; return yaml.UnmarshalStrict(b, &v) },
 }
 
 // manifests renders the chart and validates every document offline.
@@ -425,7 +426,7 @@ func TestChartRefusesUnsafeValues(t *testing.T) {
 		"short jwt secret":  {append(append([]string{}, defaultValues...), "--set", "secrets.jwtSecret=short"), "at least 32 characters"},
 		"no crypto keys":    {append(append([]string{}, defaultValues...), "--set", "secrets.cryptoKeys="), "secrets.cryptoKeys is required"},
 		"grace <= shutdown": {append(append([]string{}, defaultValues...), "--set", "worker.terminationGracePeriodSeconds=30"), "must exceed worker.shutdownTimeoutSeconds"},
-		"bad scaler mode":   {append(append([]string{}, defaultValues...), "--set", "worker.autoscaling.mode=vpa"), "must be auto, keda or hpa"},
+		"bad scaler mode":   {append(append([]string{}, defaultValues...), "--set", "worker.autoscaling.mode=vpa"), "value must be one of 'auto', 'keda', 'hpa'"},
 	}
 	for name, tc := range cases {
 		_, err := render(t, tc.args...)
