@@ -109,3 +109,10 @@ func Client(opt asynq.RedisConnOpt) redis.UniversalClient {
 func Ping(ctx context.Context, c redis.UniversalClient) error {
 	return c.Ping(ctx).Err()
 }
+
+// PendingListKey is the Redis list in which Asynq v0.26 keeps queue q's
+// pending tasks (internal/base.PendingKey: "asynq:{<queue>}:pending"), the
+// list the Helm chart's KEDA triggers measure. The hash tag {<queue>} keeps
+// every key of one queue on one Cluster slot, so the name is the same in the
+// single, Sentinel and Cluster modes.
+func PendingListKey(q string) string { return "asynq:{" + q + "}:pending" }

@@ -110,3 +110,41 @@ func TestFrozenRedisFailsFast(t *testing.T) {
 	srv.Thaw()
 	require.Eventually(t, func() bool { return queue.Ping(ctx, rc) == nil }, 10*time.Second, 50*time.Millisecond)
 }
+
+// TestPendingListKeyIsAsynqs: the list the chart's KEDA triggers read
+// (deployments/helm/taskforge/templates/worker-keda.yaml, checked in
+// deployments/check) holds exactly the queue's pending tasks as Asynq writes
+// them: not scheduled ones, not another queue's.
+func TestPendingListKeyIsAsynqs(t *testing.T) {
+	t.Parallel()
+	r := testenv.NewRedis(t)
+	ctx := context.Background()
+	client := asynq.NewClient(r.Opt())
+	t.Cleanup(func() { _ = client.Close() })
+	for i, q := range queue.Queues {
+		for range i + 1 {
+			_, err := client.Enqueue(asynq.NewTask("noop", nil), asynq.Queue(q))
+			require.NoError(t, err)
+		}
+		_, err := client.Enqueue(asynq.NewTask("noop", nil), asynq.Queue(q), asynq.ProcessIn(time.Hour))
+		require.NoError(t, err)
+	}
+	for i, q := range queue.Queues {
+		key := queue.PendingListKey(q)
+		require.Equal(t, "asynq:{"+q+"}:pending", key, "the chart's listName")
+		typ, err := r.Client.Type(ctx, key).Result()
+		require.NoError(t, err)
+		require.Equal(t, "list", typ, "KEDA's redis scaler reads a list (LLEN)")
+		n, err := r.Client.LLen(ctx, key).Result()
+		require.NoError(t, err)
+		require.EqualValues(t, i+1, n, q)
+		// Every key Asynq wrote for the queue carries the same hash tag, hence
+		// one Cluster slot.
+		keys, err := r.Client.Keys(ctx, "asynq:{"+q+"}:*").Result()
+		require.NoError(t, err)
+		require.NotEmpty(t, keys)
+		for _, k := range keys {
+			require.Contains(t, k, "{"+q+"}")
+		}
+	}
+}
