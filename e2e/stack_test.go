@@ -186,9 +186,16 @@ func randomHex(t *testing.T, n int) string {
 // seed-demo, and waits until every service answers /readyz.
 func startStack(t *testing.T) *stack {
 	t.Helper()
+	return startStackOn(t, testenv.NewRedis(t))
+}
+
+// startStackOn is startStack on the Redis database rd (e.g. a redis-server of
+// the test's own, which it may freeze).
+func startStackOn(t *testing.T, rd testenv.Redis) *stack {
+	t.Helper()
 	require.NoError(t, buildErr, "building the services")
 	s := &stack{
-		t: t, pg: testenv.NewPostgres(t), rd: testenv.NewRedis(t),
+		t: t, pg: testenv.NewPostgres(t), rd: rd,
 		adminKey:       "tfe2e_admin_" + randomHex(t, 16),
 		callbackSecret: "e2e-callback-secret-" + randomHex(t, 16),
 		results:        t.TempDir(),

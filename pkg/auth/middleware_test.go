@@ -172,7 +172,7 @@ func TestMiddlewareBackendDown(t *testing.T) {
 	req.Header.Set("Authorization", "Bearer tfk_whatever")
 	rec := serve(t, Middleware(down, MiddlewareOptions{Audit: aud})(echoPrincipal), req)
 	requireProblem(t, rec, http.StatusServiceUnavailable)
-	require.Equal(t, "5", rec.Header().Get("Retry-After"))
+	require.Equal(t, "2", rec.Header().Get("Retry-After"))
 	require.Empty(t, aud.all(), "an outage is not an authentication failure")
 }
 

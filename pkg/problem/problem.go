@@ -20,8 +20,10 @@ const TypePrefix = "urn:taskforge:problem:"
 // HeaderRequestID carries the request id in and out.
 const HeaderRequestID = "X-Request-ID"
 
-// RetryAfter is the Retry-After, in seconds, of a 503 that names none.
-const RetryAfter = 5
+// RetryAfter is the Retry-After, in seconds, of a 503 that names none: short,
+// because a stalled dependency is answered fast (every Redis call has a
+// deadline) and comes back soon; at most 2 seconds by the API's promise.
+const RetryAfter = 2
 
 // FieldError names a field of a request and what is wrong with it. Field paths
 // are dotted, e.g. "params.portfolio_id".

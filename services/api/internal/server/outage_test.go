@@ -52,7 +52,7 @@ func ownRedis(t *testing.T) (addr string, stop func()) {
 func requireUnavailable(t *testing.T, status int, header http.Header, body []byte) {
 	t.Helper()
 	require.Equal(t, http.StatusServiceUnavailable, status, string(body))
-	require.Equal(t, "5", header.Get("Retry-After"))
+	require.Equal(t, "2", header.Get("Retry-After"))
 	require.NotContains(t, string(body), "127.0.0.1", "no internals in the answer")
 }
 
