@@ -105,6 +105,11 @@ func decodeCursor(s, sort string) (cursor, error) {
 	if err != nil || len(b) > 512 || json.Unmarshal(b, &c) != nil || c.ID == "" {
 		return c, badQuery("cursor", "is not a cursor of this listing")
 	}
+	// Only what encodeCursor produces is a cursor: JSON's case-insensitive
+	// keys, unknown fields and loose base64 would otherwise pass.
+	if encodeCursor(c) != s {
+		return cursor{}, badQuery("cursor", "is not a cursor of this listing")
+	}
 	if c.Sort != sort {
 		return c, badQuery("cursor", "was issued for sort %s", c.Sort)
 	}
