@@ -1,8 +1,9 @@
-package taskservice
+package lifecycle
 
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"gorm.io/gorm"
 
@@ -20,7 +21,7 @@ import (
 // the updated row.
 func terminalSQL(to tasks.Status, set, where string) string {
 	if !tasks.IsTerminal(to) {
-		panic(fmt.Sprintf("taskservice: %q is not a terminal state", to))
+		panic(fmt.Sprintf("lifecycle: %q is not a terminal state", to))
 	}
 	if where != "" {
 		where = " AND " + where
@@ -57,10 +58,55 @@ func Terminal(ctx context.Context, db *gorm.DB, id string, to tasks.Status, from
 	args := append(append(append([]any{}, setArgs...), id, allowed), whereArgs...)
 	var rows []store.Task
 	if err := db.WithContext(ctx).Raw(terminalSQL(to, set, where), args...).Scan(&rows).Error; err != nil {
-		return store.Task{}, false, translate("update task "+id, err)
+		return store.Task{}, false, fmt.Errorf("lifecycle: update task %s: %w", id, store.Translate(err))
 	}
 	if len(rows) == 0 {
 		return store.Task{}, false, nil
 	}
 	return rows[0], true, nil
+}
+
+// one runs a statement returning task rows and gives the first.
+func one(ctx context.Context, db *gorm.DB, id, q string, args ...any) (store.Task, bool, error) {
+	var rows []store.Task
+	if err := db.WithContext(ctx).Raw(q, args...).Scan(&rows).Error; err != nil {
+		return store.Task{}, false, fmt.Errorf("lifecycle: update task %s: %w", id, store.Translate(err))
+	}
+	if len(rows) == 0 {
+		return store.Task{}, false, nil
+	}
+	return rows[0], true, nil
+}
+
+// RequestCancel marks a running task's cancel as requested (the worker stops
+// its handler and records the cancel); ok is false when the row is not
+// running.
+func RequestCancel(ctx context.Context, db *gorm.DB, id string) (store.Task, bool, error) {
+	return one(ctx, db, id, `UPDATE tasks SET cancel_requested = true, updated_at = now()
+WHERE id = ? AND status = '`+tasks.StatusRunning+`' RETURNING *`, id)
+}
+
+// Retry moves a failed or cancelled task (tasks.From(pending)) back to pending
+// for a manual retry: a fresh retry budget (retry_base = attempt; attempt
+// numbers continue), cancel_requested cleared, and the error, result and
+// timings of the last run cleared. Run it in the transaction that enqueues the
+// task again.
+func Retry(ctx context.Context, tx *gorm.DB, id string) (store.Task, bool, error) {
+	return one(ctx, tx, id, `
+UPDATE tasks SET status = '`+tasks.StatusPending+`', retry_base = attempt, cancel_requested = false, error = NULL,
+       next_retry_at = NULL, completed_at = NULL, result = NULL, result_url = NULL, duration_ms = NULL,
+       progress = 0, current_step = '', worker_id = '', updated_at = now()
+WHERE id = ? AND status IN ? RETURNING *`, id, tasks.From(tasks.StatusPending))
+}
+
+// Lost moves a task whose worker was lost back to retrying (tasks.From(retrying))
+// with errJSON as its error and a retry at now, if the row is still in the
+// state and attempt it was seen in (a worker that reports meanwhile wins).
+func Lost(ctx context.Context, db *gorm.DB, row store.Task, errJSON string, now time.Time) (store.Task, bool, error) {
+	if !tasks.CanTransition(row.Status, tasks.StatusRetrying) {
+		return store.Task{}, false, nil
+	}
+	return one(ctx, db, row.ID, `
+UPDATE tasks SET status = '`+tasks.StatusRetrying+`', error = ?::jsonb, next_retry_at = ?, worker_id = '', updated_at = ?
+WHERE id = ? AND status = ? AND attempt = ? RETURNING *`, errJSON, now, now, row.ID, row.Status, row.Attempt)
 }

@@ -19,6 +19,7 @@ import (
 	"go.uber.org/zap"
 	"gorm.io/gorm"
 
+	"github.com/taskforge/taskforge/pkg/lifecycle"
 	"github.com/taskforge/taskforge/pkg/queue"
 	"github.com/taskforge/taskforge/pkg/store"
 	"github.com/taskforge/taskforge/pkg/tasks"
@@ -281,20 +282,15 @@ func (r *Reconciler) lost(ctx context.Context, row store.Task, why string, reque
 	var moved bool
 	var changed store.Task
 	if retry {
-		var rows []store.Task
-		err := r.db.WithContext(ctx).Raw(`
-UPDATE tasks SET status = 'retrying', error = ?::jsonb, next_retry_at = ?, worker_id = '', updated_at = ?
-WHERE id = ? AND status = ? AND attempt = ? RETURNING *`, string(errJSON), now, now, row.ID, row.Status, row.Attempt).Scan(&rows).Error
+		var err error
+		changed, moved, err = lifecycle.Lost(ctx, r.db, row, string(errJSON), now)
 		if err != nil {
-			return fmt.Errorf("reconcile: mark %s lost: %w", row.ID, store.Translate(err))
-		}
-		if moved = len(rows) > 0; moved {
-			changed = rows[0]
+			return fmt.Errorf("reconcile: mark %s lost: %w", row.ID, err)
 		}
 	} else {
 		// Failed is terminal: the same statement queues the completion callback.
 		var err error
-		changed, moved, err = taskservice.Terminal(ctx, r.db, row.ID, tasks.StatusFailed, []tasks.Status{row.Status},
+		changed, moved, err = lifecycle.Terminal(ctx, r.db, row.ID, tasks.StatusFailed, []tasks.Status{row.Status},
 			`error = ?::jsonb, completed_at = ?, next_retry_at = NULL, updated_at = ?`, []any{string(errJSON), now, now},
 			`attempt = ?`, row.Attempt)
 		if err != nil {

@@ -6,6 +6,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/taskforge/taskforge/pkg/auth"
+	"github.com/taskforge/taskforge/pkg/lifecycle"
 	"github.com/taskforge/taskforge/pkg/queue"
 	"github.com/taskforge/taskforge/pkg/store"
 	"github.com/taskforge/taskforge/pkg/tasks"
@@ -41,10 +42,10 @@ func (s *Service) Cancel(ctx context.Context, p auth.Principal, id string) (Canc
 		}
 		switch row.Status {
 		case tasks.StatusPending, tasks.StatusRetrying:
-			updated, ok, err := Terminal(ctx, s.db, row.ID, tasks.StatusCancelled, []tasks.Status{tasks.StatusPending, tasks.StatusRetrying},
+			updated, ok, err := lifecycle.Terminal(ctx, s.db, row.ID, tasks.StatusCancelled, []tasks.Status{tasks.StatusPending, tasks.StatusRetrying},
 				`cancel_requested = true, completed_at = now(), next_retry_at = NULL, updated_at = now()`, nil, "")
 			if err != nil {
-				return CancelResult{}, err
+				return CancelResult{}, translate("cancel task "+row.ID, err)
 			}
 			if !ok {
 				continue // the worker moved it meanwhile: decide again
@@ -54,10 +55,9 @@ func (s *Service) Cancel(ctx context.Context, p auth.Principal, id string) (Canc
 			updated.Params = RedactParams(updated.Type, updated.Params)
 			return CancelResult{Task: updated}, nil
 		case tasks.StatusRunning:
-			updated, ok, err := s.transition(ctx, row.ID, []string{tasks.StatusRunning},
-				`cancel_requested = true, updated_at = now()`)
+			updated, ok, err := lifecycle.RequestCancel(ctx, s.db, row.ID)
 			if err != nil {
-				return CancelResult{}, err
+				return CancelResult{}, translate("cancel task "+row.ID, err)
 			}
 			if !ok {
 				continue
@@ -74,21 +74,6 @@ func (s *Service) Cancel(ctx context.Context, p auth.Principal, id string) (Canc
 		}
 	}
 	return CancelResult{}, ErrConflict
-}
-
-// transition runs UPDATE tasks SET set WHERE id = id AND status IN from and
-// returns the updated row; ok is false when the row was not in one of from.
-func (s *Service) transition(ctx context.Context, id string, from []string, set string) (store.Task, bool, error) {
-	var rows []store.Task
-	err := s.db.WithContext(ctx).Raw(`UPDATE tasks SET `+set+` WHERE id = ? AND status IN ? RETURNING *`, id, from).
-		Scan(&rows).Error
-	if err != nil {
-		return store.Task{}, false, translate("update task "+id, err)
-	}
-	if len(rows) == 0 {
-		return store.Task{}, false, nil
-	}
-	return rows[0], true, nil
 }
 
 // dequeue removes a cancelled task from Asynq. A task that is gone is fine; a

@@ -8,10 +8,12 @@ import (
 	"testing"
 
 	"github.com/hibiken/asynq"
+	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/zap"
 
 	"github.com/taskforge/taskforge/pkg/auth"
+	"github.com/taskforge/taskforge/pkg/lifecycle/lifecycletest"
 	"github.com/taskforge/taskforge/pkg/store"
 	"github.com/taskforge/taskforge/pkg/tasks"
 	"github.com/taskforge/taskforge/pkg/taskservice"
@@ -22,9 +24,9 @@ var (
 	admin = auth.Principal{ID: "root", Role: auth.Admin}
 )
 
-// TestCancelRacesWorker runs Cancel against a simulated worker that starts and
-// completes the task with the protocol's conditional updates: every run ends
-// in exactly one terminal state, and the outcome Cancel reports agrees with it.
+// TestCancelRacesWorker runs Cancel against the worker's production start and
+// finish statements: every run ends in exactly one terminal state, and the
+// outcome Cancel reports agrees with it.
 func TestCancelRacesWorker(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
@@ -38,6 +40,7 @@ func TestCancelRacesWorker(t *testing.T) {
 			wg      sync.WaitGroup
 			res     taskservice.CancelResult
 			cerr    error
+			werr    error
 			started bool
 		)
 		wg.Add(2)
@@ -47,17 +50,22 @@ func TestCancelRacesWorker(t *testing.T) {
 		}()
 		go func() {
 			defer wg.Done()
-			db := b.pg.DB
-			start := db.Exec(`UPDATE tasks SET status = 'running', attempt = attempt + 1, started_at = now()
-				WHERE id = ? AND status IN ? AND NOT cancel_requested`, id, tasks.From(tasks.StatusRunning))
-			if start.Error != nil || start.RowsAffected == 0 {
-				return // the worker revokes the delivery
+			// The worker's own statements: start, then complete.
+			conn, err := pgx.Connect(ctx, b.pg.URL)
+			if err != nil {
+				werr = err
+				return
 			}
-			started = true
-			db.Exec(`UPDATE tasks SET status = 'completed', completed_at = now(), progress = 1
-				WHERE id = ? AND status IN ?`, id, tasks.From(tasks.StatusCompleted))
+			defer conn.Close(ctx)
+			if werr = lifecycletest.RunAttempt(ctx, conn, id, tasks.StatusCompleted); werr != nil {
+				return
+			}
+			var st string
+			_ = conn.QueryRow(ctx, `SELECT status FROM tasks WHERE id = $1`, id).Scan(&st)
+			started = st == tasks.StatusCompleted
 		}()
 		wg.Wait()
+		require.NoError(t, werr, "the worker's statements")
 
 		var row store.Task
 		require.NoError(t, b.pg.DB.Take(&row, "id = ?", id).Error)

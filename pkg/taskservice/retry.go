@@ -9,6 +9,7 @@ import (
 	"gorm.io/gorm"
 
 	"github.com/taskforge/taskforge/pkg/auth"
+	"github.com/taskforge/taskforge/pkg/lifecycle"
 	"github.com/taskforge/taskforge/pkg/queue"
 	"github.com/taskforge/taskforge/pkg/store"
 	"github.com/taskforge/taskforge/pkg/tasks"
@@ -44,19 +45,14 @@ func (s *Service) Retry(ctx context.Context, p auth.Principal, id string) (store
 
 	var updated store.Task
 	err = s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
-		var rows []store.Task
-		err := tx.Raw(`
-UPDATE tasks SET status = 'pending', retry_base = attempt, cancel_requested = false, error = NULL,
-       next_retry_at = NULL, completed_at = NULL, result = NULL, result_url = NULL, duration_ms = NULL,
-       progress = 0, current_step = '', worker_id = '', updated_at = now()
-WHERE id = ? AND status IN ? RETURNING *`, row.ID, []string{tasks.StatusFailed, tasks.StatusCancelled}).Scan(&rows).Error
+		moved, ok, err := lifecycle.Retry(ctx, tx, row.ID)
 		if err != nil {
 			return translate("retry task "+id, err)
 		}
-		if len(rows) == 0 {
+		if !ok {
 			return ErrConflict
 		}
-		updated = rows[0]
+		updated = moved
 		got, err := queue.Remove(s.inspector, updated.Priority, updated.ID)
 		if err != nil {
 			return fmt.Errorf("%w: redis: %v", ErrUnavailable, err)

@@ -35,6 +35,7 @@ import (
 
 	"github.com/taskforge/taskforge/pkg/event"
 	"github.com/taskforge/taskforge/pkg/job"
+	"github.com/taskforge/taskforge/pkg/lifecycle"
 	"github.com/taskforge/taskforge/pkg/queue"
 	"github.com/taskforge/taskforge/pkg/taskpb"
 	"github.com/taskforge/taskforge/pkg/tasks"
@@ -434,30 +435,13 @@ func (r *Runtime) runTask(ctx context.Context, env *taskpb.Envelope) error {
 	return r.record(a, key, o, result, resultURL)
 }
 
-// unrecordedSQL records $3 attempts after attempt $2 that a worker ran without
-// writing their start (it was killed first) as lost, and moves the row's
-// attempt count past them, if the row is still where the delivery read it.
-const unrecordedSQL = `
-WITH upd AS (
-    UPDATE tasks SET attempt = attempt + $3, updated_at = now()
-    WHERE id = $1 AND attempt = $2 AND status IN ('pending', 'retrying', 'running') AND NOT cancel_requested
-    RETURNING id
-), ins AS (
-    INSERT INTO task_attempts (task_id, attempt, worker, started_at, finished_at, duration_ms, outcome, error_kind, error_message)
-    SELECT u.id, g, '', now(), now(), 0, 'lost', 'lost',
-           'a worker ran this attempt and stopped before recording it (counted by the queue''s deliveries)'
-    FROM upd u, generate_series($2::int + 1, $2::int + $3::int) AS g
-    ON CONFLICT (task_id, attempt) DO NOTHING
-)
-SELECT count(*) FROM upd`
-
 // recordUnrecorded writes missing lost attempts after attempt (see
-// unrecordedSQL) and returns how many the row took (0 when it had moved).
+// lifecycle.UnrecordedSQL) and returns how many the row took (0 when it had moved).
 func (r *Runtime) recordUnrecorded(ctx context.Context, id string, attempt, missing int) (int, error) {
 	ctx, cancel := context.WithTimeout(ctx, r.opts.FinishWait)
 	defer cancel()
 	var moved int
-	if err := r.db.QueryRowContext(ctx, unrecordedSQL, id, attempt, missing).Scan(&moved); err != nil {
+	if err := r.db.QueryRowContext(ctx, lifecycle.UnrecordedSQL, id, attempt, missing).Scan(&moved); err != nil {
 		return 0, err
 	}
 	if moved == 0 {
@@ -695,15 +679,7 @@ func (r *Runtime) failUnstarted(id, kind, message string) {
 	defer cancel()
 	errJSON, _ := json.Marshal(taskError{Message: message, Kind: kind})
 	var version int64
-	err := r.db.QueryRowContext(ctx, `
-WITH upd AS (
-    UPDATE tasks SET status = 'failed', error = $2::jsonb, completed_at = now(), updated_at = now(), next_retry_at = NULL
-    WHERE id = $1 AND status IN ('pending', 'retrying')
-    RETURNING id, callback_url, version
-), cb AS (
-    INSERT INTO task_callbacks (task_id, url) SELECT id, callback_url FROM upd WHERE callback_url IS NOT NULL AND callback_url <> ''
-)
-SELECT version FROM upd`, id, string(errJSON)).Scan(&version)
+	err := r.db.QueryRowContext(ctx, lifecycle.FailUnstartedSQL, id, string(errJSON)).Scan(&version)
 	if errors.Is(err, sql.ErrNoRows) {
 		return
 	}

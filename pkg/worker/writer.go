@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/taskforge/taskforge/pkg/event"
+	"github.com/taskforge/taskforge/pkg/lifecycle"
 	"github.com/taskforge/taskforge/pkg/store"
 )
 
@@ -445,7 +446,7 @@ func (w *writer) exec(b *batch, atomic bool) error {
 			for i, c := range b.checks {
 				ids[i] = c.id
 			}
-			pb.Queue(checkSQL, ids).Query(func(rows pgx.Rows) error {
+			pb.Queue(lifecycle.CheckSQL, ids).Query(func(rows pgx.Rows) error {
 				for rows.Next() {
 					var id string
 					r := checkResult{found: true}
@@ -465,7 +466,7 @@ func (w *writer) exec(b *batch, atomic bool) error {
 			for i, s := range b.starts {
 				ids[i], workers[i], ts[i], attempts[i] = s.id, s.worker, s.ts, int32(s.attempt)
 			}
-			pb.Queue(startSQL, ids, workers, ts, attempts).Query(func(rows pgx.Rows) error {
+			pb.Queue(lifecycle.StartSQL, ids, workers, ts, attempts).Query(func(rows pgx.Rows) error {
 				for rows.Next() {
 					var id string
 					var r startResult
@@ -503,7 +504,7 @@ func (w *writer) exec(b *batch, atomic bool) error {
 				msgs[i] = string(js)
 			}
 			args = append(args, workers, started, fr, steps, msgs, w.maxMessages)
-			pb.Queue(combinedSQL, args...).Query(scanApplied(&combinedEvs))
+			pb.Queue(lifecycle.CombinedSQL, args...).Query(scanApplied(&combinedEvs))
 		}})
 	}
 	if len(b.progress) > 0 {
@@ -518,7 +519,7 @@ func (w *writer) exec(b *batch, atomic bool) error {
 				js, _ := json.Marshal(m)
 				ids, attempts, fr, steps, msgs = append(ids, k.id), append(attempts, int32(k.attempt)), append(fr, p.fraction), append(steps, p.step), append(msgs, string(js))
 			}
-			pb.Queue(progressSQL, ids, attempts, fr, steps, msgs, w.maxMessages).Query(func(rows pgx.Rows) error {
+			pb.Queue(lifecycle.ProgressSQL, ids, attempts, fr, steps, msgs, w.maxMessages).Query(func(rows pgx.Rows) error {
 				for rows.Next() {
 					var id string
 					var version int64
@@ -538,12 +539,12 @@ func (w *writer) exec(b *batch, atomic bool) error {
 			for i, l := range b.logs {
 				ids[i], attempts[i], ts[i], levels[i], msgs[i], fields[i] = l.key.id, int32(l.key.attempt), l.ts, l.level, l.msg, l.fields
 			}
-			pb.Queue(logsSQL, ids, attempts, ts, levels, msgs, fields)
+			pb.Queue(lifecycle.LogsSQL, ids, attempts, ts, levels, msgs, fields)
 		}})
 	}
 	if len(plain) > 0 {
 		stmts = append(stmts, stmt{"finish", func(pb *pgx.Batch) {
-			pb.Queue(finishSQL, finishArgs(plain)...).Query(scanApplied(&finishEvs))
+			pb.Queue(lifecycle.FinishSQL, finishArgs(plain)...).Query(scanApplied(&finishEvs))
 		}})
 	}
 
@@ -656,8 +657,8 @@ func (w *writer) publish(b *batch, starts []event.Event, startErr error, progres
 	w.events.Publish(evs...)
 }
 
-// finishArgs are the thirteen arrays of finishSQL (and the first thirteen of
-// combinedSQL).
+// finishArgs are the thirteen arrays of lifecycle.FinishSQL (and the first
+// thirteen of lifecycle.CombinedSQL).
 func finishArgs(ops []*finishOp) []any {
 	n := len(ops)
 	ids, attempts, statuses, ts := make([]string, n), make([]int32, n), make([]string, n), make([]time.Time, n)
@@ -682,169 +683,3 @@ func finishArgs(ops []*finishOp) []any {
 	}
 	return []any{ids, attempts, statuses, ts, results, errs, next, durs, outcomes, kinds, messages, stacks, resultURLs}
 }
-
-// dueSQL is when a task row became due: scheduled_for before its first
-// attempt, next_retry_at after an automatic retry, updated_at after a manual
-// retry.
-const dueSQL = `CASE WHEN o.status = 'retrying' THEN COALESCE(o.next_retry_at, o.updated_at)
-                WHEN o.status = 'pending' AND o.attempt > 0 THEN o.updated_at
-                WHEN o.status = 'pending' THEN o.scheduled_for
-                ELSE now() END`
-
-// checkSQL reads what a delivery needs to decide whether it may run.
-const checkSQL = `SELECT o.id, o.status, o.attempt, o.cancel_requested, ` + dueSQL + ` FROM tasks o WHERE o.id = ANY($1::text[])`
-
-// startSQL moves each task to running for a new attempt when its state allows
-// (pending, retrying, or running after a lost worker) and no cancel was
-// requested; closes a previous attempt still marked running as lost; inserts
-// the attempt row; and moves rows with cancel_requested to cancelled. The
-// queue wait runs from the time the task became due: scheduled_for on the first
-// attempt, next_retry_at after an automatic retry, updated_at after a manual
-// retry. It returns one row per started or cancelled task.
-const startSQL = `
-WITH v AS (
-    SELECT v.id, v.worker, v.ts, v.attempt, ` + dueSQL + ` AS base
-    FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::int[]) AS v(id, worker, ts, attempt)
-    JOIN tasks o ON o.id = v.id
-), upd AS (
-    UPDATE tasks t SET status = 'running', attempt = t.attempt + 1,
-           started_at = COALESCE(t.started_at, v.ts), worker_id = v.worker, updated_at = v.ts,
-           next_retry_at = NULL, progress = 0, current_step = '',
-           queue_wait_ms = COALESCE(t.queue_wait_ms, GREATEST(0, (extract(epoch FROM v.ts - v.base) * 1000)::bigint))
-    FROM v
-    WHERE t.id = v.id AND t.attempt = v.attempt - 1 AND t.status IN ('pending', 'retrying', 'running')
-      AND NOT t.cancel_requested
-    RETURNING t.id, t.attempt, v.worker, v.ts, GREATEST(0, (extract(epoch FROM v.ts - v.base) * 1000)::bigint) AS wait, t.version
-), lost AS (
-    UPDATE task_attempts a SET outcome = 'lost', finished_at = u.ts,
-           duration_ms = GREATEST(0, (extract(epoch FROM u.ts - a.started_at) * 1000)::bigint),
-           error_kind = 'lost',
-           error_message = 'the worker running this attempt stopped before recording its outcome'
-    FROM upd u WHERE a.task_id = u.id AND a.attempt < u.attempt AND a.outcome = 'running'
-), ins AS (
-    INSERT INTO task_attempts (task_id, attempt, worker, started_at, queue_wait_ms, outcome)
-    SELECT id, attempt, worker, ts, wait, 'running' FROM upd
-    ON CONFLICT (task_id, attempt) DO NOTHING
-), canc AS (
-    UPDATE tasks t SET status = 'cancelled', completed_at = v.ts, updated_at = v.ts, next_retry_at = NULL
-    FROM v
-    WHERE t.id = v.id AND t.cancel_requested AND t.status IN ('pending', 'retrying', 'running')
-    RETURNING t.id, t.callback_url, v.ts, t.version
-), canc_att AS (
-    UPDATE task_attempts a SET outcome = 'cancelled', finished_at = c.ts,
-           duration_ms = GREATEST(0, (extract(epoch FROM c.ts - a.started_at) * 1000)::bigint),
-           error_kind = 'cancelled', error_message = 'cancelled while no worker was running it'
-    FROM canc c WHERE a.task_id = c.id AND a.outcome = 'running'
-), cb AS (
-    INSERT INTO task_callbacks (task_id, url, next_attempt_at)
-    SELECT id, callback_url, ts FROM canc WHERE callback_url IS NOT NULL AND callback_url <> ''
-)
-SELECT id, attempt, wait, false, version FROM upd
-UNION ALL
-SELECT id, 0, 0::bigint, true, version FROM canc`
-
-// progressSQL writes the latest progress of running attempts and appends their
-// new messages, keeping the last $6.
-const progressSQL = `
-UPDATE tasks t SET progress = v.progress, current_step = v.step, updated_at = now(),
-       messages = CASE WHEN jsonb_array_length(v.msgs::jsonb) = 0 THEN t.messages ELSE (
-           SELECT COALESCE(jsonb_agg(x.e ORDER BY x.i), '[]'::jsonb) FROM (
-               SELECT m.e, m.i FROM jsonb_array_elements(t.messages || v.msgs::jsonb) WITH ORDINALITY AS m(e, i)
-               ORDER BY m.i DESC LIMIT $6) x) END
-FROM unnest($1::text[], $2::int[], $3::float8[], $4::text[], $5::text[]) AS v(id, attempt, progress, step, msgs)
-WHERE t.id = v.id AND t.attempt = v.attempt AND t.status = 'running'
-RETURNING t.id, t.version`
-
-const logsSQL = `
-INSERT INTO task_logs (task_id, attempt, ts, level, message, fields)
-SELECT id, attempt, ts, level, message, fields::jsonb
-FROM unnest($1::text[], $2::int[], $3::timestamptz[], $4::text[], $5::text[], $6::text[])
-     AS v(id, attempt, ts, level, message, fields)`
-
-// finishSQL records attempts' outcomes. The task row moves only from running
-// and only for the attempt that is current, so a late or duplicate outcome
-// never moves a task backwards; the attempt row is closed either way (unless a
-// newer start already closed it as lost). A terminal state with a callback URL
-// queues a callback in the same statement.
-const finishSQL = `
-WITH v AS (
-    SELECT * FROM unnest($1::text[], $2::int[], $3::text[], $4::timestamptz[], $5::text[], $6::text[],
-                         $7::timestamptz[], $8::bigint[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[])
-        AS v(id, attempt, status, ts, result, err, next_retry_at, duration_ms, outcome, error_kind, error_message, stack, result_url)
-), upd AS (
-    UPDATE tasks t SET status = v.status, updated_at = v.ts,
-           completed_at = CASE WHEN v.status IN ('completed', 'failed', 'cancelled') THEN v.ts END,
-           result = CASE WHEN v.status = 'completed' THEN v.result::jsonb ELSE t.result END,
-           result_url = CASE WHEN v.status = 'completed' THEN v.result_url ELSE t.result_url END,
-           error = CASE WHEN v.status = 'completed' THEN NULL ELSE v.err::jsonb END,
-           progress = CASE WHEN v.status = 'completed' THEN 1 ELSE t.progress END,
-           next_retry_at = v.next_retry_at,
-           duration_ms = v.duration_ms
-    FROM v
-    WHERE t.id = v.id AND t.attempt = v.attempt AND t.status = 'running'
-    RETURNING t.id, t.status, t.callback_url, v.ts, t.version
-), att AS (
-    UPDATE task_attempts a SET finished_at = v.ts, duration_ms = v.duration_ms, outcome = v.outcome,
-           error_kind = v.error_kind, error_message = v.error_message, stack = v.stack
-    FROM v WHERE a.task_id = v.id AND a.attempt = v.attempt AND a.outcome = 'running'
-), cb AS (
-    INSERT INTO task_callbacks (task_id, url, next_attempt_at)
-    SELECT id, callback_url, ts FROM upd
-    WHERE status IN ('completed', 'failed', 'cancelled') AND callback_url IS NOT NULL AND callback_url <> ''
-)
-SELECT id, status, (status IN ('completed', 'failed', 'cancelled') AND callback_url IS NOT NULL AND callback_url <> ''), version FROM upd`
-
-// combinedSQL writes an attempt's start, last progress and outcome at once,
-// for attempts that ended before their start was flushed (most short tasks):
-// one update of the task row instead of two. The row must still be the one the
-// delivery checked: attempt - 1, startable, no cancel requested (unless the
-// outcome is the cancel).
-const combinedSQL = `
-WITH v AS (
-    SELECT v.*, ` + dueSQL + ` AS base
-    FROM unnest($1::text[], $2::int[], $3::text[], $4::timestamptz[], $5::text[], $6::text[],
-                $7::timestamptz[], $8::bigint[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[],
-                $14::text[], $15::timestamptz[], $16::float8[], $17::text[], $18::text[])
-        AS v(id, attempt, status, ts, result, err, next_retry_at, duration_ms, outcome, error_kind, error_message, stack,
-             result_url, worker, started, progress, step, msgs)
-    JOIN tasks o ON o.id = v.id
-), upd AS (
-    UPDATE tasks t SET status = v.status, attempt = v.attempt, updated_at = v.ts,
-           started_at = COALESCE(t.started_at, v.started), worker_id = v.worker,
-           queue_wait_ms = COALESCE(t.queue_wait_ms, GREATEST(0, (extract(epoch FROM v.started - v.base) * 1000)::bigint)),
-           completed_at = CASE WHEN v.status IN ('completed', 'failed', 'cancelled') THEN v.ts END,
-           result = CASE WHEN v.status = 'completed' THEN v.result::jsonb ELSE t.result END,
-           result_url = CASE WHEN v.status = 'completed' THEN v.result_url ELSE t.result_url END,
-           error = CASE WHEN v.status = 'completed' THEN NULL ELSE v.err::jsonb END,
-           progress = CASE WHEN v.status = 'completed' THEN 1 ELSE v.progress END,
-           current_step = v.step,
-           messages = CASE WHEN jsonb_array_length(v.msgs::jsonb) = 0 THEN t.messages ELSE (
-               SELECT COALESCE(jsonb_agg(x.e ORDER BY x.i), '[]'::jsonb) FROM (
-                   SELECT m.e, m.i FROM jsonb_array_elements(t.messages || v.msgs::jsonb) WITH ORDINALITY AS m(e, i)
-                   ORDER BY m.i DESC LIMIT $19) x) END,
-           next_retry_at = v.next_retry_at,
-           duration_ms = v.duration_ms
-    FROM v
-    WHERE t.id = v.id AND t.attempt = v.attempt - 1 AND t.status IN ('pending', 'retrying', 'running')
-      AND (NOT t.cancel_requested OR v.status = 'cancelled')
-    RETURNING t.id, t.status, t.attempt, t.callback_url, v.ts, v.started,
-              GREATEST(0, (extract(epoch FROM v.started - v.base) * 1000)::bigint) AS wait, t.version
-), lost AS (
-    UPDATE task_attempts a SET outcome = 'lost', finished_at = u.started,
-           duration_ms = GREATEST(0, (extract(epoch FROM u.started - a.started_at) * 1000)::bigint),
-           error_kind = 'lost',
-           error_message = 'the worker running this attempt stopped before recording its outcome'
-    FROM upd u WHERE a.task_id = u.id AND a.attempt < u.attempt AND a.outcome = 'running'
-), ins AS (
-    INSERT INTO task_attempts (task_id, attempt, worker, started_at, finished_at, duration_ms, queue_wait_ms,
-                               outcome, error_kind, error_message, stack)
-    SELECT v.id, v.attempt, v.worker, v.started, v.ts, v.duration_ms, u.wait,
-           v.outcome, v.error_kind, v.error_message, v.stack
-    FROM upd u JOIN v ON v.id = u.id
-    ON CONFLICT (task_id, attempt) DO NOTHING
-), cb AS (
-    INSERT INTO task_callbacks (task_id, url, next_attempt_at)
-    SELECT id, callback_url, ts FROM upd
-    WHERE status IN ('completed', 'failed', 'cancelled') AND callback_url IS NOT NULL AND callback_url <> ''
-)
-SELECT id, status, (status IN ('completed', 'failed', 'cancelled') AND callback_url IS NOT NULL AND callback_url <> ''), version FROM upd`
