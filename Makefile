@@ -53,7 +53,10 @@ tidy-check: ## Fail when go.mod/go.sum files are not tidy.
 fresh-check: ## Run the README's two commands in a clean Debian 12 root (debootstrap, chroot; root only).
 	@scripts/fresh-check.sh
 
+fuzz: ## Run every fuzz target for FUZZTIME each (default 60s); failing inputs land in testdata/fuzz.
+	@scripts/fuzz.sh
+
 bench: ## Run the benchmarks that print the performance figures.
 	@scripts/bench/run.sh
 
-.PHONY: test-race fresh-check generate generate-check help dev test test-short build build-check lint proto proto-check tidy tidy-check bench
+.PHONY: fuzz test-race fresh-check generate generate-check help dev test test-short build build-check lint proto proto-check tidy tidy-check bench
