@@ -410,6 +410,7 @@ func (w *writer) exec(b *batch, atomic bool) error {
 	checkRes := map[string]checkResult{}
 	startRes := map[string]startResult{}
 	applied := map[string]bool{}
+	callbackQueued := false // a terminal state with a callback was recorded
 	var checkErr, startErr, combinedErr, finishErr, progressErr, logsErr error
 	// The events of what this flush changed, published once it committed.
 	var startEvs, progressEvs, combinedEvs, finishEvs []event.Event
@@ -432,7 +433,7 @@ func (w *writer) exec(b *batch, atomic bool) error {
 				}
 				applied[id] = true
 				if callback {
-					applied["\x00callback"] = true
+					callbackQueued = true
 				}
 				*evs = append(*evs, event.Task(id, version, status))
 			}
@@ -614,7 +615,7 @@ func (w *writer) exec(b *batch, atomic bool) error {
 		f.done <- finishResult{applied: applied[f.key.id]}
 	}
 	w.publish(b, startEvs, startErr, progressEvs, progressErr, logsErr, combinedEvs, combinedErr, finishEvs, finishErr)
-	if applied["\x00callback"] && w.onTerminal != nil {
+	if callbackQueued && w.onTerminal != nil {
 		w.onTerminal()
 	}
 	for _, s := range startRes {

@@ -255,7 +255,7 @@ func TestAuditTrail(t *testing.T) {
 	code, _, _ = b.call(t, http.MethodDelete, "/api/v1/schedules/"+sch.ID, testBootstrap, "")
 	require.Equal(t, http.StatusNoContent, code)
 	// A refused credential and a key revocation.
-	code, _, _ = b.call(t, http.MethodGet, "/api/v1/tasks", opKey[:len(opKey)-3]+"xyz", "")
+	code, _, _ = b.call(t, http.MethodGet, "/api/v1/tasks", opKey[:len(opKey)-8]+"zzzz"+opKey[len(opKey)-4:], "")
 	require.Equal(t, http.StatusUnauthorized, code)
 	code, _, _ = b.call(t, http.MethodDelete, "/api/v1/api-keys/"+opID, testBootstrap, "")
 	require.Equal(t, http.StatusOK, code)
