@@ -327,6 +327,27 @@ type EgressConfig struct {
 	MaxResponseBytes int64 `mapstructure:"max_response_bytes"`
 	// MaxRedirects is how many redirects are followed, each re-checked. Default 3.
 	MaxRedirects int `mapstructure:"max_redirects"`
+	// Price, Notify, Callbacks and Webhooks are the allow-lists of each kind
+	// of outbound call: the price provider; Slack, SMS, push and ntfy; task
+	// completion callbacks; webhook_callback tasks. A purpose whose list is
+	// empty uses AllowCIDRs. Default empty.
+	Price     EgressPurposeConfig `mapstructure:"price"`
+	Notify    EgressPurposeConfig `mapstructure:"notify"`
+	Callbacks EgressPurposeConfig `mapstructure:"callbacks"`
+	Webhooks  EgressPurposeConfig `mapstructure:"webhooks"`
+}
+
+// EgressPurposeConfig is the allow-list of one kind of outbound call.
+type EgressPurposeConfig struct {
+	// AllowCIDRs lists ranges this kind of call may reach although private or
+	// loopback. If empty, egress.allow_cidrs applies. Default empty.
+	AllowCIDRs []string `mapstructure:"allow_cidrs"`
+}
+
+// Purposes returns the per-purpose allow-list sections by name, for
+// validation and documentation.
+func (c EgressConfig) Purposes() map[string]EgressPurposeConfig {
+	return map[string]EgressPurposeConfig{"price": c.Price, "notify": c.Notify, "callbacks": c.Callbacks, "webhooks": c.Webhooks}
 }
 
 // StorageConfig configures result storage.
@@ -480,6 +501,8 @@ func Defaults() Config {
 		Egress: EgressConfig{
 			AllowCIDRs: []string{}, ConnectTimeout: 5 * time.Second, Timeout: 30 * time.Second,
 			MaxResponseBytes: 10 << 20, MaxRedirects: 3,
+			Price: EgressPurposeConfig{AllowCIDRs: []string{}}, Notify: EgressPurposeConfig{AllowCIDRs: []string{}},
+			Callbacks: EgressPurposeConfig{AllowCIDRs: []string{}}, Webhooks: EgressPurposeConfig{AllowCIDRs: []string{}},
 		},
 		Storage: StorageConfig{
 			Backend: "local", LocalDir: "./.run/results", LinkTTL: 15 * time.Minute,

@@ -40,7 +40,7 @@ func TestFromConfigHonoursEverySetting(t *testing.T) {
 	c.MaxResponseBytes = 16
 	c.MaxRedirects = -1
 	c.Timeout = 200 * time.Millisecond
-	g, err := egress.FromConfig(c)
+	g, err := egress.FromConfig(c, egress.PurposeWebhooks)
 	require.NoError(t, err)
 
 	resp, err := get(t, g, srv.URL+"/big")
@@ -57,11 +57,11 @@ func TestFromConfigHonoursEverySetting(t *testing.T) {
 	require.True(t, errors.As(err, &netErr) && netErr.Timeout(), "timeout: got %v", err)
 
 	// Without the allow-list the loopback server is blocked.
-	g, err = egress.FromConfig(config.Defaults().Egress)
+	g, err = egress.FromConfig(config.Defaults().Egress, egress.PurposeWebhooks)
 	require.NoError(t, err)
 	_, err = get(t, g, srv.URL+"/big")
 	require.ErrorIs(t, err, egress.ErrBlocked)
 
-	_, err = egress.FromConfig(config.EgressConfig{AllowCIDRs: []string{"not-a-cidr"}})
+	_, err = egress.FromConfig(config.EgressConfig{AllowCIDRs: []string{"not-a-cidr"}}, egress.PurposeWebhooks)
 	require.ErrorContains(t, err, "not-a-cidr")
 }

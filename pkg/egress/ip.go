@@ -30,11 +30,15 @@ const (
 )
 
 // BlockedError reports a URL or address the guard refuses. It matches ErrBlocked
-// with errors.Is. It never holds a URL's path or query, which may be secret.
+// with errors.Is. It never holds a URL's path or query, which may be secret,
+// and its message names the rule that refused but not a resolved address:
+// the message reaches the task's error, and the addresses behind an internal
+// name are not the caller's to learn.
 type BlockedError struct {
 	// Host is the URL host or dialled host name, if known.
 	Host string
-	// Addr is the refused address, if the refusal is about an address.
+	// Addr is the refused address, if the refusal is about an address. It is
+	// for logs and tests; Error does not print it.
 	Addr netip.Addr
 	// Reason says why.
 	Reason Reason
@@ -43,10 +47,6 @@ type BlockedError struct {
 // Error implements error.
 func (e *BlockedError) Error() string {
 	switch {
-	case e.Addr.IsValid() && e.Host != "" && e.Host != e.Addr.String():
-		return fmt.Sprintf("egress: blocked %q (%s): %s", e.Host, e.Addr, e.Reason)
-	case e.Addr.IsValid():
-		return fmt.Sprintf("egress: blocked %s: %s", e.Addr, e.Reason)
 	case e.Host != "":
 		return fmt.Sprintf("egress: blocked %q: %s", e.Host, e.Reason)
 	default:

@@ -183,11 +183,10 @@ func transportError(channel, target string, err error, red redactor) error {
 	}
 }
 
-// maxDetail is how much of an error response body an error quotes.
-const maxDetail = 256
-
 // do sends req with client and classifies the outcome: 2xx is success, other
-// statuses become an *Error that quotes the start of the response body.
+// statuses become an *Error that names the status code only. The receiver's
+// body is never quoted: the error is stored as the task's error, and a body
+// may echo back internal details or the request itself.
 func do(client *http.Client, req *http.Request, channel string, red redactor) (int, error) {
 	target := describeURL(req.URL)
 	resp, err := client.Do(req)
@@ -195,16 +194,12 @@ func do(client *http.Client, req *http.Request, channel string, red redactor) (i
 		return 0, transportError(channel, target, err, red)
 	}
 	defer resp.Body.Close()
-	detail, _ := io.ReadAll(io.LimitReader(resp.Body, maxDetail))
-	// Drain a little more so the connection can be reused.
+	// Drain a little so the connection can be reused.
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
 		return resp.StatusCode, nil
 	}
 	msg := fmt.Sprintf("notify: %s: send to %s: status %d", channel, target, resp.StatusCode)
-	if d := strings.TrimSpace(strings.ToValidUTF8(string(detail), "")); d != "" {
-		msg += ": " + strings.Join(strings.Fields(d), " ")
-	}
 	return resp.StatusCode, &Error{
 		Channel:    channel,
 		StatusCode: resp.StatusCode,

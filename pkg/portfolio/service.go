@@ -146,7 +146,7 @@ func NewProvider(name, stooqBaseURL string, client *http.Client) (price.Provider
 func ProviderFromConfig(prices config.PricesConfig, eg config.EgressConfig) (price.Provider, error) {
 	var client *http.Client
 	if strings.EqualFold(strings.TrimSpace(prices.Provider), price.NameStooq) {
-		guard, err := egress.FromConfig(eg)
+		guard, err := egress.FromConfig(eg, egress.PurposePrice)
 		if err != nil {
 			return nil, fmt.Errorf("portfolio: price provider: %w", err)
 		}

@@ -24,12 +24,16 @@ func WorkerHandlers(db *gorm.DB, rc redis.UniversalClient, sc config.SchedulerCo
 	if db == nil || rc == nil || keys == nil || log == nil {
 		return nil, errors.New("schedule: nil dependency")
 	}
-	guard, err := egress.FromConfig(eg)
+	webhooks, err := egress.FromConfig(eg, egress.PurposeWebhooks)
+	if err != nil {
+		return nil, err
+	}
+	callbacks, err := egress.FromConfig(eg, egress.PurposeCallbacks)
 	if err != nil {
 		return nil, err
 	}
 	svc, err := taskservice.New(db, asynq.NewClientFromRedisClient(rc), asynq.NewInspectorFromRedisClient(rc), log,
-		taskservice.Options{CheckURL: guard.CheckURL, Sealer: keys})
+		taskservice.Options{CheckURL: webhooks.CheckURL, CheckCallbackURL: callbacks.CheckURL, Sealer: keys})
 	if err != nil {
 		return nil, err
 	}

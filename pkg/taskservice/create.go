@@ -65,8 +65,12 @@ type Options struct {
 	Retention time.Duration
 	// Sealer encrypts secret params. If nil, params are stored as given.
 	Sealer Sealer
-	// CheckURL vets callback and webhook URLs. If nil, only the scheme is checked.
+	// CheckURL vets webhook_callback URLs (and callback URLs when
+	// CheckCallbackURL is nil). If nil, only the scheme is checked.
 	CheckURL URLCheck
+	// CheckCallbackURL vets callback_url, which has an allow-list of its own
+	// (egress.callbacks). If nil, CheckURL is used.
+	CheckCallbackURL URLCheck
 	// Inserters is the number of concurrent batch inserters. If zero, 2.
 	Inserters int
 	// MaxBatch caps the rows of one insert. If zero, 256.
@@ -255,7 +259,10 @@ func (s *Service) prepare(ctx context.Context, req CreateRequest) (store.Task, p
 		}
 	}
 	if req.CallbackURL != "" {
-		check := s.opts.CheckURL
+		check := s.opts.CheckCallbackURL
+		if check == nil {
+			check = s.opts.CheckURL
+		}
 		if check == nil {
 			check = schemeOnly
 		}

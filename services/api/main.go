@@ -267,7 +267,13 @@ func serve(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 	}
 
 	// Business: the task service.
-	guard, err := egress.FromConfig(cfg.Egress)
+	// Webhook and callback URLs are vetted at creation with their purposes'
+	// allow-lists; the worker's guards check them again when dialling.
+	webhooks, err := egress.FromConfig(cfg.Egress, egress.PurposeWebhooks)
+	if err != nil {
+		return err
+	}
+	callbackGuard, err := egress.FromConfig(cfg.Egress, egress.PurposeCallbacks)
 	if err != nil {
 		return err
 	}
@@ -290,7 +296,7 @@ func serve(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 		defer cancel()
 		events.Close(ectx)
 	}()
-	tasks, err := taskservice.New(deps.DB, client, inspector, log, taskservice.Options{CheckURL: guard.CheckURL, Sealer: sealer, Events: events,
+	tasks, err := taskservice.New(deps.DB, client, inspector, log, taskservice.Options{CheckURL: webhooks.CheckURL, CheckCallbackURL: callbackGuard.CheckURL, Sealer: sealer, Events: events,
 		EnqueueTimeout: cfg.API.EnqueueTimeout})
 	if err != nil {
 		return err

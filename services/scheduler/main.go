@@ -70,7 +70,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 
 	// Business: the task service (the one creation path), the fire protocol,
 	// Asynq's cron and the reconciler.
-	guard, err := egress.FromConfig(cfg.Egress)
+	// Webhook and callback URLs are vetted at creation with their purposes'
+	// allow-lists; the worker's guards check them again when dialling.
+	webhooks, err := egress.FromConfig(cfg.Egress, egress.PurposeWebhooks)
+	if err != nil {
+		return err
+	}
+	callbackGuard, err := egress.FromConfig(cfg.Egress, egress.PurposeCallbacks)
 	if err != nil {
 		return err
 	}
@@ -92,7 +98,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		defer cancel()
 		events.Close(ectx)
 	}()
-	svc, err := taskservice.New(deps.DB, client, inspector, log, taskservice.Options{CheckURL: guard.CheckURL, Sealer: keys, Events: events})
+	svc, err := taskservice.New(deps.DB, client, inspector, log, taskservice.Options{CheckURL: webhooks.CheckURL, CheckCallbackURL: callbackGuard.CheckURL, Sealer: keys, Events: events})
 	if err != nil {
 		return err
 	}

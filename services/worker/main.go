@@ -76,7 +76,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer func() { _ = deps.Close() }()
-	guard, err := egress.FromConfig(cfg.Egress)
+	// One guard per purpose, each with its allow-list.
+	webhooks, err := egress.FromConfig(cfg.Egress, egress.PurposeWebhooks)
+	if err != nil {
+		return err
+	}
+	notifyGuard, err := egress.FromConfig(cfg.Egress, egress.PurposeNotify)
+	if err != nil {
+		return err
+	}
+	callbackGuard, err := egress.FromConfig(cfg.Egress, egress.PurposeCallbacks)
 	if err != nil {
 		return err
 	}
@@ -95,7 +104,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 
 	// Handlers, one registration place.
 	hs, err := handlers.Build(handlers.Deps{
-		Config: cfg, DB: deps.DB, Redis: deps.RedisClient, HTTP: guard.Client(), Keyring: keyring, Results: results, Log: log,
+		Config: cfg, DB: deps.DB, Redis: deps.RedisClient, HTTP: webhooks.Client(), Notify: notifyGuard.Client(), Keyring: keyring, Results: results, Log: log,
 	})
 	if err != nil {
 		return err
@@ -117,7 +126,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if callbackSecret == "" && cfg.IsDevelopment() {
 		callbackSecret = config.DevCallbackSecret
 	}
-	callbacks, err := worker.NewCallbacks(deps.DB, guard.Client(), []byte(callbackSecret), log.Named("callbacks"), worker.CallbackOptions{
+	callbacks, err := worker.NewCallbacks(deps.DB, callbackGuard.Client(), []byte(callbackSecret), log.Named("callbacks"), worker.CallbackOptions{
 		Redact: taskservice.RedactParams, Registerer: deps.Registry,
 	})
 	if err != nil {

@@ -33,8 +33,12 @@ type Deps struct {
 	Config config.Config
 	DB     *gorm.DB
 	Redis  redis.UniversalClient
-	// HTTP is the egress-guarded client for every outbound call.
+	// HTTP is the egress-guarded client of webhook_callback tasks (allow-list
+	// egress.webhooks).
 	HTTP *http.Client
+	// Notify is the egress-guarded client of Slack, SMS, push and ntfy
+	// (allow-list egress.notify). If nil, HTTP is used.
+	Notify *http.Client
 	// Keyring seals and opens secret params (the scheduler's fire job opens a
 	// schedule's and seals its task's).
 	Keyring *secret.Keyring
@@ -75,7 +79,11 @@ func Build(d Deps) (map[string]job.Handler, error) {
 	if smtp.TLS == "" && d.Config.IsDevelopment() {
 		smtp.TLS = notify.MailTLSNone
 	}
-	senders, err := notifyjob.SendersFromConfig(smtp, d.Config.Alerts, d.HTTP)
+	notifyClient := d.Notify
+	if notifyClient == nil {
+		notifyClient = d.HTTP
+	}
+	senders, err := notifyjob.SendersFromConfig(smtp, d.Config.Alerts, notifyClient)
 	if err != nil {
 		return nil, err
 	}
