@@ -69,7 +69,8 @@ var errNoDial = errors.New("fuzz: not dialled")
 // prefix. The guard never dials an internal address the allow-list does not
 // cover, whether the URL names it literally (in any notation) or a host name
 // resolves to it; CheckURL never accepts a literal internal address; and a
-// refusal never quotes the URL's path or query, which may hold a secret.
+// refusal names its rule but never a resolved address, nor the URL's path or
+// query, which may hold a secret.
 func FuzzGuard(f *testing.F) {
 	f.Add("http://10.0.0.1/", []byte{10, 0, 0, 1}, "")
 	f.Fuzz(func(t *testing.T, raw string, resolved []byte, allow string) {
@@ -131,6 +132,13 @@ func FuzzGuard(f *testing.F) {
 		var blocked *egress.BlockedError
 		if errors.As(err, &blocked) {
 			assertNoSecret(t, blocked, u)
+			// A resolved address is never named; the rule is.
+			if a := blocked.Addr.String(); blocked.Addr.IsValid() && !strings.Contains(u.Hostname(), a) && strings.Contains(err.Error(), a) {
+				t.Fatalf("error %q names the resolved address %s", err, a)
+			}
+			if !strings.Contains(blocked.Error(), string(blocked.Reason)) {
+				t.Fatalf("error %q does not name the rule %q", blocked, blocked.Reason)
+			}
 		}
 		for _, a := range dialled {
 			if internal(a) && !allowedBy(prefix, a) {
