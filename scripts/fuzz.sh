@@ -2,7 +2,10 @@
 # Runs every native Go fuzz target (func FuzzXxx(*testing.F)) of every module,
 # one after another, each for FUZZTIME (default 60s).
 #   scripts/fuzz.sh                     all targets
-#   FUZZTIME=20s scripts/fuzz.sh        shorter runs
+#   FUZZTIME=20s scripts/fuzz.sh        shorter runs (below about 10s a loaded
+#                                       machine may not finish a target's
+#                                       baseline run, which go test reports
+#                                       as "context deadline exceeded")
 #   scripts/fuzz.sh ./pkg/egress        only the targets under these packages
 # A failing input is written by go test to the package's
 # testdata/fuzz/<FuzzName>/ directory; commit it with the fix so that it runs
