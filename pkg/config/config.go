@@ -488,7 +488,7 @@ func Defaults() Config {
 			ShutdownTimeout: 10 * time.Second, SeedSchedules: true,
 		},
 		Monitor: MonitorConfig{Addr: "127.0.0.1:8081", CollectInterval: 5 * time.Second, ShutdownTimeout: 10 * time.Second},
-		Redis:   RedisConfig{Mode: "single", Addr: "127.0.0.1:6379", Addrs: []string{}, DialTimeout: time.Second,
+		Redis: RedisConfig{Mode: "single", Addr: "127.0.0.1:6379", Addrs: []string{}, DialTimeout: time.Second,
 			ReadTimeout: 500 * time.Millisecond, WriteTimeout: 500 * time.Millisecond, MaxRetries: 1, PoolTimeout: time.Second},
 		Database: DatabaseConfig{
 			URL:          "postgres://taskforge@127.0.0.1:5432/taskforge?sslmode=disable",
