@@ -5,6 +5,10 @@
 //	loadtest create [-n 40000] [-c 96]   POST /api/v1/tasks rate and latency, and
 //	                                     a bare Echo → Asynq enqueue for comparison
 //	loadtest list [-rows 1000000]        page timings of GET /api/v1/tasks filters
+//	loadtest events -bin DIR [-streams 1000] [-task-streams 10] [-rate 1000] [-duration 60s]
+//	                                     live events through the api and worker
+//	                                     binaries in DIR: publish-to-deliver
+//	                                     latency and memory per open stream
 package main
 
 import (
@@ -18,6 +22,7 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 
 	_ "github.com/jackc/pgx/v5/stdlib" // database/sql driver "pgx"
 
@@ -37,7 +42,7 @@ func main() {
 
 func run(ctx context.Context, args []string) error {
 	if len(args) == 0 {
-		return errors.New("usage: loadtest create|list [flags]")
+		return errors.New("usage: loadtest create|list|events [flags]")
 	}
 	dbURL, redisAddr := os.Getenv("TASKFORGE_TEST_DATABASE_URL"), os.Getenv("TASKFORGE_TEST_REDIS_ADDR")
 	if dbURL == "" || redisAddr == "" {
@@ -64,6 +69,21 @@ func run(ctx context.Context, args []string) error {
 			return err
 		}
 		return benchList(ctx, dbURL, redisAddr, *rows)
+	case "events":
+		var cfg eventsConfig
+		fs.StringVar(&cfg.bin, "bin", "", "directory of taskforge-api and taskforge-worker (scripts/lib.sh build_services)")
+		fs.IntVar(&cfg.streams, "streams", 1000, "GET /api/v1/events streams open on the API")
+		fs.IntVar(&cfg.taskStreams, "task-streams", 10, "GET /api/v1/tasks/{id}/events streams (admin key, at most 20)")
+		fs.IntVar(&cfg.callers, "callers", 0, "operator keys the streams and tasks are spread over (0: streams/20, the default per-caller cap)")
+		fs.Float64Var(&cfg.rate, "rate", 1000, "task completions per second (the webhook receiver's pace)")
+		fs.DurationVar(&cfg.duration, "duration", time.Minute, "length of the run: rate x duration tasks")
+		if err := fs.Parse(args[1:]); err != nil {
+			return err
+		}
+		if cfg.bin == "" {
+			return errors.New("events: -bin is required")
+		}
+		return benchEvents(ctx, dbURL, redisAddr, cfg)
 	}
 	return fmt.Errorf("unknown benchmark %q", args[0])
 }
