@@ -153,7 +153,11 @@ WITH v AS (
     UPDATE task_attempts a SET finished_at = v.ts, duration_ms = v.duration_ms, outcome = v.outcome,
            error_kind = v.error_kind, error_message = v.error_message, stack = v.stack
     FROM v WHERE a.task_id = v.id AND a.attempt = v.attempt AND a.outcome = 'running'
-), cb AS (
+` + outcomeTail
+
+// outcomeTail ends FinishSQL and CombinedSQL: a terminal state with a callback
+// URL queues its callback, and each moved row is returned with whether it did.
+var outcomeTail = `), cb AS (
     INSERT INTO task_callbacks (task_id, url, next_attempt_at)
     SELECT id, callback_url, ts FROM upd
     WHERE status IN (` + in(terminal) + `) AND callback_url IS NOT NULL AND callback_url <> ''
@@ -208,12 +212,7 @@ WITH v AS (
            v.outcome, v.error_kind, v.error_message, v.stack
     FROM upd u JOIN v ON v.id = u.id
     ON CONFLICT (task_id, attempt) DO NOTHING
-), cb AS (
-    INSERT INTO task_callbacks (task_id, url, next_attempt_at)
-    SELECT id, callback_url, ts FROM upd
-    WHERE status IN (` + in(terminal) + `) AND callback_url IS NOT NULL AND callback_url <> ''
-)
-SELECT id, status, (status IN (` + in(terminal) + `) AND callback_url IS NOT NULL AND callback_url <> ''), version FROM upd`
+` + outcomeTail
 
 // UnrecordedSQL records $3 attempts after attempt $2 that a worker ran without
 // writing their start (it was killed first) as lost, and moves the row's
