@@ -81,13 +81,7 @@ WITH v AS (
     WHERE t.id = v.id AND t.attempt = v.attempt - 1 AND t.status IN (` + in(tasks.From(tasks.StatusRunning)) + `)
       AND NOT t.cancel_requested
     RETURNING t.id, t.attempt, v.worker, v.ts, GREATEST(0, (extract(epoch FROM v.ts - v.base) * 1000)::bigint) AS wait, t.version
-), lost AS (
-    UPDATE task_attempts a SET outcome = 'lost', finished_at = u.ts,
-           duration_ms = GREATEST(0, (extract(epoch FROM u.ts - a.started_at) * 1000)::bigint),
-           error_kind = 'lost',
-           error_message = 'the worker running this attempt stopped before recording its outcome'
-    FROM upd u WHERE a.task_id = u.id AND a.attempt < u.attempt AND a.outcome = 'running'
-), ins AS (
+)` + closeLost("u.ts") + `, ins AS (
     INSERT INTO task_attempts (task_id, attempt, worker, started_at, queue_wait_ms, outcome)
     SELECT id, attempt, worker, ts, wait, 'running' FROM upd
     ON CONFLICT (task_id, attempt) DO NOTHING
@@ -155,6 +149,19 @@ WITH v AS (
     FROM v WHERE a.task_id = v.id AND a.attempt = v.attempt AND a.outcome = 'running'
 ` + outcomeTail
 
+// closeLost is the CTE of a start: an earlier attempt of the row still marked
+// running (its worker died before recording the outcome) is closed as lost at
+// the new attempt's start, at. It follows the upd CTE, whose rows it reads.
+func closeLost(at string) string {
+	return `, lost AS (
+    UPDATE task_attempts a SET outcome = 'lost', finished_at = ` + at + `,
+           duration_ms = GREATEST(0, (extract(epoch FROM ` + at + ` - a.started_at) * 1000)::bigint),
+           error_kind = 'lost',
+           error_message = 'the worker running this attempt stopped before recording its outcome'
+    FROM upd u WHERE a.task_id = u.id AND a.attempt < u.attempt AND a.outcome = 'running'
+)`
+}
+
 // outcomeTail ends FinishSQL and CombinedSQL: a terminal state with a callback
 // URL queues its callback, and each moved row is returned with whether it did.
 var outcomeTail = `), cb AS (
@@ -199,13 +206,7 @@ WITH v AS (
       AND (NOT t.cancel_requested OR v.status = 'cancelled')
     RETURNING t.id, t.status, t.attempt, t.callback_url, v.ts, v.started,
               GREATEST(0, (extract(epoch FROM v.started - v.base) * 1000)::bigint) AS wait, t.version
-), lost AS (
-    UPDATE task_attempts a SET outcome = 'lost', finished_at = u.started,
-           duration_ms = GREATEST(0, (extract(epoch FROM u.started - a.started_at) * 1000)::bigint),
-           error_kind = 'lost',
-           error_message = 'the worker running this attempt stopped before recording its outcome'
-    FROM upd u WHERE a.task_id = u.id AND a.attempt < u.attempt AND a.outcome = 'running'
-), ins AS (
+)` + closeLost("u.started") + `, ins AS (
     INSERT INTO task_attempts (task_id, attempt, worker, started_at, finished_at, duration_ms, queue_wait_ms,
                                outcome, error_kind, error_message, stack)
     SELECT v.id, v.attempt, v.worker, v.started, v.ts, v.duration_ms, u.wait,
