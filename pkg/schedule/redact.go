@@ -3,47 +3,18 @@ package schedule
 import (
 	"encoding/json"
 
+	"github.com/taskforge/taskforge/pkg/secret"
 	"github.com/taskforge/taskforge/pkg/store"
-	"github.com/taskforge/taskforge/pkg/tasks"
 )
 
-// Redacted replaces the value of a secret param in API responses.
-const Redacted = "[redacted]"
+// Redacted replaces the value of a secret param in API responses: the mask
+// the task views use too.
+const Redacted = secret.Redacted
 
-// redact returns params with the type's secret fields masked. A schedule keeps
-// its params in PostgreSQL to create each fire's task (the task service seals
-// them then); they are never shown back.
-func redact(spec tasks.Spec, params store.JSON) json.RawMessage {
-	if len(params) == 0 {
-		return json.RawMessage("{}")
-	}
-	if spec.NewParams == nil {
-		return json.RawMessage(params)
-	}
-	var m map[string]json.RawMessage
-	if err := json.Unmarshal(params, &m); err != nil {
-		return json.RawMessage("{}")
-	}
-	fields := spec.NewParams().ProtoReflect().Descriptor().Fields()
-	masked := false
-	for i := 0; i < fields.Len(); i++ {
-		fd := fields.Get(i)
-		if !tasks.IsSecret(fd) {
-			continue
-		}
-		for _, name := range []string{string(fd.Name()), fd.JSONName()} {
-			if _, ok := m[name]; ok {
-				m[name] = json.RawMessage(`"` + Redacted + `"`)
-				masked = true
-			}
-		}
-	}
-	if !masked {
-		return json.RawMessage(params)
-	}
-	b, err := json.Marshal(m)
-	if err != nil {
-		return json.RawMessage("{}")
-	}
-	return b
+// redact returns params with the type's secret values masked, for every
+// reader (admins included). A schedule keeps its params in PostgreSQL, sealed,
+// to create each fire's task; they are never shown back. The masking is
+// secret.RedactJSON's, the same as a task's.
+func redact(typ string, params store.JSON) json.RawMessage {
+	return secret.RedactJSON(typ, json.RawMessage(params))
 }

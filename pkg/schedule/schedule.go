@@ -307,7 +307,7 @@ func View(row store.Schedule, now time.Time) Schedule {
 	spec, _ := tasks.Lookup(row.Type)
 	v := Schedule{
 		ID: row.ID, Name: row.Name, Cron: row.Cron, Timezone: row.Timezone, Type: row.Type,
-		Params: redact(spec, row.Params), Priority: spec.Priority, RetryPolicy: spec.Retry,
+		Params: redact(row.Type, row.Params), Priority: spec.Priority, RetryPolicy: spec.Retry,
 		TimeoutSeconds: int(spec.Timeout / time.Second), Enabled: row.Enabled,
 		LastRunAt: utc(row.LastRunAt), LastTaskID: row.LastTaskID, CreatedBy: row.CreatedBy,
 		CreatedAt: row.CreatedAt.UTC(), UpdatedAt: row.UpdatedAt.UTC(),

@@ -8,7 +8,12 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/taskforge/taskforge/pkg/secret"
+	"github.com/taskforge/taskforge/pkg/taskservice"
 )
+
+// The keyring is the task service's Sealer. The assertion lives in the
+// external test package: the task service imports this package to redact.
+var _ taskservice.Sealer = (*secret.Keyring)(nil)
 
 // TestMAC checks the keyed digest: stable for one active key, different under
 // another key, and not the plain SHA-256 anyone could compute offline.

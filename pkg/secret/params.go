@@ -77,8 +77,14 @@ func Redact(msg proto.Message) {
 }
 
 // RedactJSON returns a row's params JSON (as written by tasks.ParamsJSON) with
-// the secret values of type typ redacted. If the params cannot be decoded as
-// the type's message, it returns {} rather than risk showing a secret.
+// the secret values of type typ redacted: every value of a secret field (in a
+// secret map such as webhook_callback's headers, every value, its keys kept)
+// reads Redacted, sealed or not. It is the one redaction of stored params that
+// every read path calls: tasks (taskservice.RedactParams, also used for
+// completion callbacks), schedules (schedule.View) and any later resource that
+// keeps params (triggers). Nobody reads a secret back, admins included. If the
+// params cannot be decoded as the type's message, or the type is unknown, it
+// returns {} rather than risk showing a secret.
 func RedactJSON(typ string, params json.RawMessage) json.RawMessage {
 	spec, ok := tasks.LookupAny(typ)
 	if !ok {

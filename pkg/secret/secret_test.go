@@ -22,7 +22,6 @@ import (
 	"github.com/taskforge/taskforge/pkg/job"
 	"github.com/taskforge/taskforge/pkg/taskpb"
 	"github.com/taskforge/taskforge/pkg/tasks"
-	"github.com/taskforge/taskforge/pkg/taskservice"
 )
 
 const canary = "canary-Zq8v1-do-not-leak"
@@ -45,7 +44,7 @@ func ring(t *testing.T, keys map[string][]byte, active string) *Keyring {
 func webhook() *taskpb.WebhookCallbackParams {
 	return &taskpb.WebhookCallbackParams{
 		Url: "https://example.test/hook", Method: "POST",
-		Headers: map[string]string{"X-Trace": "abc"},
+		Headers: map[string]string{"X-Trace": "abc", "Authorization": "Bearer " + canary + "-header"},
 		Secret:  canary,
 	}
 }
@@ -59,7 +58,10 @@ func TestSealOpenRoundTrip(t *testing.T) {
 	require.Equal(t, "k1", keyID)
 	require.True(t, strings.HasPrefix(msg.GetSecret(), "enc:v1:k1:"), msg.GetSecret())
 	require.Equal(t, "https://example.test/hook", msg.GetUrl(), "other fields are untouched")
-	require.Equal(t, "abc", msg.GetHeaders()["X-Trace"])
+	for name, v := range msg.GetHeaders() {
+		require.True(t, strings.HasPrefix(v, "enc:v1:k1:"), "header %s is sealed: %s", name, v)
+	}
+	require.Len(t, msg.GetHeaders(), 2, "header names stay as they are")
 
 	// Neither the binary form (the Asynq payload) nor the JSON form (the
 	// tasks row) carries the secret.
@@ -246,6 +248,8 @@ func TestRedact(t *testing.T) {
 	for _, m := range []*taskpb.WebhookCallbackParams{plain, sealed} {
 		Redact(m)
 		require.Equal(t, Redacted, m.GetSecret())
+		require.Equal(t, map[string]string{"X-Trace": Redacted, "Authorization": Redacted}, m.GetHeaders(),
+			"every header value is masked, the names kept")
 		require.Equal(t, "https://example.test/hook", m.GetUrl())
 	}
 
@@ -256,6 +260,7 @@ func TestRedact(t *testing.T) {
 	var got map[string]any
 	require.NoError(t, json.Unmarshal(out, &got))
 	require.Equal(t, Redacted, got["secret"])
+	require.Equal(t, map[string]any{"X-Trace": Redacted, "Authorization": Redacted}, got["headers"])
 	require.Equal(t, "https://example.test/hook", got["url"])
 	require.NotContains(t, string(out), "enc:v1")
 
@@ -445,6 +450,3 @@ func BenchmarkSealOpen(b *testing.B) {
 		}
 	}
 }
-
-// The keyring is the task service's Sealer.
-var _ taskservice.Sealer = (*Keyring)(nil)

@@ -670,7 +670,10 @@ type WebhookCallbackParams struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Url   string                 `protobuf:"bytes,1,opt,name=url,proto3" json:"url,omitempty"`
 	// method is POST (default), PUT or PATCH.
-	Method  string            `protobuf:"bytes,2,opt,name=method,proto3" json:"method,omitempty"`
+	Method string `protobuf:"bytes,2,opt,name=method,proto3" json:"method,omitempty"`
+	// headers are sent with the request; their values often carry credentials
+	// (Authorization, API keys), so every value is secret: sealed at rest and in
+	// the queue, opened by the worker just before the call, masked when read back.
 	Headers map[string]string `protobuf:"bytes,3,rep,name=headers,proto3" json:"headers,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	Payload *structpb.Value   `protobuf:"bytes,4,opt,name=payload,proto3" json:"payload,omitempty"`
 	// secret signs the body (HMAC-SHA256).
@@ -912,11 +915,11 @@ const file_taskforge_v1_params_proto_rawDesc = "" +
 	"\bseverity\x18\x04 \x01(\tR\bseverity\x12\x1e\n" +
 	"\n" +
 	"recipients\x18\x05 \x03(\tR\n" +
-	"recipients\"\x9f\x02\n" +
+	"recipients\"\xa5\x02\n" +
 	"\x15WebhookCallbackParams\x12\x16\n" +
 	"\x03url\x18\x01 \x01(\tB\x04\x90\xb5\x18\x01R\x03url\x12\x16\n" +
-	"\x06method\x18\x02 \x01(\tR\x06method\x12J\n" +
-	"\aheaders\x18\x03 \x03(\v20.taskforge.v1.WebhookCallbackParams.HeadersEntryR\aheaders\x120\n" +
+	"\x06method\x18\x02 \x01(\tR\x06method\x12P\n" +
+	"\aheaders\x18\x03 \x03(\v20.taskforge.v1.WebhookCallbackParams.HeadersEntryB\x04\x88\xb5\x18\x01R\aheaders\x120\n" +
 	"\apayload\x18\x04 \x01(\v2\x16.google.protobuf.ValueR\apayload\x12\x1c\n" +
 	"\x06secret\x18\x05 \x01(\tB\x04\x88\xb5\x18\x01R\x06secret\x1a:\n" +
 	"\fHeadersEntry\x12\x10\n" +

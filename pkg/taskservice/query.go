@@ -11,11 +11,11 @@ import (
 
 	"github.com/hibiken/asynq"
 	"github.com/jackc/pgx/v5/pgconn"
-	"google.golang.org/protobuf/reflect/protoreflect"
 	"gorm.io/gorm"
 
 	"github.com/taskforge/taskforge/pkg/auth"
 	"github.com/taskforge/taskforge/pkg/queue"
+	"github.com/taskforge/taskforge/pkg/secret"
 	"github.com/taskforge/taskforge/pkg/store"
 	"github.com/taskforge/taskforge/pkg/tasks"
 )
@@ -33,7 +33,6 @@ const (
 	DefaultWindow       = 24 * time.Hour
 	MaxWindow           = 90 * 24 * time.Hour
 	minWindow           = time.Minute
-	redactedValue       = `"***"`
 	maxTaskIDLength     = 64
 	listSortDefault     = "-created_at"
 	sortCreatedAt       = "created_at"
@@ -364,54 +363,12 @@ func (s *Service) find(ctx context.Context, db *gorm.DB, p auth.Principal, id st
 	return row, nil
 }
 
-// RedactParams returns params (as stored: JSON with proto field names) with the
-// value of every secret field of the type's message replaced by "***". Params
-// that do not parse come back as an empty object, never as they were.
+// RedactParams returns params (as stored: JSON with proto field names) with
+// every secret value of the type's message replaced by "***"
+// (secret.RedactJSON, the one redaction of stored params). Params that do not
+// parse come back as an empty object, never as they were.
 func RedactParams(typ string, params store.JSON) store.JSON {
-	spec, ok := tasks.LookupAny(typ)
-	if !ok || len(params) == 0 {
-		return store.JSON(`{}`)
-	}
-	out, ok := redact(spec.NewParams().ProtoReflect().Descriptor(), json.RawMessage(params))
-	if !ok {
-		return store.JSON(`{}`)
-	}
-	return store.JSON(out)
-}
-
-func redact(md protoreflect.MessageDescriptor, raw json.RawMessage) (json.RawMessage, bool) {
-	var fields map[string]json.RawMessage
-	if err := json.Unmarshal(raw, &fields); err != nil {
-		return nil, false
-	}
-	changed := false
-	for name, value := range fields {
-		fd := md.Fields().ByName(protoreflect.Name(name))
-		if fd == nil {
-			fd = md.Fields().ByJSONName(name)
-		}
-		if fd == nil {
-			continue
-		}
-		switch {
-		case tasks.IsSecret(fd):
-			fields[name] = json.RawMessage(redactedValue)
-			changed = true
-		case fd.Message() != nil && !fd.IsList() && !fd.IsMap() && string(value) != "null":
-			if sub, ok := redact(fd.Message(), value); ok && string(sub) != string(value) {
-				fields[name] = sub
-				changed = true
-			}
-		}
-	}
-	if !changed {
-		return raw, true
-	}
-	b, err := json.Marshal(fields)
-	if err != nil {
-		return nil, false
-	}
-	return b, true
+	return store.JSON(secret.RedactJSON(typ, json.RawMessage(params)))
 }
 
 // LogQuery selects a task's log lines.
