@@ -3,41 +3,23 @@ package lifecycle_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
+	"gorm.io/gorm"
 
+	"github.com/taskforge/taskforge/pkg/event"
 	"github.com/taskforge/taskforge/pkg/lifecycle"
 	"github.com/taskforge/taskforge/pkg/lifecycle/lifecycletest"
 	"github.com/taskforge/taskforge/pkg/store"
 	"github.com/taskforge/taskforge/pkg/tasks"
 	"github.com/taskforge/taskforge/pkg/testenv"
 )
-
-// TestStatementsTakeTheirStatesFromTheStateMachine: the lists a conditional
-// update allows are tasks.From's, so a change of the state machine changes the
-// production statements.
-func TestStatementsTakeTheirStatesFromTheStateMachine(t *testing.T) {
-	t.Parallel()
-	list := func(states []tasks.Status) string {
-		q := make([]string, len(states))
-		for i, s := range states {
-			q[i] = "'" + s + "'"
-		}
-		return "status IN (" + strings.Join(q, ", ") + ")"
-	}
-	require.Contains(t, lifecycle.StartSQL, list(tasks.From(tasks.StatusRunning)))
-	require.Contains(t, lifecycle.StartSQL, list(tasks.From(tasks.StatusCancelled)))
-	require.Contains(t, lifecycle.CombinedSQL, list(tasks.From(tasks.StatusRunning)))
-	require.Contains(t, lifecycle.UnrecordedSQL, list(tasks.From(tasks.StatusRunning)))
-	require.Contains(t, lifecycle.FailUnstartedSQL, "status IN ('pending', 'retrying')")
-	require.Contains(t, lifecycle.FinishSQL, "'completed', 'failed', 'cancelled'")
-}
 
 func insert(t *testing.T, pg testenv.Postgres, id string) {
 	t.Helper()
@@ -54,6 +36,7 @@ VALUES (?, 'refresh_portfolio', 'pending', 'normal', 3, '{}', 60, 'http://127.0.
 func TestProductionStatementsRaceToOneWholeEnd(t *testing.T) {
 	t.Parallel()
 	pg := testenv.NewPostgres(t)
+	lc := newLifecycle(t, pg, nil)
 	ctx := context.Background()
 	const n = 16
 	for i := range n {
@@ -70,17 +53,15 @@ func TestProductionStatementsRaceToOneWholeEnd(t *testing.T) {
 		wg.Add(3)
 		go func() {
 			defer wg.Done()
-			errs <- lifecycletest.RunAttempt(ctx, conn, id, outcome)
+			errs <- lifecycletest.RunAttempt(ctx, lc, conn, id, outcome)
 		}()
 		go func() {
 			defer wg.Done()
-			if _, ok, err := lifecycle.Terminal(ctx, pg.DB, id, tasks.StatusCancelled,
-				[]tasks.Status{tasks.StatusPending, tasks.StatusRetrying},
-				`cancel_requested = true, completed_at = now(), next_retry_at = NULL, updated_at = now()`, nil, ""); err != nil || ok {
+			if _, ok, err := lc.Cancel(ctx, id); err != nil || ok {
 				errs <- err
 				return
 			}
-			_, _, err := lifecycle.RequestCancel(ctx, pg.DB, id)
+			_, _, err := lc.RequestCancel(ctx, id)
 			errs <- err
 		}()
 		go func() {
@@ -90,7 +71,8 @@ func TestProductionStatementsRaceToOneWholeEnd(t *testing.T) {
 				errs <- err
 				return
 			}
-			_, _, err := lifecycle.Lost(ctx, pg.DB, row, `{"message":"task lost","kind":"lost"}`, time.Now().UTC())
+			_, _, err := lc.Lose(ctx, lifecycle.Loss{Row: row, Error: `{"message":"task lost","kind":"lost"}`,
+				Kind: "lost", Message: "task lost", Retry: true, At: time.Now().UTC()})
 			errs <- err
 		}()
 		wg.Wait()
@@ -111,12 +93,15 @@ func TestProductionStatementsRaceToOneWholeEnd(t *testing.T) {
 			before := row
 			conn, err := pgx.Connect(ctx, pg.URL)
 			require.NoError(t, err)
-			require.NoError(t, lifecycletest.RunAttempt(ctx, conn, id, tasks.StatusCompleted))
+			require.NoError(t, lifecycletest.RunAttempt(ctx, lc, conn, id, tasks.StatusCompleted))
 			require.NoError(t, conn.Close(ctx))
-			_, ok, err := lifecycle.Terminal(ctx, pg.DB, id, tasks.StatusCancelled, nil, `updated_at = now()`, nil, "")
+			_, ok, err := lc.Cancel(ctx, id)
 			require.NoError(t, err)
 			require.False(t, ok, "a terminal task is not cancelled")
-			_, ok, err = lifecycle.Lost(ctx, pg.DB, row, `{}`, time.Now().UTC())
+			_, ok, err = lc.Lose(ctx, lifecycle.Loss{Row: row, Error: `{}`, Kind: "lost", Retry: true, At: time.Now().UTC()})
+			require.NoError(t, err)
+			require.False(t, ok)
+			_, ok, err = lc.Lose(ctx, lifecycle.Loss{Row: row, Error: `{}`, Kind: "lost", At: time.Now().UTC()})
 			require.NoError(t, err)
 			require.False(t, ok)
 			var after store.Task
@@ -145,18 +130,174 @@ func TestRetryAfterTheEnd(t *testing.T) {
 	t.Parallel()
 	pg := testenv.NewPostgres(t)
 	ctx := context.Background()
+	pub := &recorder{}
+	lc := newLifecycle(t, pg, pub)
 	insert(t, pg, "task_r")
-	_, ok, err := lifecycle.Retry(ctx, pg.DB, "task_r")
+	requeued := 0
+	requeue := func(tx *gorm.DB, row *store.Task) error {
+		requeued++
+		return nil
+	}
+	_, ok, err := lc.Retry(ctx, "task_r", requeue)
 	require.NoError(t, err)
 	require.False(t, ok, "a pending task is not retried")
 	require.NoError(t, pg.DB.Exec(`UPDATE tasks SET status = 'failed', attempt = 4, completed_at = now() WHERE id = 'task_r'`).Error)
-	row, ok, err := lifecycle.Retry(ctx, pg.DB, "task_r")
+
+	// A requeue that fails rolls the transition back, and nothing is published.
+	_, ok, err = lc.Retry(ctx, "task_r", func(*gorm.DB, *store.Task) error { return errors.New("redis away") })
+	require.EqualError(t, err, "redis away")
+	require.False(t, ok)
+	var still store.Task
+	require.NoError(t, pg.DB.Take(&still, "id = ?", "task_r").Error)
+	require.Equal(t, tasks.StatusFailed, still.Status)
+	require.Empty(t, pub.events())
+
+	row, ok, err := lc.Retry(ctx, "task_r", requeue)
 	require.NoError(t, err)
 	require.True(t, ok)
 	require.Equal(t, tasks.StatusPending, row.Status)
 	require.Equal(t, 4, row.RetryBase)
 	require.Nil(t, row.CompletedAt)
-	_, ok, err = lifecycle.Retry(ctx, pg.DB, "task_r")
+	require.Equal(t, []event.Event{event.Task("task_r", row.Version, tasks.StatusPending)}, pub.events())
+	_, ok, err = lc.Retry(ctx, "task_r", requeue)
 	require.NoError(t, err)
 	require.False(t, ok, "only once")
+	require.Equal(t, 1, requeued)
+}
+
+// recorder is a Publisher that keeps what it is given.
+type recorder struct {
+	mu  sync.Mutex
+	evs []event.Event
+}
+
+func (r *recorder) Publish(evs ...event.Event) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.evs = append(r.evs, evs...)
+}
+
+func (r *recorder) events() []event.Event {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]event.Event(nil), r.evs...)
+}
+
+func (r *recorder) reset() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.evs = nil
+}
+
+func newLifecycle(t *testing.T, pg testenv.Postgres, events lifecycle.Publisher) *lifecycle.Lifecycle {
+	t.Helper()
+	lc, err := lifecycle.New(pg.DB, events)
+	require.NoError(t, err)
+	return lc
+}
+
+func version(t *testing.T, pg testenv.Postgres, id string) int64 {
+	t.Helper()
+	var row store.Task
+	require.NoError(t, pg.DB.Take(&row, "id = ?", id).Error)
+	return row.Version
+}
+
+// TestTransitionsPublishWhatCommitted: every transition publishes the change
+// it committed, with the row's new version, and a transition that did not
+// take (or a flush that rolled back) publishes nothing.
+func TestTransitionsPublishWhatCommitted(t *testing.T) {
+	t.Parallel()
+	pg := testenv.NewPostgres(t)
+	pub := &recorder{}
+	lc := newLifecycle(t, pg, pub)
+	ctx := context.Background()
+
+	insert(t, pg, "task_pc")
+	row, ok, err := lc.Cancel(ctx, "task_pc")
+	require.NoError(t, err)
+	require.True(t, ok)
+	require.Equal(t, []event.Event{event.Task("task_pc", version(t, pg, "task_pc"), tasks.StatusCancelled)}, pub.events())
+	require.Equal(t, version(t, pg, "task_pc"), row.Version)
+	pub.reset()
+	_, ok, err = lc.Cancel(ctx, "task_pc")
+	require.NoError(t, err)
+	require.False(t, ok)
+	_, ok, err = lc.RequestCancel(ctx, "task_pc")
+	require.NoError(t, err)
+	require.False(t, ok)
+	require.Empty(t, pub.events(), "no change, no event")
+
+	conn, err := pgx.Connect(ctx, pg.URL)
+	require.NoError(t, err)
+	defer conn.Close(ctx)
+
+	// A flush publishes its changes in its statements' order once it
+	// committed: the start, the log line, the outcome.
+	insert(t, pg, "task_run")
+	require.NoError(t, lc.Send(ctx, conn, lifecycle.StartAttempts([]lifecycle.Start{{ID: "task_run", Worker: "w", Attempt: 1, At: time.Now()}},
+		func(lifecycle.Started) {})))
+	started := version(t, pg, "task_run")
+	at := time.Now().UTC().Truncate(time.Microsecond)
+	var moved []lifecycle.Moved
+	require.NoError(t, lc.Send(ctx, conn,
+		lifecycle.AppendLogs([]lifecycle.LogLine{{ID: "task_run", Attempt: 1, At: at, Level: "info", Message: "done", Fields: `{}`}}),
+		lifecycle.Finish([]lifecycle.Outcome{{ID: "task_run", Attempt: 1, Status: tasks.StatusCompleted, At: at, Result: []byte(`{}`), Outcome: "completed"}},
+			func(m lifecycle.Moved) { moved = append(moved, m) })))
+	require.Equal(t, []lifecycle.Moved{{ID: "task_run", Status: tasks.StatusCompleted, Callback: true}}, moved)
+	evs := pub.events()
+	require.Len(t, evs, 3)
+	require.Equal(t, event.Task("task_run", started, tasks.StatusRunning), evs[0])
+	require.Equal(t, event.KindLog, evs[1].Kind)
+	require.Equal(t, "done", evs[1].Log.Message)
+	require.Equal(t, event.Task("task_run", version(t, pg, "task_run"), tasks.StatusCompleted), evs[2])
+	pub.reset()
+
+	// A flush PostgreSQL rejects (a log line whose fields are not JSON) rolls
+	// back whole: the start it carried is not published, nor written.
+	insert(t, pg, "task_rb")
+	err = lc.Send(ctx, conn,
+		lifecycle.StartAttempts([]lifecycle.Start{{ID: "task_rb", Worker: "w", Attempt: 1, At: time.Now()}}, func(lifecycle.Started) {}),
+		lifecycle.AppendLogs([]lifecycle.LogLine{{ID: "task_rb", Attempt: 1, At: at, Level: "info", Message: "x", Fields: `not json`}}))
+	require.Error(t, err)
+	require.Empty(t, pub.events())
+	var rb store.Task
+	require.NoError(t, pg.DB.Take(&rb, "id = ?", "task_rb").Error)
+	require.Equal(t, tasks.StatusPending, rb.Status)
+
+	// The worker's single-row transitions.
+	ok, err = lc.Unrecorded(ctx, "task_rb", 0, 2)
+	require.NoError(t, err)
+	require.True(t, ok)
+	require.Equal(t, []event.Event{event.Task("task_rb", version(t, pg, "task_rb"), tasks.StatusPending)}, pub.events())
+	pub.reset()
+	ok, err = lc.Unrecorded(ctx, "task_rb", 0, 2)
+	require.NoError(t, err)
+	require.False(t, ok, "the row moved past attempt 0")
+	ok, err = lc.FailUnstarted(ctx, "task_rb", `{"message":"unreadable","kind":"payload"}`)
+	require.NoError(t, err)
+	require.True(t, ok)
+	require.Equal(t, []event.Event{event.Task("task_rb", version(t, pg, "task_rb"), tasks.StatusFailed)}, pub.events())
+	pub.reset()
+	ok, err = lc.FailUnstarted(ctx, "task_rb", `{}`)
+	require.NoError(t, err)
+	require.False(t, ok)
+	require.Empty(t, pub.events())
+
+	// The reconciler's loss: the row and its attempt in one transaction.
+	insert(t, pg, "task_lost")
+	require.NoError(t, lc.Send(ctx, conn, lifecycle.StartAttempts([]lifecycle.Start{{ID: "task_lost", Worker: "w", Attempt: 1, At: time.Now()}},
+		func(lifecycle.Started) {})))
+	pub.reset()
+	var lostRow store.Task
+	require.NoError(t, pg.DB.Take(&lostRow, "id = ?", "task_lost").Error)
+	got, ok, err := lc.Lose(ctx, lifecycle.Loss{Row: lostRow, Error: `{"kind":"lost"}`, Kind: "lost", Message: "worker gone", At: time.Now()})
+	require.NoError(t, err)
+	require.True(t, ok)
+	require.Equal(t, tasks.StatusFailed, got.Status)
+	require.Equal(t, []event.Event{event.Task("task_lost", got.Version, tasks.StatusFailed)}, pub.events())
+	var outcome, msg string
+	require.NoError(t, pg.DB.Raw(`SELECT outcome, error_message FROM task_attempts WHERE task_id = 'task_lost' AND attempt = 1`).Row().Scan(&outcome, &msg))
+	require.Equal(t, "lost", outcome)
+	require.Equal(t, "worker gone", msg)
 }

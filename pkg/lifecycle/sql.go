@@ -1,13 +1,3 @@
-// Package lifecycle owns the transitions of a task row: every statement that
-// changes a row of tasks is here, and each conditional update takes its
-// allowed current states from the state machine (tasks.From), so the rule is
-// declared once (pkg/tasks) and enforced here. A terminal transition queues
-// the task's completion callback (task_callbacks) in the same statement.
-//
-// The worker runs the batch statements (CheckSQL, StartSQL, CombinedSQL,
-// ProgressSQL, LogsSQL, FinishSQL) with pgx, one flush at a time; the task
-// service and the reconciler call Terminal, Transition, Retry and Lost.
-// Callers publish the committed change (pkg/event) after the statement.
 package lifecycle
 
 import (
@@ -57,17 +47,17 @@ var dueSQL = `CASE WHEN o.status = 'retrying' THEN COALESCE(o.next_retry_at, o.u
                 WHEN o.status = 'pending' THEN o.scheduled_for
                 ELSE now() END`
 
-// CheckSQL reads what a delivery needs to decide whether it may run.
-var CheckSQL = `SELECT o.id, o.status, o.attempt, o.cancel_requested, ` + dueSQL + ` FROM tasks o WHERE o.id = ANY($1::text[])`
+// checkSQL reads what a delivery needs to decide whether it may run.
+var checkSQL = `SELECT o.id, o.status, o.attempt, o.cancel_requested, ` + dueSQL + ` FROM tasks o WHERE o.id = ANY($1::text[])`
 
-// StartSQL moves each task to running for a new attempt when its state allows
+// startSQL moves each task to running for a new attempt when its state allows
 // (pending, retrying, or running after a lost worker) and no cancel was
 // requested; closes a previous attempt still marked running as lost; inserts
 // the attempt row; and moves rows with cancel_requested to cancelled. The
 // queue wait runs from the time the task became due: scheduled_for on the first
 // attempt, next_retry_at after an automatic retry, updated_at after a manual
 // retry. It returns one row per started or cancelled task.
-var StartSQL = `
+var startSQL = `
 WITH v AS (
     SELECT v.id, v.worker, v.ts, v.attempt, ` + dueSQL + ` AS base
     FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::int[]) AS v(id, worker, ts, attempt)
@@ -103,9 +93,9 @@ SELECT id, attempt, wait, false, version FROM upd
 UNION ALL
 SELECT id, 0, 0::bigint, true, version FROM canc`
 
-// ProgressSQL writes the latest progress of running attempts and appends their
+// progressSQL writes the latest progress of running attempts and appends their
 // new messages, keeping the last $6.
-var ProgressSQL = `
+var progressSQL = `
 UPDATE tasks t SET progress = v.progress, current_step = v.step, updated_at = now(),
        messages = CASE WHEN jsonb_array_length(v.msgs::jsonb) = 0 THEN t.messages ELSE (
            SELECT COALESCE(jsonb_agg(x.e ORDER BY x.i), '[]'::jsonb) FROM (
@@ -115,18 +105,19 @@ FROM unnest($1::text[], $2::int[], $3::float8[], $4::text[], $5::text[]) AS v(id
 WHERE t.id = v.id AND t.attempt = v.attempt AND t.status = 'running'
 RETURNING t.id, t.version`
 
-var LogsSQL = `
+// logsSQL appends log lines of attempts.
+var logsSQL = `
 INSERT INTO task_logs (task_id, attempt, ts, level, message, fields)
 SELECT id, attempt, ts, level, message, fields::jsonb
 FROM unnest($1::text[], $2::int[], $3::timestamptz[], $4::text[], $5::text[], $6::text[])
      AS v(id, attempt, ts, level, message, fields)`
 
-// FinishSQL records attempts' outcomes. The task row moves only from running
+// finishSQL records attempts' outcomes. The task row moves only from running
 // and only for the attempt that is current, so a late or duplicate outcome
 // never moves a task backwards; the attempt row is closed either way (unless a
 // newer start already closed it as lost). A terminal state with a callback URL
 // queues a callback in the same statement.
-var FinishSQL = `
+var finishSQL = `
 WITH v AS (
     SELECT * FROM unnest($1::text[], $2::int[], $3::text[], $4::timestamptz[], $5::text[], $6::text[],
                          $7::timestamptz[], $8::bigint[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[])
@@ -162,7 +153,7 @@ func closeLost(at string) string {
 )`
 }
 
-// outcomeTail ends FinishSQL and CombinedSQL: a terminal state with a callback
+// outcomeTail ends finishSQL and combinedSQL: a terminal state with a callback
 // URL queues its callback, and each moved row is returned with whether it did.
 var outcomeTail = `), cb AS (
     INSERT INTO task_callbacks (task_id, url, next_attempt_at)
@@ -171,12 +162,12 @@ var outcomeTail = `), cb AS (
 )
 SELECT id, status, (status IN (` + in(terminal) + `) AND callback_url IS NOT NULL AND callback_url <> ''), version FROM upd`
 
-// CombinedSQL writes an attempt's start, last progress and outcome at once,
+// combinedSQL writes an attempt's start, last progress and outcome at once,
 // for attempts that ended before their start was flushed (most short tasks):
 // one update of the task row instead of two. The row must still be the one the
 // delivery checked: attempt - 1, startable, no cancel requested (unless the
 // outcome is the cancel).
-var CombinedSQL = `
+var combinedSQL = `
 WITH v AS (
     SELECT v.*, ` + dueSQL + ` AS base
     FROM unnest($1::text[], $2::int[], $3::text[], $4::timestamptz[], $5::text[], $6::text[],
@@ -215,15 +206,15 @@ WITH v AS (
     ON CONFLICT (task_id, attempt) DO NOTHING
 ` + outcomeTail
 
-// UnrecordedSQL records $3 attempts after attempt $2 that a worker ran without
+// unrecordedSQL records $3 attempts after attempt $2 that a worker ran without
 // writing their start (it was killed first) as lost, and moves the row's
 // attempt count past them, if the row is still where the delivery read it. It
-// returns the number of rows moved (0 or 1).
-var UnrecordedSQL = `
+// returns the moved row (none when it had moved on).
+var unrecordedSQL = `
 WITH upd AS (
     UPDATE tasks SET attempt = attempt + $3, updated_at = now()
     WHERE id = $1 AND attempt = $2 AND status IN (` + in(tasks.From(tasks.StatusRunning)) + `) AND NOT cancel_requested
-    RETURNING id
+    RETURNING id, status, version
 ), ins AS (
     INSERT INTO task_attempts (task_id, attempt, worker, started_at, finished_at, duration_ms, outcome, error_kind, error_message)
     SELECT u.id, g, '', now(), now(), 0, 'lost', 'lost',
@@ -231,17 +222,17 @@ WITH upd AS (
     FROM upd u, generate_series($2::int + 1, $2::int + $3::int) AS g
     ON CONFLICT (task_id, attempt) DO NOTHING
 )
-SELECT count(*) FROM upd`
+SELECT id, status, version FROM upd`
 
-// FailUnstartedSQL fails task $1, which no attempt started (its delivery cannot
+// failUnstartedSQL fails task $1, which no attempt started (its delivery cannot
 // be run: e.g. a payload that is not an envelope), with the error document $2,
-// queueing its callback; it returns the row's version.
-var FailUnstartedSQL = `
+// queueing its callback; it returns the moved row (none when it had moved on).
+var failUnstartedSQL = `
 WITH upd AS (
     UPDATE tasks SET status = '` + tasks.StatusFailed + `', error = $2::jsonb, completed_at = now(), updated_at = now(), next_retry_at = NULL
     WHERE id = $1 AND status IN (` + in(unstarted) + `)
-    RETURNING id, callback_url, version
+    RETURNING id, status, callback_url, version
 ), cb AS (
     INSERT INTO task_callbacks (task_id, url) SELECT id, callback_url FROM upd WHERE callback_url IS NOT NULL AND callback_url <> ''
 )
-SELECT version FROM upd`
+SELECT id, status, version FROM upd`

@@ -74,7 +74,7 @@ type Options struct {
 	Now func() time.Time
 	// Events receives an event for every row the reconciler changes. If nil,
 	// none is published.
-	Events taskservice.Publisher
+	Events lifecycle.Publisher
 }
 
 // Reconciler compares PostgreSQL and Asynq and repairs the differences.
@@ -86,6 +86,7 @@ type Reconciler struct {
 	log       *zap.Logger
 	repairs   *prometheus.CounterVec
 	opts      Options
+	lc        *lifecycle.Lifecycle
 }
 
 // New returns a Reconciler; its repairs are counted in
@@ -122,7 +123,11 @@ func New(db *gorm.DB, rc redis.UniversalClient, inspector *asynq.Inspector, requ
 			return nil, fmt.Errorf("reconcile: metrics: %w", err)
 		}
 	}
-	return &Reconciler{db: db, redis: rc, inspector: inspector, requeuer: requeuer, log: log, repairs: repairs, opts: opts}, nil
+	lc, err := lifecycle.New(db, opts.Events)
+	if err != nil {
+		return nil, fmt.Errorf("reconcile: %w", err)
+	}
+	return &Reconciler{db: db, redis: rc, inspector: inspector, requeuer: requeuer, log: log, repairs: repairs, opts: opts, lc: lc}, nil
 }
 
 // Run reconciles every Interval until ctx ends.
@@ -272,43 +277,21 @@ func (r *Reconciler) overdue(row openRow) bool {
 
 // lost resolves a running row whose attempt is lost: with budget left (and
 // requeue allowed) it goes to retrying and is enqueued again under its id;
-// otherwise it fails with error kind "lost". The attempt is recorded lost.
-// Both updates are conditional on the row still being in that attempt, so a
-// worker that reports meanwhile wins.
+// otherwise it fails with error kind "lost". The row and its attempt (closed
+// as lost) move in one transaction, conditional on the row still being in
+// that attempt, so a worker that reports meanwhile wins.
 func (r *Reconciler) lost(ctx context.Context, row store.Task, why string, requeue bool, rep *Report) error {
 	now := r.opts.Now().UTC()
 	errJSON, _ := json.Marshal(map[string]any{"message": "task lost: " + why, "kind": ErrorKindLost, "attempt": row.Attempt})
 	retry := requeue && taskservice.AttemptsLeft(row) >= 1
-	var moved bool
-	var changed store.Task
-	if retry {
-		var err error
-		changed, moved, err = lifecycle.Lost(ctx, r.db, row, string(errJSON), now)
-		if err != nil {
-			return fmt.Errorf("reconcile: mark %s lost: %w", row.ID, err)
-		}
-	} else {
-		// Failed is terminal: the same statement queues the completion callback.
-		var err error
-		changed, moved, err = lifecycle.Terminal(ctx, r.db, row.ID, tasks.StatusFailed, []tasks.Status{row.Status},
-			`error = ?::jsonb, completed_at = ?, next_retry_at = NULL, updated_at = ?`, []any{string(errJSON), now, now},
-			`attempt = ?`, row.Attempt)
-		if err != nil {
-			return fmt.Errorf("reconcile: mark %s lost: %w", row.ID, err)
-		}
-	}
-	if moved && r.opts.Events != nil {
-		r.opts.Events.Publish(taskservice.Changed(changed))
+	// Failed is terminal: the lifecycle queues the completion callback with it.
+	_, moved, err := r.lc.Lose(ctx, lifecycle.Loss{Row: row, Error: string(errJSON), Kind: ErrorKindLost,
+		Message: "task lost: " + why, Retry: retry, At: now})
+	if err != nil {
+		return fmt.Errorf("reconcile: mark %s lost: %w", row.ID, err)
 	}
 	if !moved {
 		return nil // the worker or an operator moved it meanwhile
-	}
-	err := r.db.WithContext(ctx).Exec(`
-UPDATE task_attempts SET outcome = 'lost', finished_at = ?, error_kind = ?, error_message = ?,
-       duration_ms = (EXTRACT(EPOCH FROM (?::timestamptz - started_at)) * 1000)::bigint
-WHERE task_id = ? AND attempt = ? AND outcome = 'running'`, now, ErrorKindLost, "task lost: "+why, now, row.ID, row.Attempt).Error
-	if err != nil {
-		r.log.Warn("lost attempt not recorded", zap.String("task_id", row.ID), zap.Int("attempt", row.Attempt), zap.Error(err))
 	}
 	if !retry {
 		// Asynq may still hold a finished or archived copy; a failed task is

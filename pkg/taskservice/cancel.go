@@ -6,7 +6,6 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/taskforge/taskforge/pkg/auth"
-	"github.com/taskforge/taskforge/pkg/lifecycle"
 	"github.com/taskforge/taskforge/pkg/queue"
 	"github.com/taskforge/taskforge/pkg/store"
 	"github.com/taskforge/taskforge/pkg/tasks"
@@ -42,27 +41,24 @@ func (s *Service) Cancel(ctx context.Context, p auth.Principal, id string) (Canc
 		}
 		switch row.Status {
 		case tasks.StatusPending, tasks.StatusRetrying:
-			updated, ok, err := lifecycle.Terminal(ctx, s.db, row.ID, tasks.StatusCancelled, []tasks.Status{tasks.StatusPending, tasks.StatusRetrying},
-				`cancel_requested = true, completed_at = now(), next_retry_at = NULL, updated_at = now()`, nil, "")
+			updated, ok, err := s.lc.Cancel(ctx, row.ID)
 			if err != nil {
 				return CancelResult{}, translate("cancel task "+row.ID, err)
 			}
 			if !ok {
 				continue // the worker moved it meanwhile: decide again
 			}
-			s.publish(updated)
 			s.dequeue(updated)
 			updated.Params = RedactParams(updated.Type, updated.Params)
 			return CancelResult{Task: updated}, nil
 		case tasks.StatusRunning:
-			updated, ok, err := lifecycle.RequestCancel(ctx, s.db, row.ID)
+			updated, ok, err := s.lc.RequestCancel(ctx, row.ID)
 			if err != nil {
 				return CancelResult{}, translate("cancel task "+row.ID, err)
 			}
 			if !ok {
 				continue
 			}
-			s.publish(updated)
 			if err := s.inspector.CancelProcessing(row.ID); err != nil {
 				// Best effort: the worker also polls cancel_requested.
 				s.log.Warn("cancel signal not published", zap.String("task_id", row.ID), zap.Error(err))

@@ -13,6 +13,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/taskforge/taskforge/pkg/auth"
+	"github.com/taskforge/taskforge/pkg/lifecycle"
 	"github.com/taskforge/taskforge/pkg/lifecycle/lifecycletest"
 	"github.com/taskforge/taskforge/pkg/store"
 	"github.com/taskforge/taskforge/pkg/tasks"
@@ -57,7 +58,12 @@ func TestCancelRacesWorker(t *testing.T) {
 				return
 			}
 			defer conn.Close(ctx)
-			if werr = lifecycletest.RunAttempt(ctx, conn, id, tasks.StatusCompleted); werr != nil {
+			lc, err := lifecycle.New(b.pg.DB, nil)
+			if err != nil {
+				werr = err
+				return
+			}
+			if werr = lifecycletest.RunAttempt(ctx, lc, conn, id, tasks.StatusCompleted); werr != nil {
 				return
 			}
 			var st string

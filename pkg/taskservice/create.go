@@ -21,6 +21,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"gorm.io/gorm"
 
+	"github.com/taskforge/taskforge/pkg/lifecycle"
 	"github.com/taskforge/taskforge/pkg/queue"
 	"github.com/taskforge/taskforge/pkg/store"
 	"github.com/taskforge/taskforge/pkg/taskpb"
@@ -104,6 +105,7 @@ type Service struct {
 	opts      Options
 	inserter  *inserter
 	estimates *estimator
+	lc        *lifecycle.Lifecycle
 }
 
 // New returns a Service. Close stops its inserters.
@@ -129,7 +131,11 @@ func New(db *gorm.DB, client *asynq.Client, inspector *asynq.Inspector, log *zap
 	if opts.EnqueueTimeout <= 0 {
 		opts.EnqueueTimeout = DefaultEnqueueTimeout
 	}
-	s := &Service{db: db, client: client, inspector: inspector, log: log, opts: opts}
+	lc, err := lifecycle.New(db, opts.Events)
+	if err != nil {
+		return nil, fmt.Errorf("taskservice: %w", err)
+	}
+	s := &Service{db: db, client: client, inspector: inspector, log: log, opts: opts, lc: lc}
 	s.inserter = newInserter(db, opts.Inserters, opts.MaxBatch, max(opts.BatchLinger, 0))
 	s.estimates = newEstimator(db, 50, 30*time.Second)
 	return s, nil
@@ -198,7 +204,7 @@ func (s *Service) Create(ctx context.Context, req CreateRequest) (Created, error
 		return Created{}, err
 	}
 	row.Version = 1 // a new row's
-	s.publish(row)
+	s.lc.Publish(lifecycle.Changed(row))
 	return Created{Task: row}, nil
 }
 

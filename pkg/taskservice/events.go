@@ -3,31 +3,13 @@ package taskservice
 import (
 	"context"
 
-	"github.com/taskforge/taskforge/pkg/event"
+	"github.com/taskforge/taskforge/pkg/lifecycle"
 	"github.com/taskforge/taskforge/pkg/store"
 )
 
 // Publisher receives the events of committed changes of task rows
-// (*event.Publisher); Publish must not block.
-type Publisher interface {
-	Publish(evs ...event.Event)
-}
-
-// Changed is the event of a committed change of row.
-func Changed(row store.Task) event.Event { return event.Task(row.ID, row.Version, row.Status) }
-
-// publish tells the live event streams that rows changed; call it after the
-// change committed.
-func (s *Service) publish(rows ...store.Task) {
-	if s.opts.Events == nil || len(rows) == 0 {
-		return
-	}
-	evs := make([]event.Event, len(rows))
-	for i, r := range rows {
-		evs[i] = Changed(r)
-	}
-	s.opts.Events.Publish(evs...)
-}
+// (*event.Publisher); the lifecycle publishes them.
+type Publisher = lifecycle.Publisher
 
 // Load reads the rows of ids that exist, params redacted, whoever owns them:
 // the live event streams render them after their own authorization.

@@ -9,7 +9,6 @@ import (
 	"gorm.io/gorm"
 
 	"github.com/taskforge/taskforge/pkg/auth"
-	"github.com/taskforge/taskforge/pkg/lifecycle"
 	"github.com/taskforge/taskforge/pkg/queue"
 	"github.com/taskforge/taskforge/pkg/store"
 	"github.com/taskforge/taskforge/pkg/tasks"
@@ -43,16 +42,7 @@ func (s *Service) Retry(ctx context.Context, p auth.Principal, id string) (store
 		return row, fmt.Errorf("taskservice: retry %s: stored params: %w", id, err)
 	}
 
-	var updated store.Task
-	err = s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
-		moved, ok, err := lifecycle.Retry(ctx, tx, row.ID)
-		if err != nil {
-			return translate("retry task "+id, err)
-		}
-		if !ok {
-			return ErrConflict
-		}
-		updated = moved
+	updated, ok, err := s.lc.Retry(ctx, row.ID, func(tx *gorm.DB, updated *store.Task) error {
 		got, err := queue.Remove(s.inspector, updated.Priority, updated.ID)
 		if err != nil {
 			return fmt.Errorf("%w: redis: %v", ErrUnavailable, err)
@@ -62,15 +52,17 @@ func (s *Service) Retry(ctx context.Context, p auth.Principal, id string) (store
 			// with it.
 			return ErrConflict
 		}
-		return s.enqueue(ctx, &updated, spec, msg)
+		return s.enqueue(ctx, updated, spec, msg)
 	})
+	if err == nil && !ok {
+		err = ErrConflict
+	}
 	if err != nil {
 		if errors.Is(err, ErrConflict) || errors.Is(err, ErrUnavailable) || errors.Is(err, ErrNotFound) {
 			return store.Task{}, err
 		}
-		return store.Task{}, fmt.Errorf("taskservice: retry %s: %w", id, err)
+		return store.Task{}, translate("retry task "+id, err)
 	}
-	s.publish(updated)
 	updated.Params = RedactParams(updated.Type, updated.Params)
 	return updated, nil
 }

@@ -33,7 +33,6 @@ import (
 	"google.golang.org/protobuf/proto"
 	"gorm.io/gorm"
 
-	"github.com/taskforge/taskforge/pkg/event"
 	"github.com/taskforge/taskforge/pkg/job"
 	"github.com/taskforge/taskforge/pkg/lifecycle"
 	"github.com/taskforge/taskforge/pkg/queue"
@@ -130,10 +129,8 @@ type Options struct {
 }
 
 // Publisher receives the events of committed changes (*event.Publisher);
-// Publish must not block.
-type Publisher interface {
-	Publish(evs ...event.Event)
-}
+// the lifecycle publishes them.
+type Publisher = lifecycle.Publisher
 
 // ResultStore keeps JSON results too large for the task row.
 type ResultStore interface {
@@ -149,6 +146,7 @@ const maxSpilledResult = 64 << 20
 // several asynq.Servers.
 type Runtime struct {
 	db        *sql.DB
+	lc        *lifecycle.Lifecycle
 	inspector *asynq.Inspector
 	log       *zap.Logger
 	opts      Options
@@ -220,10 +218,14 @@ func New(db *gorm.DB, rc redis.UniversalClient, inspector *asynq.Inspector, log 
 	if opts.Handlers == nil {
 		opts.Handlers = map[string]job.Handler{}
 	}
+	lc, err := lifecycle.New(db, opts.Events)
+	if err != nil {
+		return nil, fmt.Errorf("worker: %w", err)
+	}
 	m := newMetrics(opts.Registerer)
 	m.up.Set(1)
 	r := &Runtime{
-		db: sqlDB, inspector: inspector, log: log, opts: opts, metrics: m,
+		db: sqlDB, lc: lc, inspector: inspector, log: log, opts: opts, metrics: m,
 		sem:    NewSemaphore(rc, "taskforge:typelimit:", opts.SlotTTL),
 		delays: newDelays(),
 		active: map[string]*activeTask{},
@@ -231,7 +233,7 @@ func New(db *gorm.DB, rc redis.UniversalClient, inspector *asynq.Inspector, log 
 		stop:   make(chan struct{}),
 	}
 	for i := 0; i < opts.Writers; i++ {
-		r.writers = append(r.writers, newWriter(sqlDB, log, opts.FlushInterval, opts.MaxMessages, m, opts.OnTerminal, opts.Events))
+		r.writers = append(r.writers, newWriter(sqlDB, lc, log, opts.FlushInterval, opts.MaxMessages, m, opts.OnTerminal))
 	}
 	r.bg.Add(1)
 	go r.pollCancels()
@@ -436,16 +438,13 @@ func (r *Runtime) runTask(ctx context.Context, env *taskpb.Envelope) error {
 }
 
 // recordUnrecorded writes missing lost attempts after attempt (see
-// lifecycle.UnrecordedSQL) and returns how many the row took (0 when it had moved).
+// lifecycle.Lifecycle.Unrecorded) and returns how many the row took (0 when it had moved).
 func (r *Runtime) recordUnrecorded(ctx context.Context, id string, attempt, missing int) (int, error) {
 	ctx, cancel := context.WithTimeout(ctx, r.opts.FinishWait)
 	defer cancel()
-	var moved int
-	if err := r.db.QueryRowContext(ctx, lifecycle.UnrecordedSQL, id, attempt, missing).Scan(&moved); err != nil {
+	moved, err := r.lc.Unrecorded(ctx, id, attempt, missing)
+	if err != nil || !moved {
 		return 0, err
-	}
-	if moved == 0 {
-		return 0, nil
 	}
 	r.log.Warn("attempts a killed worker ran without recording them written as lost",
 		zap.String("task_id", id), zap.Int("after_attempt", attempt), zap.Int("lost", missing))
@@ -678,19 +677,12 @@ func (r *Runtime) failUnstarted(id, kind, message string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	errJSON, _ := json.Marshal(taskError{Message: message, Kind: kind})
-	var version int64
-	err := r.db.QueryRowContext(ctx, lifecycle.FailUnstartedSQL, id, string(errJSON)).Scan(&version)
-	if errors.Is(err, sql.ErrNoRows) {
-		return
-	}
+	moved, err := r.lc.FailUnstarted(ctx, id, string(errJSON))
 	if err != nil {
 		r.log.Error("task failure not recorded", zap.String("task_id", id), zap.Error(err))
 		return
 	}
-	if r.opts.Events != nil {
-		r.opts.Events.Publish(event.Task(id, version, tasks.StatusFailed))
-	}
-	if r.opts.OnTerminal != nil {
+	if moved && r.opts.OnTerminal != nil {
 		r.opts.OnTerminal()
 	}
 }

@@ -3,17 +3,14 @@ package worker
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
 	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/stdlib"
 	"go.uber.org/zap"
 
-	"github.com/taskforge/taskforge/pkg/event"
 	"github.com/taskforge/taskforge/pkg/lifecycle"
 	"github.com/taskforge/taskforge/pkg/store"
 )
@@ -136,9 +133,8 @@ type writer struct {
 	maxMessages int
 	metrics     *metrics
 	onTerminal  func()
-	// events receives, after each committed flush, the events of the task
-	// rows it changed and of the log lines it wrote. May be nil.
-	events Publisher
+	// lc writes each flush and publishes what it changed once it committed.
+	lc *lifecycle.Lifecycle
 
 	mu       sync.Mutex
 	checks   []*checkOp
@@ -155,9 +151,9 @@ type writer struct {
 	drainBy atomic.Pointer[time.Time]
 }
 
-func newWriter(db *sql.DB, log *zap.Logger, interval time.Duration, maxMessages int, m *metrics, onTerminal func(), events Publisher) *writer {
+func newWriter(db *sql.DB, lc *lifecycle.Lifecycle, log *zap.Logger, interval time.Duration, maxMessages int, m *metrics, onTerminal func()) *writer {
 	w := &writer{
-		db: db, log: log, interval: interval, maxMessages: maxMessages, metrics: m, onTerminal: onTerminal, events: events,
+		db: db, log: log, interval: interval, maxMessages: maxMessages, metrics: m, onTerminal: onTerminal, lc: lc,
 		progress: map[attemptKey]*progressState{},
 		urgent:   make(chan struct{}, 1), stop: make(chan struct{}), stopped: make(chan struct{}),
 	}
@@ -391,6 +387,7 @@ func (w *writer) fail(b *batch, err error) {
 // exec sends b as one pgx batch (atomic) or, when atomic is false, each
 // statement as its own batch so that one rejected statement spares the others.
 // It answers the waiters unless the whole batch failed to reach PostgreSQL.
+// The lifecycle publishes the changes of what committed.
 func (w *writer) exec(b *batch, atomic bool) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -400,213 +397,115 @@ func (w *writer) exec(b *batch, atomic bool) error {
 	}
 	defer conn.Close()
 
-	// Each statement queues itself on a batch; its kind tells which waiters a
-	// rejected statement fails.
+	// Each statement's kind tells which waiters a rejected statement fails.
 	type stmt struct {
-		kind  string
-		queue func(*pgx.Batch)
+		kind string
+		lifecycle.Statement
 	}
 	var stmts []stmt
 	checkRes := map[string]checkResult{}
 	startRes := map[string]startResult{}
 	applied := map[string]bool{}
-	callbackQueued := false // a terminal state with a callback was recorded
-	var checkErr, startErr, combinedErr, finishErr, progressErr, logsErr error
-	// The events of what this flush changed, published once it committed.
-	var startEvs, progressEvs, combinedEvs, finishEvs []event.Event
-	var plain, combined []*finishOp
+	terminalSeen := false // a terminal state with a callback, or a start's cancel, was recorded
+	moved := func(m lifecycle.Moved) {
+		applied[m.ID] = true
+		terminalSeen = terminalSeen || m.Callback
+	}
+	var plain []lifecycle.Outcome
+	var wholes []lifecycle.Whole
 	for _, f := range b.finishes {
 		if f.start != nil {
-			combined = append(combined, f)
+			wholes = append(wholes, f.whole())
 		} else {
-			plain = append(plain, f)
-		}
-	}
-	scanApplied := func(evs *[]event.Event) func(rows pgx.Rows) error {
-		return func(rows pgx.Rows) error {
-			for rows.Next() {
-				var id, status string
-				var callback bool
-				var version int64
-				if err := rows.Scan(&id, &status, &callback, &version); err != nil {
-					return err
-				}
-				applied[id] = true
-				if callback {
-					callbackQueued = true
-				}
-				*evs = append(*evs, event.Task(id, version, status))
-			}
-			return rows.Err()
+			plain = append(plain, f.outcomeOf())
 		}
 	}
 
+	// In this order: a task's last progress and log lines are written (and
+	// published) before its outcome.
 	if len(b.checks) > 0 {
-		stmts = append(stmts, stmt{"check", func(pb *pgx.Batch) {
-			ids := make([]string, len(b.checks))
-			for i, c := range b.checks {
-				ids[i] = c.id
-			}
-			pb.Queue(lifecycle.CheckSQL, ids).Query(func(rows pgx.Rows) error {
-				for rows.Next() {
-					var id string
-					r := checkResult{found: true}
-					if err := rows.Scan(&id, &r.status, &r.attempt, &r.cancelRequested, &r.due); err != nil {
-						return err
-					}
-					checkRes[id] = r
-				}
-				return rows.Err()
-			})
-		}})
+		ids := make([]string, len(b.checks))
+		for i, c := range b.checks {
+			ids[i] = c.id
+		}
+		stmts = append(stmts, stmt{"check", lifecycle.Check(ids, func(d lifecycle.Due) {
+			checkRes[d.ID] = checkResult{found: true, status: d.Status, attempt: d.Attempt, cancelRequested: d.CancelRequested, due: d.Due}
+		})})
 	}
 	if len(b.starts) > 0 {
-		stmts = append(stmts, stmt{"start", func(pb *pgx.Batch) {
-			n := len(b.starts)
-			ids, workers, ts, attempts := make([]string, n), make([]string, n), make([]time.Time, n), make([]int32, n)
-			for i, s := range b.starts {
-				ids[i], workers[i], ts[i], attempts[i] = s.id, s.worker, s.ts, int32(s.attempt)
-			}
-			pb.Queue(lifecycle.StartSQL, ids, workers, ts, attempts).Query(func(rows pgx.Rows) error {
-				for rows.Next() {
-					var id string
-					var r startResult
-					var version int64
-					if err := rows.Scan(&id, &r.attempt, &r.queueWaitMs, &r.cancelled, &version); err != nil {
-						return err
-					}
-					r.started = !r.cancelled
-					startRes[id] = r
-					status := "running"
-					if r.cancelled {
-						status = "cancelled"
-					}
-					startEvs = append(startEvs, event.Task(id, version, status))
-				}
-				return rows.Err()
-			})
-		}})
-	}
-	if len(combined) > 0 {
-		stmts = append(stmts, stmt{"combined", func(pb *pgx.Batch) {
-			args := finishArgs(combined)
-			n := len(combined)
-			workers, started, fr, steps, msgs := make([]string, n), make([]time.Time, n), make([]float64, n), make([]string, n), make([]string, n)
-			for i, f := range combined {
-				workers[i], started[i] = f.start.worker, f.start.ts
-				m := []string{}
-				if f.prog != nil {
-					fr[i], steps[i] = f.prog.fraction, f.prog.step
-					if f.prog.msgs != nil {
-						m = f.prog.msgs
-					}
-				}
-				js, _ := json.Marshal(m)
-				msgs[i] = string(js)
-			}
-			args = append(args, workers, started, fr, steps, msgs, w.maxMessages)
-			pb.Queue(lifecycle.CombinedSQL, args...).Query(scanApplied(&combinedEvs))
-		}})
+		starts := make([]lifecycle.Start, len(b.starts))
+		for i, s := range b.starts {
+			starts[i] = lifecycle.Start{ID: s.id, Worker: s.worker, Attempt: s.attempt, At: s.ts}
+		}
+		stmts = append(stmts, stmt{"start", lifecycle.StartAttempts(starts, func(s lifecycle.Started) {
+			startRes[s.ID] = startResult{started: !s.Cancelled, attempt: s.Attempt, queueWaitMs: s.QueueWaitMs, cancelled: s.Cancelled}
+			terminalSeen = terminalSeen || s.Cancelled
+		})})
 	}
 	if len(b.progress) > 0 {
-		stmts = append(stmts, stmt{"progress", func(pb *pgx.Batch) {
-			n := len(b.progress)
-			ids, attempts, fr, steps, msgs := make([]string, 0, n), make([]int32, 0, n), make([]float64, 0, n), make([]string, 0, n), make([]string, 0, n)
-			for k, p := range b.progress {
-				m := p.msgs
-				if m == nil {
-					m = []string{}
-				}
-				js, _ := json.Marshal(m)
-				ids, attempts, fr, steps, msgs = append(ids, k.id), append(attempts, int32(k.attempt)), append(fr, p.fraction), append(steps, p.step), append(msgs, string(js))
-			}
-			pb.Queue(lifecycle.ProgressSQL, ids, attempts, fr, steps, msgs, w.maxMessages).Query(func(rows pgx.Rows) error {
-				for rows.Next() {
-					var id string
-					var version int64
-					if err := rows.Scan(&id, &version); err != nil {
-						return err
-					}
-					progressEvs = append(progressEvs, event.Task(id, version, "running"))
-				}
-				return rows.Err()
-			})
-		}})
+		ps := make([]lifecycle.Progress, 0, len(b.progress))
+		for k, p := range b.progress {
+			ps = append(ps, p.of(k))
+		}
+		stmts = append(stmts, stmt{"progress", lifecycle.WriteProgress(ps, w.maxMessages)})
 	}
 	if len(b.logs) > 0 {
-		stmts = append(stmts, stmt{"logs", func(pb *pgx.Batch) {
-			n := len(b.logs)
-			ids, attempts, ts, levels, msgs, fields := make([]string, n), make([]int32, n), make([]time.Time, n), make([]string, n), make([]string, n), make([]string, n)
-			for i, l := range b.logs {
-				ids[i], attempts[i], ts[i], levels[i], msgs[i], fields[i] = l.key.id, int32(l.key.attempt), l.ts, l.level, l.msg, l.fields
-			}
-			pb.Queue(lifecycle.LogsSQL, ids, attempts, ts, levels, msgs, fields)
-		}})
+		lines := make([]lifecycle.LogLine, len(b.logs))
+		for i, l := range b.logs {
+			lines[i] = lifecycle.LogLine{ID: l.key.id, Attempt: l.key.attempt, At: l.ts, Level: l.level, Message: l.msg, Fields: l.fields}
+		}
+		stmts = append(stmts, stmt{"logs", lifecycle.AppendLogs(lines)})
+	}
+	if len(wholes) > 0 {
+		stmts = append(stmts, stmt{"combined", lifecycle.StartAndFinish(wholes, w.maxMessages, moved)})
 	}
 	if len(plain) > 0 {
-		stmts = append(stmts, stmt{"finish", func(pb *pgx.Batch) {
-			pb.Queue(lifecycle.FinishSQL, finishArgs(plain)...).Query(scanApplied(&finishEvs))
-		}})
+		stmts = append(stmts, stmt{"finish", lifecycle.Finish(plain, moved)})
 	}
 
-	run := func(queue ...stmt) error {
+	send := func(queue ...stmt) error {
 		return conn.Raw(func(dc any) error {
-			pc := dc.(*stdlib.Conn).Conn()
-			pb := &pgx.Batch{}
-			for _, q := range queue {
-				q.queue(pb)
+			ls := make([]lifecycle.Statement, len(queue))
+			for i, q := range queue {
+				ls[i] = q.Statement
 			}
-			return pc.SendBatch(ctx, pb).Close()
+			return w.lc.Send(ctx, dc.(*stdlib.Conn).Conn(), ls...)
 		})
 	}
-
+	rejected := map[string]error{}
 	if atomic {
-		if err := run(stmts...); err != nil {
+		if err := send(stmts...); err != nil {
 			return err
 		}
 	} else {
 		for _, q := range stmts {
-			err := run(q)
-			if err == nil {
-				continue
-			}
-			switch q.kind {
-			case "check":
-				checkErr = err
-			case "start":
-				startErr = err
-			case "combined":
-				combinedErr = err
-			case "finish":
-				finishErr = err
-			case "progress":
-				progressErr = err
-				w.log.Error("progress rejected", zap.Error(err))
-			default:
-				logsErr = err
-				w.log.Error("log lines rejected", zap.String("statement", q.kind), zap.Error(err))
+			if err := send(q); err != nil {
+				rejected[q.kind] = err
+				if q.kind == "progress" || q.kind == "logs" {
+					w.log.Error("progress or log lines rejected", zap.String("statement", q.kind), zap.Error(err))
+				}
 			}
 		}
 	}
 
 	for _, c := range b.checks {
-		if checkErr != nil {
-			c.done <- checkResult{err: fmt.Errorf("worker: check %s: %w", c.id, checkErr)}
+		if err := rejected["check"]; err != nil {
+			c.done <- checkResult{err: fmt.Errorf("worker: check %s: %w", c.id, err)}
 			continue
 		}
 		c.done <- checkRes[c.id]
 	}
 	for _, s := range b.starts {
-		if startErr != nil {
-			s.answer(startResult{err: fmt.Errorf("worker: start %s: %w", s.id, startErr)})
+		if err := rejected["start"]; err != nil {
+			s.answer(startResult{err: fmt.Errorf("worker: start %s: %w", s.id, err)})
 			continue
 		}
 		s.answer(startRes[s.id])
 	}
 	for _, f := range b.finishes {
-		err := finishErr
+		err := rejected["finish"]
 		if f.start != nil {
-			err = combinedErr
+			err = rejected["combined"]
 		}
 		if err != nil {
 			f.done <- finishResult{err: fmt.Errorf("worker: finish %s: %w", f.key.id, err)}
@@ -614,73 +513,30 @@ func (w *writer) exec(b *batch, atomic bool) error {
 		}
 		f.done <- finishResult{applied: applied[f.key.id]}
 	}
-	w.publish(b, startEvs, startErr, progressEvs, progressErr, logsErr, combinedEvs, combinedErr, finishEvs, finishErr)
-	if callbackQueued && w.onTerminal != nil {
+	if terminalSeen && w.onTerminal != nil {
 		w.onTerminal()
-	}
-	for _, s := range startRes {
-		if s.cancelled && w.onTerminal != nil {
-			w.onTerminal()
-			break
-		}
 	}
 	return nil
 }
 
-// publish hands the events of a committed flush to the publisher, in the
-// order of the flush's statements (starts, progress, log lines, outcomes):
-// a task's last progress and log lines come before its outcome. The events of
-// a statement PostgreSQL rejected are left out.
-func (w *writer) publish(b *batch, starts []event.Event, startErr error, progress []event.Event, progressErr, logsErr error,
-	combined []event.Event, combinedErr error, finishes []event.Event, finishErr error) {
-	if w.events == nil {
-		return
-	}
-	var evs []event.Event
-	if startErr == nil {
-		evs = append(evs, starts...)
-	}
-	if progressErr == nil {
-		evs = append(evs, progress...)
-	}
-	if logsErr == nil {
-		for _, l := range b.logs {
-			evs = append(evs, event.Event{Kind: event.KindLog, TaskID: l.key.id, Log: &event.Log{
-				TS: l.ts, Level: l.level, Message: l.msg, Attempt: l.key.attempt, Fields: json.RawMessage(l.fields)}})
-		}
-	}
-	if combinedErr == nil {
-		evs = append(evs, combined...)
-	}
-	if finishErr == nil {
-		evs = append(evs, finishes...)
-	}
-	w.events.Publish(evs...)
+// outcomeOf is the lifecycle's form of f.
+func (f *finishOp) outcomeOf() lifecycle.Outcome {
+	return lifecycle.Outcome{ID: f.key.id, Attempt: f.key.attempt, Status: f.status, At: f.ts,
+		Result: f.result, ResultURL: f.resultURL, Error: f.errJSON, NextRetryAt: f.nextRetryAt, DurationMs: f.durationMs,
+		Outcome: f.outcome, ErrorKind: f.errorKind, ErrorMessage: f.errorMsg, Stack: f.stack}
 }
 
-// finishArgs are the thirteen arrays of lifecycle.FinishSQL (and the first
-// thirteen of lifecycle.CombinedSQL).
-func finishArgs(ops []*finishOp) []any {
-	n := len(ops)
-	ids, attempts, statuses, ts := make([]string, n), make([]int32, n), make([]string, n), make([]time.Time, n)
-	results, resultURLs, errs, next := make([]*string, n), make([]*string, n), make([]*string, n), make([]*time.Time, n)
-	durs := make([]int64, n)
-	outcomes, kinds, messages, stacks := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
-	for i, f := range ops {
-		ids[i], attempts[i], statuses[i], ts[i] = f.key.id, int32(f.key.attempt), f.status, f.ts
-		if f.result != nil {
-			s := string(f.result)
-			results[i] = &s
-		}
-		if f.resultURL != "" {
-			resultURLs[i] = &f.resultURL
-		}
-		if f.errJSON != nil {
-			s := string(f.errJSON)
-			errs[i] = &s
-		}
-		next[i], durs[i] = f.nextRetryAt, f.durationMs
-		outcomes[i], kinds[i], messages[i], stacks[i] = f.outcome, f.errorKind, f.errorMsg, f.stack
+// whole is the lifecycle's form of f with its absorbed start and progress.
+func (f *finishOp) whole() lifecycle.Whole {
+	wh := lifecycle.Whole{Outcome: f.outcomeOf(), Worker: f.start.worker, Started: f.start.ts}
+	if f.prog != nil {
+		p := f.prog.of(f.key)
+		wh.Progress = &p
 	}
-	return []any{ids, attempts, statuses, ts, results, errs, next, durs, outcomes, kinds, messages, stacks, resultURLs}
+	return wh
+}
+
+// of is the lifecycle's form of attempt k's progress p.
+func (p *progressState) of(k attemptKey) lifecycle.Progress {
+	return lifecycle.Progress{ID: k.id, Attempt: k.attempt, Fraction: p.fraction, Step: p.step, Messages: p.msgs}
 }

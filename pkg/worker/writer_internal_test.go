@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.uber.org/zap/zaptest"
 
+	"github.com/taskforge/taskforge/pkg/lifecycle"
 	"github.com/taskforge/taskforge/pkg/store"
 	"github.com/taskforge/taskforge/pkg/testenv"
 )
@@ -17,13 +18,20 @@ import (
 func newTestWriter(t *testing.T) (*writer, testenv.Postgres) {
 	t.Helper()
 	pg := testenv.NewPostgres(t)
-	w := newWriter(pg.SQL, zaptest.NewLogger(t), 20*time.Millisecond, 3, newMetrics(prometheus.NewRegistry()), nil, nil)
+	w := newWriter(pg.SQL, testLifecycle(t, pg), zaptest.NewLogger(t), 20*time.Millisecond, 3, newMetrics(prometheus.NewRegistry()), nil)
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		w.close(ctx)
 	})
 	return w, pg
+}
+
+func testLifecycle(t *testing.T, pg testenv.Postgres) *lifecycle.Lifecycle {
+	t.Helper()
+	lc, err := lifecycle.New(pg.DB, nil)
+	require.NoError(t, err)
+	return lc
 }
 
 func insertTask(t *testing.T, pg testenv.Postgres, id, status string, callback *string) {
@@ -143,7 +151,7 @@ func TestLazyStartAndOutcomeCombine(t *testing.T) {
 	t.Parallel()
 	pg := testenv.NewPostgres(t)
 	// A long interval: nothing is flushed before the outcome is queued.
-	w := newWriter(pg.SQL, zaptest.NewLogger(t), time.Hour, 3, newMetrics(prometheus.NewRegistry()), nil, nil)
+	w := newWriter(pg.SQL, testLifecycle(t, pg), zaptest.NewLogger(t), time.Hour, 3, newMetrics(prometheus.NewRegistry()), nil)
 	t.Cleanup(func() { w.close(context.Background()) })
 	cb := "https://example.com/hook"
 	insertTask(t, pg, "task_q", "pending", &cb)

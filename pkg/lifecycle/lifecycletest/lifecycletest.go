@@ -13,45 +13,22 @@ import (
 )
 
 // RunAttempt runs attempt 1 of task id with the worker's production
-// statements (lifecycle.StartSQL, then lifecycle.FinishSQL with outcome, which
-// is completed or failed), as one flush of the worker's writer does; it does
-// nothing more when the start is refused or turns into the cancel.
-func RunAttempt(ctx context.Context, conn *pgx.Conn, id string, outcome tasks.Status) error {
-	now := time.Now().UTC()
-	rows, err := conn.Query(ctx, lifecycle.StartSQL, []string{id}, []string{"w1"}, []time.Time{now}, []int32{1})
-	if err != nil {
-		return err
-	}
+// statements (lifecycle.StartAttempts, then lifecycle.Finish with outcome,
+// which is completed or failed), each sent as one flush of the worker's
+// writer sends it; it does nothing more when the start is refused or turns
+// into the cancel.
+func RunAttempt(ctx context.Context, lc *lifecycle.Lifecycle, conn *pgx.Conn, id string, outcome tasks.Status) error {
 	started := false
-	for rows.Next() {
-		var rid string
-		var attempt int32
-		var wait, version int64
-		var cancelled bool
-		if err := rows.Scan(&rid, &attempt, &wait, &cancelled, &version); err != nil {
-			return err
-		}
-		started = !cancelled
-	}
-	if err := rows.Err(); err != nil || !started {
+	start := lifecycle.StartAttempts([]lifecycle.Start{{ID: id, Worker: "w1", Attempt: 1, At: time.Now().UTC()}},
+		func(s lifecycle.Started) { started = !s.Cancelled })
+	if err := lc.Send(ctx, conn, start); err != nil || !started {
 		return err
 	}
-	var errJSON *string
-	var result *string
+	o := lifecycle.Outcome{ID: id, Attempt: 1, Status: outcome, At: time.Now().UTC(), DurationMs: 1, Outcome: outcome}
 	if outcome == tasks.StatusCompleted {
-		r := `{"ok":true}`
-		result = &r
+		o.Result = []byte(`{"ok":true}`)
 	} else {
-		e := `{"message":"boom","kind":"error","attempt":1}`
-		errJSON = &e
+		o.Error = []byte(`{"message":"boom","kind":"error","attempt":1}`)
 	}
-	end := time.Now().UTC()
-	frows, err := conn.Query(ctx, lifecycle.FinishSQL,
-		[]string{id}, []int32{1}, []string{outcome}, []time.Time{end}, []*string{result}, []*string{errJSON},
-		[]*time.Time{nil}, []int64{1}, []string{outcome}, []string{""}, []string{""}, []string{""}, []*string{nil})
-	if err != nil {
-		return err
-	}
-	frows.Close()
-	return frows.Err()
+	return lc.Send(ctx, conn, lifecycle.Finish([]lifecycle.Outcome{o}, func(lifecycle.Moved) {}))
 }
