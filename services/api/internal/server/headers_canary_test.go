@@ -124,7 +124,7 @@ func fmtAny(v any) string {
 func rowsText(t *testing.T, b testBundle, table string) string {
 	t.Helper()
 	var rows []string
-	require.NoError(t, b.pg.DB.Raw("SELECT row_to_json(r)::text FROM " + table + " r").Scan(&rows).Error)
+	require.NoError(t, b.pg.DB.Raw("SELECT row_to_json(r)::text FROM "+table+" r").Scan(&rows).Error)
 	return strings.Join(rows, "\n")
 }
 
