@@ -19,6 +19,7 @@ import (
 
 	"gorm.io/gorm"
 
+	"github.com/taskforge/taskforge/pkg/groupcommit"
 	"github.com/taskforge/taskforge/pkg/store"
 	"github.com/taskforge/taskforge/pkg/tasks"
 )
@@ -110,7 +111,7 @@ type Recorder interface {
 // Log is the audit log in PostgreSQL.
 type Log struct {
 	db *gorm.DB
-	w  *writer
+	w  *groupcommit.Committer[*store.AuditEntry, struct{}]
 }
 
 // New returns a Log writing to db.
@@ -120,6 +121,10 @@ func New(db *gorm.DB) (*Log, error) {
 	}
 	return &Log{db: db, w: newWriter(db)}, nil
 }
+
+// Close writes the rows already handed over and stops the writer; a Record
+// after it fails.
+func (l *Log) Close() { l.w.Close() }
 
 // Record inserts one row at once (no buffering, so nothing is lost when the
 // process stops). It returns an error if the row could not be written; the
@@ -157,7 +162,7 @@ func (l *Log) Record(ctx context.Context, e Entry) error {
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), writeTimeout)
 	defer cancel()
-	if err := l.w.write(ctx, &row); err != nil {
+	if _, err := l.w.Do(ctx, &row); err != nil {
 		return fmt.Errorf("audit: record %s: %w", e.Action, store.Translate(err))
 	}
 	return nil

@@ -76,6 +76,7 @@ func apikey(ctx context.Context, cfg config.Config, args []string, stdout io.Wri
 	if err != nil {
 		return err
 	}
+	defer log.Close()
 	switch sub {
 	case "create":
 		created, err := keys.Create(ctx, req)

@@ -241,7 +241,7 @@ func migrate(ctx context.Context, cfg config.Config, args []string, stdout io.Wr
 // revocation takes effect at once) and JWTs (when auth.jwt_secret or
 // auth.jwks_url is set).
 func authenticator(cfg config.Config, keys *auth.KeyStore) (*auth.Service, error) {
-	return auth.ServiceFromConfig(cfg.Auth, keys, &http.Client{Timeout: 10 * time.Second})
+	return auth.ServiceFromConfig(cfg.Auth, cfg.Egress, keys)
 }
 
 // serve runs the API until ctx ends, then drains within api.shutdown_timeout.
@@ -330,6 +330,7 @@ func serve(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 	if err != nil {
 		return err
 	}
+	defer auditLog.Close()
 	// The limiter has its own short deadline on Redis and falls back to this
 	// replica's local limits while Redis is away (see package ratelimit).
 	limiter, err := ratelimit.NewWithOptions(deps.RedisClient, ratelimit.Options{

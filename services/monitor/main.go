@@ -98,6 +98,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	defer auditLog.Close()
 
 	limiter, err := ratelimit.New(rc)
 	if err != nil {

@@ -110,9 +110,12 @@ func benchCreate(ctx context.Context, dbURL, redisAddr string, n, conc int, prof
 		// The production chain: an audit row per created task and the Redis
 		// rate limiters (per address, then per caller), with limits high
 		// enough never to refuse, so that their cost is measured.
-		if srvOpts.Audit, err = audit.New(db); err != nil {
+		auditLog, err := audit.New(db)
+		if err != nil {
 			return err
 		}
+		defer auditLog.Close()
+		srvOpts.Audit = auditLog
 		rlClient := redis.NewClient(&redis.Options{Addr: redisAddr, DB: benchRedisAPI})
 		defer rlClient.Close()
 		if srvOpts.Limiter, err = ratelimit.New(rlClient); err != nil {
