@@ -16,6 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/taskforge/taskforge/pkg/job"
+	"github.com/taskforge/taskforge/pkg/lifecycle/lifecycletest"
 	"github.com/taskforge/taskforge/pkg/maintenance"
 	"github.com/taskforge/taskforge/pkg/taskpb"
 )
@@ -48,9 +49,9 @@ func seedBackup(t *testing.T, b bundle) {
 		b.task(t, id("task", i), "refresh_portfolio", []string{"completed", "failed", "pending"}[i%3], time.Duration(i)*time.Hour)
 		b.logLine(t, id("task", i), time.Minute)
 	}
-	b.exec(t, `UPDATE tasks SET result = ?, messages = ?, current_step = ? WHERE id = 'task_001'`,
+	require.NoError(t, lifecycletest.Force(b.db, "task_001", `result = ?, messages = ?, current_step = ?`,
 		`{"note":"tab\there","q":"\"quoted\"","nl":"a\nb","bs":"c:\\dir","u":"é€😀"}`,
-		`["one","two\\three"]`, "step\twith\ttabs\nand\\ newline")
+		`["one","two\\three"]`, "step\twith\ttabs\nand\\ newline"))
 	b.exec(t, `INSERT INTO task_logs (task_id, level, message, fields) VALUES ('task_002', 'warn', E'back\\slash \\N not null\r\n', '{"k": null}')`)
 	b.exec(t, `INSERT INTO audit_log (action, outcome, details) VALUES ('tasks.create', 'success', '{"x": [1, 2.5, "y"]}')`)
 	b.task(t, "task_backup", "backup_data", "running", 0)

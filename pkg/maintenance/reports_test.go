@@ -14,6 +14,7 @@ import (
 	"golang.org/x/net/html"
 
 	"github.com/taskforge/taskforge/pkg/job"
+	"github.com/taskforge/taskforge/pkg/lifecycle/lifecycletest"
 	"github.com/taskforge/taskforge/pkg/maintenance"
 	"github.com/taskforge/taskforge/pkg/taskpb"
 )
@@ -231,7 +232,7 @@ func TestTaskActivityReport(t *testing.T) {
 	}
 	for i, s := range seeds {
 		b.task(t, id("task_s", i), s.typ, s.status, time.Hour)
-		b.exec(t, `UPDATE tasks SET duration_ms = ? WHERE id = ?`, s.ms, id("task_s", i))
+		require.NoError(t, lifecycletest.Force(b.db, id("task_s", i), `duration_ms = ?`, s.ms))
 	}
 	// Outside the period.
 	b.task(t, "task_old", "send_email", "failed", 40*day)

@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.uber.org/zap"
 
+	"github.com/taskforge/taskforge/pkg/lifecycle/lifecycletest"
 	"github.com/taskforge/taskforge/pkg/reconcile"
 	"github.com/taskforge/taskforge/pkg/store"
 	"github.com/taskforge/taskforge/pkg/tasks"
@@ -119,8 +120,8 @@ func TestFlushDBRestoresPendingTasks(t *testing.T) {
 // Redis' copy, or Redis lost it).
 func (b testBundle) startAttempt(t *testing.T, task store.Task, attempt int, started time.Time) {
 	t.Helper()
-	require.NoError(t, b.pg.DB.Exec(`UPDATE tasks SET status = 'running', attempt = ?, worker_id = 'w1', started_at = ?, updated_at = ? WHERE id = ?`,
-		attempt, started, started, task.ID).Error)
+	require.NoError(t, lifecycletest.Force(b.pg.DB, task.ID, `status = 'running', attempt = ?, worker_id = 'w1', started_at = ?, updated_at = ?`,
+		attempt, started, started))
 	require.NoError(t, b.pg.DB.Create(&store.TaskAttempt{TaskID: task.ID, Attempt: attempt, Worker: "w1", StartedAt: started, Outcome: "running"}).Error)
 	require.NoError(t, b.inspector.DeleteTask(task.Priority, task.ID))
 }
@@ -178,7 +179,7 @@ func TestCancelledTaskLeftInQueueIsRemoved(t *testing.T) {
 	b := setup(t)
 	ctx := context.Background()
 	task := b.createTask(t, tasks.TypeRefreshPortfolio, `{"portfolio_id":"pf_1"}`)
-	require.NoError(t, b.pg.DB.Exec(`UPDATE tasks SET status = 'cancelled', cancel_requested = true, updated_at = now() WHERE id = ?`, task.ID).Error)
+	require.NoError(t, lifecycletest.Force(b.pg.DB, task.ID, `status = 'cancelled', cancel_requested = true, updated_at = now()`))
 	rep, err := b.rec.Pass(ctx)
 	require.NoError(t, err)
 	require.Equal(t, map[string]int{reconcile.KindCancelRemoved: 1}, rep.Repairs)
@@ -272,7 +273,7 @@ func TestRunningTaskPastTimeoutAndGrace(t *testing.T) {
 	<-started
 	// The attempt began two hours ago; refresh_portfolio times out after 10 minutes.
 	long := time.Now().Add(-2 * time.Hour).UTC()
-	require.NoError(t, b.pg.DB.Exec(`UPDATE tasks SET status = 'running', attempt = 1, started_at = ?, updated_at = ? WHERE id = ?`, long, long, task.ID).Error)
+	require.NoError(t, lifecycletest.Force(b.pg.DB, task.ID, `status = 'running', attempt = 1, started_at = ?, updated_at = ?`, long, long))
 	require.NoError(t, b.pg.DB.Create(&store.TaskAttempt{TaskID: task.ID, Attempt: 1, Worker: "w1", StartedAt: long, Outcome: "running"}).Error)
 
 	rep, err := b.rec.Pass(ctx)

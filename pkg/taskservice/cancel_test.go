@@ -130,7 +130,7 @@ func TestRetryWhenRedisIsDownKeepsState(t *testing.T) {
 	ctx := context.Background()
 	c, err := b.svc.Create(ctx, taskservice.CreateRequest{Type: "refresh_all_prices", CreatedBy: owner.ID})
 	require.NoError(t, err)
-	require.NoError(t, b.pg.DB.Exec(`UPDATE tasks SET status = 'failed', attempt = 4, error = '{"message":"x"}' WHERE id = ?`, c.Task.ID).Error)
+	require.NoError(t, lifecycletest.Force(b.pg.DB, c.Task.ID, `status = 'failed', attempt = 4, error = '{"message":"x"}'`))
 
 	// The same database, a Redis that is not there.
 	down := asynq.RedisClientOpt{Addr: "127.0.0.1:1"}

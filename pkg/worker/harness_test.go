@@ -12,8 +12,11 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 	"google.golang.org/protobuf/encoding/protojson"
+	"gorm.io/gorm"
 
 	"github.com/taskforge/taskforge/pkg/job"
+	"github.com/taskforge/taskforge/pkg/lifecycle"
+	"github.com/taskforge/taskforge/pkg/queue"
 	"github.com/taskforge/taskforge/pkg/store"
 	"github.com/taskforge/taskforge/pkg/tasks"
 	"github.com/taskforge/taskforge/pkg/taskservice"
@@ -128,9 +131,11 @@ func (h *harness) waitStatus(id, status string, within time.Duration) store.Task
 // cancel_requested and, when pubsub is true, publish Asynq's cancel.
 func (h *harness) cancel(id string, pubsub bool) {
 	h.t.Helper()
-	res := h.pg.DB.Exec(`UPDATE tasks SET cancel_requested = true, updated_at = now() WHERE id = ? AND status = 'running'`, id)
-	require.NoError(h.t, res.Error)
-	require.EqualValues(h.t, 1, res.RowsAffected)
+	lc, err := lifecycle.New(h.pg.DB, nil)
+	require.NoError(h.t, err)
+	_, ok, err := lc.RequestCancel(context.Background(), id)
+	require.NoError(h.t, err)
+	require.True(h.t, ok, "task %s is running", id)
 	if pubsub {
 		require.NoError(h.t, h.insp.CancelProcessing(id))
 	}
@@ -140,26 +145,25 @@ func (h *harness) cancel(id string, pubsub bool) {
 // retry_base = attempt, delete from Asynq, enqueue under the same id.
 func (h *harness) retry(id string) {
 	h.t.Helper()
-	var rows []store.Task
-	require.NoError(h.t, h.pg.DB.Raw(`
-UPDATE tasks SET status = 'pending', retry_base = attempt, cancel_requested = false, error = NULL,
-       next_retry_at = NULL, completed_at = NULL, result = NULL, duration_ms = NULL, updated_at = now()
-WHERE id = ? AND status IN ('failed', 'cancelled') RETURNING *`, id).Scan(&rows).Error)
-	require.Len(h.t, rows, 1)
-	row := rows[0]
-	if err := h.insp.DeleteTask(row.Priority, id); err != nil {
-		require.ErrorIs(h.t, err, asynq.ErrTaskNotFound)
-	}
-	spec, _ := tasks.Lookup(row.Type)
-	msg := spec.NewParams()
-	require.NoError(h.t, protojson.Unmarshal(row.Params, msg))
-	var policy tasks.RetryPolicy
-	require.NoError(h.t, json.Unmarshal(row.RetryPolicy, &policy))
-	payload, err := tasks.EncodeEnvelope(id, row.Type, msg, policy, row.TimeoutSeconds, row.KeyID, row.Attempt)
+	lc, err := lifecycle.New(h.pg.DB, nil)
 	require.NoError(h.t, err)
-	_, err = h.cli.Enqueue(asynq.NewTask(row.Type, payload), asynq.TaskID(id), asynq.Queue(row.Priority),
-		asynq.MaxRetry(policy.MaxRetries), asynq.Timeout(time.Duration(row.TimeoutSeconds)*time.Second))
+	_, ok, err := lc.Retry(context.Background(), id, func(_ *gorm.DB, row *store.Task) error {
+		got, err := queue.Remove(h.insp, row.Priority, id)
+		require.NoError(h.t, err)
+		require.NotEqual(h.t, queue.Active, got)
+		spec, _ := tasks.Lookup(row.Type)
+		msg := spec.NewParams()
+		require.NoError(h.t, protojson.Unmarshal(row.Params, msg))
+		var policy tasks.RetryPolicy
+		require.NoError(h.t, json.Unmarshal(row.RetryPolicy, &policy))
+		payload, err := tasks.EncodeEnvelope(id, row.Type, msg, policy, row.TimeoutSeconds, row.KeyID, row.Attempt)
+		require.NoError(h.t, err)
+		_, err = h.cli.Enqueue(asynq.NewTask(row.Type, payload), asynq.TaskID(id), asynq.Queue(row.Priority),
+			asynq.MaxRetry(policy.MaxRetries), asynq.Timeout(time.Duration(row.TimeoutSeconds)*time.Second))
+		return err
+	})
 	require.NoError(h.t, err)
+	require.True(h.t, ok, "task %s is failed or cancelled", id)
 }
 
 // asynqState is the task's state in Asynq, or "gone".

@@ -13,6 +13,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/taskforge/taskforge/pkg/job"
+	"github.com/taskforge/taskforge/pkg/lifecycle/lifecycletest"
 	"github.com/taskforge/taskforge/pkg/taskpb"
 	"github.com/taskforge/taskforge/pkg/tasks"
 )
@@ -380,7 +381,7 @@ func TestCancelledPendingTaskIsRevoked(t *testing.T) {
 	future := time.Now().Add(1500 * time.Millisecond)
 	c, err := h.svc.Create(context.Background(), createReq(&future))
 	require.NoError(t, err)
-	require.NoError(t, h.pg.DB.Exec(`UPDATE tasks SET status = 'cancelled', cancel_requested = true WHERE id = ?`, c.Task.ID).Error)
+	require.NoError(t, lifecycletest.Force(h.pg.DB, c.Task.ID, `status = 'cancelled', cancel_requested = true`))
 	require.Eventually(t, func() bool { return h.asynqState("normal", c.Task.ID) == "gone" }, 10*time.Second, 100*time.Millisecond)
 	require.EqualValues(t, 0, runs.Load())
 	require.Empty(t, h.attempts(c.Task.ID))

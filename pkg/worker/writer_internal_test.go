@@ -3,6 +3,7 @@ package worker
 import (
 	"context"
 	"encoding/json"
+	"strings"
 	"testing"
 	"time"
 
@@ -11,6 +12,7 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/taskforge/taskforge/pkg/lifecycle"
+	"github.com/taskforge/taskforge/pkg/lifecycle/lifecycletest"
 	"github.com/taskforge/taskforge/pkg/store"
 	"github.com/taskforge/taskforge/pkg/testenv"
 )
@@ -100,7 +102,7 @@ func TestStateMachineHoldsAgainstLateAndDuplicateMessages(t *testing.T) {
 	cb := "https://example.com/hook"
 	insertTask(t, pg, "task_c", "pending", &cb)
 	require.True(t, w.start(ctx, "task_c", "w1", 1).started)
-	require.NoError(t, pg.DB.Exec(`UPDATE tasks SET cancel_requested = true WHERE id = 'task_c'`).Error)
+	require.NoError(t, lifecycletest.Force(pg.DB, "task_c", `cancel_requested = true`))
 	res := w.start(ctx, "task_c", "w2", 2)
 	require.False(t, res.started)
 	require.True(t, res.cancelled)
@@ -123,7 +125,12 @@ func TestProgressMessagesAreBoundedAndFlushedBeforeOutcome(t *testing.T) {
 	rep := newReporter(w, attemptKey{"task_p", st.attempt}, 2, 100)
 	for _, m := range []string{"one", "two", "three", "four"} {
 		rep.Progress(0.25, "s", m)
-		time.Sleep(30 * time.Millisecond)
+		// Each message in its own flush: they append across flushes.
+		require.Eventually(t, func() bool {
+			var r store.Task
+			require.NoError(t, pg.DB.Where("id = ?", "task_p").Take(&r).Error)
+			return strings.Contains(string(r.Messages), `"`+m+`"`)
+		}, 5*time.Second, 5*time.Millisecond)
 	}
 	rep.Progress(0.9, "last\x00step", "five")
 	for i := 0; i < 4; i++ {
@@ -196,7 +203,7 @@ func TestLazyStartAndOutcomeCombine(t *testing.T) {
 	insertTask(t, pg, "task_r", "pending", nil)
 	got := make(chan startResult, 1)
 	w.lazyStart("task_r", "w1", 1, func(r startResult) { got <- r })
-	require.NoError(t, pg.DB.Exec(`UPDATE tasks SET status = 'cancelled', cancel_requested = true WHERE id = 'task_r'`).Error)
+	require.NoError(t, lifecycletest.Force(pg.DB, "task_r", `status = 'cancelled', cancel_requested = true`))
 	w.wake()
 	select {
 	case r := <-got:

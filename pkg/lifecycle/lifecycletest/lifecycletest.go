@@ -4,9 +4,11 @@ package lifecycletest
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"gorm.io/gorm"
 
 	"github.com/taskforge/taskforge/pkg/lifecycle"
 	"github.com/taskforge/taskforge/pkg/tasks"
@@ -31,4 +33,18 @@ func RunAttempt(ctx context.Context, lc *lifecycle.Lifecycle, conn *pgx.Conn, id
 		o.Error = []byte(`{"message":"boom","kind":"error","attempt":1}`)
 	}
 	return lc.Send(ctx, conn, lifecycle.Finish([]lifecycle.Outcome{o}, func(lifecycle.Moved) {}))
+}
+
+// Force puts task id's row in a state for a test by assigning set (SQL, with
+// GORM ? placeholders for args), outside the state machine: the arrange step
+// of a test, never a transition.
+func Force(db *gorm.DB, id, set string, args ...any) error {
+	res := db.Exec("UPDATE tasks SET "+set+" WHERE id = ?", append(args, id)...)
+	if res.Error != nil {
+		return fmt.Errorf("lifecycletest: force %s: %w", id, res.Error)
+	}
+	if res.RowsAffected != 1 {
+		return fmt.Errorf("lifecycletest: force %s: no such task", id)
+	}
+	return nil
 }

@@ -17,6 +17,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/taskforge/taskforge/pkg/job"
+	"github.com/taskforge/taskforge/pkg/lifecycle/lifecycletest"
 	"github.com/taskforge/taskforge/pkg/tasks"
 	"github.com/taskforge/taskforge/pkg/worker"
 	"github.com/taskforge/taskforge/services/api/client"
@@ -364,7 +365,7 @@ func TestTaskStreamRereadsALostChange(t *testing.T) {
 	require.NoError(t, err)
 	defer s.Close()
 	require.Equal(t, client.Status("pending"), nextTask(t, s).Status)
-	require.NoError(t, b.pg.DB.Exec(`UPDATE tasks SET current_step = 'unannounced' WHERE id = ?`, id).Error)
+	require.NoError(t, lifecycletest.Force(b.pg.DB, id, `current_step = 'unannounced'`))
 	require.Equal(t, "unannounced", nextTask(t, s).CurrentStep)
 }
 
@@ -423,7 +424,7 @@ func TestConditionalGets(t *testing.T) {
 	}
 	tag := get("/api/v1/tasks/"+id, "").Header.Get("ETag")
 	listTag := get("/api/v1/tasks", "").Header.Get("ETag")
-	require.NoError(t, b.pg.DB.Exec(`UPDATE tasks SET progress = 0.5 WHERE id = ?`, id).Error)
+	require.NoError(t, lifecycletest.Force(b.pg.DB, id, `progress = 0.5`))
 	changed := get("/api/v1/tasks/"+id, tag)
 	require.Equal(t, http.StatusOK, changed.StatusCode)
 	require.NotEqual(t, tag, changed.Header.Get("ETag"))

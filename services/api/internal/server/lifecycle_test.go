@@ -8,6 +8,7 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/stretchr/testify/require"
 
+	"github.com/taskforge/taskforge/pkg/lifecycle/lifecycletest"
 	"github.com/taskforge/taskforge/pkg/store"
 	"github.com/taskforge/taskforge/services/api/client"
 )
@@ -62,7 +63,7 @@ func TestCancelInEachState(t *testing.T) {
 
 	// Retrying (the row says so; Asynq holds the task): cancelled and removed.
 	retrying := create(t, op, createBody("refresh_all_prices", nil))
-	require.NoError(t, b.pg.DB.Exec(`UPDATE tasks SET status = 'retrying', attempt = 1, next_retry_at = now() + interval '1 minute' WHERE id = ?`, retrying).Error)
+	require.NoError(t, lifecycletest.Force(b.pg.DB, retrying, `status = 'retrying', attempt = 1, next_retry_at = now() + interval '1 minute'`))
 	resp, err = op.CancelTaskWithResponse(ctx, retrying)
 	require.NoError(t, err)
 	require.Equal(t, http.StatusOK, resp.StatusCode())
@@ -72,7 +73,7 @@ func TestCancelInEachState(t *testing.T) {
 
 	// Running: 202, cancel_requested set, status unchanged (the worker ends it).
 	running := create(t, op, createBody("refresh_all_prices", nil))
-	require.NoError(t, b.pg.DB.Exec(`UPDATE tasks SET status = 'running', attempt = 1, started_at = now() WHERE id = ?`, running).Error)
+	require.NoError(t, lifecycletest.Force(b.pg.DB, running, `status = 'running', attempt = 1, started_at = now()`))
 	resp, err = op.CancelTaskWithResponse(ctx, running)
 	require.NoError(t, err)
 	require.Equal(t, http.StatusAccepted, resp.StatusCode(), string(resp.Body))
@@ -104,8 +105,8 @@ func TestRetry(t *testing.T) {
 	// A task that failed after four attempts and sits in Asynq's archive.
 	id := create(t, op, createBody("refresh_portfolio", map[string]any{"portfolio_id": "pf_9"}))
 	require.NoError(t, b.inspector.ArchiveTask("normal", id))
-	require.NoError(t, b.pg.DB.Exec(`UPDATE tasks SET status = 'failed', attempt = 4, started_at = now(), completed_at = now(),
-		error = '{"message":"provider down","kind":"transient","attempt":4}', duration_ms = 10 WHERE id = ?`, id).Error)
+	require.NoError(t, lifecycletest.Force(b.pg.DB, id, `status = 'failed', attempt = 4, started_at = now(), completed_at = now(),
+		error = '{"message":"provider down","kind":"transient","attempt":4}', duration_ms = 10`))
 	got, err := op.GetTaskWithResponse(ctx, id)
 	require.NoError(t, err)
 	require.Equal(t, "provider down", got.JSON200.Error.Message)
