@@ -2,6 +2,8 @@ package audit
 
 import (
 	"context"
+	"slices"
+	"strings"
 
 	"gorm.io/gorm"
 	"gorm.io/gorm/clause"
@@ -33,10 +35,26 @@ func newWriter(db *gorm.DB) *groupcommit.Committer[*store.AuditEntry, struct{}] 
 			}
 			rows = append(rows, row)
 		}
-		err := db.WithContext(ctx).Clauses(clause.OnConflict{
-			Columns:   []clause.Column{{Name: "aggregate_key"}},
-			DoUpdates: clause.Assignments(map[string]any{"count": gorm.Expr("audit_log.count + EXCLUDED.count")}),
-		}).Create(&rows).Error
+		// Aggregated rows are upserted in key order, so two replicas'
+		// batches lock the rows they share in the same order (see the lock
+		// order in docs/DEVELOPING.md).
+		slices.SortStableFunc(rows, func(a, b *store.AuditEntry) int {
+			return strings.Compare(aggregateKey(a), aggregateKey(b))
+		})
+		err := store.RetryLockConflicts(ctx, func() error {
+			return db.WithContext(ctx).Clauses(clause.OnConflict{
+				Columns:   []clause.Column{{Name: "aggregate_key"}},
+				DoUpdates: clause.Assignments(map[string]any{"count": gorm.Expr("audit_log.count + EXCLUDED.count")}),
+			}).Create(&rows).Error
+		})
 		return make([]struct{}, len(batch)), err
 	})
+}
+
+// aggregateKey is e's aggregate key, or "" for a row of its own.
+func aggregateKey(e *store.AuditEntry) string {
+	if e.AggregateKey == nil {
+		return ""
+	}
+	return *e.AggregateKey
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -19,15 +20,28 @@ import (
 // batch, reads its rows, and keeps the events of the changes it made until
 // Send knows the batch committed.
 type Statement struct {
+	// locks are the ids of the task rows the statement may update.
+	locks []string
 	queue func(pb *pgx.Batch, evs *[]event.Event)
 }
 
+// lockSQL takes the row locks of a flush in one fixed order (by id) before
+// its statements run: ORDER BY sorts before FOR UPDATE locks, so two flushes
+// that touch the same rows never hold one each while waiting for the other.
+const lockSQL = `SELECT id FROM tasks WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE`
+
 // Send runs stmts as one pgx batch on conn: one round trip, and one implicit
-// transaction, so either all of them commit or none. Once they committed, it
-// publishes their changes in the statements' order (a task's progress and log
-// lines before its outcome when stmts are in that order).
+// transaction, so either all of them commit or none. The task rows they
+// update are locked first, in id order (the lock order of docs/DEVELOPING.md).
+// Once they committed, it publishes their changes in the statements' order (a
+// task's progress and log lines before its outcome when stmts are in that
+// order). A lock conflict (store.IsLockConflict) rolls the whole batch back:
+// send it again.
 func (l *Lifecycle) Send(ctx context.Context, conn *pgx.Conn, stmts ...Statement) error {
 	pb := &pgx.Batch{}
+	if ids := lockOrder(stmts); len(ids) > 0 {
+		pb.Queue(lockSQL, ids)
+	}
 	var evs []event.Event
 	for _, s := range stmts {
 		s.queue(pb, &evs)
@@ -37,6 +51,16 @@ func (l *Lifecycle) Send(ctx context.Context, conn *pgx.Conn, stmts ...Statement
 	}
 	l.Publish(evs...)
 	return nil
+}
+
+// lockOrder is the sorted set of the task rows stmts may update.
+func lockOrder(stmts []Statement) []string {
+	var ids []string
+	for _, s := range stmts {
+		ids = append(ids, s.locks...)
+	}
+	slices.Sort(ids)
+	return slices.Compact(ids)
 }
 
 // Due is a task row as a delivery finds it.
@@ -52,7 +76,7 @@ type Due struct {
 // Check reads, for the tasks ids, whether a delivery may start them; each
 // gets every row found.
 func Check(ids []string, each func(Due)) Statement {
-	return Statement{func(pb *pgx.Batch, _ *[]event.Event) {
+	return Statement{queue: func(pb *pgx.Batch, _ *[]event.Event) {
 		pb.Queue(checkSQL, ids).Query(func(rows pgx.Rows) error {
 			for rows.Next() {
 				var d Due
@@ -84,12 +108,12 @@ type Started struct {
 
 // StartAttempts runs starts (see startSQL); each gets every row moved.
 func StartAttempts(starts []Start, each func(Started)) Statement {
-	return Statement{func(pb *pgx.Batch, evs *[]event.Event) {
-		n := len(starts)
-		ids, workers, ts, attempts := make([]string, n), make([]string, n), make([]time.Time, n), make([]int32, n)
-		for i, s := range starts {
-			ids[i], workers[i], ts[i], attempts[i] = s.ID, s.Worker, s.At, int32(s.Attempt)
-		}
+	n := len(starts)
+	ids, workers, ts, attempts := make([]string, n), make([]string, n), make([]time.Time, n), make([]int32, n)
+	for i, s := range starts {
+		ids[i], workers[i], ts[i], attempts[i] = s.ID, s.Worker, s.At, int32(s.Attempt)
+	}
+	return Statement{locks: ids, queue: func(pb *pgx.Batch, evs *[]event.Event) {
 		pb.Queue(startSQL, ids, workers, ts, attempts).Query(func(rows pgx.Rows) error {
 			for rows.Next() {
 				var s Started
@@ -130,12 +154,12 @@ func messagesJSON(msgs []string) string {
 // WriteProgress writes ps to rows still running their attempt, keeping the
 // last maxMessages messages of each.
 func WriteProgress(ps []Progress, maxMessages int) Statement {
-	return Statement{func(pb *pgx.Batch, evs *[]event.Event) {
-		n := len(ps)
-		ids, attempts, fr, steps, msgs := make([]string, n), make([]int32, n), make([]float64, n), make([]string, n), make([]string, n)
-		for i, p := range ps {
-			ids[i], attempts[i], fr[i], steps[i], msgs[i] = p.ID, int32(p.Attempt), p.Fraction, p.Step, messagesJSON(p.Messages)
-		}
+	n := len(ps)
+	ids, attempts, fr, steps, msgs := make([]string, n), make([]int32, n), make([]float64, n), make([]string, n), make([]string, n)
+	for i, p := range ps {
+		ids[i], attempts[i], fr[i], steps[i], msgs[i] = p.ID, int32(p.Attempt), p.Fraction, p.Step, messagesJSON(p.Messages)
+	}
+	return Statement{locks: ids, queue: func(pb *pgx.Batch, evs *[]event.Event) {
 		pb.Queue(progressSQL, ids, attempts, fr, steps, msgs, maxMessages).Query(func(rows pgx.Rows) error {
 			for rows.Next() {
 				var id string
@@ -162,7 +186,7 @@ type LogLine struct {
 
 // AppendLogs writes log lines.
 func AppendLogs(lines []LogLine) Statement {
-	return Statement{func(pb *pgx.Batch, evs *[]event.Event) {
+	return Statement{queue: func(pb *pgx.Batch, evs *[]event.Event) {
 		n := len(lines)
 		ids, attempts, ts, levels, msgs, fields := make([]string, n), make([]int32, n), make([]time.Time, n), make([]string, n), make([]string, n), make([]string, n)
 		for i, l := range lines {
@@ -252,8 +276,9 @@ func scanMoved(evs *[]event.Event, each func(Moved)) func(pgx.Rows) error {
 // Finish records outcomes of started attempts (see finishSQL); each gets
 // every row moved.
 func Finish(outcomes []Outcome, each func(Moved)) Statement {
-	return Statement{func(pb *pgx.Batch, evs *[]event.Event) {
-		pb.Queue(finishSQL, outcomeArgs(outcomes)...).Query(scanMoved(evs, each))
+	args := outcomeArgs(outcomes)
+	return Statement{locks: args[0].([]string), queue: func(pb *pgx.Batch, evs *[]event.Event) {
+		pb.Queue(finishSQL, args...).Query(scanMoved(evs, each))
 	}}
 }
 
@@ -270,17 +295,17 @@ type Whole struct {
 // combinedSQL), keeping the last maxMessages messages; each gets every row
 // moved.
 func StartAndFinish(wholes []Whole, maxMessages int, each func(Moved)) Statement {
-	return Statement{func(pb *pgx.Batch, evs *[]event.Event) {
-		n := len(wholes)
-		os := make([]Outcome, n)
-		workers, started, fr, steps, msgs := make([]string, n), make([]time.Time, n), make([]float64, n), make([]string, n), make([]string, n)
-		for i, w := range wholes {
-			os[i], workers[i], started[i], msgs[i] = w.Outcome, w.Worker, w.Started, messagesJSON(nil)
-			if p := w.Progress; p != nil {
-				fr[i], steps[i], msgs[i] = p.Fraction, p.Step, messagesJSON(p.Messages)
-			}
+	n := len(wholes)
+	os := make([]Outcome, n)
+	workers, started, fr, steps, msgs := make([]string, n), make([]time.Time, n), make([]float64, n), make([]string, n), make([]string, n)
+	for i, w := range wholes {
+		os[i], workers[i], started[i], msgs[i] = w.Outcome, w.Worker, w.Started, messagesJSON(nil)
+		if p := w.Progress; p != nil {
+			fr[i], steps[i], msgs[i] = p.Fraction, p.Step, messagesJSON(p.Messages)
 		}
-		args := append(outcomeArgs(os), workers, started, fr, steps, msgs, maxMessages)
+	}
+	args := append(outcomeArgs(os), workers, started, fr, steps, msgs, maxMessages)
+	return Statement{locks: args[0].([]string), queue: func(pb *pgx.Batch, evs *[]event.Event) {
 		pb.Queue(combinedSQL, args...).Query(scanMoved(evs, each))
 	}}
 }

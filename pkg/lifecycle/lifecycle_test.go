@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -300,4 +301,54 @@ func TestTransitionsPublishWhatCommitted(t *testing.T) {
 	require.NoError(t, pg.DB.Raw(`SELECT outcome, error_message FROM task_attempts WHERE task_id = 'task_lost' AND attempt = 1`).Row().Scan(&outcome, &msg))
 	require.Equal(t, "lost", outcome)
 	require.Equal(t, "worker gone", msg)
+}
+
+// TestConflictingFlushesNeverDeadlock: two flushes that update the same rows
+// in opposite orders, over and over at once, both commit every time: a flush
+// locks its rows in id order before its statements run. (Without it,
+// PostgreSQL breaks the deadlock by failing one of them.)
+func TestConflictingFlushesNeverDeadlock(t *testing.T) {
+	t.Parallel()
+	pg := testenv.NewPostgres(t)
+	lc := newLifecycle(t, pg, nil)
+	ctx := context.Background()
+	const n = 60
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("task_dl_%03d", i)
+		insert(t, pg, ids[i])
+		require.NoError(t, lifecycletest.Force(pg.DB, ids[i], `status = 'running', attempt = 1`))
+	}
+	flush := func(order []string, round int) []lifecycle.Statement {
+		stmts := make([]lifecycle.Statement, len(order))
+		for i, id := range order {
+			stmts[i] = lifecycle.WriteProgress([]lifecycle.Progress{{ID: id, Attempt: 1, Fraction: 0.5,
+				Step: fmt.Sprintf("round %d", round)}}, 10)
+		}
+		return stmts
+	}
+	reversed := slices.Clone(ids)
+	slices.Reverse(reversed)
+	var wg sync.WaitGroup
+	errs := make(chan error, 2*10)
+	for _, order := range [][]string{ids, reversed} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			conn, err := pgx.Connect(ctx, pg.URL)
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer conn.Close(ctx)
+			for round := range 10 {
+				errs <- lc.Send(ctx, conn, flush(order, round)...)
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		require.NoError(t, err)
+	}
 }

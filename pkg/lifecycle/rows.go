@@ -69,6 +69,17 @@ func one(ctx context.Context, db *gorm.DB, id, q string, args ...any) (store.Tas
 	return rows[0], true, nil
 }
 
+// retried runs a transition (one statement or one transaction) again while
+// it fails with a lock conflict (store.RetryLockConflicts).
+func retried(ctx context.Context, fn func() (store.Task, bool, error)) (row store.Task, ok bool, err error) {
+	err = store.RetryLockConflicts(ctx, func() error {
+		var e error
+		row, ok, e = fn()
+		return e
+	})
+	return row, ok, err
+}
+
 // published publishes row's change when the transition took.
 func (l *Lifecycle) published(row store.Task, ok bool, err error) (store.Task, bool, error) {
 	if err == nil && ok {
@@ -81,16 +92,20 @@ func (l *Lifecycle) published(row store.Task, ok bool, err error) (store.Task, b
 // tasks.From(cancelled) without running), queueing its callback. ok is false
 // when the row is in neither state (a worker started it, or it ended).
 func (l *Lifecycle) Cancel(ctx context.Context, id string) (store.Task, bool, error) {
-	return l.published(toTerminal(ctx, l.db, id, tasks.StatusCancelled, []tasks.Status{tasks.StatusPending, tasks.StatusRetrying},
-		`cancel_requested = true, completed_at = now(), next_retry_at = NULL, updated_at = now()`, nil, ""))
+	return l.published(retried(ctx, func() (store.Task, bool, error) {
+		return toTerminal(ctx, l.db, id, tasks.StatusCancelled, []tasks.Status{tasks.StatusPending, tasks.StatusRetrying},
+			`cancel_requested = true, completed_at = now(), next_retry_at = NULL, updated_at = now()`, nil, "")
+	}))
 }
 
 // RequestCancel marks a running task's cancel as requested (the worker stops
 // its handler and records the cancel); ok is false when the row is not
 // running.
 func (l *Lifecycle) RequestCancel(ctx context.Context, id string) (store.Task, bool, error) {
-	return l.published(one(ctx, l.db, id, `UPDATE tasks SET cancel_requested = true, updated_at = now()
-WHERE id = ? AND status = '`+tasks.StatusRunning+`' RETURNING *`, id))
+	return l.published(retried(ctx, func() (store.Task, bool, error) {
+		return one(ctx, l.db, id, `UPDATE tasks SET cancel_requested = true, updated_at = now()
+WHERE id = ? AND status = '`+tasks.StatusRunning+`' RETURNING *`, id)
+	}))
 }
 
 // errNotMoved rolls back a transaction whose transition did not take.
@@ -101,23 +116,27 @@ var errNotMoved = errors.New("lifecycle: not moved")
 // numbers continue), cancel_requested cleared, and the error, result and
 // timings of the last run cleared. requeue runs in the same transaction with
 // the moved row (it enqueues the task again); its error rolls the transition
-// back and is returned. ok is false when the row was in neither state.
+// back and is returned. ok is false when the row was in neither state. A
+// lock conflict runs the transaction again (requeue runs after the row is
+// locked, so only a run that holds it calls requeue).
 func (l *Lifecycle) Retry(ctx context.Context, id string, requeue func(tx *gorm.DB, row *store.Task) error) (store.Task, bool, error) {
 	var moved store.Task
-	err := l.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
-		row, ok, err := one(ctx, tx, id, `
+	err := store.RetryLockConflicts(ctx, func() error {
+		return l.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+			row, ok, err := one(ctx, tx, id, `
 UPDATE tasks SET status = '`+tasks.StatusPending+`', retry_base = attempt, cancel_requested = false, error = NULL,
        next_retry_at = NULL, completed_at = NULL, result = NULL, result_url = NULL, duration_ms = NULL,
        progress = 0, current_step = '', worker_id = '', updated_at = now()
 WHERE id = ? AND status IN ? RETURNING *`, id, tasks.From(tasks.StatusPending))
-		if err != nil {
-			return err
-		}
-		if !ok {
-			return errNotMoved
-		}
-		moved = row
-		return requeue(tx, &moved)
+			if err != nil {
+				return err
+			}
+			if !ok {
+				return errNotMoved
+			}
+			moved = row
+			return requeue(tx, &moved)
+		})
 	})
 	if errors.Is(err, errNotMoved) {
 		return store.Task{}, false, nil
@@ -144,35 +163,39 @@ type Loss struct {
 }
 
 // Lose records a loss: the task row's transition and its attempt closed as
-// lost, in one transaction. ok is false when the row had moved on.
+// lost, in one transaction (the task row locked before its attempt's, the
+// lock order of docs/DEVELOPING.md), run again on a lock conflict. ok is
+// false when the row had moved on.
 func (l *Lifecycle) Lose(ctx context.Context, loss Loss) (store.Task, bool, error) {
 	row, at := loss.Row, loss.At
 	var moved store.Task
-	err := l.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
-		var ok bool
-		var err error
-		if loss.Retry {
-			if !tasks.CanTransition(row.Status, tasks.StatusRetrying) {
-				return errNotMoved
-			}
-			moved, ok, err = one(ctx, tx, row.ID, `
+	err := store.RetryLockConflicts(ctx, func() error {
+		return l.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+			var ok bool
+			var err error
+			if loss.Retry {
+				if !tasks.CanTransition(row.Status, tasks.StatusRetrying) {
+					return errNotMoved
+				}
+				moved, ok, err = one(ctx, tx, row.ID, `
 UPDATE tasks SET status = '`+tasks.StatusRetrying+`', error = ?::jsonb, next_retry_at = ?, worker_id = '', updated_at = ?
 WHERE id = ? AND status = ? AND attempt = ? RETURNING *`, loss.Error, at, at, row.ID, row.Status, row.Attempt)
-		} else {
-			moved, ok, err = toTerminal(ctx, tx, row.ID, tasks.StatusFailed, []tasks.Status{row.Status},
-				`error = ?::jsonb, completed_at = ?, next_retry_at = NULL, updated_at = ?`, []any{loss.Error, at, at},
-				`attempt = ?`, row.Attempt)
-		}
-		if err != nil {
-			return err
-		}
-		if !ok {
-			return errNotMoved
-		}
-		return tx.Exec(`
+			} else {
+				moved, ok, err = toTerminal(ctx, tx, row.ID, tasks.StatusFailed, []tasks.Status{row.Status},
+					`error = ?::jsonb, completed_at = ?, next_retry_at = NULL, updated_at = ?`, []any{loss.Error, at, at},
+					`attempt = ?`, row.Attempt)
+			}
+			if err != nil {
+				return err
+			}
+			if !ok {
+				return errNotMoved
+			}
+			return tx.Exec(`
 UPDATE task_attempts SET outcome = 'lost', finished_at = ?, error_kind = ?, error_message = ?,
        duration_ms = GREATEST(0, (EXTRACT(EPOCH FROM (?::timestamptz - started_at)) * 1000)::bigint)
 WHERE task_id = ? AND attempt = ? AND outcome = 'running'`, at, loss.Kind, loss.Message, at, row.ID, row.Attempt).Error
+		})
 	})
 	if errors.Is(err, errNotMoved) {
 		return store.Task{}, false, nil

@@ -292,9 +292,10 @@ func tableColumns(ctx context.Context, q querier, table string) ([]column, error
 }
 
 // textSettings make every value's text form exact and independent of the
-// server's defaults, for export and import alike.
+// server's defaults, for export and import alike, and lift the statement
+// timeout: a backup or restore of a large table runs long.
 const textSettings = `SET LOCAL TimeZone = 'UTC'; SET LOCAL DateStyle = 'ISO, YMD'; SET LOCAL IntervalStyle = 'postgres';
-	SET LOCAL extra_float_digits = 3; SET LOCAL bytea_output = 'hex'`
+	SET LOCAL extra_float_digits = 3; SET LOCAL bytea_output = 'hex'; SET LOCAL statement_timeout = 0`
 
 // writeJSONL writes the gzip JSON-lines archive: a header line, then per table a
 // table line with its columns and types, one JSON array per row (each value its

@@ -13,9 +13,12 @@ import (
 	"fmt"
 	"io/fs"
 	"sort"
+	"strconv"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/pressly/goose/v3"
 	"gorm.io/driver/postgres"
 	"gorm.io/gorm"
@@ -44,6 +47,33 @@ type Options struct {
 	ConnMaxLifetime time.Duration
 	// ConnMaxIdleTime closes idle connections. If zero, 5 minutes.
 	ConnMaxIdleTime time.Duration
+	// LockTimeout bounds how long a statement waits for a row or table lock
+	// (PostgreSQL's lock_timeout) before it fails with a lock conflict,
+	// which callers retry (RetryLockConflicts). If zero, 5 seconds;
+	// negative: no limit.
+	LockTimeout time.Duration
+	// StatementTimeout bounds every statement (statement_timeout). If zero,
+	// 60 seconds; negative: no limit. Long maintenance work lifts it for its
+	// own transaction (SET LOCAL).
+	StatementTimeout time.Duration
+}
+
+// Defaults of Options' timeouts.
+const (
+	DefaultLockTimeout      = 5 * time.Second
+	DefaultStatementTimeout = 60 * time.Second
+)
+
+// timeoutParam renders d as a PostgreSQL setting in milliseconds: def when
+// zero, 0 (no limit) when negative.
+func timeoutParam(d, def time.Duration) string {
+	switch {
+	case d == 0:
+		d = def
+	case d < 0:
+		d = 0
+	}
+	return strconv.FormatInt(d.Milliseconds(), 10)
 }
 
 // Open connects to PostgreSQL. GORM runs without its default per-statement
@@ -62,7 +92,16 @@ func Open(o Options) (*gorm.DB, error) {
 	if o.ConnMaxIdleTime == 0 {
 		o.ConnMaxIdleTime = 5 * time.Minute
 	}
-	db, err := gorm.Open(postgres.Open(o.URL), &gorm.Config{
+	cfg, err := pgx.ParseConfig(o.URL)
+	if err != nil {
+		return nil, fmt.Errorf("store: open: %w", err)
+	}
+	// Every connection waits for locks and runs statements within bounds,
+	// so a lock held by a stuck session or a deadlock-prone order costs a
+	// retry, not a stalled pool.
+	cfg.RuntimeParams["lock_timeout"] = timeoutParam(o.LockTimeout, DefaultLockTimeout)
+	cfg.RuntimeParams["statement_timeout"] = timeoutParam(o.StatementTimeout, DefaultStatementTimeout)
+	db, err := gorm.Open(postgres.New(postgres.Config{Conn: stdlib.OpenDB(*cfg)}), &gorm.Config{
 		SkipDefaultTransaction: true,
 		// A service starts while PostgreSQL is down and heals when it returns.
 		DisableAutomaticPing: true,
@@ -104,16 +143,53 @@ func newProvider(db *sql.DB) (*goose.Provider, error) {
 }
 
 // Migrate applies every pending migration. It is safe to run again and from
-// several processes at once (goose takes a session lock).
+// several processes at once (goose takes a session lock). Migrations run
+// without the pool's statement_timeout (an index on a large table takes
+// long) and are retried on a lock conflict: each one is its own transaction.
 func Migrate(ctx context.Context, db *sql.DB) error {
-	p, err := newProvider(db)
+	mdb, err := unbounded(ctx, db)
 	if err != nil {
 		return fmt.Errorf("store: migrate: %w", err)
 	}
-	if _, err := p.Up(ctx); err != nil {
+	defer mdb.Close()
+	p, err := newProvider(mdb)
+	if err != nil {
+		return fmt.Errorf("store: migrate: %w", err)
+	}
+	err = RetryLockConflicts(ctx, func() error {
+		_, err := p.Up(ctx)
+		return err
+	})
+	if err != nil {
 		return fmt.Errorf("store: migrate: %w", err)
 	}
 	return nil
+}
+
+// unbounded opens a one-connection pool to db's database with db's
+// settings but no statement_timeout.
+func unbounded(ctx context.Context, db *sql.DB) (*sql.DB, error) {
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	var cfg *pgx.ConnConfig
+	err = conn.Raw(func(dc any) error {
+		sc, ok := dc.(*stdlib.Conn)
+		if !ok {
+			return fmt.Errorf("not a pgx connection: %T", dc)
+		}
+		cfg = sc.Conn().Config().Copy()
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	cfg.RuntimeParams["statement_timeout"] = "0"
+	mdb := stdlib.OpenDB(*cfg)
+	mdb.SetMaxOpenConns(1)
+	return mdb, nil
 }
 
 // MigrationStatus lists each migration's version and whether it is applied.
@@ -170,7 +246,7 @@ func Translate(err error) error {
 		switch {
 		case pgErr.Code == "23505":
 			return fmt.Errorf("%w: %w", ErrConflict, err)
-		case pgErr.Code[:2] == "08", pgErr.Code[:2] == "57", pgErr.Code == "53300":
+		case pgErr.Code[:2] == "08", pgErr.Code[:2] == "57", pgErr.Code == "53300", IsLockConflict(err):
 			return fmt.Errorf("%w: %w", ErrUnavailable, err)
 		}
 		return err

@@ -78,7 +78,9 @@ func (w *writer) flush() {
 			return
 		}
 		w.metrics.flushErrors.Inc()
-		if !store.IsConnError(err) {
+		// PostgreSQL away, or a lock conflict that rolled the batch back:
+		// the whole batch again. Anything else: statement by statement.
+		if !store.IsConnError(err) && !store.IsLockConflict(err) {
 			w.log.Error("state batch rejected; writing its statements one by one", zap.Error(err))
 			_ = w.exec(b, false)
 			return
