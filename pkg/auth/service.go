@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/taskforge/taskforge/pkg/config"
+	"github.com/taskforge/taskforge/pkg/egress"
 )
 
 // ErrUnavailable means a credential could not be checked because a backend
@@ -56,8 +57,16 @@ func NewService(o ServiceOptions) (*Service, error) {
 
 // ServiceFromConfig returns the Service the auth configuration describes: the
 // bootstrap admin key (if set), API keys through keys, and JWTs when a JWT
-// secret or a JWKS URL is set; client fetches the JWKS.
-func ServiceFromConfig(c config.AuthConfig, keys *KeyStore, client *http.Client) (*Service, error) {
+// secret or a JWKS URL is set. The JWKS is fetched through the egress guard of
+// eg's jwks purpose (JWKSClient), never with a plain client.
+func ServiceFromConfig(c config.AuthConfig, eg config.EgressConfig, keys *KeyStore) (*Service, error) {
+	var client *http.Client
+	if c.JWKSURL != "" {
+		var err error
+		if client, err = JWKSClient(eg); err != nil {
+			return nil, err
+		}
+	}
 	var verifier *JWTVerifier
 	v, err := NewJWTVerifier(JWTConfigFrom(c, client))
 	switch {
@@ -67,6 +76,21 @@ func ServiceFromConfig(c config.AuthConfig, keys *KeyStore, client *http.Client)
 		return nil, err
 	}
 	return NewService(ServiceOptions{BootstrapAdminKey: c.BootstrapAdminKey, Keys: keys, JWT: verifier})
+}
+
+// JWKSClient returns the client that fetches the identity provider's key set:
+// the egress guard of purpose jwks (egress.jwks.allow_cidrs, else
+// egress.allow_cidrs), so that a JWKS URL resolving to a loopback, private,
+// link-local or metadata address is refused unless its range is allow-listed,
+// and a refusal names the rule, never the resolved address. The verifier
+// follows no redirect on top of it (NewJWTVerifier). opts are passed on to the
+// guard (tests resolve names with their own resolver).
+func JWKSClient(eg config.EgressConfig, opts ...egress.Option) (*http.Client, error) {
+	g, err := egress.FromConfig(eg, egress.PurposeJWKS, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("auth: jwks client: %w", err)
+	}
+	return g.Client(), nil
 }
 
 // Credential kinds, as recorded in audit details.

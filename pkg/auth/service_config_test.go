@@ -2,7 +2,6 @@ package auth
 
 import (
 	"context"
-	"net/http"
 	"testing"
 	"time"
 
@@ -31,7 +30,7 @@ func TestServiceFromConfig(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			s, err := ServiceFromConfig(tc.cfg, nil, http.DefaultClient)
+			s, err := ServiceFromConfig(tc.cfg, config.Defaults().Egress, nil)
 			if tc.wantErr != "" {
 				require.ErrorContains(t, err, tc.wantErr)
 				return

@@ -327,14 +327,16 @@ type EgressConfig struct {
 	MaxResponseBytes int64 `mapstructure:"max_response_bytes"`
 	// MaxRedirects is how many redirects are followed, each re-checked. Default 3.
 	MaxRedirects int `mapstructure:"max_redirects"`
-	// Price, Notify, Callbacks and Webhooks are the allow-lists of each kind
-	// of outbound call: the price provider; Slack, SMS, push and ntfy; task
-	// completion callbacks; webhook_callback tasks. A purpose whose list is
-	// empty uses AllowCIDRs. Default empty.
+	// Price, Notify, Callbacks, Webhooks and JWKS are the allow-lists of each
+	// kind of outbound call: the price provider; Slack, SMS, push and ntfy;
+	// task completion callbacks; webhook_callback tasks; the identity
+	// provider's key set (auth.jwks_url). A purpose whose list is empty uses
+	// AllowCIDRs. Default empty.
 	Price     EgressPurposeConfig `mapstructure:"price"`
 	Notify    EgressPurposeConfig `mapstructure:"notify"`
 	Callbacks EgressPurposeConfig `mapstructure:"callbacks"`
 	Webhooks  EgressPurposeConfig `mapstructure:"webhooks"`
+	JWKS      EgressPurposeConfig `mapstructure:"jwks"`
 }
 
 // EgressPurposeConfig is the allow-list of one kind of outbound call.
@@ -347,7 +349,7 @@ type EgressPurposeConfig struct {
 // Purposes returns the per-purpose allow-list sections by name, for
 // validation and documentation.
 func (c EgressConfig) Purposes() map[string]EgressPurposeConfig {
-	return map[string]EgressPurposeConfig{"price": c.Price, "notify": c.Notify, "callbacks": c.Callbacks, "webhooks": c.Webhooks}
+	return map[string]EgressPurposeConfig{"price": c.Price, "notify": c.Notify, "callbacks": c.Callbacks, "webhooks": c.Webhooks, "jwks": c.JWKS}
 }
 
 // StorageConfig configures result storage.
@@ -503,6 +505,7 @@ func Defaults() Config {
 			MaxResponseBytes: 10 << 20, MaxRedirects: 3,
 			Price: EgressPurposeConfig{AllowCIDRs: []string{}}, Notify: EgressPurposeConfig{AllowCIDRs: []string{}},
 			Callbacks: EgressPurposeConfig{AllowCIDRs: []string{}}, Webhooks: EgressPurposeConfig{AllowCIDRs: []string{}},
+			JWKS: EgressPurposeConfig{AllowCIDRs: []string{}},
 		},
 		Storage: StorageConfig{
 			Backend: "local", LocalDir: "./.run/results", LinkTTL: 15 * time.Minute,

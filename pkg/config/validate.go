@@ -212,7 +212,7 @@ func (c Config) Validate() error {
 			bad(fmt.Sprintf("egress.allow_cidrs[%d]", i), fmt.Sprintf("%q", cidr), "must be a CIDR such as 10.0.0.0/8")
 		}
 	}
-	for _, name := range []string{"price", "notify", "callbacks", "webhooks"} {
+	for _, name := range []string{"price", "notify", "callbacks", "webhooks", "jwks"} {
 		for i, cidr := range c.Egress.Purposes()[name].AllowCIDRs {
 			if _, _, err := net.ParseCIDR(cidr); err != nil {
 				bad(fmt.Sprintf("egress.%s.allow_cidrs[%d]", name, i), fmt.Sprintf("%q", cidr), "must be a CIDR such as 10.0.0.0/8")

@@ -20,6 +20,9 @@ const (
 	PurposeCallbacks Purpose = "callbacks"
 	// PurposeWebhooks is webhook_callback tasks.
 	PurposeWebhooks Purpose = "webhooks"
+	// PurposeJWKS is the identity provider's key set (auth.jwks_url), fetched
+	// by the API and the monitor to verify RS256 and ES256 tokens.
+	PurposeJWKS Purpose = "jwks"
 )
 
 // AllowCIDRs returns the allow-list of purpose p in c: egress.<p>.allow_cidrs,

@@ -50,6 +50,7 @@ func TestPurposeAllowLists(t *testing.T) {
 	c.AllowCIDRs = []string{"127.0.0.0/8"}
 	c.Webhooks.AllowCIDRs = []string{"10.0.0.0/8"}
 	c.Callbacks.AllowCIDRs = []string{"192.168.1.0/24"}
+	c.JWKS.AllowCIDRs = []string{"172.16.0.0/12"}
 
 	tests := []struct {
 		purpose egress.Purpose
@@ -60,6 +61,7 @@ func TestPurposeAllowLists(t *testing.T) {
 		{egress.PurposeCallbacks, []string{"http://192.168.1.5/"}, []string{"http://127.0.0.1/", "http://10.1.2.3/"}},
 		{egress.PurposePrice, []string{"http://127.0.0.1/"}, []string{"http://10.1.2.3/", "http://192.168.1.5/"}},
 		{egress.PurposeNotify, []string{"http://127.0.0.1/"}, []string{"http://10.1.2.3/", "http://192.168.1.5/"}},
+		{egress.PurposeJWKS, []string{"http://172.16.0.9/"}, []string{"http://127.0.0.1/", "http://10.1.2.3/", "http://192.168.1.5/"}},
 	}
 	for _, tc := range tests {
 		g, err := egress.FromConfig(c, tc.purpose)
@@ -75,6 +77,6 @@ func TestPurposeAllowLists(t *testing.T) {
 	allow, err := egress.AllowCIDRs(c, egress.PurposeNotify)
 	require.NoError(t, err)
 	require.Equal(t, []string{"127.0.0.0/8"}, allow)
-	_, err = egress.FromConfig(c, egress.Purpose("jwks"))
-	require.ErrorContains(t, err, `unknown purpose "jwks"`)
+	_, err = egress.FromConfig(c, egress.Purpose("smtp"))
+	require.ErrorContains(t, err, `unknown purpose "smtp"`)
 }

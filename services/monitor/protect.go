@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"time"
 
 	"go.uber.org/zap"
 	"gorm.io/gorm"
@@ -28,7 +27,7 @@ func authenticator(cfg config.Config, db *gorm.DB) (*auth.Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	return auth.ServiceFromConfig(cfg.Auth, keys, &http.Client{Timeout: 10 * time.Second})
+	return auth.ServiceFromConfig(cfg.Auth, cfg.Egress, keys)
 }
 
 // guardOptions are what protect needs besides the authenticator.
