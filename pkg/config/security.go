@@ -42,6 +42,10 @@ type CryptoConfig struct {
 	Keys map[string]string `mapstructure:"keys" secret:"true"`
 	// ActiveKey is the id of the key that encrypts new data. Default "dev".
 	ActiveKey string `mapstructure:"active_key"`
+	// SealAllParams seals every string, list, map and JSON value of every
+	// type's params, not only the fields the registry marks secret or
+	// sensitive (numbers and booleans stay as they are). Default false.
+	SealAllParams bool `mapstructure:"seal_all_params"`
 }
 
 // EgressConfig guards every outbound HTTP call.
