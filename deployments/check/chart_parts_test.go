@@ -122,15 +122,17 @@ func TestChartSchemaRefusesBadValues(t *testing.T) {
 		set  string
 		want string
 	}{
-		"unknown top-level key": {"replicas=3", "additional properties 'replicas' not allowed"},
-		"redis mode":            {"config.redis.mode=ring", "/config/redis/mode"},
-		"port out of range":     {"api.port=70000", "/api/port"},
-		"replicas negative":     {"scheduler.replicas=-1", "/scheduler/replicas"},
-		"port not a number":     {"monitor.port=http", "/monitor/port"},
-		"unknown queue":         {"worker.autoscaling.keda.queues={urgent}", "/worker/autoscaling/keda/queues"},
-		"storage backend":       {"config.storage.backend=gcs", "/config/storage/backend"},
-		"ingress pathType":      {"ingress.hosts[0].host=a.example,ingress.hosts[0].paths[0].path=/,ingress.hosts[0].paths[0].pathType=Regex", "pathType"},
-		"digest format":         {"image.digests.api=latest", "/image/digests/api"},
+		"unknown top-level key":  {"replicas=3", "additional properties 'replicas' not allowed"},
+		"redis mode":             {"config.redis.mode=ring", "/config/redis/mode"},
+		"port out of range":      {"api.port=70000", "/api/port"},
+		"replicas negative":      {"scheduler.replicas=-1", "/scheduler/replicas"},
+		"port not a number":      {"monitor.port=http", "/monitor/port"},
+		"unknown queue":          {"worker.autoscaling.keda.queues={urgent}", "/worker/autoscaling/keda/queues"},
+		"storage backend":        {"config.storage.backend=gcs", "/config/storage/backend"},
+		"ingress pathType":       {"ingress.hosts[0].host=a.example,ingress.hosts[0].paths[0].path=/,ingress.hosts[0].paths[0].pathType=Regex", "pathType"},
+		"digest format":          {"image.digests.api=latest", "/image/digests/api"},
+		"egress purpose typo":    {"config.egress.webhook.allowCIDRs={10.0.0.0/8}", "additional properties 'webhook' not allowed"},
+		"egress list not a list": {"config.egress.jwks.allowCIDRs=10.0.0.0/8", "/config/egress/jwks/allowCIDRs"},
 		// The library names the offending key; the location it prints varies.
 		"extraEnv name": {"config.extraEnv.PATH=/bin", "'PATH' does not match pattern '^TASKFORGE_"},
 	}

@@ -403,6 +403,56 @@ func TestChartFullOptions(t *testing.T) {
 	}
 }
 
+// TestChartEgressAllowLists: config.egress.allowCIDRs and each purpose's
+// allowCIDRs reach the ConfigMap as the variables pkg/config reads
+// (TASKFORGE_EGRESS_ALLOW_CIDRS, TASKFORGE_EGRESS_<PURPOSE>_ALLOW_CIDRS), empty
+// by default so that every purpose falls back to the shared list.
+func TestChartEgressAllowLists(t *testing.T) {
+	configData := func(ms manifests) map[string]string {
+		t.Helper()
+		o := ms.get("ConfigMap", "tf-taskforge")
+		if o == nil {
+			t.Fatal("no ConfigMap tf-taskforge")
+		}
+		return o.Typed.(*corev1.ConfigMap).Data
+	}
+	keys := []string{"TASKFORGE_EGRESS_ALLOW_CIDRS", "TASKFORGE_EGRESS_PRICE_ALLOW_CIDRS", "TASKFORGE_EGRESS_NOTIFY_ALLOW_CIDRS",
+		"TASKFORGE_EGRESS_CALLBACKS_ALLOW_CIDRS", "TASKFORGE_EGRESS_WEBHOOKS_ALLOW_CIDRS", "TASKFORGE_EGRESS_JWKS_ALLOW_CIDRS"}
+	def := configData(renderValid(t, defaultValues...))
+	for _, k := range keys {
+		if got, ok := def[k]; !ok || got != "" {
+			t.Errorf("default ConfigMap %s = %q (present %v), want an empty list", k, got, ok)
+		}
+	}
+	full := configData(renderValid(t, "-f", filepath.Join(chartDir, "ci", "full-values.yaml")))
+	for k, want := range map[string]string{
+		"TASKFORGE_EGRESS_ALLOW_CIDRS":           "10.0.0.0/8",
+		"TASKFORGE_EGRESS_WEBHOOKS_ALLOW_CIDRS":  "192.168.10.0/24,172.16.0.0/12",
+		"TASKFORGE_EGRESS_JWKS_ALLOW_CIDRS":      "10.20.0.0/16",
+		"TASKFORGE_EGRESS_PRICE_ALLOW_CIDRS":     "",
+		"TASKFORGE_EGRESS_NOTIFY_ALLOW_CIDRS":    "",
+		"TASKFORGE_EGRESS_CALLBACKS_ALLOW_CIDRS": "",
+	} {
+		if got := full[k]; got != want {
+			t.Errorf("ConfigMap %s = %q, want %q", k, got, want)
+		}
+	}
+	set := configData(renderValid(t, append(append([]string{}, defaultValues...),
+		"--set", "config.egress.price.allowCIDRs={10.30.0.0/16}",
+		"--set", "config.egress.notify.allowCIDRs={10.40.0.0/16}",
+		"--set", "config.egress.callbacks.allowCIDRs={10.50.0.0/16,10.51.0.0/16}")...))
+	for k, want := range map[string]string{
+		"TASKFORGE_EGRESS_PRICE_ALLOW_CIDRS":     "10.30.0.0/16",
+		"TASKFORGE_EGRESS_NOTIFY_ALLOW_CIDRS":    "10.40.0.0/16",
+		"TASKFORGE_EGRESS_CALLBACKS_ALLOW_CIDRS": "10.50.0.0/16,10.51.0.0/16",
+		"TASKFORGE_EGRESS_ALLOW_CIDRS":           "",
+	} {
+		if got := set[k]; got != want {
+			t.Errorf("--set: ConfigMap %s = %q, want %q", k, got, want)
+		}
+	}
+}
+
 func TestChartFixedReplicasCluster(t *testing.T) {
 	ms := renderValid(t, "-f", filepath.Join(chartDir, "ci", "fixed-values.yaml"))
 	checkCommon(t, ms, "")

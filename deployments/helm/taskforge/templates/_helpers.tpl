@@ -100,6 +100,9 @@ TASKFORGE_SMTP_USERNAME: {{ $c.smtp.username | quote }}
 TASKFORGE_SMTP_FROM: {{ $c.smtp.from | quote }}
 TASKFORGE_SMTP_TLS: {{ $c.smtp.tls | quote }}
 TASKFORGE_EGRESS_ALLOW_CIDRS: {{ join "," $c.egress.allowCIDRs | quote }}
+{{- range $p := list "price" "notify" "callbacks" "webhooks" "jwks" }}
+TASKFORGE_EGRESS_{{ upper $p }}_ALLOW_CIDRS: {{ join "," ((index $c.egress $p | default dict).allowCIDRs | default list) | quote }}
+{{- end }}
 {{- range $k, $v := $c.extraEnv }}
 {{ $k }}: {{ $v | quote }}
 {{- end }}
