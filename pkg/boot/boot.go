@@ -105,10 +105,7 @@ type Deps struct {
 // down and heals when it returns) and builds the metrics registry and readiness
 // checks.
 func Open(cfg config.Config) (*Deps, error) {
-	db, err := store.Open(store.Options{
-		URL: cfg.Database.URL, MaxOpenConns: cfg.Database.MaxOpenConns, MaxIdleConns: cfg.Database.MaxIdleConns,
-		ConnMaxLifetime: cfg.Database.ConnMaxLifetime, ConnMaxIdleTime: cfg.Database.ConnMaxIdleTime,
-	})
+	db, err := store.Open(store.FromConfig(cfg.Database))
 	if err != nil {
 		return nil, err
 	}

@@ -74,6 +74,7 @@ func Defaults() Config {
 		Database: DatabaseConfig{
 			URL:          "postgres://taskforge@127.0.0.1:5432/taskforge?sslmode=disable",
 			MaxOpenConns: 20, MaxIdleConns: 10, ConnMaxLifetime: 30 * time.Minute, ConnMaxIdleTime: 5 * time.Minute,
+			LockTimeout: 5 * time.Second, StatementTimeout: 60 * time.Second,
 		},
 		Auth: AuthConfig{JWTAlgorithms: []string{"HS256", "RS256", "ES256"},
 			JWTLeeway: 30 * time.Second, JWTMaxLifetime: 24 * time.Hour, JWTRevokedIDs: []string{},
@@ -89,6 +90,7 @@ func Defaults() Config {
 		Storage: StorageConfig{
 			Backend: "local", LocalDir: "./.run/results", LinkTTL: 15 * time.Minute,
 			ResultTTL: 168 * time.Hour, InlineMaxBytes: 64 << 10, S3: S3Config{Region: "us-east-1"},
+			Cache: ResultCacheConfig{Enabled: true, TTL: time.Minute, MaxBytes: 64 << 10},
 		},
 		SMTP:   SMTPConfig{Host: "127.0.0.1", Port: 1025, From: "taskforge@localhost"},
 		Prices: PricesConfig{Provider: "simulated", StooqBaseURL: "https://stooq.com", BatchSize: 100},

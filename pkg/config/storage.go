@@ -53,6 +53,13 @@ type DatabaseConfig struct {
 	ConnMaxLifetime time.Duration `mapstructure:"conn_max_lifetime"`
 	// ConnMaxIdleTime closes idle connections. Default 5m.
 	ConnMaxIdleTime time.Duration `mapstructure:"conn_max_idle_time"`
+	// LockTimeout bounds a statement's wait for a lock (lock_timeout): past
+	// it the statement fails as a lock conflict, which is retried, then a
+	// 503. Default 5s; 0 or negative: no limit.
+	LockTimeout time.Duration `mapstructure:"lock_timeout"`
+	// StatementTimeout bounds every statement (statement_timeout);
+	// migrations and backups lift it. Default 60s; 0 or negative: no limit.
+	StatementTimeout time.Duration `mapstructure:"statement_timeout"`
 }
 
 // StorageConfig configures result storage.
@@ -73,6 +80,18 @@ type StorageConfig struct {
 	// result_url points at it. Default 65536.
 	InlineMaxBytes int      `mapstructure:"inline_max_bytes"`
 	S3             S3Config `mapstructure:"s3"`
+	// Cache keeps ended tasks' results in Redis for repeated reads.
+	Cache ResultCacheConfig `mapstructure:"cache"`
+}
+
+// ResultCacheConfig configures the result cache.
+type ResultCacheConfig struct {
+	// Enabled turns the cache on. Default true.
+	Enabled bool `mapstructure:"enabled"`
+	// TTL is how long an entry is served. Default 1m.
+	TTL time.Duration `mapstructure:"ttl"`
+	// MaxBytes is the largest entry cached. Default 65536.
+	MaxBytes int `mapstructure:"max_bytes"`
 }
 
 // S3Config reaches S3-compatible object storage.

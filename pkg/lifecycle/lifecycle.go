@@ -57,3 +57,16 @@ func (l *Lifecycle) Publish(evs ...event.Event) {
 		l.events.Publish(evs...)
 	}
 }
+
+// Publishers hands every change to each of its publishers in turn (e.g. the
+// live event streams and the result cache).
+type Publishers []Publisher
+
+// Publish implements Publisher.
+func (ps Publishers) Publish(evs ...event.Event) {
+	for _, p := range ps {
+		if p != nil {
+			p.Publish(evs...)
+		}
+	}
+}

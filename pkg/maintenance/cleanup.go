@@ -255,6 +255,7 @@ func (c *cleaner) exec(ctx context.Context, q string, args ...any) (int64, error
 func (c *cleaner) deleteTasks(ctx context.Context, cutoff time.Time) (int64, int64, error) {
 	var doomed []result.Result
 	var n int64
+	var gone []string
 	err := c.tx(ctx, func(tx *sql.Tx) error {
 		keep := ""
 		if c.results == nil {
@@ -270,6 +271,7 @@ func (c *cleaner) deleteTasks(ctx context.Context, cutoff time.Time) (int64, int
 		if err != nil || len(ids) == 0 {
 			return err
 		}
+		gone = ids
 		if c.results != nil {
 			if doomed, err = deleteResultRows(ctx, tx, `task_id = ANY($1)`, ids); err != nil {
 				return err
@@ -286,6 +288,7 @@ func (c *cleaner) deleteTasks(ctx context.Context, cutoff time.Time) (int64, int
 	if err != nil {
 		return 0, 0, err
 	}
+	c.forget(ctx, gone)
 	return n, c.removeFiles(ctx, doomed), nil
 }
 
@@ -322,10 +325,27 @@ func deleteResultRows(ctx context.Context, tx *sql.Tx, where string, args ...any
 	return out, rows.Err()
 }
 
-// removeFiles deletes result files whose rows are gone. A failure leaves an
-// orphaned file, logged, rather than a row without a file.
+// forget drops the cached results of the tasks ids (deleted, or with a file
+// deleted); a failure is logged: the entry lives out the cache's TTL.
+func (c *cleaner) forget(ctx context.Context, ids []string) {
+	if c.results == nil || len(ids) == 0 {
+		return
+	}
+	if err := c.results.Forget(context.WithoutCancel(ctx), ids...); err != nil {
+		c.r.Log(job.Warn, "cached results not dropped", map[string]any{"tasks": len(ids), "error": err.Error()})
+	}
+}
+
+// removeFiles deletes result files whose rows are gone (and drops their
+// tasks' cached results). A failure leaves an orphaned file, logged, rather
+// than a row without a file.
 func (c *cleaner) removeFiles(ctx context.Context, rs []result.Result) int64 {
 	var n int64
+	ids := make([]string, len(rs))
+	for i, r := range rs {
+		ids[i] = r.TaskID
+	}
+	c.forget(ctx, ids)
 	for _, r := range rs {
 		if err := c.results.DeleteFile(context.WithoutCancel(ctx), r); err != nil {
 			c.r.Log(job.Warn, "result file not removed", map[string]any{"result_id": r.ID, "error": err.Error()})

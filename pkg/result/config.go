@@ -4,14 +4,17 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
 	"gorm.io/gorm"
 
 	"github.com/taskforge/taskforge/pkg/config"
 )
 
 // FromConfig builds the Store a service uses from the storage section and the
-// API's public URL (the base of local download links).
-func FromConfig(ctx context.Context, db *gorm.DB, c config.StorageConfig, publicURL string) (*Store, error) {
+// API's public URL (the base of local download links), with cache (may be
+// nil: see CacheFromConfig).
+func FromConfig(ctx context.Context, db *gorm.DB, c config.StorageConfig, publicURL string, cache *Cache) (*Store, error) {
 	var backend Backend
 	switch c.Backend {
 	case "", "local":
@@ -36,5 +39,14 @@ func FromConfig(ctx context.Context, db *gorm.DB, c config.StorageConfig, public
 	if err != nil {
 		return nil, err
 	}
-	return New(db, backend, Options{TTL: c.ResultTTL, LinkTTL: c.LinkTTL, Signer: signer})
+	return New(db, backend, Options{TTL: c.ResultTTL, LinkTTL: c.LinkTTL, Signer: signer, Cache: cache})
+}
+
+// CacheFromConfig builds the result cache of the storage section on rc, its
+// metrics in reg (may be nil); nil when the section disables it.
+func CacheFromConfig(rc redis.UniversalClient, c config.ResultCacheConfig, reg prometheus.Registerer) (*Cache, error) {
+	if !c.Enabled {
+		return nil, nil
+	}
+	return NewCache(rc, CacheOptions{TTL: c.TTL, MaxBytes: c.MaxBytes, Registerer: reg})
 }

@@ -74,6 +74,8 @@ type Options struct {
 	Signer *Signer
 	// Now returns the current time. If nil, time.Now.
 	Now func() time.Time
+	// Cache keeps ended tasks' result views in Redis. May be nil.
+	Cache *Cache
 }
 
 // Store indexes result files in PostgreSQL and keeps their bytes in a Backend.
@@ -84,6 +86,7 @@ type Store struct {
 	ttl     time.Duration
 	linkTTL time.Duration
 	now     func() time.Time
+	cache   *Cache
 }
 
 // New returns a Store writing to backend.
@@ -100,8 +103,15 @@ func New(db *gorm.DB, backend Backend, o Options) (*Store, error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	return &Store{db: db, backend: backend, signer: o.Signer, ttl: o.TTL, linkTTL: o.LinkTTL, now: o.Now}, nil
+	return &Store{db: db, backend: backend, signer: o.Signer, ttl: o.TTL, linkTTL: o.LinkTTL, now: o.Now, cache: o.Cache}, nil
 }
+
+// Cache is the store's result cache (nil when it has none).
+func (s *Store) Cache() *Cache { return s.cache }
+
+// Forget drops the cached result views of the tasks ids: call it when their
+// results change (a retry, a deletion).
+func (s *Store) Forget(ctx context.Context, ids ...string) error { return s.cache.Forget(ctx, ids...) }
 
 // Backend is the backend new results are written to.
 func (s *Store) Backend() Backend { return s.backend }
@@ -153,6 +163,7 @@ func (s *Store) Put(ctx context.Context, taskID, name, contentType string, r io.
 		_ = s.backend.Delete(context.WithoutCancel(ctx), res.Key)
 		return Result{}, fmt.Errorf("result: index %s: %w", res.ID, store.Translate(err))
 	}
+	_ = s.Forget(ctx, taskID) // a missed deletion lives at most the cache's TTL
 	return res, nil
 }
 

@@ -8,6 +8,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/taskforge/taskforge/pkg/config"
 	"github.com/taskforge/taskforge/pkg/store"
 	"github.com/taskforge/taskforge/pkg/testenv"
 )
@@ -39,6 +40,15 @@ func TestConnectionsWaitForLocksWithinBounds(t *testing.T) {
 	t.Cleanup(func() { _ = dsql.Close() })
 	require.NoError(t, dsql.QueryRowContext(ctx, `SHOW lock_timeout`).Scan(&lockTimeout))
 	require.Equal(t, "5s", lockTimeout)
+
+	// The configuration's 0 is no limit.
+	none, err := store.Open(store.FromConfig(config.DatabaseConfig{URL: pg.URL}))
+	require.NoError(t, err)
+	nsql, _ := none.DB()
+	t.Cleanup(func() { _ = nsql.Close() })
+	require.NoError(t, nsql.QueryRowContext(ctx, `SHOW lock_timeout`).Scan(&lockTimeout))
+	require.NoError(t, nsql.QueryRowContext(ctx, `SHOW statement_timeout`).Scan(&stmtTimeout))
+	require.Equal(t, []string{"0", "0"}, []string{lockTimeout, stmtTimeout})
 
 	require.NoError(t, pg.DB.Exec(`INSERT INTO tasks (id, type, status, priority, max_retries, retry_policy, timeout_seconds)
 VALUES ('task_lock', 'refresh_portfolio', 'pending', 'normal', 3, '{}', 60)`).Error)

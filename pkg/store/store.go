@@ -23,6 +23,8 @@ import (
 	"gorm.io/driver/postgres"
 	"gorm.io/gorm"
 	"gorm.io/gorm/logger"
+
+	"github.com/taskforge/taskforge/pkg/config"
 )
 
 // Sentinel errors translated from driver errors.
@@ -255,4 +257,20 @@ func Translate(err error) error {
 		return fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
 	return err
+}
+
+// FromConfig is the pool of the database section. The section's 0 (or
+// negative) timeouts mean no limit.
+func FromConfig(c config.DatabaseConfig) Options {
+	unlimited := func(d time.Duration) time.Duration {
+		if d <= 0 {
+			return -1
+		}
+		return d
+	}
+	return Options{
+		URL: c.URL, MaxOpenConns: c.MaxOpenConns, MaxIdleConns: c.MaxIdleConns,
+		ConnMaxLifetime: c.ConnMaxLifetime, ConnMaxIdleTime: c.ConnMaxIdleTime,
+		LockTimeout: unlimited(c.LockTimeout), StatementTimeout: unlimited(c.StatementTimeout),
+	}
 }

@@ -86,6 +86,10 @@ type Options struct {
 	// Events receives an event for every change the service commits
 	// (creation, cancel, retry). If nil, none is published.
 	Events Publisher
+	// Results forgets cached results (result.Store): a retry drops the
+	// task's cached result in its transaction, before it commits. May be
+	// nil.
+	Results ResultForgetter
 	// EnqueueTimeout bounds a creation's enqueue to Redis, retries included
 	// (the Redis client must honour context deadlines, as queue.RedisOpt's
 	// do). If zero, DefaultEnqueueTimeout.

@@ -11,6 +11,11 @@ import (
 // (*event.Publisher); the lifecycle publishes them.
 type Publisher = lifecycle.Publisher
 
+// ResultForgetter drops cached results of tasks (*result.Store).
+type ResultForgetter interface {
+	Forget(ctx context.Context, ids ...string) error
+}
+
 // Load reads the rows of ids that exist, params redacted, whoever owns them:
 // the live event streams render them after their own authorization.
 func (s *Service) Load(ctx context.Context, ids []string) (map[string]store.Task, error) {

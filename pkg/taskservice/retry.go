@@ -52,6 +52,13 @@ func (s *Service) Retry(ctx context.Context, p auth.Principal, id string) (store
 			// with it.
 			return ErrConflict
 		}
+		if s.opts.Results != nil {
+			// Dropped again after the commit (the lifecycle's change event)
+			// in case a read refilled it meanwhile.
+			if err := s.opts.Results.Forget(ctx, updated.ID); err != nil {
+				return fmt.Errorf("%w: redis: %v", ErrUnavailable, err)
+			}
+		}
 		return s.enqueue(ctx, updated, spec, msg)
 	})
 	if err == nil && !ok {

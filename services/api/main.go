@@ -39,6 +39,7 @@ import (
 	"github.com/taskforge/taskforge/pkg/config"
 	"github.com/taskforge/taskforge/pkg/egress"
 	"github.com/taskforge/taskforge/pkg/event"
+	"github.com/taskforge/taskforge/pkg/lifecycle"
 	"github.com/taskforge/taskforge/pkg/maintenance"
 	"github.com/taskforge/taskforge/pkg/portfolio"
 	"github.com/taskforge/taskforge/pkg/queue"
@@ -164,7 +165,7 @@ func restore(ctx context.Context, cfg config.Config, args []string, stdout io.Wr
 		return err
 	}
 	defer func() { _ = deps.Close() }()
-	results, err := result.FromConfig(ctx, deps.DB, cfg.Storage, cfg.API.PublicURL)
+	results, err := result.FromConfig(ctx, deps.DB, cfg.Storage, cfg.API.PublicURL, nil)
 	if err != nil {
 		return err
 	}
@@ -296,8 +297,14 @@ func serve(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 		defer cancel()
 		events.Close(ectx)
 	}()
-	tasks, err := taskservice.New(deps.DB, client, inspector, log, taskservice.Options{CheckURL: webhooks.CheckURL, CheckCallbackURL: callbackGuard.CheckURL, Sealer: sealer, Events: events,
-		EnqueueTimeout: cfg.API.EnqueueTimeout})
+	// The result cache: ended tasks' results served from Redis; a retry
+	// drops the task's entry in its transaction and again once committed.
+	resultCache, err := result.CacheFromConfig(deps.RedisClient, cfg.Storage.Cache, deps.Registry)
+	if err != nil {
+		return err
+	}
+	tasks, err := taskservice.New(deps.DB, client, inspector, log, taskservice.Options{CheckURL: webhooks.CheckURL, CheckCallbackURL: callbackGuard.CheckURL, Sealer: sealer,
+		Events: lifecycle.Publishers{events, resultCache}, Results: resultCache, EnqueueTimeout: cfg.API.EnqueueTimeout})
 	if err != nil {
 		return err
 	}
@@ -341,7 +348,7 @@ func serve(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 	}
 
 	// Results: stored files and their download links.
-	results, err := result.FromConfig(ctx, deps.DB, cfg.Storage, cfg.API.PublicURL)
+	results, err := result.FromConfig(ctx, deps.DB, cfg.Storage, cfg.API.PublicURL, resultCache)
 	if err != nil {
 		return err
 	}

@@ -78,10 +78,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	// Callers: the same credentials as the API. API keys are looked up in
 	// PostgreSQL on every request (a revocation takes effect at once); the
 	// connection is lazy, so the monitor starts while PostgreSQL is down.
-	db, err := store.Open(store.Options{
-		URL: cfg.Database.URL, MaxOpenConns: min(cfg.Database.MaxOpenConns, 4), MaxIdleConns: min(cfg.Database.MaxIdleConns, 2),
-		ConnMaxLifetime: cfg.Database.ConnMaxLifetime, ConnMaxIdleTime: cfg.Database.ConnMaxIdleTime,
-	})
+	dbOpts := store.FromConfig(cfg.Database)
+	dbOpts.MaxOpenConns, dbOpts.MaxIdleConns = min(dbOpts.MaxOpenConns, 4), min(dbOpts.MaxIdleConns, 2)
+	db, err := store.Open(dbOpts)
 	if err != nil {
 		return err
 	}

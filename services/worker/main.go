@@ -97,7 +97,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 
 	// Result storage: files of backups and reports, and JSON results too
 	// large for the task row.
-	results, err := result.FromConfig(ctx, deps.DB, cfg.Storage, cfg.API.PublicURL)
+	// The result cache is only forgotten here: a new result file or the
+	// cleanup drops a task's entry.
+	resultCache, err := result.CacheFromConfig(deps.RedisClient, cfg.Storage.Cache, nil)
+	if err != nil {
+		return err
+	}
+	results, err := result.FromConfig(ctx, deps.DB, cfg.Storage, cfg.API.PublicURL, resultCache)
 	if err != nil {
 		return err
 	}

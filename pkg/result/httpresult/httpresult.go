@@ -12,11 +12,16 @@
 package httpresult
 
 import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
 	"strconv"
+	"strings"
+	"time"
 
 	"go.uber.org/zap"
 	"gorm.io/gorm"
@@ -68,34 +73,30 @@ type taskResultBody struct {
 
 // TaskResult serves GET /api/v1/tasks/{task_id}/result. With files, the newest
 // (or the one named by ?name=) is reached through a 302 to a fresh download
-// link: an S3 presigned URL or the API's signed link.
+// link: an S3 presigned URL or the API's signed link. A JSON result carries a
+// strong ETag (its SHA-256); If-None-Match with it answers 304. An ended
+// task's view comes from the result cache when the store has one.
 func (h *Handler) TaskResult(w http.ResponseWriter, r *http.Request, taskID string) {
 	p, ok := auth.FromContext(r.Context())
 	if !ok {
 		writeProblem(w, r, http.StatusUnauthorized, "unauthenticated", "missing or invalid bearer token")
 		return
 	}
-	var task store.Task
-	err := h.db.WithContext(r.Context()).Select("id", "status", "created_by", "result").
-		Where("id = ?", taskID).Take(&task).Error
+	task, err := h.view(r.Context(), taskID)
 	if errors.Is(err, gorm.ErrRecordNotFound) || (err == nil && !p.CanSee(task.CreatedBy)) {
 		writeProblem(w, r, http.StatusNotFound, "not-found", "task not found")
 		return
 	}
 	if err != nil {
-		h.fail(w, r, "task result: read task", err, taskID)
-		return
-	}
-	files, err := h.results.ForTask(r.Context(), taskID)
-	if err != nil {
-		h.fail(w, r, "task result: list results", err, taskID)
+		h.fail(w, r, "task result", err, taskID)
 		return
 	}
 	name := r.URL.Query().Get("name")
 	var pick *result.Result
-	for i := range files {
-		if name == "" || files[i].Name == name {
-			pick = &files[i]
+	now := time.Now()
+	for i, f := range task.Files {
+		if (name == "" || f.Name == name) && f.ExpiresAt.After(now) {
+			pick = &task.Files[i]
 		}
 	}
 	if pick != nil {
@@ -116,9 +117,58 @@ func (h *Handler) TaskResult(w http.ResponseWriter, r *http.Request, taskID stri
 		writeProblem(w, r, http.StatusNotFound, "not-found", "the task has no result (status "+task.Status+")")
 		return
 	}
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
-	_ = json.NewEncoder(w).Encode(taskResultBody{TaskID: task.ID, Status: task.Status, Result: task.Result})
+	body, err := json.Marshal(taskResultBody{TaskID: task.ID, Status: task.Status, Result: task.Result})
+	if err != nil {
+		h.fail(w, r, "task result: encode", err, taskID)
+		return
+	}
+	sum := sha256.Sum256(body)
+	tag := `"` + hex.EncodeToString(sum[:16]) + `"`
+	hd := w.Header()
+	hd.Set("ETag", tag)
+	// Private: a shared cache must not keep one caller's result for another.
+	hd.Set("Cache-Control", "private, no-cache")
+	if matches(r.Header.Get("If-None-Match"), tag) {
+		w.WriteHeader(http.StatusNotModified)
+		return
+	}
+	hd.Set("Content-Type", "application/json")
+	_, _ = w.Write(append(body, '\n'))
+}
+
+// view reads what the result route needs of task id: from the cache, or from
+// PostgreSQL (then cached when the task has ended). A missing task is
+// gorm.ErrRecordNotFound.
+func (h *Handler) view(ctx context.Context, id string) (result.Cached, error) {
+	cache := h.results.Cache()
+	if v, ok := cache.Get(ctx, id); ok {
+		return v, nil
+	}
+	var task store.Task
+	if err := h.db.WithContext(ctx).Select("id", "status", "created_by", "result").
+		Where("id = ?", id).Take(&task).Error; err != nil {
+		if errors.Is(err, gorm.ErrRecordNotFound) {
+			return result.Cached{}, err
+		}
+		return result.Cached{}, store.Translate(err)
+	}
+	files, err := h.results.ForTask(ctx, id)
+	if err != nil {
+		return result.Cached{}, err
+	}
+	v := result.Cached{ID: task.ID, Status: task.Status, CreatedBy: task.CreatedBy, Result: task.Result, Files: files}
+	cache.Put(ctx, v)
+	return v, nil
+}
+
+// matches reports whether an If-None-Match header names tag (or is "*").
+func matches(header, tag string) bool {
+	for _, t := range strings.Split(header, ",") {
+		if t = strings.TrimSpace(t); t == tag || t == "*" {
+			return true
+		}
+	}
+	return false
 }
 
 // Download serves GET /api/v1/results/{id}/download?exp=…&sig=…: 403 for a bad
@@ -162,6 +212,11 @@ func (h *Handler) Download(w http.ResponseWriter, r *http.Request, resultID stri
 	hd.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; sandbox")
 	hd.Set("Cache-Control", "private, no-store")
 	hd.Set("ETag", `"`+res.SHA256+`"`)
+	if matches(r.Header.Get("If-None-Match"), `"`+res.SHA256+`"`) {
+		hd.Del("Content-Length")
+		w.WriteHeader(http.StatusNotModified)
+		return
+	}
 	w.WriteHeader(http.StatusOK)
 	if _, err := io.Copy(w, rc); err != nil {
 		h.log.Warn("download interrupted", zap.String("result_id", resultID), zap.Error(err))

@@ -29,7 +29,7 @@ func TestBuildRegistersEveryType(t *testing.T) {
 	keys, err := secret.FromConfig(cfg.Crypto, true)
 	require.NoError(t, err)
 	cfg.Storage.SigningKey = "handlers-test-signing-key"
-	results, err := result.FromConfig(context.Background(), db, cfg.Storage, "http://127.0.0.1:8080")
+	results, err := result.FromConfig(context.Background(), db, cfg.Storage, "http://127.0.0.1:8080", nil)
 	require.NoError(t, err)
 	_, err = Build(Deps{Config: cfg, DB: db, Redis: rc, HTTP: http.DefaultClient, Keyring: keys, Log: zap.NewNop()})
 	require.ErrorContains(t, err, "nil result store")
