@@ -24,7 +24,7 @@ import (
 )
 
 // queryCounter counts the queries GORM sends on db.
-func queryCounter(t *testing.T, db *gorm.DB) *atomic.Int64 {
+func queryCounter(t testing.TB, db *gorm.DB) *atomic.Int64 {
 	t.Helper()
 	var n atomic.Int64
 	count := func(*gorm.DB) { n.Add(1) }
@@ -34,18 +34,11 @@ func queryCounter(t *testing.T, db *gorm.DB) *atomic.Int64 {
 	return &n
 }
 
-// TestCachedResultReadsSkipPostgres: the second read of an ended task's
-// result comes from Redis without a PostgreSQL query, still authorised per
-// caller; If-None-Match with its ETag is a 304; a retry (the lifecycle's
-// change back to pending) and Forget drop the entry; a running task's view
-// is never cached.
-func TestCachedResultReadsSkipPostgres(t *testing.T) {
-	t.Parallel()
-	pg := testenv.NewPostgres(t)
-	rd := testenv.NewRedis(t)
-	reg := prometheus.NewRegistry()
-	cache, err := result.NewCache(rd.Client, result.CacheOptions{TTL: time.Minute, Registerer: reg})
-	require.NoError(t, err)
+// cachedServer serves the result routes of a store with cache (nil: none)
+// behind the stand-in authentication of setup, with two tasks of alice's:
+// task_done (completed, a JSON result) and task_busy (running).
+func cachedServer(t testing.TB, pg testenv.Postgres, cache *result.Cache) (*httptest.Server, *result.Store) {
+	t.Helper()
 	mux := http.NewServeMux()
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if p, ok := principals[r.Header.Get("X-Test-Caller")]; ok {
@@ -67,6 +60,22 @@ func TestCachedResultReadsSkipPostgres(t *testing.T) {
 		require.NoError(t, pg.DB.Exec(`INSERT INTO tasks (id, type, status, priority, max_retries, retry_policy, timeout_seconds, created_by, result)
 			VALUES (?, 'generate_reports', ?, 'low', 3, '{}', 60, 'key_alice', '{"rows": 7}')`, tk.id, tk.status).Error)
 	}
+	return srv, st
+}
+
+// TestCachedResultReadsSkipPostgres: the second read of an ended task's
+// result comes from Redis without a PostgreSQL query, still authorised per
+// caller; If-None-Match with its ETag is a 304; a retry (the lifecycle's
+// change back to pending) and Forget drop the entry; a running task's view
+// is never cached.
+func TestCachedResultReadsSkipPostgres(t *testing.T) {
+	t.Parallel()
+	pg := testenv.NewPostgres(t)
+	rd := testenv.NewRedis(t)
+	reg := prometheus.NewRegistry()
+	cache, err := result.NewCache(rd.Client, result.CacheOptions{TTL: time.Minute, Registerer: reg})
+	require.NoError(t, err)
+	srv, st := cachedServer(t, pg, cache)
 	queries := queryCounter(t, pg.DB)
 	get := func(id, caller, etag string) (*http.Response, string) {
 		req, err := http.NewRequest(http.MethodGet, srv.URL+"/api/v1/tasks/"+id+"/result", nil)
@@ -149,4 +158,45 @@ func cacheRequests(t *testing.T, reg *prometheus.Registry, outcome string) float
 	}
 	t.Fatalf("no %s count", outcome)
 	return 0
+}
+
+// BenchmarkTaskResultRead reads one ended task's JSON result over and over
+// through the result route, without and with the result cache, and reports
+// PostgreSQL queries per read: 0 with the cache. An in-process
+// micro-benchmark: it leaves out authentication, rate limits, the audit of
+// admin reads and a network between client and API.
+func BenchmarkTaskResultRead(b *testing.B) {
+	for _, cached := range []bool{false, true} {
+		name := "postgres"
+		if cached {
+			name = "cache"
+		}
+		b.Run(name, func(b *testing.B) {
+			pg := testenv.NewPostgres(b)
+			var cache *result.Cache
+			if cached {
+				var err error
+				cache, err = result.NewCache(testenv.NewRedis(b).Client, result.CacheOptions{})
+				require.NoError(b, err)
+			}
+			srv, _ := cachedServer(b, pg, cache)
+			req, err := http.NewRequest(http.MethodGet, srv.URL+"/api/v1/tasks/task_done/result", nil)
+			require.NoError(b, err)
+			req.Header.Set("X-Test-Caller", "alice")
+			read := func() {
+				resp, err := http.DefaultClient.Do(req)
+				require.NoError(b, err)
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				require.Equal(b, http.StatusOK, resp.StatusCode)
+			}
+			read() // fills the cache
+			queries := queryCounter(b, pg.DB)
+			b.ResetTimer()
+			for b.Loop() {
+				read()
+			}
+			b.ReportMetric(float64(queries.Load())/float64(b.N), "pg-queries/op")
+		})
+	}
 }
