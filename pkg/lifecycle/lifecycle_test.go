@@ -131,7 +131,7 @@ func TestRetryAfterTheEnd(t *testing.T) {
 	t.Parallel()
 	pg := testenv.NewPostgres(t)
 	ctx := context.Background()
-	pub := &recorder{}
+	pub := &lifecycletest.Recorder{}
 	lc := newLifecycle(t, pg, pub)
 	insert(t, pg, "task_r")
 	requeued := 0
@@ -151,7 +151,7 @@ func TestRetryAfterTheEnd(t *testing.T) {
 	var still store.Task
 	require.NoError(t, pg.DB.Take(&still, "id = ?", "task_r").Error)
 	require.Equal(t, tasks.StatusFailed, still.Status)
-	require.Empty(t, pub.events())
+	require.Empty(t, pub.Events(""))
 
 	row, ok, err := lc.Retry(ctx, "task_r", requeue)
 	require.NoError(t, err)
@@ -159,35 +159,11 @@ func TestRetryAfterTheEnd(t *testing.T) {
 	require.Equal(t, tasks.StatusPending, row.Status)
 	require.Equal(t, 4, row.RetryBase)
 	require.Nil(t, row.CompletedAt)
-	require.Equal(t, []event.Event{event.Task("task_r", row.Version, tasks.StatusPending)}, pub.events())
+	require.Equal(t, []event.Event{event.Task("task_r", row.Version, tasks.StatusPending)}, pub.Events(""))
 	_, ok, err = lc.Retry(ctx, "task_r", requeue)
 	require.NoError(t, err)
 	require.False(t, ok, "only once")
 	require.Equal(t, 1, requeued)
-}
-
-// recorder is a Publisher that keeps what it is given.
-type recorder struct {
-	mu  sync.Mutex
-	evs []event.Event
-}
-
-func (r *recorder) Publish(evs ...event.Event) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.evs = append(r.evs, evs...)
-}
-
-func (r *recorder) events() []event.Event {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return append([]event.Event(nil), r.evs...)
-}
-
-func (r *recorder) reset() {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.evs = nil
 }
 
 func newLifecycle(t *testing.T, pg testenv.Postgres, events lifecycle.Publisher) *lifecycle.Lifecycle {
@@ -210,7 +186,7 @@ func version(t *testing.T, pg testenv.Postgres, id string) int64 {
 func TestTransitionsPublishWhatCommitted(t *testing.T) {
 	t.Parallel()
 	pg := testenv.NewPostgres(t)
-	pub := &recorder{}
+	pub := &lifecycletest.Recorder{}
 	lc := newLifecycle(t, pg, pub)
 	ctx := context.Background()
 
@@ -218,16 +194,16 @@ func TestTransitionsPublishWhatCommitted(t *testing.T) {
 	row, ok, err := lc.Cancel(ctx, "task_pc")
 	require.NoError(t, err)
 	require.True(t, ok)
-	require.Equal(t, []event.Event{event.Task("task_pc", version(t, pg, "task_pc"), tasks.StatusCancelled)}, pub.events())
+	require.Equal(t, []event.Event{event.Task("task_pc", version(t, pg, "task_pc"), tasks.StatusCancelled)}, pub.Events(""))
 	require.Equal(t, version(t, pg, "task_pc"), row.Version)
-	pub.reset()
+	pub.Reset()
 	_, ok, err = lc.Cancel(ctx, "task_pc")
 	require.NoError(t, err)
 	require.False(t, ok)
 	_, ok, err = lc.RequestCancel(ctx, "task_pc")
 	require.NoError(t, err)
 	require.False(t, ok)
-	require.Empty(t, pub.events(), "no change, no event")
+	require.Empty(t, pub.Events(""), "no change, no event")
 
 	conn, err := pgx.Connect(ctx, pg.URL)
 	require.NoError(t, err)
@@ -246,13 +222,13 @@ func TestTransitionsPublishWhatCommitted(t *testing.T) {
 		lifecycle.Finish([]lifecycle.Outcome{{ID: "task_run", Attempt: 1, Status: tasks.StatusCompleted, At: at, Result: []byte(`{}`), Outcome: "completed"}},
 			func(m lifecycle.Moved) { moved = append(moved, m) })))
 	require.Equal(t, []lifecycle.Moved{{ID: "task_run", Status: tasks.StatusCompleted, Callback: true}}, moved)
-	evs := pub.events()
+	evs := pub.Events("")
 	require.Len(t, evs, 3)
 	require.Equal(t, event.Task("task_run", started, tasks.StatusRunning), evs[0])
 	require.Equal(t, event.KindLog, evs[1].Kind)
 	require.Equal(t, "done", evs[1].Log.Message)
 	require.Equal(t, event.Task("task_run", version(t, pg, "task_run"), tasks.StatusCompleted), evs[2])
-	pub.reset()
+	pub.Reset()
 
 	// A flush PostgreSQL rejects (a log line whose fields are not JSON) rolls
 	// back whole: the start it carried is not published, nor written.
@@ -261,7 +237,7 @@ func TestTransitionsPublishWhatCommitted(t *testing.T) {
 		lifecycle.StartAttempts([]lifecycle.Start{{ID: "task_rb", Worker: "w", Attempt: 1, At: time.Now()}}, func(lifecycle.Started) {}),
 		lifecycle.AppendLogs([]lifecycle.LogLine{{ID: "task_rb", Attempt: 1, At: at, Level: "info", Message: "x", Fields: `not json`}}))
 	require.Error(t, err)
-	require.Empty(t, pub.events())
+	require.Empty(t, pub.Events(""))
 	var rb store.Task
 	require.NoError(t, pg.DB.Take(&rb, "id = ?", "task_rb").Error)
 	require.Equal(t, tasks.StatusPending, rb.Status)
@@ -270,33 +246,33 @@ func TestTransitionsPublishWhatCommitted(t *testing.T) {
 	ok, err = lc.Unrecorded(ctx, "task_rb", 0, 2)
 	require.NoError(t, err)
 	require.True(t, ok)
-	require.Equal(t, []event.Event{event.Task("task_rb", version(t, pg, "task_rb"), tasks.StatusPending)}, pub.events())
-	pub.reset()
+	require.Equal(t, []event.Event{event.Task("task_rb", version(t, pg, "task_rb"), tasks.StatusPending)}, pub.Events(""))
+	pub.Reset()
 	ok, err = lc.Unrecorded(ctx, "task_rb", 0, 2)
 	require.NoError(t, err)
 	require.False(t, ok, "the row moved past attempt 0")
 	ok, err = lc.FailUnstarted(ctx, "task_rb", `{"message":"unreadable","kind":"payload"}`)
 	require.NoError(t, err)
 	require.True(t, ok)
-	require.Equal(t, []event.Event{event.Task("task_rb", version(t, pg, "task_rb"), tasks.StatusFailed)}, pub.events())
-	pub.reset()
+	require.Equal(t, []event.Event{event.Task("task_rb", version(t, pg, "task_rb"), tasks.StatusFailed)}, pub.Events(""))
+	pub.Reset()
 	ok, err = lc.FailUnstarted(ctx, "task_rb", `{}`)
 	require.NoError(t, err)
 	require.False(t, ok)
-	require.Empty(t, pub.events())
+	require.Empty(t, pub.Events(""))
 
 	// The reconciler's loss: the row and its attempt in one transaction.
 	insert(t, pg, "task_lost")
 	require.NoError(t, lc.Send(ctx, conn, lifecycle.StartAttempts([]lifecycle.Start{{ID: "task_lost", Worker: "w", Attempt: 1, At: time.Now()}},
 		func(lifecycle.Started) {})))
-	pub.reset()
+	pub.Reset()
 	var lostRow store.Task
 	require.NoError(t, pg.DB.Take(&lostRow, "id = ?", "task_lost").Error)
 	got, ok, err := lc.Lose(ctx, lifecycle.Loss{Row: lostRow, Error: `{"kind":"lost"}`, Kind: "lost", Message: "worker gone", At: time.Now()})
 	require.NoError(t, err)
 	require.True(t, ok)
 	require.Equal(t, tasks.StatusFailed, got.Status)
-	require.Equal(t, []event.Event{event.Task("task_lost", got.Version, tasks.StatusFailed)}, pub.events())
+	require.Equal(t, []event.Event{event.Task("task_lost", got.Version, tasks.StatusFailed)}, pub.Events(""))
 	var outcome, msg string
 	require.NoError(t, pg.DB.Raw(`SELECT outcome, error_message FROM task_attempts WHERE task_id = 'task_lost' AND attempt = 1`).Row().Scan(&outcome, &msg))
 	require.Equal(t, "lost", outcome)

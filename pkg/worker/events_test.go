@@ -2,7 +2,6 @@ package worker_test
 
 import (
 	"context"
-	"sync"
 	"testing"
 	"time"
 
@@ -11,33 +10,10 @@ import (
 
 	"github.com/taskforge/taskforge/pkg/event"
 	"github.com/taskforge/taskforge/pkg/job"
+	"github.com/taskforge/taskforge/pkg/lifecycle/lifecycletest"
 	"github.com/taskforge/taskforge/pkg/tasks"
 	"github.com/taskforge/taskforge/pkg/worker"
 )
-
-// recorder is a Publisher that keeps what it is given.
-type recorder struct {
-	mu  sync.Mutex
-	evs []event.Event
-}
-
-func (r *recorder) Publish(evs ...event.Event) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.evs = append(r.evs, evs...)
-}
-
-func (r *recorder) of(id string) []event.Event {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	var out []event.Event
-	for _, e := range r.evs {
-		if e.TaskID == id {
-			out = append(out, e)
-		}
-	}
-	return out
-}
 
 // TestEventsFollowCommittedChanges: the runtime publishes the start, each
 // flushed progress, every log line and the outcome, in that order, each task
@@ -45,7 +21,7 @@ func (r *recorder) of(id string) []event.Event {
 // row's final version.
 func TestEventsFollowCommittedChanges(t *testing.T) {
 	t.Parallel()
-	rec := &recorder{}
+	rec := &lifecycletest.Recorder{}
 	step := make(chan struct{})
 	h := newHarness(t, map[string]job.Handler{
 		tasks.TypeRefreshPortfolio: func(ctx context.Context, r job.Reporter, _ proto.Message) error {
@@ -57,7 +33,7 @@ func TestEventsFollowCommittedChanges(t *testing.T) {
 	}, func(o *worker.Options) { o.Events = rec })
 	task := h.create("", fastRetry, 0, "")
 	require.Eventually(t, func() bool {
-		for _, e := range rec.of(task.ID) {
+		for _, e := range rec.Events(task.ID) {
 			if e.Kind == event.KindLog && e.Log.Message == "working" {
 				return true
 			}
@@ -68,7 +44,7 @@ func TestEventsFollowCommittedChanges(t *testing.T) {
 	row := h.waitStatus(task.ID, tasks.StatusCompleted, 10*time.Second)
 	var evs []event.Event
 	require.Eventually(t, func() bool {
-		evs = rec.of(task.ID)
+		evs = rec.Events(task.ID)
 		return len(evs) > 0 && evs[len(evs)-1].Status == tasks.StatusCompleted
 	}, 5*time.Second, 20*time.Millisecond)
 

@@ -5,11 +5,13 @@ package lifecycletest
 import (
 	"context"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"gorm.io/gorm"
 
+	"github.com/taskforge/taskforge/pkg/event"
 	"github.com/taskforge/taskforge/pkg/lifecycle"
 	"github.com/taskforge/taskforge/pkg/tasks"
 )
@@ -47,4 +49,38 @@ func Force(db *gorm.DB, id, set string, args ...any) error {
 		return fmt.Errorf("lifecycletest: force %s: no such task", id)
 	}
 	return nil
+}
+
+// Recorder is a lifecycle.Publisher that keeps what it is given.
+type Recorder struct {
+	mu  sync.Mutex
+	evs []event.Event
+}
+
+// Publish implements lifecycle.Publisher.
+func (r *Recorder) Publish(evs ...event.Event) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.evs = append(r.evs, evs...)
+}
+
+// Events returns what was published so far, of task id only when id is not
+// empty.
+func (r *Recorder) Events(id string) []event.Event {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []event.Event
+	for _, e := range r.evs {
+		if id == "" || e.TaskID == id {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// Reset forgets what was published.
+func (r *Recorder) Reset() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.evs = nil
 }

@@ -12,14 +12,11 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
-	"go.uber.org/zap"
 	"gorm.io/gorm"
 
-	"github.com/taskforge/taskforge/pkg/auth"
 	"github.com/taskforge/taskforge/pkg/event"
 	"github.com/taskforge/taskforge/pkg/lifecycle/lifecycletest"
 	"github.com/taskforge/taskforge/pkg/result"
-	"github.com/taskforge/taskforge/pkg/result/httpresult"
 	"github.com/taskforge/taskforge/pkg/testenv"
 )
 
@@ -35,27 +32,13 @@ func queryCounter(t testing.TB, db *gorm.DB) *atomic.Int64 {
 }
 
 // cachedServer serves the result routes of a store with cache (nil: none)
-// behind the stand-in authentication of setup, with two tasks of alice's:
-// task_done (completed, a JSON result) and task_busy (running).
+// and two tasks of alice's: task_done (completed, a JSON result) and
+// task_busy (running).
 func cachedServer(t testing.TB, pg testenv.Postgres, cache *result.Cache) (*httptest.Server, *result.Store) {
 	t.Helper()
-	mux := http.NewServeMux()
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if p, ok := principals[r.Header.Get("X-Test-Caller")]; ok {
-			r = r.WithContext(auth.WithPrincipal(r.Context(), p))
-		}
-		mux.ServeHTTP(w, r)
-	}))
-	t.Cleanup(srv.Close)
-	signer, err := result.NewSigner([]byte("http-test-signing-key-0123456789"), srv.URL, time.Minute)
-	require.NoError(t, err)
 	l, err := result.NewLocal(t.TempDir())
 	require.NoError(t, err)
-	st, err := result.New(pg.DB, l, result.Options{TTL: time.Hour, Signer: signer, Cache: cache})
-	require.NoError(t, err)
-	h, err := httpresult.New(pg.DB, st, zap.NewNop())
-	require.NoError(t, err)
-	h.Register(mux)
+	srv, st := serve(t, pg, l, cache)
 	for _, tk := range []struct{ id, status string }{{"task_done", "completed"}, {"task_busy", "running"}} {
 		require.NoError(t, pg.DB.Exec(`INSERT INTO tasks (id, type, status, priority, max_retries, retry_policy, timeout_seconds, created_by, result)
 			VALUES (?, 'generate_reports', ?, 'low', 3, '{}', 60, 'key_alice', '{"rows": 7}')`, tk.id, tk.status).Error)

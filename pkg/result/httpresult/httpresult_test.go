@@ -35,11 +35,11 @@ type bundle struct {
 	client  *http.Client
 }
 
-// setup serves the result routes behind a stand-in authentication middleware
-// that takes the caller's name from the X-Test-Caller header.
-func setup(t *testing.T, backend func(t *testing.T) result.Backend) bundle {
+// serve serves the result routes of a store on backend with cache (nil:
+// none) behind a stand-in authentication middleware that takes the caller's
+// name from the X-Test-Caller header.
+func serve(t testing.TB, pg testenv.Postgres, backend result.Backend, cache *result.Cache) (*httptest.Server, *result.Store) {
 	t.Helper()
-	pg := testenv.NewPostgres(t)
 	mux := http.NewServeMux()
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if p, ok := principals[r.Header.Get("X-Test-Caller")]; ok {
@@ -50,11 +50,19 @@ func setup(t *testing.T, backend func(t *testing.T) result.Backend) bundle {
 	t.Cleanup(srv.Close)
 	signer, err := result.NewSigner([]byte("http-test-signing-key-0123456789"), srv.URL, time.Minute)
 	require.NoError(t, err)
-	st, err := result.New(pg.DB, backend(t), result.Options{TTL: time.Hour, Signer: signer})
+	st, err := result.New(pg.DB, backend, result.Options{TTL: time.Hour, Signer: signer, Cache: cache})
 	require.NoError(t, err)
 	h, err := httpresult.New(pg.DB, st, zap.NewNop())
 	require.NoError(t, err)
 	h.Register(mux)
+	return srv, st
+}
+
+// setup serves the result routes with three tasks of alice's.
+func setup(t *testing.T, backend func(t *testing.T) result.Backend) bundle {
+	t.Helper()
+	pg := testenv.NewPostgres(t)
+	srv, st := serve(t, pg, backend(t), nil)
 	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	for _, tk := range []struct{ id, owner, result string }{
 		{"task_json", "key_alice", `{"assets_updated": 3, "note": "<b>"}`},
