@@ -306,6 +306,7 @@ func (s *stack) everyTaskType(t *testing.T, admin, operator, viewer *client.Clie
 	res = result(t, done["webhook_callback"])
 	require.EqualValues(t, http.StatusOK, num(t, res, "status"))
 	require.Equal(t, "***", done["webhook_callback"].Params["secret"], "secret params read back redacted")
+	require.Equal(t, map[string]any{"X-Source": "***"}, done["webhook_callback"].Params["headers"], "header values read back redacted")
 	hooks := s.hooks.received("/webhook/portfolio-updated")
 	require.Len(t, hooks, 1)
 	hook := hooks[0]
