@@ -99,7 +99,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	defer auditLog.Close()
 
-	limiter, err := ratelimit.New(rc)
+	// As in the API: a short deadline on Redis, then this replica's local
+	// limits while Redis is away (see package ratelimit).
+	limiter, err := ratelimit.NewWithOptions(rc, ratelimit.Options{
+		Timeout: cfg.RateLimit.RedisTimeout, LocalFor: cfg.RateLimit.LocalFor, Registerer: reg,
+	})
 	if err != nil {
 		return err
 	}
