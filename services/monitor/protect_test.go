@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/taskforge/taskforge/pkg/problem/problemtest"
+
 	"github.com/hibiken/asynq"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/zap"
@@ -182,6 +184,7 @@ func TestMonitorLimitsGuessingAndAuditsChanges(t *testing.T) {
 		req.SetBasicAuth("admin", "guess-"+strconv.Itoa(i))
 		res, err := http.DefaultClient.Do(req)
 		require.NoError(t, err)
+		problemtest.Require(t, res, "a refused monitor login")
 		_ = res.Body.Close()
 		codes[res.StatusCode]++
 	}

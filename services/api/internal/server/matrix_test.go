@@ -16,7 +16,7 @@ import (
 
 	"github.com/taskforge/taskforge/pkg/audit"
 	"github.com/taskforge/taskforge/pkg/auth"
-	"github.com/taskforge/taskforge/pkg/problem"
+	"github.com/taskforge/taskforge/pkg/problem/problemtest"
 	"github.com/taskforge/taskforge/pkg/result"
 	"github.com/taskforge/taskforge/pkg/result/httpresult"
 	"github.com/taskforge/taskforge/pkg/schedule"
@@ -204,7 +204,7 @@ func TestAuthorisationMatrix(t *testing.T) {
 				n++
 				require.Equalf(t, want[i], resp.StatusCode, "%s as %s on %s resource", key, c.name, map[bool]string{false: "own", true: "another's"}[other])
 				if resp.StatusCode >= 400 && r.Method != http.MethodHead {
-					requireOneProblemShape(t, resp, key+" as "+c.name)
+					problemtest.Require(t, resp, key+" as "+c.name)
 				}
 			}
 		}
@@ -273,18 +273,4 @@ func newUnique() string {
 	defer idSeq.Unlock()
 	idSeq.n++
 	return fmt.Sprintf("%d-%d", time.Now().UnixNano(), idSeq.n)
-}
-
-// requireOneProblemShape checks an error answer is the one problem shape:
-// problem+json, a urn:taskforge:problem type, the status, and the request id
-// of the X-Request-ID header.
-func requireOneProblemShape(t *testing.T, resp *http.Response, what string) {
-	t.Helper()
-	require.Equalf(t, "application/problem+json", resp.Header.Get("Content-Type"), "%s", what)
-	var p problem.Body
-	require.NoErrorf(t, json.NewDecoder(resp.Body).Decode(&p), "%s", what)
-	require.Truef(t, strings.HasPrefix(p.Type, problem.TypePrefix), "%s: type %q", what, p.Type)
-	require.Equalf(t, resp.StatusCode, p.Status, "%s", what)
-	require.NotEmptyf(t, p.RequestID, "%s: no request_id", what)
-	require.Equalf(t, resp.Header.Get(problem.HeaderRequestID), p.RequestID, "%s", what)
 }

@@ -8,6 +8,8 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/taskforge/taskforge/pkg/problem/problemtest"
+
 	"github.com/stretchr/testify/require"
 
 	"github.com/taskforge/taskforge/pkg/audit"
@@ -40,6 +42,9 @@ func proxied(t *testing.T, b testBundle, n int, xff func(i int) string) map[int]
 				resp, err := http.DefaultClient.Do(req)
 				if !assertNoError(t, err) {
 					continue
+				}
+				if err := problemtest.Check(resp); err != nil {
+					t.Errorf("a %d refusal: %v", resp.StatusCode, err)
 				}
 				_ = resp.Body.Close()
 				mu.Lock()
