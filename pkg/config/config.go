@@ -41,6 +41,7 @@ type Config struct {
 	Retention RetentionConfig `mapstructure:"retention"`
 	Proxy     ProxyConfig     `mapstructure:"proxy"`
 	Events    EventsConfig    `mapstructure:"events"`
+	Push      PushConfig      `mapstructure:"push"`
 }
 
 // Defaults returns the configuration used when nothing overrides it.

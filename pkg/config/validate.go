@@ -274,6 +274,7 @@ func (c Config) Validate() error {
 		}
 	}
 	oneOf("proxy.header", strings.ToLower(c.Proxy.Header), "x-forwarded-for", "forwarded")
+	errs = append(errs, c.Push.validate()...)
 	return errors.Join(errs...)
 }
 

@@ -18,6 +18,11 @@ type AlertResult struct {
 	// Recipients counts the params' recipients: phone numbers for sms, topics
 	// for push (0 means the gateway's default topic); Slack ignores them.
 	Recipients int `json:"recipients"`
+	// Subscriptions counts the push subscriptions (Web Push and FCM) the
+	// alert reached; Removed those deleted because their push service said
+	// they are gone (404 or 410). Push only.
+	Subscriptions int `json:"subscriptions,omitempty"`
+	Removed       int `json:"removed,omitempty"`
 }
 
 // SendAlert is the send_alert handler: it sends the alert over its channel — a
@@ -34,20 +39,50 @@ func (s *Service) SendAlert(ctx context.Context, r job.Reporter, p *taskpb.SendA
 		return job.Permanent(fmt.Errorf("notifyjob: %s: %w %q: must be slack, sms or push", op, ErrUnknownChannel, ch))
 	}
 	sender, ok := s.alerts[ch]
-	if !ok {
+	// Push reaches ntfy topics through the gateway and principals' push
+	// subscriptions through Web Push and FCM. With subscriptions configured,
+	// the gateway is used only for the topics an alert names.
+	toSubs := ch == ChannelPush && s.subs != nil
+	if ok && toSubs && len(p.GetRecipients()) == 0 {
+		ok = false
+	}
+	if !ok && !toSubs {
 		return job.Permanent(fmt.Errorf("notifyjob: %s: %w: %s (set %s)", op, ErrChannelNotConfigured, ch, keys))
 	}
-	r.Progress(0, stepSending, "Sending "+ch+" alert")
-	err := sender.Send(ctx, notify.Alert{
+	if !toSubs && len(p.GetPrincipals()) > 0 {
+		return job.Permanent(fmt.Errorf("notifyjob: %s: %w: principals need web push or fcm (set push.vapid_* or push.fcm_credentials)",
+			op, ErrChannelNotConfigured))
+	}
+	alert := notify.Alert{
 		Title: p.GetTitle(), Message: p.GetMessage(),
 		Severity: notify.Severity(p.GetSeverity()), Recipients: p.GetRecipients(),
-	})
-	if err != nil {
-		return deliveryError(op, err)
 	}
-	n := len(p.GetRecipients())
+	var principals []string
+	if toSubs {
+		var err error
+		if principals, err = s.alertPrincipals(ctx, r, op, p); err != nil {
+			return err
+		}
+	}
+	r.Progress(0, stepSending, "Sending "+ch+" alert")
+	if ok {
+		if err := sender.Send(ctx, alert); err != nil {
+			return deliveryError(op, err)
+		}
+	}
+	res := AlertResult{Channel: ch, Recipients: len(p.GetRecipients())}
+	if toSubs {
+		out, err := s.sendToSubscriptions(ctx, principals, alert)
+		res.Subscriptions, res.Removed = out.delivered, out.removed
+		if err != nil {
+			return fmt.Errorf("notifyjob: %s: %w", op, err)
+		}
+		r.Log(job.Info, "push subscriptions reached", map[string]any{
+			"principals": len(principals), "subscriptions": out.delivered, "removed": out.removed, "skipped": out.skipped})
+	}
+	n := res.Recipients
 	r.Log(job.Info, "alert sent", map[string]any{"channel": ch, "recipients": n})
 	s.log.Debug("alert sent", zap.String("task_id", r.TaskID()), zap.String("channel", ch), zap.Int("recipients", n))
 	r.Progress(1, stepDone, "Alert sent over "+ch)
-	return setResult(r, op, AlertResult{Channel: ch, Recipients: n})
+	return setResult(r, op, res)
 }

@@ -21,7 +21,7 @@ const (
 var channelConfigKeys = map[string]string{
 	ChannelSlack: "alerts.slack_webhook_url",
 	ChannelSMS:   "alerts.sms_account, alerts.sms_token and alerts.sms_from",
-	ChannelPush:  "alerts.push_url",
+	ChannelPush:  "alerts.push_url, push.vapid_* or push.fcm_credentials",
 }
 
 // Senders are the notify senders built from configuration.

@@ -111,6 +111,10 @@ type Options struct {
 	// "push"). A channel without a sender fails permanently with
 	// ErrChannelNotConfigured.
 	Alerts map[string]notify.AlertSender
+	// Subscriptions delivers push alerts to principals' Web Push and FCM
+	// subscriptions (SubscriptionsFromConfig). If nil, push goes to the ntfy
+	// gateway only.
+	Subscriptions *Subscriptions
 	// Results is the result storage whose files send_email attaches. If nil,
 	// only the JSON results kept in tasks.result are attached.
 	Results *result.Store
@@ -137,6 +141,7 @@ type Service struct {
 	client        *http.Client
 	mailer        notify.EmailSender
 	alerts        map[string]notify.AlertSender
+	subs          *Subscriptions
 	results       *result.Store
 	isAdmin       AdminFunc
 	digestTo      []string
@@ -175,7 +180,7 @@ func New(o Options) (*Service, error) {
 		}
 	}
 	return &Service{
-		db: o.DB, client: o.HTTPClient, mailer: o.Mailer, alerts: alerts, results: o.Results,
+		db: o.DB, client: o.HTTPClient, mailer: o.Mailer, alerts: alerts, subs: o.Subscriptions, results: o.Results,
 		isAdmin: o.IsAdmin, digestTo: append([]string(nil), o.DigestRecipients...),
 		maxAttachment: o.MaxAttachmentBytes, log: o.Log, now: o.Now,
 	}, nil

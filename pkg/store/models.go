@@ -124,5 +124,6 @@ func Models() []any {
 		&APIKey{}, &AuditEntry{},
 		&Schedule{},
 		&TaskCallback{},
+		&PushSubscription{},
 	}
 }

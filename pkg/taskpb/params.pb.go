@@ -595,8 +595,14 @@ type SendAlertParams struct {
 	Title   string `protobuf:"bytes,2,opt,name=title,proto3" json:"title,omitempty"`
 	Message string `protobuf:"bytes,3,opt,name=message,proto3" json:"message,omitempty"`
 	// severity is info, warning or critical; empty means info.
-	Severity      string   `protobuf:"bytes,4,opt,name=severity,proto3" json:"severity,omitempty"`
-	Recipients    []string `protobuf:"bytes,5,rep,name=recipients,proto3" json:"recipients,omitempty"`
+	Severity string `protobuf:"bytes,4,opt,name=severity,proto3" json:"severity,omitempty"`
+	// recipients are phone numbers for sms and ntfy topics for push.
+	Recipients []string `protobuf:"bytes,5,rep,name=recipients,proto3" json:"recipients,omitempty"`
+	// principals are the principals whose push subscriptions (Web Push and
+	// FCM, POST /api/v1/push-subscriptions) receive a push alert. Empty means
+	// the task's creator. Only an admin's task may name principals other than
+	// its creator. Push only.
+	Principals    []string `protobuf:"bytes,6,rep,name=principals,proto3" json:"principals,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -662,6 +668,13 @@ func (x *SendAlertParams) GetSeverity() string {
 func (x *SendAlertParams) GetRecipients() []string {
 	if x != nil {
 		return x.Recipients
+	}
+	return nil
+}
+
+func (x *SendAlertParams) GetPrincipals() []string {
+	if x != nil {
+		return x.Principals
 	}
 	return nil
 }
@@ -907,7 +920,7 @@ const file_taskforge_v1_params_proto_rawDesc = "" +
 	"\asubject\x18\x03 \x01(\tB\x04\x90\xb5\x18\x01R\asubject\x12\x1b\n" +
 	"\tbody_text\x18\x04 \x01(\tR\bbodyText\x12\x1b\n" +
 	"\tbody_html\x18\x05 \x01(\tR\bbodyHtml\x12 \n" +
-	"\vattachments\x18\x06 \x03(\tR\vattachments\"\xa9\x01\n" +
+	"\vattachments\x18\x06 \x03(\tR\vattachments\"\xc9\x01\n" +
 	"\x0fSendAlertParams\x12\x1e\n" +
 	"\achannel\x18\x01 \x01(\tB\x04\x90\xb5\x18\x01R\achannel\x12\x1a\n" +
 	"\x05title\x18\x02 \x01(\tB\x04\x90\xb5\x18\x01R\x05title\x12\x1e\n" +
@@ -915,7 +928,10 @@ const file_taskforge_v1_params_proto_rawDesc = "" +
 	"\bseverity\x18\x04 \x01(\tR\bseverity\x12\x1e\n" +
 	"\n" +
 	"recipients\x18\x05 \x03(\tR\n" +
-	"recipients\"\xa5\x02\n" +
+	"recipients\x12\x1e\n" +
+	"\n" +
+	"principals\x18\x06 \x03(\tR\n" +
+	"principals\"\xa5\x02\n" +
 	"\x15WebhookCallbackParams\x12\x16\n" +
 	"\x03url\x18\x01 \x01(\tB\x04\x90\xb5\x18\x01R\x03url\x12\x16\n" +
 	"\x06method\x18\x02 \x01(\tR\x06method\x12P\n" +

@@ -349,6 +349,15 @@ func checkAlert(m proto.Message) []FieldError {
 	if p.GetChannel() == "sms" && len(p.GetRecipients()) == 0 {
 		errs = append(errs, FieldError{"recipients", "sms needs at least one phone number"})
 	}
+	if len(p.GetPrincipals()) > 0 && p.GetChannel() != "push" {
+		errs = append(errs, FieldError{"principals", "only push alerts reach principals' subscriptions"})
+	}
+	for _, pr := range p.GetPrincipals() {
+		if strings.TrimSpace(pr) == "" {
+			errs = append(errs, FieldError{"principals", "must not hold an empty principal"})
+			break
+		}
+	}
 	return errs
 }
 

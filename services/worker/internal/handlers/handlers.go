@@ -87,12 +87,16 @@ func Build(d Deps) (map[string]job.Handler, error) {
 	if err != nil {
 		return nil, err
 	}
+	subscriptions, err := notifyjob.SubscriptionsFromConfig(d.Config.Push, d.DB, notifyClient)
+	if err != nil {
+		return nil, err
+	}
 	results := d.Results
 	if results == nil {
 		return nil, errors.New("handlers: nil result store")
 	}
 	notifications, err := notifyjob.New(notifyjob.Options{
-		DB: d.DB, HTTPClient: d.HTTP, Mailer: senders.EmailSender(), Alerts: senders.Alerts, Results: results,
+		DB: d.DB, HTTPClient: d.HTTP, Mailer: senders.EmailSender(), Alerts: senders.Alerts, Subscriptions: subscriptions, Results: results,
 		IsAdmin: notifyjob.KeyAdmins(d.DB, auth.BootstrapPrincipalID), Log: d.Log.Named("notify"),
 	})
 	if err != nil {
