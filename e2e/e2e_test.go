@@ -88,6 +88,11 @@ func (s *stack) everyTaskType(t *testing.T, admin, operator, viewer *client.Clie
 	now := time.Now().UTC()
 	today := now.Format(time.DateOnly)
 	webhookSecret := "whsec_" + randomHex(t, 16)
+	// The operator reads its callback signing secret by rotating it.
+	rotated, err := operator.RotateCallbackSecretWithResponse(context.Background())
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, rotated.StatusCode(), string(rotated.Body))
+	callbackSecret := rotated.JSON200.Secret
 	callbackURL := s.hooks.srv.URL + "/callback/portfolio"
 
 	// Operators create the data refresh and notification tasks.
@@ -331,7 +336,7 @@ func (s *stack) everyTaskType(t *testing.T, admin, operator, viewer *client.Clie
 	require.Contains(t, digest.Text, "pf_demo_balanced")
 
 	// The callback_url of the portfolio task got the final task, signed with
-	// worker.callback_secret.
+	// the operator's callback secret (Standard Webhooks).
 	var cb recorded
 	require.Eventuallyf(t, func() bool {
 		got := s.hooks.received("/callback/portfolio")
@@ -340,7 +345,8 @@ func (s *stack) everyTaskType(t *testing.T, admin, operator, viewer *client.Clie
 		}
 		return len(got) > 0
 	}, eventWithin, 50*time.Millisecond, "no callback delivered%s", s.logTails())
-	require.NoError(t, notify.Verify([]byte(s.callbackSecret), cb.Header.Get(notify.SignatureHeader), cb.Body, time.Now(), 0))
+	require.NoError(t, client.VerifyCallback(callbackSecret, cb.Header, cb.Body, time.Now(), 0))
+	require.ErrorIs(t, client.VerifyCallback(notify.FormatSecret(notify.NewSecret()), cb.Header, cb.Body, time.Now(), 0), client.ErrCallbackSignature)
 	var final map[string]any
 	require.NoError(t, json.Unmarshal(cb.Body, &final), string(cb.Body))
 	require.Equal(t, done["refresh_portfolio"].TaskId, final["task_id"], string(cb.Body))

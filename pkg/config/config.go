@@ -41,6 +41,7 @@ type Config struct {
 	Retention RetentionConfig `mapstructure:"retention"`
 	Proxy     ProxyConfig     `mapstructure:"proxy"`
 	Events    EventsConfig    `mapstructure:"events"`
+	Notify    NotifyConfig    `mapstructure:"notify"`
 	Push      PushConfig      `mapstructure:"push"`
 }
 
@@ -104,6 +105,7 @@ func Defaults() Config {
 		Events: EventsConfig{KeepAlive: 15 * time.Second, WriteTimeout: 10 * time.Second, MaxStreams: 10000,
 			MaxStreamsPerCaller: 20, Buffer: 64, StreamMax: 100000, History: 1000, HistoryTTL: 15 * time.Minute,
 			ResumeMax: 10000},
+		Notify: NotifyDefaults(),
 	}
 }
 

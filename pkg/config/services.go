@@ -76,16 +76,12 @@ type WorkerConfig struct {
 	TypeLimits map[string]int `mapstructure:"type_limits"`
 	// MaxMessages is how many recent progress messages a task keeps. Default 50.
 	MaxMessages int `mapstructure:"max_messages"`
-	// CallbackSecret signs the callbacks POSTed to a task's callback_url
-	// (HMAC-SHA256 in X-Taskforge-Signature). Default empty: development uses
-	// DevCallbackSecret; production must set a per-deployment secret of at least
-	// 32 characters.
+	// CallbackSecret is no longer used: completion callbacks are signed with
+	// their owner's own secret (notify.callback_secret_overlap, POST
+	// /api/v1/callback-secret/rotate). The key is still read, and ignored, so
+	// that existing configurations load. Default empty.
 	CallbackSecret string `mapstructure:"callback_secret" secret:"true"`
 }
-
-// DevCallbackSecret signs callbacks in development when worker.callback_secret
-// is empty. It is refused outside development.
-const DevCallbackSecret = "taskforge-development-callback-secret"
 
 // SchedulerConfig configures the scheduler service.
 type SchedulerConfig struct {

@@ -89,9 +89,6 @@ func (c Config) Validate() error {
 	if c.Worker.MaxMessages < 1 {
 		bad("worker.max_messages", c.Worker.MaxMessages, "must be at least 1")
 	}
-	if !c.IsDevelopment() && (len(c.Worker.CallbackSecret) < 32 || c.Worker.CallbackSecret == DevCallbackSecret) {
-		bad("worker.callback_secret", "(masked)", "must be set to a per-deployment secret of at least 32 characters outside development")
-	}
 
 	addr("scheduler.admin_addr", c.Scheduler.AdminAddr)
 	positive("scheduler.sync_interval", c.Scheduler.SyncInterval)
@@ -274,6 +271,7 @@ func (c Config) Validate() error {
 		}
 	}
 	oneOf("proxy.header", strings.ToLower(c.Proxy.Header), "x-forwarded-for", "forwarded")
+	errs = append(errs, c.Notify.validate()...)
 	errs = append(errs, c.Push.validate()...)
 	return errors.Join(errs...)
 }

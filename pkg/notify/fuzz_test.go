@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/hex"
 	"errors"
+	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -63,6 +65,36 @@ func FuzzVerify(f *testing.F) {
 		}
 		if !found {
 			t.Fatalf("header %q accepted without the body's signature %s", header, want)
+		}
+	})
+}
+
+// FuzzVerifyWebhook checks the Standard Webhooks verifier: what SignWebhook
+// signs verifies, a changed body or another secret does not, and no header
+// value makes it panic.
+func FuzzVerifyWebhook(f *testing.F) {
+	f.Add([]byte(`{"task_id":"t"}`), "msg_1", "v1,AAAA", int64(1700000000))
+	f.Add([]byte(``), "", "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE= v1,x", int64(0))
+	f.Fuzz(func(t *testing.T, body []byte, id, sigHeader string, unix int64) {
+		secret, other := []byte("fuzz-secret-0123456789"), []byte("fuzz-other-0123456789")
+		at := time.Unix(unix%(1<<40), 0)
+		h := http.Header{}
+		h.Set(HeaderWebhookID, id)
+		h.Set(HeaderWebhookTimestamp, strconv.FormatInt(at.Unix(), 10))
+		h.Set(HeaderWebhookSignature, sigHeader)
+		_ = VerifyWebhook(secret, h, body, at, 0)
+		if id == "" {
+			return
+		}
+		h.Set(HeaderWebhookSignature, SignWebhook(id, at, body, secret))
+		if err := VerifyWebhook(secret, h, body, at, 0); err != nil {
+			t.Fatalf("signed message refused: %v", err)
+		}
+		if err := VerifyWebhook(other, h, body, at, 0); !errors.Is(err, ErrBadSignature) {
+			t.Fatalf("another secret verified: %v", err)
+		}
+		if err := VerifyWebhook(secret, h, append(body, 'x'), at, 0); !errors.Is(err, ErrBadSignature) {
+			t.Fatalf("changed body verified: %v", err)
 		}
 	})
 }

@@ -123,7 +123,7 @@ func Models() []any {
 		&Result{},
 		&APIKey{}, &AuditEntry{},
 		&Schedule{},
-		&TaskCallback{},
+		&TaskCallback{}, &CallbackSecret{}, &NotificationDelivery{},
 		&PushSubscription{},
 	}
 }

@@ -43,30 +43,37 @@ type CallbackOptions struct {
 	Registerer prometheus.Registerer
 }
 
+// CallbackSecrets gives the secrets that sign an owner's callbacks now: the
+// current one first, and during a rotation's overlap the previous one too
+// (*callbackkey.Store).
+type CallbackSecrets interface {
+	Signing(ctx context.Context, principal string) ([][]byte, error)
+}
+
 // Callbacks delivers the task_callbacks outbox: a terminal task's final JSON,
-// POSTed to its callback_url through the egress-guarded client, signed with
-// HMAC-SHA256 over the timestamp and body (notify.Sign, header
-// X-Taskforge-Signature), retried with exponential backoff. Several workers may
-// run it at once: rows are claimed with FOR UPDATE SKIP LOCKED and a lease.
+// POSTed to its callback_url through the egress-guarded client, signed as a
+// Standard Webhooks message (notify.PostWebhook: headers webhook-id,
+// webhook-timestamp and webhook-signature) with the secret of the task's
+// owner, so that no receiver holds a key that signs another owner's
+// callbacks; retried with exponential backoff under the same webhook-id.
+// Several workers may run it at once: rows are claimed with FOR UPDATE SKIP
+// LOCKED and a lease.
 type Callbacks struct {
-	db     *sql.DB
-	gdb    *gorm.DB
-	client *http.Client
-	secret []byte
-	log    *zap.Logger
-	opts   CallbackOptions
-	poke   chan struct{}
-	count  *prometheus.CounterVec
+	db      *sql.DB
+	gdb     *gorm.DB
+	client  *http.Client
+	secrets CallbackSecrets
+	log     *zap.Logger
+	opts    CallbackOptions
+	poke    chan struct{}
+	count   *prometheus.CounterVec
 }
 
 // NewCallbacks returns a deliverer. client must be the egress guard's client;
-// secret signs the bodies.
-func NewCallbacks(db *gorm.DB, client *http.Client, secret []byte, log *zap.Logger, opts CallbackOptions) (*Callbacks, error) {
-	if db == nil || client == nil || log == nil {
+// secrets gives each owner's signing secrets.
+func NewCallbacks(db *gorm.DB, client *http.Client, secrets CallbackSecrets, log *zap.Logger, opts CallbackOptions) (*Callbacks, error) {
+	if db == nil || client == nil || secrets == nil || log == nil {
 		return nil, errors.New("worker: callbacks: nil dependency")
-	}
-	if len(secret) == 0 {
-		return nil, errors.New("worker: callbacks: empty signing secret")
 	}
 	sqlDB, err := db.DB()
 	if err != nil {
@@ -91,7 +98,7 @@ func NewCallbacks(db *gorm.DB, client *http.Client, secret []byte, log *zap.Logg
 		opts.Lease = 2 * time.Minute
 	}
 	c := &Callbacks{
-		db: sqlDB, gdb: db, client: client, secret: secret, log: log, opts: opts, poke: make(chan struct{}, 1),
+		db: sqlDB, gdb: db, client: client, secrets: secrets, log: log, opts: opts, poke: make(chan struct{}, 1),
 		count: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "taskforge_task_callbacks_total",
 			Help: "Callback deliveries, by result (delivered, retry, abandoned).",
@@ -196,7 +203,12 @@ func (c *Callbacks) deliver(ctx context.Context, cb claimed) {
 		c.retryLater(ctx, cb, fmt.Errorf("encode task: %w", err), true)
 		return
 	}
-	_, err = notify.PostJSON(ctx, c.client, cb.url, http.MethodPost, nil, body, c.secret)
+	secrets, err := c.secrets.Signing(ctx, task.CreatedBy)
+	if err != nil {
+		c.retryLater(ctx, cb, fmt.Errorf("signing secret: %w", err), task.CreatedBy == "")
+		return
+	}
+	_, err = notify.PostWebhook(ctx, c.client, cb.url, callbackMessageID(cb), body, secrets)
 	if err == nil {
 		c.count.WithLabelValues("delivered").Inc()
 		_, err := c.db.ExecContext(context.WithoutCancel(ctx),
@@ -207,6 +219,12 @@ func (c *Callbacks) deliver(ctx context.Context, cb claimed) {
 		return
 	}
 	c.retryLater(ctx, cb, err, notify.IsPermanent(err))
+}
+
+// callbackMessageID is a callback's webhook-id: the same on every retry of
+// one outbox row, so that a receiver can drop a duplicate delivery.
+func callbackMessageID(cb claimed) string {
+	return fmt.Sprintf("msg_%s_%d", cb.taskID, cb.id)
 }
 
 // retryLater records a failed delivery: another try after the backoff, or the

@@ -69,7 +69,7 @@ func TestCallbackDeliveredSignedWithRetries(t *testing.T) {
 		}
 		body, _ := io.ReadAll(r.Body)
 		mu.Lock()
-		got, sigErr = body, notify.Verify(secret, r.Header.Get(notify.SignatureHeader), body, time.Now(), 0)
+		got, sigErr = body, notify.VerifyWebhook(secret, r.Header, body, time.Now(), 0)
 		mu.Unlock()
 		w.WriteHeader(http.StatusNoContent)
 	}))
@@ -85,7 +85,7 @@ func TestCallbackDeliveredSignedWithRetries(t *testing.T) {
 	}, func(o *worker.Options) { o.OnTerminal = func() { cbs.Poke() } })
 	guard, err := egress.New(egress.Config{AllowCIDRs: []string{"127.0.0.0/8"}})
 	require.NoError(t, err)
-	cbs, err = worker.NewCallbacks(h.pg.DB, guard.Client(), secret, zaptest.NewLogger(t), worker.CallbackOptions{
+	cbs, err = worker.NewCallbacks(h.pg.DB, guard.Client(), fixedSecrets{secret}, zaptest.NewLogger(t), worker.CallbackOptions{
 		Interval: 100 * time.Millisecond, BaseDelay: 200 * time.Millisecond,
 		Redact: func(string, store.JSON) store.JSON { return store.JSON(`{"all":true}`) },
 	})

@@ -35,6 +35,7 @@ import (
 	"github.com/taskforge/taskforge/pkg/audit"
 	"github.com/taskforge/taskforge/pkg/auth"
 	"github.com/taskforge/taskforge/pkg/boot"
+	"github.com/taskforge/taskforge/pkg/callbackkey"
 	"github.com/taskforge/taskforge/pkg/clientip"
 	"github.com/taskforge/taskforge/pkg/config"
 	"github.com/taskforge/taskforge/pkg/egress"
@@ -376,13 +377,18 @@ func serve(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 	if err != nil {
 		return err
 	}
+	// Callback signing secrets, one per principal, rotated by their owner.
+	callbackKeys, err := callbackkey.New(deps.DB, sealer, cfg.Notify.CallbackSecretOverlap)
+	if err != nil {
+		return err
+	}
 	handler, err := server.New(server.Options{
 		Tasks: tasks, Auth: authn, Checker: deps.Checker, Registry: deps.Registry, Log: log,
 		OpenAPI: openapiDoc, BodyLimit: cfg.API.BodyLimit, Results: resultRoutes,
 		Schedules: scheduleRoutes, Keys: keys, Audit: auditLog,
 		Limiter: limiter, RateLimit: cfg.RateLimit, PerAddress: cfg.RateLimit.PerAddress,
 		CORSAllowOrigins: cfg.API.CORSAllowOrigins, HSTS: cfg.API.HSTS, ClientIP: clientIP,
-		Priorities: priorities, AuditMinRetention: cfg.Retention.AuditMin,
+		Priorities: priorities, AuditMinRetention: cfg.Retention.AuditMin, CallbackKeys: callbackKeys,
 		Live: hub, Streams: server.StreamOptions{KeepAlive: cfg.Events.KeepAlive, WriteTimeout: cfg.Events.WriteTimeout,
 			History: cfg.Events.History, ResumeMax: cfg.Events.ResumeMax},
 	})

@@ -29,7 +29,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/taskforge/taskforge/pkg/boot"
-	"github.com/taskforge/taskforge/pkg/config"
+	"github.com/taskforge/taskforge/pkg/callbackkey"
 	"github.com/taskforge/taskforge/pkg/egress"
 	"github.com/taskforge/taskforge/pkg/event"
 	"github.com/taskforge/taskforge/pkg/health"
@@ -128,11 +128,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	log.Info("handlers registered", zap.Strings("types", registered))
 
 	// The callback outbox and the lifecycle runtime.
-	callbackSecret := wc.CallbackSecret
-	if callbackSecret == "" && cfg.IsDevelopment() {
-		callbackSecret = config.DevCallbackSecret
+	// Each owner's callbacks are signed with the owner's own secret.
+	callbackKeys, err := callbackkey.New(deps.DB, keyring, cfg.Notify.CallbackSecretOverlap)
+	if err != nil {
+		return err
 	}
-	callbacks, err := worker.NewCallbacks(deps.DB, callbackGuard.Client(), []byte(callbackSecret), log.Named("callbacks"), worker.CallbackOptions{
+	callbacks, err := worker.NewCallbacks(deps.DB, callbackGuard.Client(), callbackKeys, log.Named("callbacks"), worker.CallbackOptions{
 		Redact: taskservice.RedactParams, Registerer: deps.Registry,
 	})
 	if err != nil {

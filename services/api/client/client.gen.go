@@ -341,6 +341,19 @@ type AuditPage struct {
 	NextCursor *string      `json:"next_cursor"`
 }
 
+// CallbackSecret defines model for CallbackSecret.
+type CallbackSecret struct {
+	CreatedAt time.Time `json:"created_at"`
+
+	// PreviousExpiresAt When the previous secret stops signing; null when there was none.
+	PreviousExpiresAt *time.Time `json:"previous_expires_at"`
+
+	// Secret The new signing secret; only in this response.
+	//
+	// Example: whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw
+	Secret string `json:"secret"`
+}
+
 // CreateAPIKeyRequest defines model for CreateAPIKeyRequest.
 type CreateAPIKeyRequest struct {
 	ExpiresAt *time.Time `json:"expires_at,omitempty"`
@@ -355,7 +368,7 @@ type CreateAPIKeyRequestRole string
 
 // CreateTaskRequest defines model for CreateTaskRequest.
 type CreateTaskRequest struct {
-	// CallbackUrl POSTed the final task on completion.
+	// CallbackUrl POSTed the final task on completion, signed with the owner's callback secret (Standard Webhooks; see /api/v1/callback-secret/rotate).
 	CallbackUrl    *string `json:"callback_url,omitempty"`
 	IdempotencyKey *string `json:"idempotency_key,omitempty"`
 
@@ -1041,6 +1054,21 @@ type ClientInterface interface {
 	// Corresponds with GET /api/v1/audit (the `ListAudit` operationId).
 	ListAudit(ctx context.Context, params *ListAuditParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
+	// RotateCallbackSecret Replace the caller's own callback signing secret.
+	//
+	// Completion callbacks (a task's `callback_url`) are signed as the Standard
+	// Webhooks specification says (headers `webhook-id`, `webhook-timestamp`,
+	// `webhook-signature: v1,<base64 HMAC-SHA256 of "{id}.{timestamp}.{body}">`)
+	// with a secret of the task's owner: one per principal, made on first need.
+	// This replaces the caller's secret and answers the new one, `whsec_<base64>`,
+	// this once. Until `previous_expires_at` (`notify.callback_secret_overlap`,
+	// default 24 h) callbacks carry a signature by each secret, space-separated,
+	// so that receivers can switch; then only the new one. Every role rotates its
+	// own secret; no one, admins included, reads or rotates another's.
+	//
+	// Corresponds with POST /api/v1/callback-secret/rotate (the `RotateCallbackSecret` operationId).
+	RotateCallbackSecret(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
+
 	// GetEvents Live task events of every task the caller may see (server-sent events).
 	//
 	// A `text/event-stream` of `task` events (the whole task, as in
@@ -1380,6 +1408,31 @@ func (c *Client) RevokeAPIKey(ctx context.Context, keyId string, reqEditors ...R
 // Corresponds with GET /api/v1/audit (the `ListAudit` operationId).
 func (c *Client) ListAudit(ctx context.Context, params *ListAuditParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewListAuditRequest(c.Server, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// RotateCallbackSecret Replace the caller's own callback signing secret.
+//
+// Completion callbacks (a task's `callback_url`) are signed as the Standard
+// Webhooks specification says (headers `webhook-id`, `webhook-timestamp`,
+// `webhook-signature: v1,<base64 HMAC-SHA256 of "{id}.{timestamp}.{body}">`)
+// with a secret of the task's owner: one per principal, made on first need.
+// This replaces the caller's secret and answers the new one, `whsec_<base64>`,
+// this once. Until `previous_expires_at` (`notify.callback_secret_overlap`,
+// default 24 h) callbacks carry a signature by each secret, space-separated,
+// so that receivers can switch; then only the new one. Every role rotates its
+// own secret; no one, admins included, reads or rotates another's.
+//
+// Corresponds with POST /api/v1/callback-secret/rotate (the `RotateCallbackSecret` operationId).
+func (c *Client) RotateCallbackSecret(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewRotateCallbackSecretRequest(c.Server)
 	if err != nil {
 		return nil, err
 	}
@@ -2135,6 +2188,33 @@ func NewListAuditRequest(server string, params *ListAuditParams) (*http.Request,
 	}
 
 	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewRotateCallbackSecretRequest constructs an http.Request for the RotateCallbackSecret method
+func NewRotateCallbackSecretRequest(server string) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/v1/callback-secret/rotate")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), nil)
 	if err != nil {
 		return nil, err
 	}
@@ -3506,6 +3586,23 @@ type ClientWithResponsesInterface interface {
 	// Corresponds with GET /api/v1/audit (the `ListAudit` operationId).
 	ListAuditWithResponse(ctx context.Context, params *ListAuditParams, reqEditors ...RequestEditorFn) (*ListAuditResponse, error)
 
+	// RotateCallbackSecretWithResponse Replace the caller's own callback signing secret.
+	//
+	// Completion callbacks (a task's `callback_url`) are signed as the Standard
+	// Webhooks specification says (headers `webhook-id`, `webhook-timestamp`,
+	// `webhook-signature: v1,<base64 HMAC-SHA256 of "{id}.{timestamp}.{body}">`)
+	// with a secret of the task's owner: one per principal, made on first need.
+	// This replaces the caller's secret and answers the new one, `whsec_<base64>`,
+	// this once. Until `previous_expires_at` (`notify.callback_secret_overlap`,
+	// default 24 h) callbacks carry a signature by each secret, space-separated,
+	// so that receivers can switch; then only the new one. Every role rotates its
+	// own secret; no one, admins included, reads or rotates another's.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /api/v1/callback-secret/rotate (the `RotateCallbackSecret` operationId).
+	RotateCallbackSecretWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*RotateCallbackSecretResponse, error)
+
 	// GetEventsWithResponse Live task events of every task the caller may see (server-sent events).
 	//
 	// A `text/event-stream` of `task` events (the whole task, as in
@@ -4207,6 +4304,89 @@ func (r ListAuditResponse) StatusCode() int {
 
 // ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
 func (r ListAuditResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// RotateCallbackSecretResponse429Headers the declared response headers of an HTTP 429 response for RotateCallbackSecret
+type RotateCallbackSecretResponse429Headers struct {
+	RetryAfter *int
+}
+
+// RotateCallbackSecretResponse503Headers the declared response headers of an HTTP 503 response for RotateCallbackSecret
+type RotateCallbackSecretResponse503Headers struct {
+	RetryAfter *int
+}
+
+type RotateCallbackSecretResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *CallbackSecret
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Unauthorized
+	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
+	ApplicationproblemJSON429 *TooManyRequests
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *Unavailable
+	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
+	ApplicationproblemJSONDefault *Error
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *RotateCallbackSecretResponse429Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *RotateCallbackSecretResponse503Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r RotateCallbackSecretResponse) GetJSON200() *CallbackSecret {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r RotateCallbackSecretResponse) GetApplicationproblemJSON401() *Unauthorized {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON429 returns the response for an HTTP 429 `application/problem+json` response
+func (r RotateCallbackSecretResponse) GetApplicationproblemJSON429() *TooManyRequests {
+	return r.ApplicationproblemJSON429
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r RotateCallbackSecretResponse) GetApplicationproblemJSON503() *Unavailable {
+	return r.ApplicationproblemJSON503
+}
+
+// GetApplicationproblemJSONDefault returns the response for an HTTP default `application/problem+json` response
+func (r RotateCallbackSecretResponse) GetApplicationproblemJSONDefault() *Error {
+	return r.ApplicationproblemJSONDefault
+}
+
+// GetBody returns the raw response body bytes
+func (r RotateCallbackSecretResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r RotateCallbackSecretResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r RotateCallbackSecretResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r RotateCallbackSecretResponse) ContentType() string {
 	if r.HTTPResponse != nil {
 		return r.HTTPResponse.Header.Get("Content-Type")
 	}
@@ -6535,6 +6715,29 @@ func (c *ClientWithResponses) ListAuditWithResponse(ctx context.Context, params 
 	return ParseListAuditResponse(rsp)
 }
 
+// RotateCallbackSecretWithResponse Replace the caller's own callback signing secret.
+//
+// Completion callbacks (a task's `callback_url`) are signed as the Standard
+// Webhooks specification says (headers `webhook-id`, `webhook-timestamp`,
+// `webhook-signature: v1,<base64 HMAC-SHA256 of "{id}.{timestamp}.{body}">`)
+// with a secret of the task's owner: one per principal, made on first need.
+// This replaces the caller's secret and answers the new one, `whsec_<base64>`,
+// this once. Until `previous_expires_at` (`notify.callback_secret_overlap`,
+// default 24 h) callbacks carry a signature by each secret, space-separated,
+// so that receivers can switch; then only the new one. Every role rotates its
+// own secret; no one, admins included, reads or rotates another's.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /api/v1/callback-secret/rotate (the `RotateCallbackSecret` operationId).
+func (c *ClientWithResponses) RotateCallbackSecretWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*RotateCallbackSecretResponse, error) {
+	rsp, err := c.RotateCallbackSecret(ctx, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseRotateCallbackSecretResponse(rsp)
+}
+
 // GetEventsWithResponse Live task events of every task the caller may see (server-sent events).
 //
 // A `text/event-stream` of `task` events (the whole task, as in
@@ -7375,6 +7578,83 @@ func ParseListAuditResponse(rsp *http.Response) (*ListAuditResponse, error) {
 		response.Headers429 = &headers
 	case rsp.StatusCode == 503:
 		var headers ListAuditResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseRotateCallbackSecretResponse parses an HTTP response from a RotateCallbackSecretWithResponse call
+func ParseRotateCallbackSecretResponse(rsp *http.Response) (*RotateCallbackSecretResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &RotateCallbackSecretResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest CallbackSecret
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest TooManyRequests
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Unavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSONDefault = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 429:
+		var headers RotateCallbackSecretResponse429Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers429 = &headers
+	case rsp.StatusCode == 503:
+		var headers RotateCallbackSecretResponse503Headers
 		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
 			var value int
 			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {

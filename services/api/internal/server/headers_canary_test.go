@@ -19,6 +19,7 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/taskforge/taskforge/pkg/auth"
+	"github.com/taskforge/taskforge/pkg/callbackkey"
 	"github.com/taskforge/taskforge/pkg/egress"
 	"github.com/taskforge/taskforge/pkg/job"
 	"github.com/taskforge/taskforge/pkg/notifyjob"
@@ -259,7 +260,9 @@ func TestWebhookHeaderCanary(t *testing.T) {
 	require.NoError(t, err)
 	hook := notifications.Handlers()[tasks.TypeWebhookCallback]
 	require.NotNil(t, hook)
-	callbacks, err := worker.NewCallbacks(b.pg.DB, guard.Client(), []byte("callback-signing-secret"), log,
+	callbackKeys, err := callbackkey.New(b.pg.DB, k1, time.Minute)
+	require.NoError(t, err)
+	callbacks, err := worker.NewCallbacks(b.pg.DB, guard.Client(), callbackKeys, log,
 		worker.CallbackOptions{Redact: taskservice.RedactParams})
 	require.NoError(t, err)
 	rc := queue.Client(b.rd.Opt())

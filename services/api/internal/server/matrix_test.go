@@ -16,10 +16,12 @@ import (
 
 	"github.com/taskforge/taskforge/pkg/audit"
 	"github.com/taskforge/taskforge/pkg/auth"
+	"github.com/taskforge/taskforge/pkg/callbackkey"
 	"github.com/taskforge/taskforge/pkg/problem/problemtest"
 	"github.com/taskforge/taskforge/pkg/result"
 	"github.com/taskforge/taskforge/pkg/result/httpresult"
 	"github.com/taskforge/taskforge/pkg/schedule"
+	"github.com/taskforge/taskforge/pkg/secret"
 	"github.com/taskforge/taskforge/pkg/store"
 	"github.com/taskforge/taskforge/services/api/internal/schedules"
 )
@@ -49,6 +51,11 @@ func (b *testBundle) secureWith(t *testing.T, opts *Options, db *gorm.DB, o setu
 	routes, err := httpresult.New(db, results, log)
 	require.NoError(t, err)
 	opts.Audit, opts.Keys, opts.Schedules, opts.Results = al, keys, sh, routes
+	callbackSealer, err := secret.NewKeyring(map[string][]byte{"cb": []byte("matrix-callback-key-0123456789ab")}, "cb")
+	require.NoError(t, err)
+	opts.CallbackKeys, err = callbackkey.New(db, callbackSealer, time.Minute)
+	require.NoError(t, err)
+	b.callbackKeys = opts.CallbackKeys
 	if o.bootstrap != "" || o.jwt != nil {
 		so := auth.ServiceOptions{BootstrapAdminKey: o.bootstrap, Keys: keys}
 		if o.jwt != nil {
@@ -122,6 +129,8 @@ var routeAccess = map[string]access{
 	"GET /api/v1/api-keys":                    {own: adminOnly(200)},
 	"DELETE /api/v1/api-keys/:key_id":         {own: adminOnly(200)},
 	"GET /api/v1/audit":                       {own: adminOnly(200)},
+	// Every caller rotates its own callback secret (no route names another's).
+	"POST /api/v1/callback-secret/rotate": {own: authed(200)},
 }
 
 // callers are the matrix's callers, in outcomes order.

@@ -14,6 +14,7 @@ import (
 
 	"github.com/taskforge/taskforge/pkg/audit"
 	"github.com/taskforge/taskforge/pkg/auth"
+	"github.com/taskforge/taskforge/pkg/callbackkey"
 	"github.com/taskforge/taskforge/pkg/clientip"
 	"github.com/taskforge/taskforge/pkg/config"
 	"github.com/taskforge/taskforge/pkg/health"
@@ -88,6 +89,9 @@ type Options struct {
 	Live *live.Hub
 	// Streams bounds the live event streams.
 	Streams StreamOptions
+	// CallbackKeys rotates the callers' callback signing secrets
+	// (/api/v1/callback-secret/rotate). If nil, that route answers 503.
+	CallbackKeys *callbackkey.Store
 }
 
 // Server is the API's http.Handler.
@@ -113,6 +117,8 @@ type Server struct {
 	hsts       bool
 	priorities auth.PriorityPolicy
 	auditMin   int
+	// callbackKeys rotates callback signing secrets; nil answers 503.
+	callbackKeys *callbackkey.Store
 }
 
 // New builds the server and registers its routes.
@@ -143,7 +149,8 @@ func New(o Options) (*Server, error) {
 	e.IPExtractor = o.ClientIP.ClientIP
 	s := &Server{live: o.Live, streams: o.Streams.withDefaults(), echo: e, tasks: o.Tasks, auth: o.Auth, checker: o.Checker, reg: o.Registry, log: o.Log,
 		openapi: o.OpenAPI, limit: o.BodyLimit, metrics: m, results: o.Results, schedules: o.Schedules,
-		keys: o.Keys, audit: o.Audit, hsts: o.HSTS, priorities: o.Priorities, auditMin: o.AuditMinRetention}
+		keys: o.Keys, audit: o.Audit, hsts: o.HSTS, priorities: o.Priorities, auditMin: o.AuditMinRetention,
+		callbackKeys: o.CallbackKeys}
 	if s.auditMin <= 0 {
 		s.auditMin = config.Defaults().Retention.AuditMin
 	}
@@ -205,6 +212,8 @@ func (s *Server) routes() {
 	v1.GET("/api-keys", s.listAPIKeys, authed)
 	v1.DELETE("/api-keys/:key_id", s.revokeAPIKey, authed)
 	v1.GET("/audit", s.listAudit, authed)
+	// Callback signing: every caller rotates its own secret.
+	v1.POST("/callback-secret/rotate", s.rotateCallbackSecret, authed)
 }
 
 // taskResult serves GET /api/v1/tasks/{task_id}/result (pkg/result/httpresult).

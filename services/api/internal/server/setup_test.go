@@ -23,6 +23,7 @@ import (
 
 	"github.com/taskforge/taskforge/pkg/audit"
 	"github.com/taskforge/taskforge/pkg/auth"
+	"github.com/taskforge/taskforge/pkg/callbackkey"
 	"github.com/taskforge/taskforge/pkg/clientip"
 	"github.com/taskforge/taskforge/pkg/config"
 	"github.com/taskforge/taskforge/pkg/event"
@@ -162,6 +163,9 @@ type testBundle struct {
 	rd        testenv.Redis
 	inspector *asynq.Inspector
 	reg       *prometheus.Registry
+
+	// callbackKeys is set by the secure option too.
+	callbackKeys *callbackkey.Store
 	// hub and events are set by the streams option.
 	hub    *live.Hub
 	events *event.Publisher
