@@ -56,6 +56,8 @@ type Keyring struct {
 	dev    bool
 	// macKey keys MAC: derived from the active key, never the key itself.
 	macKey []byte
+	// sealAll makes Seal seal every string of params (crypto.seal_all_params).
+	sealAll bool
 }
 
 // NewKeyring returns a keyring of 32-byte keys; active names the key that seals.
@@ -105,7 +107,8 @@ func (k *Keyring) MAC(data []byte) []byte {
 	return m.Sum(nil)
 }
 
-// FromConfig builds the keyring of the crypto section: base64-encoded keys.
+// FromConfig builds the keyring of the crypto section: base64-encoded keys,
+// sealing every param when crypto.seal_all_params is set.
 // With no keys configured it returns, in development only, a keyring holding a
 // fixed key derived from a public string under DevKeyID; Dev then reports true
 // and the caller must log a loud warning. Outside development no keys is an
@@ -121,6 +124,7 @@ func FromConfig(c config.CryptoConfig, development bool) (*Keyring, error) {
 			return nil, err
 		}
 		k.dev = true
+		k.sealAll = c.SealAllParams
 		return k, nil
 	}
 	keys := make(map[string][]byte, len(c.Keys))
@@ -131,8 +135,25 @@ func FromConfig(c config.CryptoConfig, development bool) (*Keyring, error) {
 		}
 		keys[id] = raw
 	}
-	return NewKeyring(keys, c.ActiveKey)
+	k, err := NewKeyring(keys, c.ActiveKey)
+	if err != nil {
+		return nil, err
+	}
+	k.sealAll = c.SealAllParams
+	return k, nil
 }
+
+// WithSealAll returns a copy of k whose Seal seals every string of params, not
+// only the secret and sensitive ones (on), or only those (off). Open opens
+// both kinds either way.
+func (k *Keyring) WithSealAll(on bool) *Keyring {
+	c := *k
+	c.sealAll = on
+	return &c
+}
+
+// SealsAll reports whether Seal seals every string of params.
+func (k *Keyring) SealsAll() bool { return k.sealAll }
 
 // Dev reports whether the keyring is the built-in development key.
 func (k *Keyring) Dev() bool { return k.dev }

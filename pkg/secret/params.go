@@ -17,18 +17,21 @@ import (
 // of strings, or a message holding strings): only strings can be sealed.
 var ErrUnsupported = errors.New("secret: only string fields can be secret")
 
-// Seal encrypts, in place, every non-empty secret string of msg under the
-// active key and returns the key id, or "" when msg holds no secret value. It
-// implements taskservice.Sealer. A field is secret when it carries
-// (taskforge.v1.secret); in a secret list or map every element is, and in a
-// secret message field every string inside it is. Values are always sealed,
-// even if they look sealed already: Open removes exactly one layer.
+// Seal encrypts, in place, every non-empty secret or sensitive string of msg
+// under the active key and returns the key id, or "" when msg holds no such
+// value. It implements taskservice.Sealer. A field is secret when it carries
+// (taskforge.v1.secret) and sensitive when its type's registry entry names it
+// (tasks.Spec.Sensitive); in such a list or map every element is, and in such
+// a message field every string inside it is. A keyring that seals all
+// (crypto.seal_all_params, WithSealAll) seals every string of msg, its lists',
+// maps' and JSON values' strings included. Values are always sealed, even if
+// they look sealed already: Open removes exactly one layer.
 func (k *Keyring) Seal(msg proto.Message) (string, error) {
 	if msg == nil {
 		return "", nil
 	}
 	sealed := false
-	err := walk(msg.ProtoReflect(), false, func(fd protoreflect.FieldDescriptor, v string) (string, error) {
+	err := walk(msg.ProtoReflect(), false, k.sealAll, func(fd protoreflect.FieldDescriptor, v string, _ bool) (string, error) {
 		sealed = true
 		return k.SealString(string(fd.FullName()), v), nil
 	})
@@ -41,39 +44,64 @@ func (k *Keyring) Seal(msg proto.Message) (string, error) {
 	return k.active, nil
 }
 
-// Open decrypts, in place, every sealed secret value of msg (the worker calls
-// it before the handler runs). A secret value that is not sealed (params
-// written before encryption was enabled) is left as it is. A tampered value or
-// an unknown key id gives an error wrapping job.ErrPermanent and ErrTampered or
-// ErrUnknownKey, naming the field but never its value.
+// Open decrypts, in place, every sealed value of msg (the worker calls it
+// before the handler runs), whichever field holds it: what a keyring sealing
+// all sealed opens under one that no longer does. A secret value that is not
+// sealed (params written before encryption was enabled) is left as it is. A
+// tampered secret or sensitive value or an unknown key id gives an error
+// wrapping job.ErrPermanent and ErrTampered or ErrUnknownKey, naming the field
+// but never its value; in any other field a value that only looks sealed is
+// the caller's own text and is left as it is.
 func (k *Keyring) Open(msg proto.Message) error {
 	if msg == nil {
 		return nil
 	}
-	return walk(msg.ProtoReflect(), false, func(fd protoreflect.FieldDescriptor, v string) (string, error) {
+	return walk(msg.ProtoReflect(), false, true, func(fd protoreflect.FieldDescriptor, v string, sensitive bool) (string, error) {
 		if !IsSealed(v) {
 			return v, nil
 		}
 		plain, err := k.OpenString(string(fd.FullName()), v)
 		if err != nil {
+			if !sensitive {
+				return v, nil
+			}
 			return "", permanent(fmt.Errorf("secret: open %s: %w", fd.Name(), err))
 		}
 		return plain, nil
 	})
 }
 
-// Redact replaces, in place, every non-empty secret value of msg (sealed or
-// not) with Redacted, for output.
+// Redact replaces, in place, every non-empty secret or sensitive value of msg
+// (sealed or not), and every sealed value of any field, with Redacted, for
+// output.
 func Redact(msg proto.Message) {
 	if msg == nil {
 		return
 	}
 	// The callback never fails; a non-string secret field (ErrUnsupported) is
 	// cleared instead, so it is never shown either.
-	_ = walk(msg.ProtoReflect(), false, func(protoreflect.FieldDescriptor, string) (string, error) {
-		return Redacted, nil
+	_ = walk(msg.ProtoReflect(), false, true, func(_ protoreflect.FieldDescriptor, v string, sensitive bool) (string, error) {
+		if sensitive || IsSealed(v) {
+			return Redacted, nil
+		}
+		return v, nil
 	})
 	clearUnsupported(msg.ProtoReflect(), false)
+}
+
+// SensitiveValues returns the non-empty secret and sensitive strings of msg,
+// as they are (the worker calls it on opened params to mask their values in
+// the task's log lines, progress and result).
+func SensitiveValues(msg proto.Message) []string {
+	if msg == nil {
+		return nil
+	}
+	var out []string
+	_ = walk(msg.ProtoReflect(), false, false, func(_ protoreflect.FieldDescriptor, v string, _ bool) (string, error) {
+		out = append(out, v)
+		return v, nil
+	})
+	return out
 }
 
 // RedactJSON returns a row's params JSON (as written by tasks.ParamsJSON) with
@@ -140,50 +168,59 @@ func FormatPayload(taskType string, payload []byte) string {
 	return string(b)
 }
 
-// walk calls fn for every non-empty secret string of m (secret says whether m
-// itself sits in a secret field) and stores what fn returns.
-func walk(m protoreflect.Message, secret bool, fn func(protoreflect.FieldDescriptor, string) (string, error)) error {
-	if !secret && !hasSecret(m.Descriptor()) {
+// walk calls fn for every non-empty secret or sensitive string of m (secret
+// says whether m itself sits in such a field), or with all for every
+// non-empty string, and stores what fn returns; fn's last argument says
+// whether the string is secret or sensitive.
+func walk(m protoreflect.Message, secret, all bool, fn func(protoreflect.FieldDescriptor, string, bool) (string, error)) error {
+	if !secret && !all && !hasSecret(m.Descriptor()) {
 		return nil
 	}
 	for _, fd := range populated(m) {
-		isSecret := secret || tasks.IsSecret(fd)
+		isSecret := secret || tasks.IsSensitive(fd)
 		v := m.Get(fd)
 		switch {
 		case fd.IsMap():
-			if err := walkMap(fd, v.Map(), isSecret, fn); err != nil {
+			if err := walkMap(fd, v.Map(), isSecret, all, fn); err != nil {
 				return err
 			}
 		case fd.IsList():
 			list := v.List()
 			for i := 0; i < list.Len(); i++ {
 				if isMessage(fd) {
-					if err := walk(list.Get(i).Message(), isSecret, fn); err != nil {
+					if err := walk(list.Get(i).Message(), isSecret, all, fn); err != nil {
 						return err
 					}
 					continue
 				}
-				if !isSecret {
+				if fd.Kind() != protoreflect.StringKind {
+					if tasks.IsSensitive(fd) {
+						return fmt.Errorf("%w: %s is %s", ErrUnsupported, fd.FullName(), fd.Kind())
+					}
+					continue // a number inside a sensitive message is not sealed
+				}
+				if !isSecret && !all {
 					continue
 				}
-				if fd.Kind() != protoreflect.StringKind {
-					return fmt.Errorf("%w: %s is %s", ErrUnsupported, fd.FullName(), fd.Kind())
-				}
-				s, err := apply(fd, list.Get(i).String(), fn)
+				s, err := apply(fd, list.Get(i).String(), isSecret, fn)
 				if err != nil {
 					return err
 				}
 				list.Set(i, protoreflect.ValueOfString(s))
 			}
 		case isMessage(fd):
-			if err := walk(v.Message(), isSecret, fn); err != nil {
+			if err := walk(v.Message(), isSecret, all, fn); err != nil {
 				return err
 			}
-		case isSecret:
-			if fd.Kind() != protoreflect.StringKind {
+		case fd.Kind() != protoreflect.StringKind:
+			// Only strings can be sealed: a non-string field marked itself is
+			// refused; one inside a sensitive message (a number of a webhook
+			// payload) is not sealed, and Redact masks it.
+			if tasks.IsSensitive(fd) {
 				return fmt.Errorf("%w: %s is %s", ErrUnsupported, fd.FullName(), fd.Kind())
 			}
-			s, err := apply(fd, v.String(), fn)
+		case isSecret || all:
+			s, err := apply(fd, v.String(), isSecret, fn)
 			if err != nil {
 				return err
 			}
@@ -193,7 +230,7 @@ func walk(m protoreflect.Message, secret bool, fn func(protoreflect.FieldDescrip
 	return nil
 }
 
-func walkMap(fd protoreflect.FieldDescriptor, mp protoreflect.Map, secret bool, fn func(protoreflect.FieldDescriptor, string) (string, error)) error {
+func walkMap(fd protoreflect.FieldDescriptor, mp protoreflect.Map, secret, all bool, fn func(protoreflect.FieldDescriptor, string, bool) (string, error)) error {
 	vd := fd.MapValue()
 	var keys []protoreflect.MapKey
 	mp.Range(func(k protoreflect.MapKey, _ protoreflect.Value) bool {
@@ -204,18 +241,21 @@ func walkMap(fd protoreflect.FieldDescriptor, mp protoreflect.Map, secret bool, 
 	sort.Slice(keys, func(i, j int) bool { return keys[i].String() < keys[j].String() })
 	for _, k := range keys {
 		if isMessage(vd) {
-			if err := walk(mp.Get(k).Message(), secret, fn); err != nil {
+			if err := walk(mp.Get(k).Message(), secret, all, fn); err != nil {
 				return err
 			}
 			continue
 		}
-		if !secret {
+		if vd.Kind() != protoreflect.StringKind {
+			if tasks.IsSensitive(fd) {
+				return fmt.Errorf("%w: %s is a map of %s", ErrUnsupported, fd.FullName(), vd.Kind())
+			}
 			continue
 		}
-		if vd.Kind() != protoreflect.StringKind {
-			return fmt.Errorf("%w: %s is a map of %s", ErrUnsupported, fd.FullName(), vd.Kind())
+		if !secret && !all {
+			continue
 		}
-		s, err := apply(fd, mp.Get(k).String(), fn)
+		s, err := apply(fd, mp.Get(k).String(), secret, fn)
 		if err != nil {
 			return err
 		}
@@ -225,20 +265,31 @@ func walkMap(fd protoreflect.FieldDescriptor, mp protoreflect.Map, secret bool, 
 }
 
 // apply leaves empty values alone: there is nothing to hide.
-func apply(fd protoreflect.FieldDescriptor, v string, fn func(protoreflect.FieldDescriptor, string) (string, error)) (string, error) {
+func apply(fd protoreflect.FieldDescriptor, v string, sensitive bool, fn func(protoreflect.FieldDescriptor, string, bool) (string, error)) (string, error) {
 	if v == "" {
 		return v, nil
 	}
-	return fn(fd, v)
+	return fn(fd, v, sensitive)
 }
 
-// clearUnsupported clears secret fields that are not strings, for Redact.
+// clearUnsupported clears secret fields that are not strings, for Redact. A
+// JSON value (google.protobuf.Value) inside a sensitive field that is a
+// number, a boolean or null reads Redacted instead.
 func clearUnsupported(m protoreflect.Message, secret bool) {
 	if !secret && !hasSecret(m.Descriptor()) {
 		return
 	}
+	if secret && m.Descriptor().FullName() == "google.protobuf.Value" {
+		if str := m.Descriptor().Fields().ByName("string_value"); str != nil {
+			if od := str.ContainingOneof(); od != nil {
+				if set := m.WhichOneof(od); set != nil && set.Kind() != protoreflect.MessageKind && set != str {
+					m.Set(str, protoreflect.ValueOfString(Redacted))
+				}
+			}
+		}
+	}
 	for _, fd := range populated(m) {
-		isSecret := secret || tasks.IsSecret(fd)
+		isSecret := secret || tasks.IsSensitive(fd)
 		v := m.Get(fd)
 		switch {
 		case fd.IsMap():
@@ -280,7 +331,7 @@ func isMessage(fd protoreflect.FieldDescriptor) bool {
 }
 
 // hasSecret reports whether any field of md, or of a message below it, is
-// secret, so that params without secrets are not walked.
+// secret or sensitive, so that params without secrets are not walked.
 func hasSecret(md protoreflect.MessageDescriptor) bool {
 	return searchSecret(md, map[protoreflect.FullName]bool{})
 }
@@ -293,7 +344,7 @@ func searchSecret(md protoreflect.MessageDescriptor, seen map[protoreflect.FullN
 	fields := md.Fields()
 	for i := 0; i < fields.Len(); i++ {
 		fd := fields.Get(i)
-		if tasks.IsSecret(fd) {
+		if tasks.IsSensitive(fd) {
 			return true
 		}
 		if fd.IsMap() {

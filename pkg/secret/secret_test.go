@@ -303,7 +303,7 @@ func TestFormatPayload(t *testing.T) {
 	require.Equal(t, "task_01", got.TaskID)
 	require.Equal(t, "k1", got.KeyID)
 	require.Equal(t, Redacted, got.Params["secret"])
-	require.Equal(t, "hello", got.Params["payload"])
+	require.Equal(t, Redacted, got.Params["payload"], "the payload is sensitive (the registry's webhook_callback entry)")
 
 	// Even an unsealed secret (encryption off) is not shown.
 	payload, err = tasks.EncodeEnvelope("task_02", tasks.TypeWebhookCallback, webhook(), tasks.DefaultRetry, 30, "", 0)

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/taskforge/taskforge/pkg/taskpb"
 )
@@ -74,7 +75,53 @@ type Spec struct {
 	NewParams func() proto.Message
 	// Check validates params beyond the message's own field rules.
 	Check func(proto.Message) []FieldError
+	// Sensitive names the type's fields that hold personal or business data
+	// (the README's Security section lists them). If zero, none.
+	Sensitive Sensitive
 }
+
+// Sensitive names the fields of one type that hold personal or business data:
+// recipients' addresses and phone numbers, message bodies, the data a webhook
+// carries. Params fields named here are handled exactly as those marked
+// (taskforge.v1.secret) in the proto, by package secret: sealed in tasks.params,
+// schedules.params and the Asynq envelope, opened only by the worker, masked
+// for every reader. Result and Log are redacted by the worker before they are
+// stored (see pkg/worker's reporter).
+type Sensitive struct {
+	// Params are proto field names of the params message. A list, a map or a
+	// message field is sensitive as a whole: every string inside it.
+	Params []string
+	// Result are top-level keys of the result JSON whose values are masked.
+	Result []string
+	// Log are keys of the handler's log line fields whose values are masked.
+	Log []string
+}
+
+// IsSensitive reports whether params field fd is secret (the proto option) or
+// named sensitive by its type's registry entry.
+func IsSensitive(fd protoreflect.FieldDescriptor) bool {
+	return IsSecret(fd) || sensitiveFields[fd.FullName()]
+}
+
+// sensitiveFields holds the full names of the registry's sensitive params
+// fields, built once with the registry.
+var sensitiveFields = func() map[protoreflect.FullName]bool {
+	m := map[protoreflect.FullName]bool{}
+	for _, s := range registry {
+		if s.NewParams == nil {
+			continue
+		}
+		fields := s.NewParams().ProtoReflect().Descriptor().Fields()
+		for _, name := range s.Sensitive.Params {
+			fd := fields.ByName(protoreflect.Name(name))
+			if fd == nil {
+				panic("tasks: " + s.Name + ": sensitive params field " + name + " does not exist")
+			}
+			m[fd.FullName()] = true
+		}
+	}
+	return m
+}()
 
 // The specification's defaults.
 var (
@@ -144,6 +191,10 @@ func categoryOrder(c Category) int {
 	return 3
 }
 
+// recipientLogFields are the log fields a notification handler would name an
+// address or a phone number under; the worker masks them (handlers log counts).
+var recipientLogFields = []string{"to", "cc", "recipient", "address", "phone"}
+
 // newRegistry is the registry itself: one entry per type.
 func newRegistry() map[string]Spec {
 	const (
@@ -179,16 +230,20 @@ func newRegistry() map[string]Spec {
 		NewParams: func() proto.Message { return &taskpb.GenerateReportsParams{} }, Check: checkReport})
 	add(Spec{Name: TypeSendEmail, Category: Notification, Priority: "high",
 		Description: "Send an email.", EstimatedDuration: 2,
-		NewParams: func() proto.Message { return &taskpb.SendEmailParams{} }, Check: checkEmail})
+		NewParams: func() proto.Message { return &taskpb.SendEmailParams{} }, Check: checkEmail,
+		Sensitive: Sensitive{Params: []string{"to", "cc", "body_text", "body_html"}, Log: recipientLogFields}})
 	add(Spec{Name: TypeSendAlert, Category: Notification, Priority: "high",
 		Description: "Send a Slack, SMS or push alert.", EstimatedDuration: 2,
-		NewParams: func() proto.Message { return &taskpb.SendAlertParams{} }, Check: checkAlert})
+		NewParams: func() proto.Message { return &taskpb.SendAlertParams{} }, Check: checkAlert,
+		Sensitive: Sensitive{Params: []string{"recipients"}, Log: recipientLogFields}})
 	add(Spec{Name: TypeWebhookCallback, Category: Notification, Priority: "high",
 		Description: "Call an external webhook with a signed body.", EstimatedDuration: 2,
-		NewParams: func() proto.Message { return &taskpb.WebhookCallbackParams{} }, Check: checkWebhook})
+		NewParams: func() proto.Message { return &taskpb.WebhookCallbackParams{} }, Check: checkWebhook,
+		Sensitive: Sensitive{Params: []string{"payload"}}})
 	add(Spec{Name: TypeGenerateDigest, Category: Notification, Priority: "high",
 		Description: "Email a daily or weekly summary.", EstimatedDuration: 10,
-		NewParams: func() proto.Message { return &taskpb.GenerateDigestParams{} }, Check: checkDigest})
+		NewParams: func() proto.Message { return &taskpb.GenerateDigestParams{} }, Check: checkDigest,
+		Sensitive: Sensitive{Params: []string{"recipients"}, Log: recipientLogFields}})
 	add(Spec{Name: TypeScheduleFire, Category: Internal, Priority: "critical", Timeout: 30 * time.Second,
 		Retry:       RetryPolicy{MaxRetries: 5, RetryDelay: 1, ExponentialBackoff: true, MaxRetryDelay: 30},
 		Description: "Create a schedule's task for one fire time.", EstimatedDuration: 1,
