@@ -129,6 +129,7 @@ func (r *Runtime) runTask(ctx context.Context, env *taskpb.Envelope) error {
 	w.addLog(attemptStartLog(key, a.started, r.opts.WorkerID, a.queue))
 
 	res := r.call(hctx, env, rep)
+	res.err = rep.masking().error(res.err)
 	result := rep.close()
 	if rejected.Load() {
 		// Asynq retries a delivery whose context it cancelled itself; the row
@@ -180,7 +181,7 @@ func (r *Runtime) call(ctx context.Context, env *taskpb.Envelope, rep job.Report
 	if !ok {
 		return callResult{err: job.Permanent(fmt.Errorf("%w %s", ErrNoHandler, env.GetType())), kind: KindNoHandler}
 	}
-	_, params, err := tasks.DecodeEnvelopeParams(env)
+	spec, params, err := tasks.DecodeEnvelopeParams(env)
 	if err != nil {
 		return callResult{err: job.Permanent(err), kind: KindBadParams}
 	}
@@ -191,6 +192,10 @@ func (r *Runtime) call(ctx context.Context, env *taskpb.Envelope, rep job.Report
 		if err := r.opts.Opener.Open(env.GetKeyId(), params); err != nil {
 			return callResult{err: job.Permanent(fmt.Errorf("decrypt params: %w", err)), kind: KindBadParams}
 		}
+	}
+	// The handler sees the values; what the attempt writes never does.
+	if rp, ok := rep.(*reporter); ok {
+		rp.setMask(newMasker(spec, params))
 	}
 	r.metrics.inUse.Inc()
 	r.metrics.active.WithLabelValues(env.GetType()).Inc()

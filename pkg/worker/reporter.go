@@ -40,6 +40,9 @@ type reporter struct {
 	result  []byte
 	logs    int
 	dropped int
+	// mask hides the task's sensitive values in what it writes (see
+	// sensitive.go); nil until the params are opened.
+	mask *masker
 }
 
 var _ job.Reporter = (*reporter)(nil)
@@ -70,7 +73,7 @@ func (r *reporter) Progress(fraction float64, step, message string) {
 	case fraction > 1:
 		fraction = 1
 	}
-	r.w.setProgress(r.key, fraction, clean(step, maxStepLen), clean(message, maxMessageLen))
+	r.w.setProgress(r.key, fraction, clean(r.mask.text(step), maxStepLen), clean(r.mask.text(message), maxMessageLen))
 }
 
 // Log implements job.Reporter. Lines beyond the attempt's limit are counted
@@ -86,7 +89,8 @@ func (r *reporter) Log(level, message string, fields map[string]any) {
 		return
 	}
 	r.logs++
-	r.w.addLog(logRow{key: r.key, ts: time.Now().UTC(), level: normLevel(level), msg: clean(message, maxLogLen), fields: fieldsJSON(fields)})
+	r.w.addLog(logRow{key: r.key, ts: time.Now().UTC(), level: normLevel(level), msg: clean(r.mask.text(message), maxLogLen),
+		fields: r.mask.fields(fieldsJSON(fields))})
 }
 
 // SetResult implements job.Reporter.
@@ -96,6 +100,9 @@ func (r *reporter) SetResult(v any) error {
 		return fmt.Errorf("worker: result: %w", err)
 	}
 	b = bytes.ReplaceAll(b, []byte(`\u0000`), []byte(`\ufffd`))
+	r.mu.Lock()
+	b = r.mask.result(b)
+	r.mu.Unlock()
 	if len(b) > r.maxResult {
 		return fmt.Errorf("%w: %d bytes, limit %d", ErrResultTooLarge, len(b), r.maxResult)
 	}
