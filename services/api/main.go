@@ -43,6 +43,7 @@ import (
 	"github.com/taskforge/taskforge/pkg/lifecycle"
 	"github.com/taskforge/taskforge/pkg/maintenance"
 	"github.com/taskforge/taskforge/pkg/portfolio"
+	"github.com/taskforge/taskforge/pkg/pushsub"
 	"github.com/taskforge/taskforge/pkg/queue"
 	"github.com/taskforge/taskforge/pkg/ratelimit"
 	"github.com/taskforge/taskforge/pkg/result"
@@ -382,6 +383,16 @@ func serve(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 	if err != nil {
 		return err
 	}
+	// Push subscriptions: endpoints are vetted with the notify purpose's
+	// allow-list, the one the worker's push senders dial through.
+	notifyGuard, err := egress.FromConfig(cfg.Egress, egress.PurposeNotify)
+	if err != nil {
+		return err
+	}
+	pushSubs, err := pushsub.NewStore(deps.DB, notifyGuard.CheckURL)
+	if err != nil {
+		return err
+	}
 	handler, err := server.New(server.Options{
 		Tasks: tasks, Auth: authn, Checker: deps.Checker, Registry: deps.Registry, Log: log,
 		OpenAPI: openapiDoc, BodyLimit: cfg.API.BodyLimit, Results: resultRoutes,
@@ -389,6 +400,7 @@ func serve(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 		Limiter: limiter, RateLimit: cfg.RateLimit, PerAddress: cfg.RateLimit.PerAddress,
 		CORSAllowOrigins: cfg.API.CORSAllowOrigins, HSTS: cfg.API.HSTS, ClientIP: clientIP,
 		Priorities: priorities, AuditMinRetention: cfg.Retention.AuditMin, CallbackKeys: callbackKeys,
+		Push: pushSubs, VAPIDPublicKey: cfg.Push.VAPIDPublicKey,
 		Live: hub, Streams: server.StreamOptions{KeepAlive: cfg.Events.KeepAlive, WriteTimeout: cfg.Events.WriteTimeout,
 			History: cfg.Events.History, ResumeMax: cfg.Events.ResumeMax},
 	})

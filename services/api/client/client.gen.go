@@ -118,6 +118,24 @@ func (e CreateAPIKeyRequestRole) Valid() bool {
 	}
 }
 
+// Defines values for CreatePushSubscriptionRequestKind.
+const (
+	CreatePushSubscriptionRequestKindFcm     CreatePushSubscriptionRequestKind = "fcm"
+	CreatePushSubscriptionRequestKindWebpush CreatePushSubscriptionRequestKind = "webpush"
+)
+
+// Valid indicates whether the value is a known member of the CreatePushSubscriptionRequestKind enum.
+func (e CreatePushSubscriptionRequestKind) Valid() bool {
+	switch e {
+	case CreatePushSubscriptionRequestKindFcm:
+		return true
+	case CreatePushSubscriptionRequestKindWebpush:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for LogLineLevel.
 const (
 	LogLineLevelDebug LogLineLevel = "debug"
@@ -160,6 +178,24 @@ func (e Priority) Valid() bool {
 	case Low:
 		return true
 	case Normal:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for PushSubscriptionKind.
+const (
+	PushSubscriptionKindFcm     PushSubscriptionKind = "fcm"
+	PushSubscriptionKindWebpush PushSubscriptionKind = "webpush"
+)
+
+// Valid indicates whether the value is a known member of the PushSubscriptionKind enum.
+func (e PushSubscriptionKind) Valid() bool {
+	switch e {
+	case PushSubscriptionKindFcm:
+		return true
+	case PushSubscriptionKindWebpush:
 		return true
 	default:
 		return false
@@ -366,6 +402,33 @@ type CreateAPIKeyRequest struct {
 // CreateAPIKeyRequestRole defines model for CreateAPIKeyRequest.Role.
 type CreateAPIKeyRequestRole string
 
+// CreatePushSubscriptionRequest defines model for CreatePushSubscriptionRequest.
+type CreatePushSubscriptionRequest struct {
+	// Endpoint The push service URL (webpush, https only) or the FCM registration token (fcm).
+	//
+	// Example: https://fcm.googleapis.com/fcm/send/dXJ1...
+	Endpoint string `json:"endpoint"`
+
+	// ExpirationTime Sent by browsers; ignored.
+	ExpirationTime *float32 `json:"expirationTime,omitempty"`
+
+	// Keys The browser's keys (webpush only), base64url.
+	Keys *struct {
+		// Auth Authentication secret (16 bytes).
+		Auth *string `json:"auth,omitempty"`
+
+		// P256dh Uncompressed P-256 public key (65 bytes).
+		P256dh *string `json:"p256dh,omitempty"`
+	} `json:"keys,omitempty"`
+	Kind *CreatePushSubscriptionRequestKind `json:"kind,omitempty"`
+
+	// UserAgent Tells the caller's subscriptions apart.
+	UserAgent *string `json:"user_agent,omitempty"`
+}
+
+// CreatePushSubscriptionRequestKind defines model for CreatePushSubscriptionRequest.Kind.
+type CreatePushSubscriptionRequestKind string
+
 // CreateTaskRequest defines model for CreateTaskRequest.
 type CreateTaskRequest struct {
 	// CallbackUrl POSTed the final task on completion, signed with the owner's callback secret (Standard Webhooks; see /api/v1/callback-secret/rotate).
@@ -442,6 +505,33 @@ type Problem struct {
 	//
 	// Example: urn:taskforge:problem:validation
 	Type string `json:"type"`
+}
+
+// PushSubscription defines model for PushSubscription.
+type PushSubscription struct {
+	CreatedAt time.Time `json:"created_at"`
+
+	// EndpointOrigin The Web Push endpoint's scheme and host; empty for fcm.
+	//
+	// Example: https://fcm.googleapis.com
+	EndpointOrigin string `json:"endpoint_origin"`
+
+	// Id Example: psub_01hz3k8c2m4n5p6q7r8s9t0v1w
+	Id        string               `json:"id"`
+	Kind      PushSubscriptionKind `json:"kind"`
+	Principal string               `json:"principal"`
+	UserAgent string               `json:"user_agent"`
+}
+
+// PushSubscriptionKind defines model for PushSubscription.Kind.
+type PushSubscriptionKind string
+
+// PushSubscriptionList defines model for PushSubscriptionList.
+type PushSubscriptionList struct {
+	Items []PushSubscription `json:"items"`
+
+	// VapidPublicKey The applicationServerKey browsers subscribe with (push.vapid_public_key); empty when Web Push is off.
+	VapidPublicKey string `json:"vapid_public_key"`
 }
 
 // Queue defines model for Queue.
@@ -838,6 +928,12 @@ type GetEventsParams struct {
 	LastEventID *LastEventID `json:"Last-Event-ID,omitempty"`
 }
 
+// ListPushSubscriptionsParams defines parameters for ListPushSubscriptions.
+type ListPushSubscriptionsParams struct {
+	// All Every principal's subscriptions (admin only; 403 otherwise).
+	All *bool `form:"all,omitempty" json:"all,omitempty"`
+}
+
 // DownloadResultParams defines parameters for DownloadResult.
 type DownloadResultParams struct {
 	// Exp The link's expiry, in Unix seconds.
@@ -926,6 +1022,9 @@ type GetTaskResultParams struct {
 
 // CreateAPIKeyJSONRequestBody defines body for CreateAPIKey for application/json ContentType.
 type CreateAPIKeyJSONRequestBody = CreateAPIKeyRequest
+
+// CreatePushSubscriptionJSONRequestBody defines body for CreatePushSubscription for application/json ContentType.
+type CreatePushSubscriptionJSONRequestBody = CreatePushSubscriptionRequest
 
 // CreateScheduleJSONRequestBody defines body for CreateSchedule for application/json ContentType.
 type CreateScheduleJSONRequestBody = ScheduleInput
@@ -1089,6 +1188,63 @@ type ClientInterface interface {
 	//
 	// Corresponds with GET /api/v1/openapi.yaml (the `GetOpenAPI` operationId).
 	GetOpenAPI(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// ListPushSubscriptions The caller's push subscriptions, newest first (everyone's with all=true, admin).
+	//
+	// Endpoints are shown by their origin only and keys never: the full
+	// endpoint is a capability to push to the browser.
+	//
+	// Corresponds with GET /api/v1/push-subscriptions (the `ListPushSubscriptions` operationId).
+	ListPushSubscriptions(ctx context.Context, params *ListPushSubscriptionsParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// CreatePushSubscriptionWithBody Subscribe the caller's browser (Web Push) or app (FCM) to its push alerts.
+	//
+	// `send_alert` with `channel: push` reaches the push subscriptions of its
+	// `principals` (by default the task's creator). A browser posts what
+	// `PushSubscription.toJSON()` gives (`endpoint`, `keys.p256dh`,
+	// `keys.auth`; `expirationTime` is accepted and ignored), having
+	// subscribed with `applicationServerKey` set to the `vapid_public_key`
+	// of `GET /api/v1/push-subscriptions`. An app posts `kind: fcm` with its
+	// FCM registration token as `endpoint`. A Web Push endpoint must be an
+	// https URL that the egress guard's URL check of the notify purpose lets
+	// through (no loopback, private or metadata address unless allow-listed);
+	// 422 names the field. Posting an endpoint the caller has subscribed
+	// already answers 200 and replaces its keys. Every role may subscribe
+	// itself, up to 50 subscriptions; no one subscribes for someone else.
+	// A push service answering 404 or 410 removes the subscription.
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with POST /api/v1/push-subscriptions (the `CreatePushSubscription` operationId).
+	CreatePushSubscriptionWithBody(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// CreatePushSubscription Subscribe the caller's browser (Web Push) or app (FCM) to its push alerts.
+	//
+	// `send_alert` with `channel: push` reaches the push subscriptions of its
+	// `principals` (by default the task's creator). A browser posts what
+	// `PushSubscription.toJSON()` gives (`endpoint`, `keys.p256dh`,
+	// `keys.auth`; `expirationTime` is accepted and ignored), having
+	// subscribed with `applicationServerKey` set to the `vapid_public_key`
+	// of `GET /api/v1/push-subscriptions`. An app posts `kind: fcm` with its
+	// FCM registration token as `endpoint`. A Web Push endpoint must be an
+	// https URL that the egress guard's URL check of the notify purpose lets
+	// through (no loopback, private or metadata address unless allow-listed);
+	// 422 names the field. Posting an endpoint the caller has subscribed
+	// already answers 200 and replaces its keys. Every role may subscribe
+	// itself, up to 50 subscriptions; no one subscribes for someone else.
+	// A push service answering 404 or 410 removes the subscription.
+	//
+	// Takes a body of the `application/json` content type.
+	//
+	// Corresponds with POST /api/v1/push-subscriptions (the `CreatePushSubscription` operationId).
+	CreatePushSubscription(ctx context.Context, body CreatePushSubscriptionJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// DeletePushSubscription Unsubscribe (own; admins anyone's).
+	//
+	// Someone else's subscription answers 404 to callers other than admins.
+	//
+	// Corresponds with DELETE /api/v1/push-subscriptions/{subscription_id} (the `DeletePushSubscription` operationId).
+	DeletePushSubscription(ctx context.Context, subscriptionId string, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// ListQueues The state of each priority queue.
 	//
@@ -1474,6 +1630,103 @@ func (c *Client) GetEvents(ctx context.Context, params *GetEventsParams, reqEdit
 // Corresponds with GET /api/v1/openapi.yaml (the `GetOpenAPI` operationId).
 func (c *Client) GetOpenAPI(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewGetOpenAPIRequest(c.Server)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// ListPushSubscriptions The caller's push subscriptions, newest first (everyone's with all=true, admin).
+//
+// Endpoints are shown by their origin only and keys never: the full
+// endpoint is a capability to push to the browser.
+//
+// Corresponds with GET /api/v1/push-subscriptions (the `ListPushSubscriptions` operationId).
+func (c *Client) ListPushSubscriptions(ctx context.Context, params *ListPushSubscriptionsParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewListPushSubscriptionsRequest(c.Server, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// CreatePushSubscriptionWithBody Subscribe the caller's browser (Web Push) or app (FCM) to its push alerts.
+//
+// `send_alert` with `channel: push` reaches the push subscriptions of its
+// `principals` (by default the task's creator). A browser posts what
+// `PushSubscription.toJSON()` gives (`endpoint`, `keys.p256dh`,
+// `keys.auth`; `expirationTime` is accepted and ignored), having
+// subscribed with `applicationServerKey` set to the `vapid_public_key`
+// of `GET /api/v1/push-subscriptions`. An app posts `kind: fcm` with its
+// FCM registration token as `endpoint`. A Web Push endpoint must be an
+// https URL that the egress guard's URL check of the notify purpose lets
+// through (no loopback, private or metadata address unless allow-listed);
+// 422 names the field. Posting an endpoint the caller has subscribed
+// already answers 200 and replaces its keys. Every role may subscribe
+// itself, up to 50 subscriptions; no one subscribes for someone else.
+// A push service answering 404 or 410 removes the subscription.
+//
+// Takes any type of body and a specified content type.
+//
+// Corresponds with POST /api/v1/push-subscriptions (the `CreatePushSubscription` operationId).
+func (c *Client) CreatePushSubscriptionWithBody(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewCreatePushSubscriptionRequestWithBody(c.Server, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// CreatePushSubscription Subscribe the caller's browser (Web Push) or app (FCM) to its push alerts.
+//
+// `send_alert` with `channel: push` reaches the push subscriptions of its
+// `principals` (by default the task's creator). A browser posts what
+// `PushSubscription.toJSON()` gives (`endpoint`, `keys.p256dh`,
+// `keys.auth`; `expirationTime` is accepted and ignored), having
+// subscribed with `applicationServerKey` set to the `vapid_public_key`
+// of `GET /api/v1/push-subscriptions`. An app posts `kind: fcm` with its
+// FCM registration token as `endpoint`. A Web Push endpoint must be an
+// https URL that the egress guard's URL check of the notify purpose lets
+// through (no loopback, private or metadata address unless allow-listed);
+// 422 names the field. Posting an endpoint the caller has subscribed
+// already answers 200 and replaces its keys. Every role may subscribe
+// itself, up to 50 subscriptions; no one subscribes for someone else.
+// A push service answering 404 or 410 removes the subscription.
+//
+// Takes a body of the `application/json` content type.
+//
+// Corresponds with POST /api/v1/push-subscriptions (the `CreatePushSubscription` operationId).
+func (c *Client) CreatePushSubscription(ctx context.Context, body CreatePushSubscriptionJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewCreatePushSubscriptionRequest(c.Server, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// DeletePushSubscription Unsubscribe (own; admins anyone's).
+//
+// Someone else's subscription answers 404 to callers other than admins.
+//
+// Corresponds with DELETE /api/v1/push-subscriptions/{subscription_id} (the `DeletePushSubscription` operationId).
+func (c *Client) DeletePushSubscription(ctx context.Context, subscriptionId string, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewDeletePushSubscriptionRequest(c.Server, subscriptionId)
 	if err != nil {
 		return nil, err
 	}
@@ -2383,6 +2636,134 @@ func NewGetOpenAPIRequest(server string) (*http.Request, error) {
 	}
 
 	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewListPushSubscriptionsRequest constructs an http.Request for the ListPushSubscriptions method
+func NewListPushSubscriptionsRequest(server string, params *ListPushSubscriptionsParams) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/v1/push-subscriptions")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if params.All != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "all", *params.All, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "boolean", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewCreatePushSubscriptionRequest calls the generic CreatePushSubscription builder with application/json body
+func NewCreatePushSubscriptionRequest(server string, body CreatePushSubscriptionJSONRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = bytes.NewReader(buf)
+	return NewCreatePushSubscriptionRequestWithBody(server, "application/json", bodyReader)
+}
+
+// NewCreatePushSubscriptionRequestWithBody constructs an http.Request for the CreatePushSubscription method, with any body, and a specified content type
+func NewCreatePushSubscriptionRequestWithBody(server string, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/v1/push-subscriptions")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	return req, nil
+}
+
+// NewDeletePushSubscriptionRequest constructs an http.Request for the DeletePushSubscription method
+func NewDeletePushSubscriptionRequest(server string, subscriptionId string) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "subscription_id", subscriptionId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/v1/push-subscriptions/%s", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodDelete, queryURL.String(), nil)
 	if err != nil {
 		return nil, err
 	}
@@ -3628,6 +4009,67 @@ type ClientWithResponsesInterface interface {
 	// Corresponds with GET /api/v1/openapi.yaml (the `GetOpenAPI` operationId).
 	GetOpenAPIWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*GetOpenAPIResponse, error)
 
+	// ListPushSubscriptionsWithResponse The caller's push subscriptions, newest first (everyone's with all=true, admin).
+	//
+	// Endpoints are shown by their origin only and keys never: the full
+	// endpoint is a capability to push to the browser.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /api/v1/push-subscriptions (the `ListPushSubscriptions` operationId).
+	ListPushSubscriptionsWithResponse(ctx context.Context, params *ListPushSubscriptionsParams, reqEditors ...RequestEditorFn) (*ListPushSubscriptionsResponse, error)
+
+	// CreatePushSubscriptionWithBodyWithResponse Subscribe the caller's browser (Web Push) or app (FCM) to its push alerts.
+	//
+	// `send_alert` with `channel: push` reaches the push subscriptions of its
+	// `principals` (by default the task's creator). A browser posts what
+	// `PushSubscription.toJSON()` gives (`endpoint`, `keys.p256dh`,
+	// `keys.auth`; `expirationTime` is accepted and ignored), having
+	// subscribed with `applicationServerKey` set to the `vapid_public_key`
+	// of `GET /api/v1/push-subscriptions`. An app posts `kind: fcm` with its
+	// FCM registration token as `endpoint`. A Web Push endpoint must be an
+	// https URL that the egress guard's URL check of the notify purpose lets
+	// through (no loopback, private or metadata address unless allow-listed);
+	// 422 names the field. Posting an endpoint the caller has subscribed
+	// already answers 200 and replaces its keys. Every role may subscribe
+	// itself, up to 50 subscriptions; no one subscribes for someone else.
+	// A push service answering 404 or 410 removes the subscription.
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /api/v1/push-subscriptions (the `CreatePushSubscription` operationId).
+	CreatePushSubscriptionWithBodyWithResponse(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*CreatePushSubscriptionResponse, error)
+
+	// CreatePushSubscriptionWithResponse Subscribe the caller's browser (Web Push) or app (FCM) to its push alerts.
+	//
+	// `send_alert` with `channel: push` reaches the push subscriptions of its
+	// `principals` (by default the task's creator). A browser posts what
+	// `PushSubscription.toJSON()` gives (`endpoint`, `keys.p256dh`,
+	// `keys.auth`; `expirationTime` is accepted and ignored), having
+	// subscribed with `applicationServerKey` set to the `vapid_public_key`
+	// of `GET /api/v1/push-subscriptions`. An app posts `kind: fcm` with its
+	// FCM registration token as `endpoint`. A Web Push endpoint must be an
+	// https URL that the egress guard's URL check of the notify purpose lets
+	// through (no loopback, private or metadata address unless allow-listed);
+	// 422 names the field. Posting an endpoint the caller has subscribed
+	// already answers 200 and replaces its keys. Every role may subscribe
+	// itself, up to 50 subscriptions; no one subscribes for someone else.
+	// A push service answering 404 or 410 removes the subscription.
+	//
+	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /api/v1/push-subscriptions (the `CreatePushSubscription` operationId).
+	CreatePushSubscriptionWithResponse(ctx context.Context, body CreatePushSubscriptionJSONRequestBody, reqEditors ...RequestEditorFn) (*CreatePushSubscriptionResponse, error)
+
+	// DeletePushSubscriptionWithResponse Unsubscribe (own; admins anyone's).
+	//
+	// Someone else's subscription answers 404 to callers other than admins.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with DELETE /api/v1/push-subscriptions/{subscription_id} (the `DeletePushSubscription` operationId).
+	DeletePushSubscriptionWithResponse(ctx context.Context, subscriptionId string, reqEditors ...RequestEditorFn) (*DeletePushSubscriptionResponse, error)
+
 	// ListQueuesWithResponse The state of each priority queue.
 	//
 	// Returns a wrapper object for the known response body format(s).
@@ -4546,6 +4988,325 @@ func (r GetOpenAPIResponse) StatusCode() int {
 
 // ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
 func (r GetOpenAPIResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// ListPushSubscriptionsResponse429Headers the declared response headers of an HTTP 429 response for ListPushSubscriptions
+type ListPushSubscriptionsResponse429Headers struct {
+	RetryAfter *int
+}
+
+// ListPushSubscriptionsResponse503Headers the declared response headers of an HTTP 503 response for ListPushSubscriptions
+type ListPushSubscriptionsResponse503Headers struct {
+	RetryAfter *int
+}
+
+type ListPushSubscriptionsResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *PushSubscriptionList
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *BadRequest
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Unauthorized
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Forbidden
+	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
+	ApplicationproblemJSON429 *TooManyRequests
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *Unavailable
+	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
+	ApplicationproblemJSONDefault *Error
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *ListPushSubscriptionsResponse429Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *ListPushSubscriptionsResponse503Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r ListPushSubscriptionsResponse) GetJSON200() *PushSubscriptionList {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r ListPushSubscriptionsResponse) GetApplicationproblemJSON400() *BadRequest {
+	return r.ApplicationproblemJSON400
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r ListPushSubscriptionsResponse) GetApplicationproblemJSON401() *Unauthorized {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r ListPushSubscriptionsResponse) GetApplicationproblemJSON403() *Forbidden {
+	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON429 returns the response for an HTTP 429 `application/problem+json` response
+func (r ListPushSubscriptionsResponse) GetApplicationproblemJSON429() *TooManyRequests {
+	return r.ApplicationproblemJSON429
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r ListPushSubscriptionsResponse) GetApplicationproblemJSON503() *Unavailable {
+	return r.ApplicationproblemJSON503
+}
+
+// GetApplicationproblemJSONDefault returns the response for an HTTP default `application/problem+json` response
+func (r ListPushSubscriptionsResponse) GetApplicationproblemJSONDefault() *Error {
+	return r.ApplicationproblemJSONDefault
+}
+
+// GetBody returns the raw response body bytes
+func (r ListPushSubscriptionsResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r ListPushSubscriptionsResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r ListPushSubscriptionsResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r ListPushSubscriptionsResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// CreatePushSubscriptionResponse201Headers the declared response headers of an HTTP 201 response for CreatePushSubscription
+type CreatePushSubscriptionResponse201Headers struct {
+	Location *string
+}
+
+// CreatePushSubscriptionResponse429Headers the declared response headers of an HTTP 429 response for CreatePushSubscription
+type CreatePushSubscriptionResponse429Headers struct {
+	RetryAfter *int
+}
+
+// CreatePushSubscriptionResponse503Headers the declared response headers of an HTTP 503 response for CreatePushSubscription
+type CreatePushSubscriptionResponse503Headers struct {
+	RetryAfter *int
+}
+
+type CreatePushSubscriptionResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *PushSubscription
+	// JSON201 the response for an HTTP 201 `application/json` response
+	JSON201 *PushSubscription
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *BadRequest
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Unauthorized
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Forbidden
+	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
+	ApplicationproblemJSON413 *PayloadTooLarge
+	// ApplicationproblemJSON415 the response for an HTTP 415 `application/problem+json` response
+	ApplicationproblemJSON415 *UnsupportedMediaType
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *Unprocessable
+	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
+	ApplicationproblemJSON429 *TooManyRequests
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *Unavailable
+	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
+	ApplicationproblemJSONDefault *Error
+	// Headers201 the parsed response headers for an HTTP 201 response
+	Headers201 *CreatePushSubscriptionResponse201Headers
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *CreatePushSubscriptionResponse429Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *CreatePushSubscriptionResponse503Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r CreatePushSubscriptionResponse) GetJSON200() *PushSubscription {
+	return r.JSON200
+}
+
+// GetJSON201 returns the response for an HTTP 201 `application/json` response
+func (r CreatePushSubscriptionResponse) GetJSON201() *PushSubscription {
+	return r.JSON201
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r CreatePushSubscriptionResponse) GetApplicationproblemJSON400() *BadRequest {
+	return r.ApplicationproblemJSON400
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r CreatePushSubscriptionResponse) GetApplicationproblemJSON401() *Unauthorized {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r CreatePushSubscriptionResponse) GetApplicationproblemJSON403() *Forbidden {
+	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
+func (r CreatePushSubscriptionResponse) GetApplicationproblemJSON413() *PayloadTooLarge {
+	return r.ApplicationproblemJSON413
+}
+
+// GetApplicationproblemJSON415 returns the response for an HTTP 415 `application/problem+json` response
+func (r CreatePushSubscriptionResponse) GetApplicationproblemJSON415() *UnsupportedMediaType {
+	return r.ApplicationproblemJSON415
+}
+
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r CreatePushSubscriptionResponse) GetApplicationproblemJSON422() *Unprocessable {
+	return r.ApplicationproblemJSON422
+}
+
+// GetApplicationproblemJSON429 returns the response for an HTTP 429 `application/problem+json` response
+func (r CreatePushSubscriptionResponse) GetApplicationproblemJSON429() *TooManyRequests {
+	return r.ApplicationproblemJSON429
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r CreatePushSubscriptionResponse) GetApplicationproblemJSON503() *Unavailable {
+	return r.ApplicationproblemJSON503
+}
+
+// GetApplicationproblemJSONDefault returns the response for an HTTP default `application/problem+json` response
+func (r CreatePushSubscriptionResponse) GetApplicationproblemJSONDefault() *Error {
+	return r.ApplicationproblemJSONDefault
+}
+
+// GetBody returns the raw response body bytes
+func (r CreatePushSubscriptionResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r CreatePushSubscriptionResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r CreatePushSubscriptionResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r CreatePushSubscriptionResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// DeletePushSubscriptionResponse429Headers the declared response headers of an HTTP 429 response for DeletePushSubscription
+type DeletePushSubscriptionResponse429Headers struct {
+	RetryAfter *int
+}
+
+// DeletePushSubscriptionResponse503Headers the declared response headers of an HTTP 503 response for DeletePushSubscription
+type DeletePushSubscriptionResponse503Headers struct {
+	RetryAfter *int
+}
+
+type DeletePushSubscriptionResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Unauthorized
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Forbidden
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotFound
+	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
+	ApplicationproblemJSON429 *TooManyRequests
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *Unavailable
+	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
+	ApplicationproblemJSONDefault *Error
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *DeletePushSubscriptionResponse429Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *DeletePushSubscriptionResponse503Headers
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r DeletePushSubscriptionResponse) GetApplicationproblemJSON401() *Unauthorized {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r DeletePushSubscriptionResponse) GetApplicationproblemJSON403() *Forbidden {
+	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r DeletePushSubscriptionResponse) GetApplicationproblemJSON404() *NotFound {
+	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON429 returns the response for an HTTP 429 `application/problem+json` response
+func (r DeletePushSubscriptionResponse) GetApplicationproblemJSON429() *TooManyRequests {
+	return r.ApplicationproblemJSON429
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r DeletePushSubscriptionResponse) GetApplicationproblemJSON503() *Unavailable {
+	return r.ApplicationproblemJSON503
+}
+
+// GetApplicationproblemJSONDefault returns the response for an HTTP default `application/problem+json` response
+func (r DeletePushSubscriptionResponse) GetApplicationproblemJSONDefault() *Error {
+	return r.ApplicationproblemJSONDefault
+}
+
+// GetBody returns the raw response body bytes
+func (r DeletePushSubscriptionResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r DeletePushSubscriptionResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r DeletePushSubscriptionResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r DeletePushSubscriptionResponse) ContentType() string {
 	if r.HTTPResponse != nil {
 		return r.HTTPResponse.Header.Get("Content-Type")
 	}
@@ -6775,6 +7536,91 @@ func (c *ClientWithResponses) GetOpenAPIWithResponse(ctx context.Context, reqEdi
 	return ParseGetOpenAPIResponse(rsp)
 }
 
+// ListPushSubscriptionsWithResponse The caller's push subscriptions, newest first (everyone's with all=true, admin).
+//
+// Endpoints are shown by their origin only and keys never: the full
+// endpoint is a capability to push to the browser.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /api/v1/push-subscriptions (the `ListPushSubscriptions` operationId).
+func (c *ClientWithResponses) ListPushSubscriptionsWithResponse(ctx context.Context, params *ListPushSubscriptionsParams, reqEditors ...RequestEditorFn) (*ListPushSubscriptionsResponse, error) {
+	rsp, err := c.ListPushSubscriptions(ctx, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseListPushSubscriptionsResponse(rsp)
+}
+
+// CreatePushSubscriptionWithBodyWithResponse Subscribe the caller's browser (Web Push) or app (FCM) to its push alerts.
+//
+// `send_alert` with `channel: push` reaches the push subscriptions of its
+// `principals` (by default the task's creator). A browser posts what
+// `PushSubscription.toJSON()` gives (`endpoint`, `keys.p256dh`,
+// `keys.auth`; `expirationTime` is accepted and ignored), having
+// subscribed with `applicationServerKey` set to the `vapid_public_key`
+// of `GET /api/v1/push-subscriptions`. An app posts `kind: fcm` with its
+// FCM registration token as `endpoint`. A Web Push endpoint must be an
+// https URL that the egress guard's URL check of the notify purpose lets
+// through (no loopback, private or metadata address unless allow-listed);
+// 422 names the field. Posting an endpoint the caller has subscribed
+// already answers 200 and replaces its keys. Every role may subscribe
+// itself, up to 50 subscriptions; no one subscribes for someone else.
+// A push service answering 404 or 410 removes the subscription.
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /api/v1/push-subscriptions (the `CreatePushSubscription` operationId).
+func (c *ClientWithResponses) CreatePushSubscriptionWithBodyWithResponse(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*CreatePushSubscriptionResponse, error) {
+	rsp, err := c.CreatePushSubscriptionWithBody(ctx, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseCreatePushSubscriptionResponse(rsp)
+}
+
+// CreatePushSubscriptionWithResponse Subscribe the caller's browser (Web Push) or app (FCM) to its push alerts.
+//
+// `send_alert` with `channel: push` reaches the push subscriptions of its
+// `principals` (by default the task's creator). A browser posts what
+// `PushSubscription.toJSON()` gives (`endpoint`, `keys.p256dh`,
+// `keys.auth`; `expirationTime` is accepted and ignored), having
+// subscribed with `applicationServerKey` set to the `vapid_public_key`
+// of `GET /api/v1/push-subscriptions`. An app posts `kind: fcm` with its
+// FCM registration token as `endpoint`. A Web Push endpoint must be an
+// https URL that the egress guard's URL check of the notify purpose lets
+// through (no loopback, private or metadata address unless allow-listed);
+// 422 names the field. Posting an endpoint the caller has subscribed
+// already answers 200 and replaces its keys. Every role may subscribe
+// itself, up to 50 subscriptions; no one subscribes for someone else.
+// A push service answering 404 or 410 removes the subscription.
+//
+// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /api/v1/push-subscriptions (the `CreatePushSubscription` operationId).
+func (c *ClientWithResponses) CreatePushSubscriptionWithResponse(ctx context.Context, body CreatePushSubscriptionJSONRequestBody, reqEditors ...RequestEditorFn) (*CreatePushSubscriptionResponse, error) {
+	rsp, err := c.CreatePushSubscription(ctx, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseCreatePushSubscriptionResponse(rsp)
+}
+
+// DeletePushSubscriptionWithResponse Unsubscribe (own; admins anyone's).
+//
+// Someone else's subscription answers 404 to callers other than admins.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with DELETE /api/v1/push-subscriptions/{subscription_id} (the `DeletePushSubscription` operationId).
+func (c *ClientWithResponses) DeletePushSubscriptionWithResponse(ctx context.Context, subscriptionId string, reqEditors ...RequestEditorFn) (*DeletePushSubscriptionResponse, error) {
+	rsp, err := c.DeletePushSubscription(ctx, subscriptionId, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseDeletePushSubscriptionResponse(rsp)
+}
+
 // ListQueuesWithResponse The state of each priority queue.
 //
 // Returns a wrapper object for the known response body format(s).
@@ -7810,6 +8656,313 @@ func ParseGetOpenAPIResponse(rsp *http.Response) (*GetOpenAPIResponse, error) {
 			headers.RetryAfter = &value
 		}
 		response.Headers429 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseListPushSubscriptionsResponse parses an HTTP response from a ListPushSubscriptionsWithResponse call
+func ParseListPushSubscriptionsResponse(rsp *http.Response) (*ListPushSubscriptionsResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &ListPushSubscriptionsResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest PushSubscriptionList
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest TooManyRequests
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Unavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSONDefault = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 429:
+		var headers ListPushSubscriptionsResponse429Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers429 = &headers
+	case rsp.StatusCode == 503:
+		var headers ListPushSubscriptionsResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseCreatePushSubscriptionResponse parses an HTTP response from a CreatePushSubscriptionWithResponse call
+func ParseCreatePushSubscriptionResponse(rsp *http.Response) (*CreatePushSubscriptionResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &CreatePushSubscriptionResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest PushSubscription
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 201:
+		var dest PushSubscription
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON201 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest PayloadTooLarge
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
+		var dest UnsupportedMediaType
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON415 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
+		var dest Unprocessable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest TooManyRequests
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Unavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSONDefault = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 201:
+		var headers CreatePushSubscriptionResponse201Headers
+		if values := rsp.Header.Values("Location"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Location", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.Location = &value
+		}
+		response.Headers201 = &headers
+	case rsp.StatusCode == 429:
+		var headers CreatePushSubscriptionResponse429Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers429 = &headers
+	case rsp.StatusCode == 503:
+		var headers CreatePushSubscriptionResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseDeletePushSubscriptionResponse parses an HTTP response from a DeletePushSubscriptionWithResponse call
+func ParseDeletePushSubscriptionResponse(rsp *http.Response) (*DeletePushSubscriptionResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &DeletePushSubscriptionResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case rsp.StatusCode == 204:
+		break // No content-type
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest NotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest TooManyRequests
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Unavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSONDefault = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 429:
+		var headers DeletePushSubscriptionResponse429Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers429 = &headers
+	case rsp.StatusCode == 503:
+		var headers DeletePushSubscriptionResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
 	}
 
 	return response, nil

@@ -17,7 +17,9 @@ import (
 	"github.com/taskforge/taskforge/pkg/audit"
 	"github.com/taskforge/taskforge/pkg/auth"
 	"github.com/taskforge/taskforge/pkg/callbackkey"
+	"github.com/taskforge/taskforge/pkg/egress"
 	"github.com/taskforge/taskforge/pkg/problem/problemtest"
+	"github.com/taskforge/taskforge/pkg/pushsub"
 	"github.com/taskforge/taskforge/pkg/result"
 	"github.com/taskforge/taskforge/pkg/result/httpresult"
 	"github.com/taskforge/taskforge/pkg/schedule"
@@ -56,6 +58,8 @@ func (b *testBundle) secureWith(t *testing.T, opts *Options, db *gorm.DB, o setu
 	opts.CallbackKeys, err = callbackkey.New(db, callbackSealer, time.Minute)
 	require.NoError(t, err)
 	b.callbackKeys = opts.CallbackKeys
+	opts.Push, err = pushsub.NewStore(db, egress.CheckURL)
+	require.NoError(t, err)
 	if o.bootstrap != "" || o.jwt != nil {
 		so := auth.ServiceOptions{BootstrapAdminKey: o.bootstrap, Keys: keys}
 		if o.jwt != nil {
@@ -131,6 +135,11 @@ var routeAccess = map[string]access{
 	"GET /api/v1/audit":                       {own: adminOnly(200)},
 	// Every caller rotates its own callback secret (no route names another's).
 	"POST /api/v1/callback-secret/rotate": {own: authed(200)},
+	// Every caller manages its own push subscriptions; admins may list and
+	// delete anyone's (push_test.go holds own against another's).
+	"POST /api/v1/push-subscriptions":                    {own: authed(201)},
+	"GET /api/v1/push-subscriptions":                     {own: authed(200)},
+	"DELETE /api/v1/push-subscriptions/:subscription_id": {own: authed(204)},
 }
 
 // callers are the matrix's callers, in outcomes order.
@@ -150,6 +159,8 @@ var requestBodies = map[string]string{
 	"PUT /api/v1/schedules/:schedule_id":   `{"name":"matrix-put-%s","cron":"0 4 * * *","type":"refresh_all_prices"}`,
 	"PATCH /api/v1/schedules/:schedule_id": `{"enabled":false}`,
 	"POST /api/v1/api-keys":                `{"name":"matrix-%s","role":"viewer"}`,
+	"POST /api/v1/push-subscriptions": `{"endpoint":"https://push.example.com/wpush/matrix-%s",` +
+		`"keys":{"p256dh":"` + testP256dh + `","auth":"` + testPushAuth + `"}}`,
 }
 
 // TestAuthorisationMatrix sends every registered route as every role, on the
@@ -271,6 +282,9 @@ func (b testBundle) prepare(t *testing.T, key, route, owner, state string) (stri
 		k, err := b.keys.Create(ctx, auth.NewKey{Name: "matrix", Role: auth.Viewer, CreatedBy: "key_admin"})
 		require.NoError(t, err)
 		path = strings.ReplaceAll(path, ":key_id", k.Key.ID)
+	}
+	if strings.Contains(path, ":subscription_id") {
+		path = strings.ReplaceAll(path, ":subscription_id", insertPushSub(t, b.pg.DB, owner, "webpush"))
 	}
 	path = strings.ReplaceAll(path, ":id", "res_01hz3k8c2m4n5p6q7r8s9t0v1w")
 	return path, body

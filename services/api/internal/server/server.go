@@ -18,6 +18,7 @@ import (
 	"github.com/taskforge/taskforge/pkg/clientip"
 	"github.com/taskforge/taskforge/pkg/config"
 	"github.com/taskforge/taskforge/pkg/health"
+	"github.com/taskforge/taskforge/pkg/pushsub"
 	"github.com/taskforge/taskforge/pkg/ratelimit"
 	"github.com/taskforge/taskforge/pkg/result/httpresult"
 	"github.com/taskforge/taskforge/pkg/taskservice"
@@ -92,6 +93,12 @@ type Options struct {
 	// CallbackKeys rotates the callers' callback signing secrets
 	// (/api/v1/callback-secret/rotate). If nil, that route answers 503.
 	CallbackKeys *callbackkey.Store
+	// Push keeps the callers' push subscriptions (/api/v1/push-subscriptions).
+	// If nil, those routes answer 503.
+	Push *pushsub.Store
+	// VAPIDPublicKey is listed with the subscriptions for browsers to subscribe
+	// with (push.vapid_public_key). Default empty: Web Push is off.
+	VAPIDPublicKey string
 }
 
 // Server is the API's http.Handler.
@@ -119,6 +126,9 @@ type Server struct {
 	auditMin   int
 	// callbackKeys rotates callback signing secrets; nil answers 503.
 	callbackKeys *callbackkey.Store
+	// push keeps push subscriptions; nil answers 503.
+	push           *pushsub.Store
+	vapidPublicKey string
 }
 
 // New builds the server and registers its routes.
@@ -150,7 +160,7 @@ func New(o Options) (*Server, error) {
 	s := &Server{live: o.Live, streams: o.Streams.withDefaults(), echo: e, tasks: o.Tasks, auth: o.Auth, checker: o.Checker, reg: o.Registry, log: o.Log,
 		openapi: o.OpenAPI, limit: o.BodyLimit, metrics: m, results: o.Results, schedules: o.Schedules,
 		keys: o.Keys, audit: o.Audit, hsts: o.HSTS, priorities: o.Priorities, auditMin: o.AuditMinRetention,
-		callbackKeys: o.CallbackKeys}
+		callbackKeys: o.CallbackKeys, push: o.Push, vapidPublicKey: o.VAPIDPublicKey}
 	if s.auditMin <= 0 {
 		s.auditMin = config.Defaults().Retention.AuditMin
 	}
@@ -214,6 +224,9 @@ func (s *Server) routes() {
 	v1.GET("/audit", s.listAudit, authed)
 	// Callback signing: every caller rotates its own secret.
 	v1.POST("/callback-secret/rotate", s.rotateCallbackSecret, authed)
+	v1.POST("/push-subscriptions", s.createPushSubscription, authed)
+	v1.GET("/push-subscriptions", s.listPushSubscriptions, authed)
+	v1.DELETE("/push-subscriptions/:subscription_id", s.deletePushSubscription, authed)
 }
 
 // taskResult serves GET /api/v1/tasks/{task_id}/result (pkg/result/httpresult).
