@@ -5,6 +5,8 @@
 //
 //	api [--config file] [serve]     serve the API (the default)
 //	api [--config file] migrate up  apply pending database migrations
+//	api [--config file] migrate down [N]
+//	                                roll back the N (default 1) latest migrations
 //	api [--config file] migrate status
 //	api [--config file] seed-demo   load the demo portfolios, assets and a year of prices
 //	api [--config file] restore (--result <id> | --file <path>) [--clean]
@@ -24,7 +26,6 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"sort"
 	"strings"
 	"syscall"
 	"time"
@@ -64,7 +65,12 @@ const maxHeaderBytes = 64 << 10
 const usage = `Commands:
   serve                      serve the API (the default)
   migrate up                 apply pending database migrations
-  migrate status             list the migrations and whether each is applied
+  migrate down [N]           roll back the N (default 1) most recently applied
+                             migrations, newest first; a down that drops a
+                             column or table loses its data for good (migrate
+                             status marks them; see docs/OPERATIONS.md)
+  migrate status             list the migrations: applied (when) or pending,
+                             and which downs drop data
   seed-demo                  load the demo portfolios, assets and a year of prices
   restore (--result ID | --file PATH) [--clean]
                              load a backup_data archive (see docs/BACKUP.md)
@@ -119,7 +125,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	case "apikey":
 		return apikey(ctx, cfg, rest, stdout)
 	default:
-		return fmt.Errorf("unknown command %q: want serve, migrate up, migrate status, seed-demo, restore or apikey (see taskforge-api --help)", cmd)
+		return fmt.Errorf("unknown command %q: want serve, migrate up, migrate down, migrate status, seed-demo, restore or apikey (see taskforge-api --help)", cmd)
 	}
 }
 
@@ -191,52 +197,6 @@ func seedDemo(ctx context.Context, cfg config.Config, stdout io.Writer) error {
 	}
 	_, err = fmt.Fprintln(stdout, sum)
 	return err
-}
-
-// migrate runs "migrate up" or "migrate status".
-func migrate(ctx context.Context, cfg config.Config, args []string, stdout io.Writer) error {
-	deps, err := boot.Open(cfg)
-	if err != nil {
-		return err
-	}
-	defer func() { _ = deps.Close() }()
-	sqlDB, err := deps.DB.DB()
-	if err != nil {
-		return err
-	}
-	sub := ""
-	if len(args) == 1 {
-		sub = args[0]
-	}
-	switch sub {
-	case "up":
-		if err := store.Migrate(ctx, sqlDB); err != nil {
-			return err
-		}
-		_, err := fmt.Fprintln(stdout, "migrations applied")
-		return err
-	case "status":
-		st, err := store.MigrationStatus(ctx, sqlDB)
-		if err != nil {
-			return err
-		}
-		versions := make([]int64, 0, len(st))
-		for v := range st {
-			versions = append(versions, v)
-		}
-		sort.Slice(versions, func(i, j int) bool { return versions[i] < versions[j] })
-		for _, v := range versions {
-			state := "pending"
-			if st[v] {
-				state = "applied"
-			}
-			if _, err := fmt.Fprintf(stdout, "%05d %s\n", v, state); err != nil {
-				return err
-			}
-		}
-		return nil
-	}
-	return fmt.Errorf("usage: migrate up | migrate status")
 }
 
 // authenticator is how callers are recognised: the bootstrap admin key (if
