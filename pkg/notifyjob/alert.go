@@ -2,6 +2,7 @@ package notifyjob
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"go.uber.org/zap"
@@ -29,8 +30,9 @@ type AlertResult struct {
 // Slack incoming webhook, SMS through a Twilio-style API, or a push gateway. A
 // channel without configuration fails permanently, naming the settings it
 // needs; provider replies are classified by package notify (4xx other than 408
-// and 429 permanent, the rest retryable). SMS is sent to every recipient before
-// failures are reported, so a retry may text some recipients twice.
+// and 429 permanent, the rest retryable). SMS and push go to one recipient at a
+// time; each one reached is recorded (notification_deliveries) at once, and a
+// retry after a partial failure sends only to those not reached yet.
 func (s *Service) SendAlert(ctx context.Context, r job.Reporter, p *taskpb.SendAlertParams) error {
 	const op = "send alert"
 	ch := p.GetChannel()
@@ -65,7 +67,11 @@ func (s *Service) SendAlert(ctx context.Context, r job.Reporter, p *taskpb.SendA
 		}
 	}
 	r.Progress(0, stepSending, "Sending "+ch+" alert")
-	if ok {
+	if ok && (ch == ChannelSMS || ch == ChannelPush) && len(p.GetRecipients()) > 0 {
+		if err := s.sendEach(ctx, r, ch, sender, alert); err != nil {
+			return deliveryError(op, err)
+		}
+	} else if ok {
 		if err := sender.Send(ctx, alert); err != nil {
 			return deliveryError(op, err)
 		}
@@ -85,4 +91,42 @@ func (s *Service) SendAlert(ctx context.Context, r job.Reporter, p *taskpb.SendA
 	s.log.Debug("alert sent", zap.String("task_id", r.TaskID()), zap.String("channel", ch), zap.Int("recipients", n))
 	r.Progress(1, stepDone, "Alert sent over "+ch)
 	return setResult(r, op, res)
+}
+
+// sendEach sends alert to each of its recipients (phone numbers, gateway
+// topics) not reached yet, recording each one reached at once. It tries them
+// all; the error joins the failures and is permanent only if every failure is.
+func (s *Service) sendEach(ctx context.Context, r job.Reporter, ch string, sender notify.AlertSender, alert notify.Alert) error {
+	done, err := s.delivered(ctx, r.TaskID(), ch)
+	if err != nil {
+		return err
+	}
+	var failed []error
+	permanent, skipped := true, 0
+	for _, to := range alert.Recipients {
+		if done[to] {
+			skipped++
+			continue
+		}
+		one := alert
+		one.Recipients = []string{to}
+		if err := sender.Send(ctx, one); err != nil {
+			failed = append(failed, err)
+			permanent = permanent && notify.IsPermanent(err)
+			continue
+		}
+		done[to] = true
+		s.markDelivered(ctx, r.TaskID(), ch, to)
+	}
+	if skipped > 0 {
+		r.Log(job.Info, "recipients reached by an earlier attempt skipped", map[string]any{"channel": ch, "skipped": skipped})
+	}
+	if len(failed) == 0 {
+		return nil
+	}
+	err = fmt.Errorf("%d of %d recipients failed: %w", len(failed), len(alert.Recipients), errors.Join(failed...))
+	if permanent {
+		return job.Permanent(err)
+	}
+	return err
 }

@@ -126,7 +126,8 @@ type Failure struct {
 //
 // Recipients are the params' recipients, else Options.DigestRecipients; with
 // neither the task fails permanently with ErrNoRecipients. The handler only
-// reads, so running it twice sends the same digest twice.
+// reads; once the digest is sent its recipients are recorded, so a retry of
+// the task does not mail it again.
 func (s *Service) GenerateDigest(ctx context.Context, r job.Reporter, p *taskpb.GenerateDigestParams) error {
 	const op = "generate digest"
 	if s.mailer == nil {
@@ -165,8 +166,15 @@ func (s *Service) GenerateDigest(ctx context.Context, r job.Reporter, p *taskpb.
 	if err != nil {
 		return fmt.Errorf("notifyjob: %s: render: %w", op, err)
 	}
-	if err := s.mailer.Send(ctx, notify.Message{To: to, Subject: d.Subject(), Text: text, HTML: html}); err != nil {
-		return deliveryError(op, err)
+	done, err := s.delivered(ctx, r.TaskID(), deliveryDigest)
+	if err != nil {
+		return err
+	}
+	if !allDelivered(done, to) {
+		if err := s.mailer.Send(ctx, notify.Message{To: to, Subject: d.Subject(), Text: text, HTML: html}); err != nil {
+			return deliveryError(op, err)
+		}
+		s.markDelivered(ctx, r.TaskID(), deliveryDigest, to...)
 	}
 	res := DigestResult{
 		Period: d.Period, Start: d.Start.Format(dateLayout), End: d.End.Format(dateLayout),

@@ -35,8 +35,10 @@ type EmailResult struct {
 // the attempt fail with a retryable error; one that failed or was cancelled, or
 // attachments larger than the cap, fail permanently.
 //
-// Sending twice sends two mails: SMTP has no idempotency, so a retry after a
-// lost reply may deliver a duplicate.
+// The mail is one SMTP message to every recipient, so they are reached
+// together: once it is accepted they are recorded (notification_deliveries),
+// and a retry of a task that had sent it does not send it again. A reply
+// lost before the record is written may still deliver a duplicate.
 func (s *Service) SendEmail(ctx context.Context, r job.Reporter, p *taskpb.SendEmailParams) error {
 	const op = "send email"
 	if s.mailer == nil {
@@ -48,13 +50,22 @@ func (s *Service) SendEmail(ctx context.Context, r job.Reporter, p *taskpb.SendE
 		return err
 	}
 	n := len(p.GetTo()) + len(p.GetCc())
-	r.Progress(0.5, stepSending, fmt.Sprintf("Sending to %d recipients with %d attachments", n, len(atts)))
-	err = s.mailer.Send(ctx, notify.Message{
-		To: p.GetTo(), Cc: p.GetCc(), Subject: p.GetSubject(),
-		Text: p.GetBodyText(), HTML: p.GetBodyHtml(), Attachments: atts,
-	})
+	done, err := s.delivered(ctx, r.TaskID(), deliveryEmail)
 	if err != nil {
-		return deliveryError(op, err)
+		return err
+	}
+	if allDelivered(done, p.GetTo(), p.GetCc()) {
+		r.Log(job.Info, "email already sent by an earlier attempt", map[string]any{"recipients": n})
+	} else {
+		r.Progress(0.5, stepSending, fmt.Sprintf("Sending to %d recipients with %d attachments", n, len(atts)))
+		err = s.mailer.Send(ctx, notify.Message{
+			To: p.GetTo(), Cc: p.GetCc(), Subject: p.GetSubject(),
+			Text: p.GetBodyText(), HTML: p.GetBodyHtml(), Attachments: atts,
+		})
+		if err != nil {
+			return deliveryError(op, err)
+		}
+		s.markDelivered(ctx, r.TaskID(), deliveryEmail, append(append([]string(nil), p.GetTo()...), p.GetCc()...)...)
 	}
 	r.Log(job.Info, "email sent", map[string]any{"recipients": n, "attachments": len(atts), "attachment_bytes": size})
 	s.log.Debug("email sent", zap.String("task_id", r.TaskID()), zap.Int("recipients", n), zap.Int("attachments", len(atts)))

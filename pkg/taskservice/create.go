@@ -60,6 +60,13 @@ type Sealer interface {
 // URLCheck vets a caller-supplied URL at creation (the egress guard's check).
 type URLCheck func(raw string) error
 
+// RecipientPolicy vets a notification task's recipients at creation for the
+// creator's role (*recipient.Policy, notify.policy); its objections are field
+// errors of the 422.
+type RecipientPolicy interface {
+	Check(ctx context.Context, role, principal string, msg proto.Message) ([]tasks.FieldError, error)
+}
+
 // Options configure a Service.
 type Options struct {
 	// Retention keeps completed tasks in Asynq for Asynqmon. If zero, one hour.
@@ -72,6 +79,9 @@ type Options struct {
 	// CheckCallbackURL vets callback_url, which has an allow-list of its own
 	// (egress.callbacks). If nil, CheckURL is used.
 	CheckCallbackURL URLCheck
+	// Recipients vets notification recipients for requests with a Role. If
+	// nil, any recipient is accepted.
+	Recipients RecipientPolicy
 	// Inserters is the number of concurrent batch inserters. If zero, 2.
 	Inserters int
 	// MaxBatch caps the rows of one insert. If zero, 256.
@@ -162,6 +172,9 @@ type CreateRequest struct {
 	IdempotencyKey string
 	// CreatedBy is the caller's principal id; idempotency keys are scoped to it.
 	CreatedBy string
+	// Role is the caller's role, for the recipient policy; empty (a
+	// schedule's fire of an admin's schedule) skips it.
+	Role string
 	// ScheduleID and FireTime tie a task to one fire of a schedule; the pair is
 	// unique, so a fire creates its task at most once.
 	ScheduleID string
@@ -236,6 +249,13 @@ func (s *Service) prepare(ctx context.Context, req CreateRequest) (store.Task, p
 		if err := s.opts.CheckURL(wp.GetUrl()); err != nil {
 			errs = append(errs, tasks.FieldError{Field: "params.url", Message: err.Error()})
 		}
+	}
+	if s.opts.Recipients != nil && msg != nil && req.Role != "" {
+		objections, err := s.opts.Recipients.Check(ctx, req.Role, req.CreatedBy, msg)
+		if err != nil {
+			return store.Task{}, nil, spec, fmt.Errorf("taskservice: recipients: %w", err)
+		}
+		errs = append(errs, objections...)
 	}
 	priority := req.Priority
 	if priority == "" {

@@ -47,6 +47,7 @@ import (
 	"github.com/taskforge/taskforge/pkg/pushsub"
 	"github.com/taskforge/taskforge/pkg/queue"
 	"github.com/taskforge/taskforge/pkg/ratelimit"
+	"github.com/taskforge/taskforge/pkg/recipient"
 	"github.com/taskforge/taskforge/pkg/result"
 	"github.com/taskforge/taskforge/pkg/result/httpresult"
 	"github.com/taskforge/taskforge/pkg/schedule"
@@ -265,8 +266,13 @@ func serve(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 	if err != nil {
 		return err
 	}
+	// The notification policy: who each role may notify, and how many.
+	recipients, err := recipient.New(cfg.Notify.Policy, deps.DB)
+	if err != nil {
+		return err
+	}
 	tasks, err := taskservice.New(deps.DB, client, inspector, log, taskservice.Options{CheckURL: webhooks.CheckURL, CheckCallbackURL: callbackGuard.CheckURL, Sealer: sealer,
-		Events: lifecycle.Publishers{events, resultCache}, Results: resultCache, EnqueueTimeout: cfg.API.EnqueueTimeout})
+		Events: lifecycle.Publishers{events, resultCache}, Results: resultCache, EnqueueTimeout: cfg.API.EnqueueTimeout, Recipients: recipients})
 	if err != nil {
 		return err
 	}

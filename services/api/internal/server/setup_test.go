@@ -196,6 +196,8 @@ type setupOptions struct {
 	// service and a hub with hubOpts for the event streams.
 	streams *StreamOptions
 	hubOpts live.Options
+	// recipients, when set, is the task service's notification policy.
+	recipients taskservice.RecipientPolicy
 }
 
 func setup(t *testing.T) testBundle {
@@ -222,6 +224,7 @@ func setupWith(t *testing.T, o setupOptions) testBundle {
 	if o.sealer != nil {
 		topts.Sealer = o.sealer
 	}
+	topts.Recipients = o.recipients
 	var pub *event.Publisher
 	if o.streams != nil {
 		var err error
