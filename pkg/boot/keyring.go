@@ -18,5 +18,8 @@ func Keyring(cfg config.Config, log *zap.Logger) (*secret.Keyring, error) {
 	if k.Dev() {
 		log.Warn("SECRET PARAMS ARE ENCRYPTED WITH THE PUBLIC DEVELOPMENT KEY: set crypto.keys and crypto.active_key before storing real secrets")
 	}
+	if k.SealsAll() {
+		log.Info("every string of every type's params is sealed (crypto.seal_all_params)")
+	}
 	return k, nil
 }
