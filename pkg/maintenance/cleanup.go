@@ -38,16 +38,29 @@ type CleanupTarget struct {
 	// OlderThanDays and Cutoff say which rows were old enough.
 	OlderThanDays int       `json:"older_than_days"`
 	Cutoff        time.Time `json:"cutoff"`
-	// Files is the number of result files removed (results and tasks targets).
+	// Files is the number of result files removed (results and tasks
+	// targets); in a dry run, the number of result rows whose files would go.
 	Files int64 `json:"files,omitempty"`
+	// Cascaded counts, per table, the rows deleted with the target's rows
+	// through an ON DELETE CASCADE foreign key (a task's attempts, logs,
+	// callbacks and deliveries), beyond what an earlier target of the same
+	// run deleted.
+	Cascaded map[string]int64 `json:"cascaded,omitempty"`
 	// Skipped says why the target was not run.
 	Skipped string `json:"skipped,omitempty"`
 }
 
-// CleanupResult is cleanup_old_data's result.
+// CleanupResult is cleanup_old_data's result. A dry run's targets hold
+// exactly what a real run with the same parameters would then delete, were
+// nothing else to change in between: the same counts per target, the files
+// and the cascaded rows, computed in order (a row an earlier target deletes
+// is not counted again by a later one) without writing anything.
 type CleanupResult struct {
 	DryRun  bool                     `json:"dry_run"`
 	Targets map[string]CleanupTarget `json:"targets"`
+	// Refused, in a dry run, says why a real run with the same parameters
+	// would be refused (the audit log's minimum retention).
+	Refused string `json:"refused,omitempty"`
 }
 
 // cleanupOrder runs results first (they reference tasks), then task logs, then
@@ -85,6 +98,49 @@ type cleaner struct {
 	batch   int
 	r       job.Reporter
 	now     time.Time
+	// cascade lists the tables whose rows go with a deleted task.
+	cascade []cascadeFK
+	// done holds the targets of this run already handled, for a dry run's
+	// later targets.
+	done map[string]CleanupTarget
+}
+
+// cascadeFK is a single-column foreign key to tasks with ON DELETE CASCADE.
+type cascadeFK struct {
+	table, quotedTable, quotedColumn string
+}
+
+// cascadesToTasks lists, from the catalog, the foreign keys that delete
+// rows with their task, so that migrations adding such tables are counted
+// without naming them here.
+func cascadesToTasks(ctx context.Context, db *sql.DB) ([]cascadeFK, error) {
+	rows, err := db.QueryContext(ctx, `SELECT c.relname, quote_ident(c.relname), quote_ident(a.attname)
+		FROM pg_constraint k
+		JOIN pg_class c ON c.oid = k.conrelid
+		JOIN pg_attribute a ON a.attrelid = k.conrelid AND a.attnum = k.conkey[1]
+		WHERE k.contype = 'f' AND k.confrelid = 'tasks'::regclass AND k.confdeltype = 'c'
+		  AND cardinality(k.conkey) = 1
+		ORDER BY c.relname, a.attname`)
+	if err != nil {
+		return nil, fmt.Errorf("maintenance: cascades of tasks: %w", store.Translate(err))
+	}
+	defer rows.Close()
+	var out []cascadeFK
+	for rows.Next() {
+		var f cascadeFK
+		if err := rows.Scan(&f.table, &f.quotedTable, &f.quotedColumn); err != nil {
+			return nil, err
+		}
+		out = append(out, f)
+	}
+	return out, rows.Err()
+}
+
+// ran reports whether an earlier target of this run deleted (or, in a dry
+// run, counted) rows, and with which cutoff.
+func (c *cleaner) ran(target string) (time.Time, bool) {
+	t, ok := c.done[target]
+	return t.Cutoff, ok && t.Skipped == ""
 }
 
 // NewCleanup returns the cleanup_old_data handler. results may be nil when no
@@ -119,6 +175,13 @@ func NewCleanup(db *gorm.DB, results *result.Store, o CleanupOptions) func(conte
 		if errs := tasks.CheckAuditRetention(p, minAudit); len(errs) > 0 {
 			return job.Permanent(fmt.Errorf("maintenance: %s %s", errs[0].Field, errs[0].Message))
 		}
+		refused := ""
+		if p.GetDryRun() {
+			real := &taskpb.CleanupOldDataParams{OlderThanDays: p.GetOlderThanDays(), Targets: p.GetTargets()}
+			if errs := tasks.CheckAuditRetention(real, minAudit); len(errs) > 0 {
+				refused = errs[0].Field + " " + errs[0].Message
+			}
+		}
 		var targets []string
 		for _, t := range cleanupOrder {
 			if len(p.GetTargets()) == 0 || slices.Contains(p.GetTargets(), t) {
@@ -134,7 +197,13 @@ func NewCleanup(db *gorm.DB, results *result.Store, o CleanupOptions) func(conte
 		if err != nil {
 			return err
 		}
-		out := CleanupResult{DryRun: p.GetDryRun(), Targets: map[string]CleanupTarget{}}
+		if exist["tasks"] {
+			if c.cascade, err = cascadesToTasks(ctx, sdb); err != nil {
+				return err
+			}
+		}
+		out := CleanupResult{DryRun: p.GetDryRun(), Targets: map[string]CleanupTarget{}, Refused: refused}
+		c.done = out.Targets
 		for i, target := range targets {
 			days := int(p.GetOlderThanDays())
 			if days == 0 {
@@ -151,11 +220,9 @@ func NewCleanup(db *gorm.DB, results *result.Store, o CleanupOptions) func(conte
 				res.Skipped = "no result storage configured"
 				r.Log(job.Warn, "cleanup target skipped: no result storage", map[string]any{"target": target})
 			case p.GetDryRun():
-				n, err := c.count(ctx, target, res.Cutoff)
-				if err != nil {
+				if err := c.count(ctx, target, &res); err != nil {
 					return err
 				}
-				res.Rows = n
 			default:
 				if err := c.run(ctx, target, &res); err != nil {
 					return err
@@ -179,27 +246,76 @@ func NewCleanup(db *gorm.DB, results *result.Store, o CleanupOptions) func(conte
 	}
 }
 
-// count counts what a target would delete.
-func (c *cleaner) count(ctx context.Context, target string, cutoff time.Time) (int64, error) {
-	var q string
-	args := []any{cutoff}
+// count fills in what a target would delete, after the run's earlier
+// targets: the same selections as the deletions, read only.
+func (c *cleaner) count(ctx context.Context, target string, res *CleanupTarget) error {
+	cutoff := res.Cutoff
+	one := func(q string, args ...any) (int64, error) {
+		var n int64
+		if err := c.db.QueryRowContext(ctx, q, args...).Scan(&n); err != nil {
+			return 0, fmt.Errorf("maintenance: count %s: %w", target, store.Translate(err))
+		}
+		return n, nil
+	}
+	var err error
 	switch target {
 	case "tasks":
-		q = `SELECT count(*) FROM tasks WHERE status IN ` + terminal + ` AND COALESCE(completed_at, updated_at) < $1`
+		doomed := c.doomedTasks()
+		if res.Rows, err = one(`SELECT count(*) FROM (`+doomed+`) d`, cutoff); err != nil {
+			return err
+		}
+		if c.results != nil {
+			q, args := `SELECT count(*) FROM results WHERE task_id IN (`+doomed+`)`, []any{cutoff}
+			if rc, ok := c.ran("results"); ok {
+				// Rows the results target deleted are not there any more.
+				q, args = q+` AND NOT (created_at < $2 OR expires_at <= $3)`, append(args, rc, c.now)
+			}
+			if res.Files, err = one(q, args...); err != nil {
+				return err
+			}
+		}
+		for _, f := range c.cascade {
+			q, args := `SELECT count(*) FROM `+f.quotedTable+` WHERE `+f.quotedColumn+` IN (`+doomed+`)`, []any{cutoff}
+			if lc, ok := c.ran("task_logs"); ok && f.table == "task_logs" {
+				// The doomed tasks are terminal: the task_logs target took
+				// their lines older than its cutoff.
+				q, args = q+` AND NOT (ts < $2)`, append(args, lc)
+			}
+			n, err := one(q, args...)
+			if err != nil {
+				return err
+			}
+			if n > 0 {
+				if res.Cascaded == nil {
+					res.Cascaded = map[string]int64{}
+				}
+				res.Cascaded[f.table] = n
+			}
+		}
+		return nil
 	case "task_logs":
-		q = `SELECT count(*) FROM task_logs l JOIN tasks t ON t.id = l.task_id WHERE l.ts < $1 AND t.status IN ` + terminal
+		res.Rows, err = one(`SELECT count(*) FROM task_logs l JOIN tasks t ON t.id = l.task_id WHERE l.ts < $1 AND t.status IN `+terminal, cutoff)
 	case "prices":
-		q, args = `SELECT count(*) FROM prices WHERE date < $1::date`, []any{cutoff.Format(time.DateOnly)}
+		res.Rows, err = one(`SELECT count(*) FROM prices WHERE date < $1::date`, cutoff.Format(time.DateOnly))
 	case "results":
-		q, args = `SELECT count(*) FROM results WHERE created_at < $1 OR expires_at <= $2`, []any{cutoff, c.now}
+		res.Rows, err = one(`SELECT count(*) FROM results WHERE created_at < $1 OR expires_at <= $2`, cutoff, c.now)
+		// Each row's file goes with it.
+		res.Files = res.Rows
 	case "audit":
-		q = `SELECT count(*) FROM audit_log WHERE ts < $1`
+		res.Rows, err = one(`SELECT count(*) FROM audit_log WHERE ts < $1`, cutoff)
 	}
-	var n int64
-	if err := c.db.QueryRowContext(ctx, q, args...).Scan(&n); err != nil {
-		return 0, fmt.Errorf("maintenance: count %s: %w", target, store.Translate(err))
+	return err
+}
+
+// doomedTasks selects the ids of the tasks the tasks target deletes ($1 the
+// cutoff): terminal and old enough; without result storage, only those
+// without results (their files could not be removed).
+func (c *cleaner) doomedTasks() string {
+	q := `SELECT id FROM tasks WHERE status IN ` + terminal + ` AND COALESCE(completed_at, updated_at) < $1`
+	if c.results == nil {
+		q += ` AND NOT EXISTS (SELECT 1 FROM results WHERE results.task_id = tasks.id)`
 	}
-	return n, nil
+	return q
 }
 
 // run deletes a target's old rows in batches, reporting after each batch and
@@ -213,7 +329,7 @@ func (c *cleaner) run(ctx context.Context, target string, res *CleanupTarget) er
 		var err error
 		switch target {
 		case "tasks":
-			n, files, err = c.deleteTasks(ctx, res.Cutoff)
+			n, files, err = c.deleteTasks(ctx, res)
 		case "results":
 			n, files, err = c.deleteResults(ctx, res.Cutoff)
 		case "task_logs":
@@ -252,18 +368,14 @@ func (c *cleaner) exec(ctx context.Context, q string, args ...any) (int64, error
 
 // deleteTasks deletes one batch of old terminal tasks (their attempts, logs and
 // callbacks cascade) together with their results' rows, then the results' files.
-func (c *cleaner) deleteTasks(ctx context.Context, cutoff time.Time) (int64, int64, error) {
+func (c *cleaner) deleteTasks(ctx context.Context, res *CleanupTarget) (int64, int64, error) {
 	var doomed []result.Result
 	var n int64
 	var gone []string
+	cascaded := map[string]int64{}
 	err := c.tx(ctx, func(tx *sql.Tx) error {
-		keep := ""
-		if c.results == nil {
-			keep = ` AND NOT EXISTS (SELECT 1 FROM results WHERE results.task_id = tasks.id)`
-		}
-		rows, err := tx.QueryContext(ctx, `SELECT id FROM tasks
-			WHERE status IN `+terminal+` AND COALESCE(completed_at, updated_at) < $1`+keep+`
-			ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED`, cutoff, c.batch)
+		rows, err := tx.QueryContext(ctx, c.doomedTasks()+`
+			ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED`, res.Cutoff, c.batch)
 		if err != nil {
 			return err
 		}
@@ -272,6 +384,15 @@ func (c *cleaner) deleteTasks(ctx context.Context, cutoff time.Time) (int64, int
 			return err
 		}
 		gone = ids
+		// What goes with the tasks, counted under their lock.
+		for _, f := range c.cascade {
+			var k int64
+			err := tx.QueryRowContext(ctx, `SELECT count(*) FROM `+f.quotedTable+` WHERE `+f.quotedColumn+` = ANY($1)`, ids).Scan(&k)
+			if err != nil {
+				return err
+			}
+			cascaded[f.table] = k
+		}
 		if c.results != nil {
 			if doomed, err = deleteResultRows(ctx, tx, `task_id = ANY($1)`, ids); err != nil {
 				return err
@@ -287,6 +408,14 @@ func (c *cleaner) deleteTasks(ctx context.Context, cutoff time.Time) (int64, int
 	})
 	if err != nil {
 		return 0, 0, err
+	}
+	for table, k := range cascaded {
+		if k > 0 {
+			if res.Cascaded == nil {
+				res.Cascaded = map[string]int64{}
+			}
+			res.Cascaded[table] += k
+		}
 	}
 	c.forget(ctx, gone)
 	return n, c.removeFiles(ctx, doomed), nil
