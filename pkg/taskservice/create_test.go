@@ -15,6 +15,7 @@ import (
 	"github.com/taskforge/taskforge/pkg/store"
 	"github.com/taskforge/taskforge/pkg/tasks"
 	"github.com/taskforge/taskforge/pkg/taskservice"
+	"github.com/taskforge/taskforge/pkg/taskservice/taskservicetest"
 	"github.com/taskforge/taskforge/pkg/testenv"
 )
 
@@ -27,15 +28,8 @@ type testBundle struct {
 
 func setup(t *testing.T) testBundle {
 	t.Helper()
-	pg := testenv.NewPostgres(t)
-	rd := testenv.NewRedis(t)
-	client := asynq.NewClient(rd.Opt())
-	insp := asynq.NewInspector(rd.Opt())
-	t.Cleanup(func() { client.Close(); insp.Close() })
-	svc, err := taskservice.New(pg.DB, client, insp, zap.NewNop(), taskservice.Options{})
-	require.NoError(t, err)
-	t.Cleanup(svc.Close)
-	return testBundle{svc: svc, pg: pg, rd: rd, inspector: insp}
+	e := taskservicetest.New(t)
+	return testBundle{svc: e.Service, pg: e.PG, rd: e.RD, inspector: e.Inspector}
 }
 
 func TestCreateWritesRowAndEnqueues(t *testing.T) {

@@ -19,7 +19,7 @@ import (
 	"github.com/taskforge/taskforge/pkg/schedule"
 	"github.com/taskforge/taskforge/pkg/store"
 	"github.com/taskforge/taskforge/pkg/tasks"
-	"github.com/taskforge/taskforge/pkg/taskservice"
+	"github.com/taskforge/taskforge/pkg/taskservice/taskservicetest"
 	"github.com/taskforge/taskforge/pkg/testenv"
 )
 
@@ -165,16 +165,10 @@ func TestBinarySeedsServesAndStopsOnSIGTERM(t *testing.T) {
 // package's handler (as the worker does): one task per fire time.
 func TestTwoSchedulerProcesses(t *testing.T) {
 	t.Parallel()
-	pg := testenv.NewPostgres(t)
-	rd := testenv.NewRedis(t)
+	env := taskservicetest.New(t)
+	pg, rd, svc := env.PG, env.RD, env.Service
 	ctx := context.Background()
 
-	client := asynq.NewClient(rd.Opt())
-	insp := asynq.NewInspector(rd.Opt())
-	t.Cleanup(func() { _ = client.Close(); _ = insp.Close() })
-	svc, err := taskservice.New(pg.DB, client, insp, zap.NewNop(), taskservice.Options{})
-	require.NoError(t, err)
-	t.Cleanup(svc.Close)
 	st, err := schedule.NewStore(pg.DB)
 	require.NoError(t, err)
 	name, cron, typ := "every-second", "@every 1s", tasks.TypeRefreshAllPrices
