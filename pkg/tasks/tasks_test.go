@@ -67,6 +67,8 @@ func TestDecodeParams(t *testing.T) {
 		{"bad email", "send_email", `{"to":["nope"],"subject":"s"}`, []string{"params.to"}},
 		{"several", "send_alert", `{"channel":"fax"}`, []string{"params.message", "params.title"}},
 		{"bad channel", "send_alert", `{"channel":"fax","title":"t","message":"m"}`, []string{"params.channel"}},
+		{"principals on sms", "send_alert", `{"channel":"sms","title":"t","message":"m","recipients":["+15550001111"],"principals":["key_a"]}`, []string{"params.principals"}},
+		{"push principals", "send_alert", `{"channel":"push","title":"t","message":"m","principals":["key_a"]}`, nil},
 		{"webhook scheme", "webhook_callback", `{"url":"ftp://x"}`, []string{"params.url"}},
 		{"webhook ok", "webhook_callback", `{"url":"https://example.com/h","payload":{"a":[1,2]},"secret":"s"}`, nil},
 		{"camel name accepted", "calculate_metrics", `{"portfolioId":"pf"}`, nil},
