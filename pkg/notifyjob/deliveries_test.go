@@ -5,6 +5,7 @@ import (
 	"net/url"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -62,4 +63,25 @@ func TestSendAlertRetrySkipsReached(t *testing.T) {
 
 	require.NoError(t, svc.SendAlert(t.Context(), &job.Recorder{ID: "task_sms_retry"}, params))
 	require.Len(t, to(), 4, "every number was reached: nothing is sent again")
+}
+
+// TestSendEmailRetryDoesNotResend runs send_email twice for one task against
+// a local SMTP server, as a retry after a failure past the send would: the
+// second run sends nothing, another task's mail still goes out.
+func TestSendEmailRetryDoesNotResend(t *testing.T) {
+	t.Parallel()
+	b := setupEmail(t)
+	svc := newService(t, notifyjob.Options{DB: b.db, Mailer: b.mailer, Results: b.results})
+	insertTask(t, b.db, taskRow{ID: "task_email_once", Type: "send_email", Status: "running", CreatedBy: "key_alice"})
+	insertTask(t, b.db, taskRow{ID: "task_email_other", Type: "send_email", Status: "running", CreatedBy: "key_alice"})
+	params := &taskpb.SendEmailParams{To: []string{"alice@example.test"}, Cc: []string{"bob@example.test"}, Subject: "Once", BodyText: "x"}
+
+	require.NoError(t, svc.SendEmail(t.Context(), &job.Recorder{ID: "task_email_once"}, params))
+	b.mp.MessageBySubject(t, "Once")
+	require.Equal(t, 1, b.mp.Count(t))
+	require.NoError(t, svc.SendEmail(t.Context(), &job.Recorder{ID: "task_email_once"}, params))
+	require.NoError(t, svc.SendEmail(t.Context(), &job.Recorder{ID: "task_email_other"}, params))
+	require.Eventually(t, func() bool { return b.mp.Count(t) == 2 }, 10*time.Second, 20*time.Millisecond,
+		"the other task's mail arrives, the retried one is not sent again")
+	require.Equal(t, 2, b.mp.Count(t))
 }
