@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/taskforge/taskforge/pkg/boot"
@@ -36,29 +37,23 @@ func TestReadinessFollowsOutages(t *testing.T) {
 	srv := httptest.NewServer(deps.Checker.Mux(deps.Registry))
 	t.Cleanup(srv.Close)
 
-	readyz := func() (int, health.Status) {
+	readyz := func(c require.TestingT) (int, health.Status) {
 		res, err := http.Get(srv.URL + "/readyz")
-		require.NoError(t, err)
+		require.NoError(c, err)
 		defer res.Body.Close()
 		var st health.Status
-		require.NoError(t, json.NewDecoder(res.Body).Decode(&st))
+		require.NoError(c, json.NewDecoder(res.Body).Decode(&st))
 		return res.StatusCode, st
 	}
 	waitFor := func(code int, down []string) health.Status {
 		t.Helper()
 		var last health.Status
-		var lastCode int
-		ok := false
-		deadline := time.Now().Add(30 * time.Second)
-		for time.Now().Before(deadline) {
-			lastCode, last = readyz()
-			if lastCode == code && strings.Join(last.Down, ",") == strings.Join(down, ",") {
-				ok = true
-				break
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
-		require.True(t, ok, "want %d down=%v, last %d %+v", code, down, lastCode, last)
+		require.EventuallyWithT(t, func(c *assert.CollectT) {
+			gotCode, st := readyz(c)
+			last = st
+			assert.Equal(c, code, gotCode, "%+v", st)
+			assert.Equal(c, strings.Join(down, ","), strings.Join(st.Down, ","), "%+v", st)
+		}, 30*time.Second, 100*time.Millisecond)
 		return last
 	}
 

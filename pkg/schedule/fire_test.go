@@ -195,8 +195,15 @@ func TestChangesApplyWithoutRestart(t *testing.T) {
 	// Disabled: no fire after the sync interval has passed.
 	_, err := b.store.Patch(ctx, s.ID, schedule.Input{Enabled: ptr(false)})
 	require.NoError(t, err)
-	time.Sleep(600 * time.Millisecond) // one sync interval and a fire in flight
-	stopped := count()
+	// The fires have stopped once no task appeared for one sync interval and
+	// a fire in flight, counted from the change at the earliest.
+	stopped, quiet := count(), time.Now()
+	require.Eventually(t, func() bool {
+		if n := count(); n != stopped {
+			stopped, quiet = n, time.Now()
+		}
+		return time.Since(quiet) > 600*time.Millisecond
+	}, 10*time.Second, 50*time.Millisecond)
 	require.Never(t, func() bool { return count() > stopped }, 2500*time.Millisecond, 100*time.Millisecond)
 	off, err := b.store.Get(ctx, s.ID)
 	require.NoError(t, err)
@@ -284,8 +291,9 @@ func TestFireJobOfMissingOrDisabledSchedule(t *testing.T) {
 	s := b.create(t, "off", "@every 1s", tasks.TypeRefreshAllPrices, `{}`)
 	_, err = b.store.Patch(context.Background(), s.ID, schedule.Input{Enabled: ptr(false)})
 	require.NoError(t, err)
-	time.Sleep(1100 * time.Millisecond) // let a tick pass
-	out, err = f.FireJob(context.Background(), s.ID)
-	require.NoError(t, err)
-	require.Empty(t, out.Created)
+	// Across a tick of the disabled schedule, its fire job creates nothing.
+	require.Never(t, func() bool {
+		out, err := f.FireJob(context.Background(), s.ID)
+		return err != nil || len(out.Created) > 0
+	}, 1100*time.Millisecond, 100*time.Millisecond)
 }

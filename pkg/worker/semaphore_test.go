@@ -2,6 +2,7 @@ package worker_test
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -36,14 +37,21 @@ func TestSemaphoreLimitsHoldersAndFreesExpiredLeases(t *testing.T) {
 	require.NoError(t, err)
 	require.True(t, ok)
 
-	// "a" keeps renewing, "c" crashes: its slot frees itself.
-	deadline := time.Now().Add(1500 * time.Millisecond)
-	for time.Now().Before(deadline) {
+	// "a" keeps renewing, "c" crashes: its slot frees itself while a's stays.
+	var renewErr error
+	require.Eventually(t, func() bool {
 		held, err := sem.Renew(ctx, "backup_data", "a")
-		require.NoError(t, err)
-		require.True(t, held)
-		time.Sleep(150 * time.Millisecond)
-	}
+		if err == nil && !held {
+			err = errors.New("a lost its slot while renewing")
+		}
+		if err != nil {
+			renewErr = err
+			return true
+		}
+		n, err := sem.Count(ctx, "backup_data")
+		return err == nil && n == 1
+	}, 5*time.Second, 150*time.Millisecond)
+	require.NoError(t, renewErr)
 	n, err := sem.Count(ctx, "backup_data")
 	require.NoError(t, err)
 	require.Equal(t, 1, n)
