@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 
 	"golang.org/x/oauth2"
 	"golang.org/x/oauth2/jwt"
@@ -56,10 +57,33 @@ type serviceAccount struct {
 // tokens are obtained with the JWT bearer grant through the same client (the
 // egress guard's) and reused until they expire.
 type FCM struct {
-	client *http.Client
-	send   *url.URL
+	client   *http.Client
+	send     *url.URL
+	tokenURL *url.URL
+	red      redactor
+
+	// mu serialises token requests, so that the transport error recorded by
+	// seen belongs to the exchange that failed (oauth2 flattens it into text).
+	mu     sync.Mutex
 	tokens oauth2.TokenSource
-	red    redactor
+	seen   *recordingTransport
+}
+
+// recordingTransport keeps the last transport error of the token exchange:
+// the oauth2 package formats it with %v, which loses whether the egress guard
+// refused the destination.
+type recordingTransport struct {
+	base http.RoundTripper
+	last error
+}
+
+// RoundTrip implements http.RoundTripper.
+func (t *recordingTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := t.base.RoundTrip(req)
+	if err != nil {
+		t.last = err
+	}
+	return resp, err
 }
 
 // NewFCM returns an FCM sender using client, the egress guard's.
@@ -85,7 +109,8 @@ func NewFCM(client *http.Client, cfg FCMConfig) (*FCM, error) {
 		return nil, invalidf(ChannelPush, "fcm project id is missing or malformed")
 	}
 	tokenURL := firstNonEmpty(cfg.TokenURL, sa.TokenURI, DefaultFCMTokenURL)
-	if _, err := parseEndpoint(ChannelPush, "fcm token url", tokenURL); err != nil {
+	tu, err := parseEndpoint(ChannelPush, "fcm token url", tokenURL)
+	if err != nil {
 		return nil, err
 	}
 	base, err := parseEndpoint(ChannelPush, "fcm base url", firstNonEmpty(cfg.BaseURL, DefaultFCMBaseURL))
@@ -99,9 +124,15 @@ func NewFCM(client *http.Client, cfg FCMConfig) (*FCM, error) {
 	}
 	// The token source keeps this context for every refresh: it carries only
 	// the client, so that token requests pass through the egress guard.
-	tctx := context.WithValue(context.Background(), oauth2.HTTPClient, client)
+	rt := client.Transport
+	if rt == nil {
+		rt = http.DefaultTransport
+	}
+	seen := &recordingTransport{base: rt}
+	tokenClient := &http.Client{Transport: seen, CheckRedirect: client.CheckRedirect, Timeout: client.Timeout}
+	tctx := context.WithValue(context.Background(), oauth2.HTTPClient, tokenClient)
 	return &FCM{
-		client: client, send: send,
+		client: client, send: send, tokenURL: tu, seen: seen,
 		tokens: oauth2.ReuseTokenSource(nil, jc.TokenSource(tctx)),
 		red:    redactor(nil).with(sa.PrivateKey, cfg.CredentialsJSON),
 	}, nil
@@ -162,9 +193,9 @@ func (f *FCM) Send(ctx context.Context, token string, a Alert) error {
 		return invalidf(ChannelPush, "encode message: %v", err)
 	}
 	red := f.red.with(token)
-	tok, err := f.tokens.Token()
+	tok, err := f.token(red)
 	if err != nil {
-		return f.tokenError(err, red)
+		return err
 	}
 	req, err := newRequest(ctx, ChannelPush, http.MethodPost, f.send, bytes.NewReader(body))
 	if err != nil {
@@ -176,18 +207,35 @@ func (f *FCM) Send(ctx context.Context, token string, a Alert) error {
 	return err
 }
 
-// tokenError classifies a failed token exchange: a refusal by the token
-// endpoint (4xx other than 408 and 429, which includes bad credentials) is
-// permanent; a network error or 5xx is retryable. The endpoint's reply body is
-// not quoted.
-func (f *FCM) tokenError(err error, red redactor) error {
-	var re *oauth2.RetrieveError
-	if errors.As(err, &re) && re.Response != nil {
-		status := re.Response.StatusCode
-		return &Error{
-			Channel: ChannelPush, StatusCode: status, Permanent: permanentStatus(status),
-			msg: fmt.Sprintf("notify: %s: fcm token exchange: status %d", ChannelPush, status),
-		}
+// token returns a valid access token, obtaining one when the last has
+// expired. A failed exchange is classified: a refused destination or a refusal
+// by the token endpoint (4xx other than 408 and 429, which includes bad
+// credentials) is permanent; a network error or 5xx is retryable; a key that
+// cannot sign is permanent. The endpoint's reply body is never quoted.
+func (f *FCM) token(red redactor) (*oauth2.Token, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.seen.last = nil
+	tok, err := f.tokens.Token()
+	if err == nil {
+		return tok, nil
 	}
-	return transportError(ChannelPush, "fcm token endpoint", err, red)
+	target := describeURL(f.tokenURL)
+	var re *oauth2.RetrieveError
+	switch {
+	case f.seen.last != nil:
+		return nil, transportError(ChannelPush, target, f.seen.last, red)
+	case errors.As(err, &re) && re.Response != nil:
+		status := re.Response.StatusCode
+		return nil, &Error{
+			Channel: ChannelPush, StatusCode: status, Permanent: permanentStatus(status),
+			msg: fmt.Sprintf("notify: %s: fcm token exchange with %s: status %d", ChannelPush, target, status),
+		}
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
+		return nil, transportError(ChannelPush, target, err, red)
+	}
+	return nil, &Error{
+		Channel: ChannelPush, Permanent: true, err: ErrInvalid,
+		msg: fmt.Sprintf("notify: %s: fcm token exchange with %s failed: the service account key cannot sign or the reply is not a token", ChannelPush, target),
+	}
 }

@@ -28,6 +28,7 @@ import (
 	"gorm.io/gorm"
 
 	"github.com/taskforge/taskforge/pkg/config"
+	"github.com/taskforge/taskforge/pkg/egress"
 	"github.com/taskforge/taskforge/pkg/job"
 	"github.com/taskforge/taskforge/pkg/notifyjob"
 	"github.com/taskforge/taskforge/pkg/taskpb"
@@ -334,4 +335,61 @@ func withJSON(h http.Handler) http.Handler {
 		w.Header().Set("Content-Type", "application/json")
 		h.ServeHTTP(w, r)
 	})
+}
+
+// TestSendAlertPushEgress: push services and the FCM token endpoint are
+// reached through the egress guard: with loopback not allowed, nothing
+// reaches the local servers, the task fails permanently naming no address,
+// and the subscriptions stay (a refusal is not a gone subscription).
+func TestSendAlertPushEgress(t *testing.T) {
+	t.Parallel()
+	pg := testenv.NewPostgres(t)
+	pushService := newFakeServer(t, nil)
+	tokens := newFakeServer(t, nil)
+	creds, _ := serviceAccount(t, tokens.srv.URL+"/token")
+	pub, priv, _ := vapidKeys(t)
+	client := guardedClient(t, false)
+	subs, err := notifyjob.SubscriptionsFromConfig(config.PushConfig{
+		VAPIDPublicKey: pub, VAPIDPrivateKey: priv, VAPIDSubject: vapidSubject,
+		FCMCredentials: creds, FCMBaseURL: pushService.srv.URL,
+	}, pg.DB, client)
+	require.NoError(t, err)
+	svc := newService(t, notifyjob.Options{DB: pg.DB, HTTPClient: client, Subscriptions: subs})
+	br := newBrowser(t)
+	insertTask(t, pg.DB, taskRow{ID: "task_push_egress", Type: "send_alert", Status: "running", CreatedBy: "key_u"})
+	insertSub(t, pg.DB, "psub_e1", "key_u", "webpush", pushService.srv.URL+"/w", b64.EncodeToString(br.key.PublicKey().Bytes()), b64.EncodeToString(br.auth))
+	insertSub(t, pg.DB, "psub_e2", "key_u", "fcm", "tok-1", "", "")
+
+	err = svc.SendAlert(t.Context(), &job.Recorder{ID: "task_push_egress"}, &taskpb.SendAlertParams{Channel: "push", Title: "t", Message: "m"})
+	require.Error(t, err)
+	require.True(t, job.IsPermanent(err), "a refused destination cannot succeed later: %v", err)
+	require.ErrorIs(t, err, egress.ErrBlocked)
+	require.Empty(t, pushService.requests())
+	require.Empty(t, tokens.requests())
+	require.Equal(t, []string{"psub_e1", "psub_e2"}, subIDs(t, pg.DB))
+}
+
+// TestSubscriptionsFromConfig refuses keys that no push service would
+// accept, and says which setting is wrong without quoting a secret.
+func TestSubscriptionsFromConfig(t *testing.T) {
+	t.Parallel()
+	pg := testenv.NewPostgres(t)
+	client := guardedClient(t, true)
+	none, err := notifyjob.SubscriptionsFromConfig(config.PushConfig{}, pg.DB, client)
+	require.NoError(t, err)
+	require.Nil(t, none)
+	pub, priv, _ := vapidKeys(t)
+	otherPub, _, _ := vapidKeys(t)
+	for name, c := range map[string]config.PushConfig{
+		"mismatched vapid keys": {VAPIDPublicKey: otherPub, VAPIDPrivateKey: priv, VAPIDSubject: vapidSubject},
+		"bad vapid subject":     {VAPIDPublicKey: pub, VAPIDPrivateKey: priv, VAPIDSubject: "ops@example.com"},
+		"fcm not json":          {FCMCredentials: "secret-CANARY-not-json"},
+		"fcm no key":            {FCMCredentials: `{"type":"service_account","project_id":"p","client_email":"a@b"}`},
+	} {
+		_, err := notifyjob.SubscriptionsFromConfig(c, pg.DB, client)
+		require.Error(t, err, name)
+		require.Contains(t, err.Error(), "push.", name)
+		require.NotContains(t, err.Error(), priv, name)
+		require.NotContains(t, err.Error(), "CANARY", name)
+	}
 }
