@@ -339,8 +339,8 @@ func withJSON(h http.Handler) http.Handler {
 
 // TestSendAlertPushEgress: push services and the FCM token endpoint are
 // reached through the egress guard: with loopback not allowed, nothing
-// reaches the local servers, the task fails permanently naming no address,
-// and the subscriptions stay (a refusal is not a gone subscription).
+// reaches the local servers, the task fails permanently with the guard's
+// refusal (egress.ErrBlocked), and the subscriptions stay (a refusal is not a gone subscription).
 func TestSendAlertPushEgress(t *testing.T) {
 	t.Parallel()
 	pg := testenv.NewPostgres(t)
