@@ -97,7 +97,7 @@ func (s *Service) SendAlert(ctx context.Context, r job.Reporter, p *taskpb.SendA
 // topics) not reached yet, recording each one reached at once. It tries them
 // all; the error joins the failures and is permanent only if every failure is.
 func (s *Service) sendEach(ctx context.Context, r job.Reporter, ch string, sender notify.AlertSender, alert notify.Alert) error {
-	done, err := s.delivered(ctx, r.TaskID(), ch)
+	done, err := s.delivered(ctx, r.TaskID(), ch, alert.Recipients)
 	if err != nil {
 		return err
 	}

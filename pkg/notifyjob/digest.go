@@ -166,7 +166,7 @@ func (s *Service) GenerateDigest(ctx context.Context, r job.Reporter, p *taskpb.
 	if err != nil {
 		return fmt.Errorf("notifyjob: %s: render: %w", op, err)
 	}
-	done, err := s.delivered(ctx, r.TaskID(), deliveryDigest)
+	done, err := s.delivered(ctx, r.TaskID(), deliveryDigest, to)
 	if err != nil {
 		return err
 	}

@@ -50,7 +50,7 @@ func (s *Service) SendEmail(ctx context.Context, r job.Reporter, p *taskpb.SendE
 		return err
 	}
 	n := len(p.GetTo()) + len(p.GetCc())
-	done, err := s.delivered(ctx, r.TaskID(), deliveryEmail)
+	done, err := s.delivered(ctx, r.TaskID(), deliveryEmail, p.GetTo(), p.GetCc())
 	if err != nil {
 		return err
 	}

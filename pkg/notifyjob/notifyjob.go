@@ -133,6 +133,12 @@ type Options struct {
 	// Now returns the current time; generate_digest's default date is the UTC
 	// day before it. If nil, time.Now is used.
 	Now func() time.Time
+	// RecipientMAC keys the digest of a recipient kept in
+	// notification_deliveries (secret.Keyring.MAC), so that a stored digest
+	// of a phone number cannot be matched against guesses without the
+	// keyring. A key rotation changes it: a retry after one may reach a
+	// recipient again. If nil, plain SHA-256 is used.
+	RecipientMAC func(data []byte) []byte
 }
 
 // Service runs the notification task types. It is safe for concurrent use.
@@ -148,6 +154,7 @@ type Service struct {
 	maxAttachment int64
 	log           *zap.Logger
 	now           func() time.Time
+	recipientMAC  func([]byte) []byte
 }
 
 // New returns a Service. It fails if DB or HTTPClient is nil or a limit is
@@ -182,7 +189,7 @@ func New(o Options) (*Service, error) {
 	return &Service{
 		db: o.DB, client: o.HTTPClient, mailer: o.Mailer, alerts: alerts, subs: o.Subscriptions, results: o.Results,
 		isAdmin: o.IsAdmin, digestTo: append([]string(nil), o.DigestRecipients...),
-		maxAttachment: o.MaxAttachmentBytes, log: o.Log, now: o.Now,
+		maxAttachment: o.MaxAttachmentBytes, log: o.Log, now: o.Now, recipientMAC: o.RecipientMAC,
 	}, nil
 }
 

@@ -92,7 +92,7 @@ func setupNotify(t *testing.T, keys *secret.Keyring) notifyBundle {
 	push, err := notify.NewPush(guard.Client(), notify.PushConfig{URL: gw.srv.URL + "/push"})
 	require.NoError(t, err)
 	notifications, err := notifyjob.New(notifyjob.Options{DB: b.pg.DB, HTTPClient: guard.Client(), Mailer: mailer,
-		Alerts: map[string]notify.AlertSender{"sms": sms, "push": push}, Log: log})
+		Alerts: map[string]notify.AlertSender{"sms": sms, "push": push}, Log: log, RecipientMAC: keys.MAC})
 	require.NoError(t, err)
 
 	rc := queue.Client(b.rd.Opt())
@@ -138,11 +138,13 @@ func (nb notifyBundle) waitCompleted(t *testing.T, ids ...string) {
 	}
 }
 
-// nowhereInClear checks PostgreSQL (every column of tasks, schedules and
-// task_logs), every Redis key and the captured logs.
+// nowhereInClear checks PostgreSQL (every column of tasks, schedules,
+// task_logs and notification_deliveries), every Redis key and the captured
+// logs.
 func (nb notifyBundle) nowhereInClear(t *testing.T, canaries ...string) {
 	t.Helper()
-	rows := rowsText(t, nb.testBundle, "tasks") + rowsText(t, nb.testBundle, "schedules") + rowsText(t, nb.testBundle, "task_logs")
+	rows := rowsText(t, nb.testBundle, "tasks") + rowsText(t, nb.testBundle, "schedules") + rowsText(t, nb.testBundle, "task_logs") +
+		rowsText(t, nb.testBundle, "notification_deliveries")
 	dump := redisDump(t, nb.testBundle)
 	logs := nb.logs.String()
 	for _, c := range canaries {
@@ -175,7 +177,7 @@ func randomDigits(t *testing.T, n int) string {
 // notification type — send_email's to, cc and body, an SMS's phone number
 // (send_alert over sms), send_alert's push recipient, generate_digest's
 // recipient — and in a send_email schedule's recipient: none is in
-// PostgreSQL (tasks, schedules, task_logs), Redis or the logs in clear, nor
+// PostgreSQL (tasks, schedules, task_logs, notification_deliveries), Redis or the logs in clear, nor
 // in an API answer; the local SMTP server and alert gateway receive the real
 // values from the worker.
 func TestSensitiveParamsCanary(t *testing.T) {
@@ -213,6 +215,7 @@ func TestSensitiveParamsCanary(t *testing.T) {
 	require.Contains(t, string(row.Params), "statement "+id, "a field that is not sensitive (the subject) stays readable")
 
 	nb.waitCompleted(t, ids...)
+	require.Contains(t, rowsText(t, nb.testBundle, "notification_deliveries"), ids[0], "the deliveries were recorded (and are read below)")
 
 	// The receivers got the real values.
 	mail := nb.smtp.MessageBySubject(t, "statement "+id)

@@ -98,6 +98,7 @@ func Build(d Deps) (map[string]job.Handler, error) {
 	notifications, err := notifyjob.New(notifyjob.Options{
 		DB: d.DB, HTTPClient: d.HTTP, Mailer: senders.EmailSender(), Alerts: senders.Alerts, Subscriptions: subscriptions, Results: results,
 		IsAdmin: notifyjob.KeyAdmins(d.DB, auth.BootstrapPrincipalID), Log: d.Log.Named("notify"),
+		RecipientMAC: recipientMAC(d.Keyring),
 	})
 	if err != nil {
 		return nil, err
@@ -128,4 +129,12 @@ func Build(d Deps) (map[string]job.Handler, error) {
 	}
 
 	return out, nil
+}
+
+// recipientMAC is the keyring's MAC, or nil without a keyring.
+func recipientMAC(k *secret.Keyring) func([]byte) []byte {
+	if k == nil {
+		return nil
+	}
+	return k.MAC
 }
