@@ -100,7 +100,8 @@ func NotifyDefaults() NotifyConfig {
 	return NotifyConfig{
 		CallbackSecretOverlap: 24 * time.Hour,
 		Policy: NotifyPolicyConfig{
-			Roles:                RecipientRoles{Operator: all, Admin: all},
+			Roles: RecipientRoles{Operator: all, Admin: all,
+				Viewer: RecipientRules{EmailDomains: []string{}, PhonePrefixes: []string{}, PushTopics: []string{}, SlackChannels: []string{}}},
 			MaxRecipientsPerTask: 50, MaxRecipientsPerHour: 500,
 			PremiumPrefixes: append([]string(nil), DefaultPremiumPrefixes...),
 		},
