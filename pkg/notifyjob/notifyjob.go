@@ -167,6 +167,8 @@ func New(o Options) (*Service, error) {
 		return nil, errors.New("notifyjob: new service: nil http client")
 	case o.MaxAttachmentBytes < 0:
 		return nil, errors.New("notifyjob: new service: negative attachment limit")
+	case o.Subscriptions != nil && o.Subscriptions.Store == nil:
+		return nil, errors.New("notifyjob: new service: push subscriptions without a store")
 	}
 	if o.MaxAttachmentBytes == 0 {
 		o.MaxAttachmentBytes = DefaultMaxAttachmentBytes
