@@ -217,3 +217,32 @@ func TestMigrationsStatusMarksDestructiveDowns(t *testing.T) {
 	_, err = store.MigrateDown(context.Background(), pg.SQL, 1)
 	require.ErrorContains(t, err, "not part of this binary")
 }
+
+// TestMigrateConcurrently: processes migrating one database at once (a Helm
+// hook retried, an operator's migrate down) take turns on the migrations'
+// lock: every run succeeds and each migration is recorded once.
+func TestMigrateConcurrently(t *testing.T) {
+	t.Parallel()
+	pg := testenv.NewEmptyPostgres(t)
+	ctx := context.Background()
+	errs := make(chan error, 4)
+	for range 4 {
+		go func() { errs <- store.Migrate(ctx, pg.SQL) }()
+	}
+	for range 4 {
+		require.NoError(t, <-errs)
+	}
+	var dup int
+	require.NoError(t, pg.SQL.QueryRow(`SELECT count(*) FROM (SELECT version_id FROM goose_db_version
+		GROUP BY version_id HAVING count(*) > 1) d`).Scan(&dup))
+	require.Zero(t, dup)
+
+	// A down and an up at once: both succeed, one after the other.
+	go func() {
+		_, err := store.MigrateDown(ctx, pg.SQL, 1)
+		errs <- err
+	}()
+	go func() { errs <- store.Migrate(ctx, pg.SQL) }()
+	require.NoError(t, <-errs)
+	require.NoError(t, <-errs)
+}
