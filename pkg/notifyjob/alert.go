@@ -78,7 +78,7 @@ func (s *Service) SendAlert(ctx context.Context, r job.Reporter, p *taskpb.SendA
 	}
 	res := AlertResult{Channel: ch, Recipients: len(p.GetRecipients())}
 	if toSubs {
-		out, err := s.sendToSubscriptions(ctx, principals, alert)
+		out, err := s.sendToSubscriptions(ctx, r.TaskID(), principals, alert)
 		res.Subscriptions, res.Removed = out.delivered, out.removed
 		if err != nil {
 			return fmt.Errorf("notifyjob: %s: %w", op, err)

@@ -68,6 +68,10 @@ func SubscriptionsFromConfig(push config.PushConfig, db *gorm.DB, client *http.C
 	return out, nil
 }
 
+// deliveryPushSubscription is the notification_deliveries channel of push
+// subscriptions; the recipient is the subscription id.
+const deliveryPushSubscription = "push_subscription"
+
 // pushOutcome counts a delivery to subscriptions.
 type pushOutcome struct {
 	delivered, removed, skipped int
@@ -99,12 +103,22 @@ func (s *Service) alertPrincipals(ctx context.Context, r job.Reporter, op string
 }
 
 // sendToSubscriptions sends the alert to every subscription of the
-// principals. Subscriptions a push service reports gone (404, 410) are
-// deleted and do not fail the task. The error sums up the other failures: it
-// is permanent only if each of them is.
-func (s *Service) sendToSubscriptions(ctx context.Context, principals []string, a notify.Alert) (pushOutcome, error) {
+// principals that this task has not reached yet (notification_deliveries:
+// each one reached is recorded at once, so a retry after a partial failure
+// pushes only to the others). Subscriptions a push service reports gone (404,
+// 410) are deleted and do not fail the task. The error sums up the other
+// failures: it is permanent only if each of them is.
+func (s *Service) sendToSubscriptions(ctx context.Context, taskID string, principals []string, a notify.Alert) (pushOutcome, error) {
 	var out pushOutcome
 	subs, err := s.subs.Store.ForPrincipals(ctx, principals)
+	if err != nil {
+		return out, err
+	}
+	ids := make([]string, len(subs))
+	for i, sub := range subs {
+		ids[i] = sub.ID
+	}
+	done, err := s.delivered(ctx, taskID, deliveryPushSubscription, ids)
 	if err != nil {
 		return out, err
 	}
@@ -112,6 +126,10 @@ func (s *Service) sendToSubscriptions(ctx context.Context, principals []string, 
 	var failed []error
 	permanent := true
 	for _, sub := range subs {
+		if done[sub.ID] {
+			out.delivered++
+			continue
+		}
 		var err error
 		switch {
 		case sub.Kind == notify.KindWebPush && s.subs.WebPush != nil:
@@ -125,6 +143,7 @@ func (s *Service) sendToSubscriptions(ctx context.Context, principals []string, 
 		switch {
 		case err == nil:
 			out.delivered++
+			s.markDelivered(ctx, taskID, deliveryPushSubscription, sub.ID)
 		case notify.IsGone(err):
 			gone = append(gone, sub.ID)
 		default:

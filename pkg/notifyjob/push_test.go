@@ -393,3 +393,42 @@ func TestSubscriptionsFromConfig(t *testing.T) {
 		require.NotContains(t, err.Error(), "CANARY", name)
 	}
 }
+
+// TestSendAlertPushRetry: a push service failing with 503 makes the attempt
+// retryable; the retry pushes only to the subscription not reached yet.
+func TestSendAlertPushRetry(t *testing.T) {
+	t.Parallel()
+	pg := testenv.NewPostgres(t)
+	var down atomic.Bool
+	down.Store(true)
+	pushService := newFakeServer(t, func(r recorded) (int, string) {
+		if r.Path == "/flaky" && down.Load() {
+			return http.StatusServiceUnavailable, ""
+		}
+		return http.StatusCreated, ""
+	})
+	pub, priv, _ := vapidKeys(t)
+	client := guardedClient(t, true)
+	subs, err := notifyjob.SubscriptionsFromConfig(config.PushConfig{VAPIDPublicKey: pub, VAPIDPrivateKey: priv, VAPIDSubject: vapidSubject}, pg.DB, client)
+	require.NoError(t, err)
+	svc := newService(t, notifyjob.Options{DB: pg.DB, HTTPClient: client, Subscriptions: subs})
+	a, b := newBrowser(t), newBrowser(t)
+	insertTask(t, pg.DB, taskRow{ID: "task_push_retry", Type: "send_alert", Status: "running", CreatedBy: "key_r"})
+	insertSub(t, pg.DB, "psub_r1", "key_r", "webpush", pushService.srv.URL+"/steady", b64.EncodeToString(a.key.PublicKey().Bytes()), b64.EncodeToString(a.auth))
+	insertSub(t, pg.DB, "psub_r2", "key_r", "webpush", pushService.srv.URL+"/flaky", b64.EncodeToString(b.key.PublicKey().Bytes()), b64.EncodeToString(b.auth))
+	params := &taskpb.SendAlertParams{Channel: "push", Title: "t", Message: "m"}
+
+	err = svc.SendAlert(t.Context(), &job.Recorder{ID: "task_push_retry"}, params)
+	require.Error(t, err)
+	require.False(t, job.IsPermanent(err), "a 503 may pass later: %v", err)
+	require.Len(t, pushService.requests(), 2)
+
+	down.Store(false)
+	rec := &job.Recorder{ID: "task_push_retry", N: 2}
+	require.NoError(t, svc.SendAlert(t.Context(), rec, params))
+	reqs := pushService.requests()
+	require.Len(t, reqs, 3, "the retry skips the subscription already reached")
+	require.Equal(t, "/flaky", reqs[2].Path)
+	require.JSONEq(t, `{"channel":"push","recipients":0,"subscriptions":2}`, string(rec.Result()))
+	require.Equal(t, []string{"psub_r1", "psub_r2"}, subIDs(t, pg.DB), "a 503 removes nothing")
+}
