@@ -139,12 +139,12 @@ func (nb notifyBundle) waitCompleted(t *testing.T, ids ...string) {
 }
 
 // nowhereInClear checks PostgreSQL (every column of tasks, schedules,
-// task_logs and notification_deliveries), every Redis key and the captured
-// logs.
+// task_logs, notification_deliveries and audit_log), every Redis key and the
+// captured logs.
 func (nb notifyBundle) nowhereInClear(t *testing.T, canaries ...string) {
 	t.Helper()
 	rows := rowsText(t, nb.testBundle, "tasks") + rowsText(t, nb.testBundle, "schedules") + rowsText(t, nb.testBundle, "task_logs") +
-		rowsText(t, nb.testBundle, "notification_deliveries")
+		rowsText(t, nb.testBundle, "notification_deliveries") + rowsText(t, nb.testBundle, "audit_log")
 	dump := redisDump(t, nb.testBundle)
 	logs := nb.logs.String()
 	for _, c := range canaries {
