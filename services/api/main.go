@@ -54,7 +54,6 @@ import (
 	"github.com/taskforge/taskforge/pkg/store"
 	"github.com/taskforge/taskforge/pkg/taskservice"
 	"github.com/taskforge/taskforge/services/api/internal/live"
-	"github.com/taskforge/taskforge/services/api/internal/schedules"
 	"github.com/taskforge/taskforge/services/api/internal/server"
 )
 
@@ -330,10 +329,6 @@ func serve(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 	if err != nil {
 		return err
 	}
-	scheduleRoutes, err := schedules.New(scheduleStore, auditLog, log.Named("schedules"))
-	if err != nil {
-		return err
-	}
 
 	// API.
 	clientIP, err := clientip.FromConfig(cfg)
@@ -362,7 +357,7 @@ func serve(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 	handler, err := server.New(server.Options{
 		Tasks: tasks, Auth: authn, Checker: deps.Checker, Registry: deps.Registry, Log: log,
 		OpenAPI: openapiDoc, BodyLimit: cfg.API.BodyLimit, Results: resultRoutes,
-		Schedules: scheduleRoutes, Keys: keys, Audit: auditLog,
+		Schedules: scheduleStore, Keys: keys, Audit: auditLog,
 		Limiter: limiter, RateLimit: cfg.RateLimit, PerAddress: cfg.RateLimit.PerAddress,
 		CORSAllowOrigins: cfg.API.CORSAllowOrigins, HSTS: cfg.API.HSTS, ClientIP: clientIP,
 		Priorities: priorities, AuditMinRetention: cfg.Retention.AuditMin, CallbackKeys: callbackKeys,

@@ -25,7 +25,6 @@ import (
 	"github.com/taskforge/taskforge/pkg/schedule"
 	"github.com/taskforge/taskforge/pkg/secret"
 	"github.com/taskforge/taskforge/pkg/store"
-	"github.com/taskforge/taskforge/services/api/internal/schedules"
 )
 
 // secureWith wires the security layer into opts: the audit log, API keys,
@@ -42,8 +41,6 @@ func (b *testBundle) secureWith(t *testing.T, opts *Options, db *gorm.DB, o setu
 		st, err = schedule.NewSealedStore(db, sealer)
 	}
 	require.NoError(t, err)
-	sh, err := schedules.New(st, al, log)
-	require.NoError(t, err)
 	local, err := result.NewLocal(t.TempDir())
 	require.NoError(t, err)
 	signer, err := result.NewSigner([]byte("api-test-signing-key-0123456789ab"), base, time.Minute)
@@ -52,7 +49,7 @@ func (b *testBundle) secureWith(t *testing.T, opts *Options, db *gorm.DB, o setu
 	require.NoError(t, err)
 	routes, err := httpresult.New(db, results, log)
 	require.NoError(t, err)
-	opts.Audit, opts.Keys, opts.Schedules, opts.Results = al, keys, sh, routes
+	opts.Audit, opts.Keys, opts.Schedules, opts.Results = al, keys, st, routes
 	callbackSealer, err := secret.NewKeyring(map[string][]byte{"cb": []byte("matrix-callback-key-0123456789ab")}, "cb")
 	require.NoError(t, err)
 	opts.CallbackKeys, err = callbackkey.New(db, callbackSealer, time.Minute)

@@ -10,6 +10,7 @@ import (
 
 	"github.com/taskforge/taskforge/pkg/logging"
 	"github.com/taskforge/taskforge/pkg/problem"
+	"github.com/taskforge/taskforge/pkg/schedule"
 	"github.com/taskforge/taskforge/pkg/store"
 	"github.com/taskforge/taskforge/pkg/tasks"
 	"github.com/taskforge/taskforge/pkg/taskservice"
@@ -59,8 +60,15 @@ func classify(err error) (*apiError, bool) {
 		return newError(http.StatusConflict, "conflict", "the task's state does not allow this"), false
 	case errors.Is(err, taskservice.ErrForbidden):
 		return errForbidden, false
+	case errors.Is(err, schedule.ErrNotFound):
+		return newError(http.StatusNotFound, "not-found", "no such schedule"), false
+	case errors.Is(err, schedule.ErrNameTaken):
+		return newError(http.StatusConflict, "conflict", "another schedule has this name",
+			tasks.FieldError{Field: "name", Message: "is already taken"}), false
+	case errors.Is(err, schedule.ErrBadCursor):
+		return badRequest("cursor", "is not a cursor of this list"), false
 	case errors.Is(err, taskservice.ErrUnavailable), errors.Is(err, store.ErrUnavailable),
-		errors.Is(err, context.DeadlineExceeded):
+		errors.Is(err, schedule.ErrUnavailable), errors.Is(err, context.DeadlineExceeded):
 		return newError(http.StatusServiceUnavailable, "unavailable", "a dependency is unavailable; try again later"), true
 	case errors.Is(err, context.Canceled):
 		// The caller went away; nobody reads this answer.

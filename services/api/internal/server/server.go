@@ -21,9 +21,9 @@ import (
 	"github.com/taskforge/taskforge/pkg/pushsub"
 	"github.com/taskforge/taskforge/pkg/ratelimit"
 	"github.com/taskforge/taskforge/pkg/result/httpresult"
+	"github.com/taskforge/taskforge/pkg/schedule"
 	"github.com/taskforge/taskforge/pkg/taskservice"
 	"github.com/taskforge/taskforge/services/api/internal/live"
-	"github.com/taskforge/taskforge/services/api/internal/schedules"
 )
 
 // DefaultBodyLimit is the largest request body accepted when Options.BodyLimit
@@ -50,8 +50,9 @@ type Options struct {
 	// Results serves the task result and signed download routes. If nil, they
 	// answer 404.
 	Results *httpresult.Handler
-	// Schedules serves /api/v1/schedules. If nil, those routes answer 503.
-	Schedules *schedules.Handlers
+	// Schedules keeps the schedules served under /api/v1/schedules. If nil,
+	// those routes answer 503.
+	Schedules *schedule.Store
 	// Keys manages API keys under /api/v1/api-keys. If nil, those routes
 	// answer 503.
 	Keys *auth.KeyStore
@@ -113,7 +114,7 @@ type Server struct {
 	limit     int64
 	metrics   *httpMetrics
 	results   *httpresult.Handler
-	schedules *schedules.Handlers
+	schedules *schedule.Store
 	keys      *auth.KeyStore
 	audit     *audit.Log
 	live      *live.Hub
@@ -211,7 +212,7 @@ func (s *Server) routes() {
 	v1.GET("/tasks/:task_id/result", s.taskResult, authed)
 	v1.GET("/results/:id/download", s.downloadResult)
 	// Schedules: every caller reads them, admins change them.
-	s.schedules.Register(v1, authed)
+	s.registerSchedules(v1, authed)
 	// Registry, monitoring and the contract.
 	v1.GET("/task-types", s.taskTypes, authed)
 	v1.GET("/queues", s.queues, authed)
