@@ -120,10 +120,6 @@ TASKFORGE_DATABASE_URL: {{ required "secrets.databaseURL is required (or set sec
 TASKFORGE_AUTH_JWT_SECRET: {{ $s.jwtSecret | quote }}
 TASKFORGE_CRYPTO_KEYS: {{ required "secrets.cryptoKeys is required (or set secrets.existingSecret)" $s.cryptoKeys | quote }}
 TASKFORGE_STORAGE_SIGNING_KEY: {{ required "secrets.storageSigningKey is required (or set secrets.existingSecret)" $s.storageSigningKey | quote }}
-{{- if lt (len $s.callbackSecret) 32 }}
-{{- fail "secrets.callbackSecret must be at least 32 characters (or set secrets.existingSecret)" }}
-{{- end }}
-TASKFORGE_WORKER_CALLBACK_SECRET: {{ $s.callbackSecret | quote }}
 TASKFORGE_REDIS_PASSWORD: {{ $s.redisPassword | quote }}
 TASKFORGE_REDIS_SENTINEL_PASSWORD: {{ $s.redisSentinelPassword | quote }}
 TASKFORGE_AUTH_BOOTSTRAP_ADMIN_KEY: {{ $s.bootstrapAdminKey | quote }}
