@@ -5,7 +5,8 @@ import (
 )
 
 // ParamsSchema describes the type's params as a JSON Schema object. Secret fields
-// are marked writeOnly and "x-secret".
+// are marked writeOnly and "x-secret"; the registry's sensitive fields
+// writeOnly and "x-sensitive" (both are sealed and read back masked).
 func (s Spec) ParamsSchema() map[string]any {
 	fields := s.NewParams().ProtoReflect().Descriptor().Fields()
 	props := map[string]any{}
@@ -14,9 +15,13 @@ func (s Spec) ParamsSchema() map[string]any {
 		fd := fields.Get(i)
 		name := string(fd.Name())
 		p := fieldSchema(fd)
-		if IsSecret(fd) {
+		switch {
+		case IsSecret(fd):
 			p["writeOnly"] = true
 			p["x-secret"] = true
+		case IsSensitive(fd):
+			p["writeOnly"] = true
+			p["x-sensitive"] = true
 		}
 		props[name] = p
 		if IsRequired(fd) {

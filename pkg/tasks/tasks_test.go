@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/taskforge/taskforge/pkg/taskpb"
 	"github.com/taskforge/taskforge/pkg/tasks"
@@ -198,4 +199,33 @@ func TestOverlayRetryPolicy(t *testing.T) {
 			require.Equal(t, tc.wantErrs, errs)
 		})
 	}
+}
+
+// TestSensitiveFields checks the registry's sensitive params: every
+// notification type's recipients (and send_email's bodies, webhook_callback's
+// payload) are sensitive, the fields that tell tasks apart are not, and the
+// params schema marks them.
+func TestSensitiveFields(t *testing.T) {
+	t.Parallel()
+	cases := map[string]struct{ sensitive, plain []string }{
+		tasks.TypeSendEmail:       {[]string{"to", "cc", "body_text", "body_html"}, []string{"subject", "attachments"}},
+		tasks.TypeSendAlert:       {[]string{"recipients"}, []string{"channel", "title", "message", "severity"}},
+		tasks.TypeGenerateDigest:  {[]string{"recipients"}, []string{"period", "date"}},
+		tasks.TypeWebhookCallback: {[]string{"payload", "headers", "secret"}, []string{"url", "method"}},
+	}
+	for typ, c := range cases {
+		spec, ok := tasks.Lookup(typ)
+		require.True(t, ok, typ)
+		fields := spec.NewParams().ProtoReflect().Descriptor().Fields()
+		props := spec.ParamsSchema()["properties"].(map[string]any)
+		for _, name := range c.sensitive {
+			require.True(t, tasks.IsSensitive(fields.ByName(protoreflect.Name(name))), "%s.%s", typ, name)
+			require.Equal(t, true, props[name].(map[string]any)["writeOnly"], "%s.%s", typ, name)
+		}
+		for _, name := range c.plain {
+			require.False(t, tasks.IsSensitive(fields.ByName(protoreflect.Name(name))), "%s.%s", typ, name)
+		}
+	}
+	spec, _ := tasks.Lookup(tasks.TypeCalculateMetrics)
+	require.False(t, tasks.IsSensitive(spec.NewParams().ProtoReflect().Descriptor().Fields().ByName("portfolio_id")))
 }

@@ -818,7 +818,7 @@ type TaskType struct {
 	EstimatedDuration int    `json:"estimated_duration"`
 	Name              string `json:"name"`
 
-	// ParamsSchema JSON Schema of the params; secret fields are writeOnly and x-secret.
+	// ParamsSchema JSON Schema of the params; secret fields are writeOnly and x-secret, sensitive ones (recipients, bodies, payloads; sealed and read back masked) writeOnly and x-sensitive.
 	ParamsSchema   map[string]interface{} `json:"params_schema"`
 	RetryPolicy    RetryPolicy            `json:"retry_policy"`
 	TimeoutSeconds int                    `json:"timeout_seconds"`
