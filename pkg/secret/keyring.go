@@ -1,8 +1,10 @@
 // Package secret protects the secret fields of task params (those marked
-// (taskforge.v1.secret) in the proto): it encrypts them in place with
-// AES-256-GCM under a keyring of named keys before params are stored in
+// (taskforge.v1.secret) in the proto) and the sensitive ones (named by the
+// type's registry entry, tasks.Spec.Sensitive): it encrypts them in place
+// with AES-256-GCM under a keyring of named keys before params are stored in
 // PostgreSQL or queued in Redis, decrypts them in the worker, and redacts them
-// wherever params are shown (the API, Asynqmon).
+// wherever params are shown (the API, Asynqmon). With crypto.seal_all_params
+// the keyring seals every string of every type's params.
 //
 // A sealed value is the string "enc:v1:<key id>:<base64url(nonce|ciphertext)>";
 // the key id and the field's full name are bound as additional data, so a
