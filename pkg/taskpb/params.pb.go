@@ -260,8 +260,10 @@ type CleanupOldDataParams struct {
 	// older_than_days; 0 means the retention configuration per target.
 	OlderThanDays int32 `protobuf:"varint,1,opt,name=older_than_days,json=olderThanDays,proto3" json:"older_than_days,omitempty"`
 	// targets among tasks, task_logs, prices, results, audit; empty means all.
-	Targets       []string `protobuf:"bytes,2,rep,name=targets,proto3" json:"targets,omitempty"`
-	DryRun        bool     `protobuf:"varint,3,opt,name=dry_run,json=dryRun,proto3" json:"dry_run,omitempty"`
+	Targets []string `protobuf:"bytes,2,rep,name=targets,proto3" json:"targets,omitempty"`
+	// dry_run reports exactly what the same run would delete (rows, files and
+	// cascaded rows per target) and deletes nothing.
+	DryRun        bool `protobuf:"varint,3,opt,name=dry_run,json=dryRun,proto3" json:"dry_run,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
