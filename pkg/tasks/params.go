@@ -350,11 +350,11 @@ func checkAlert(m proto.Message) []FieldError {
 		errs = append(errs, FieldError{"recipients", "sms needs at least one phone number"})
 	}
 	if len(p.GetPrincipals()) > 0 && p.GetChannel() != "push" {
-		errs = append(errs, FieldError{"principals", "only push alerts reach principals' subscriptions"})
+		errs = append(errs, FieldError{Field: "principals", Message: "only push alerts reach principals' subscriptions"})
 	}
 	for _, pr := range p.GetPrincipals() {
 		if strings.TrimSpace(pr) == "" {
-			errs = append(errs, FieldError{"principals", "must not hold an empty principal"})
+			errs = append(errs, FieldError{Field: "principals", Message: "must not hold an empty principal"})
 			break
 		}
 	}
