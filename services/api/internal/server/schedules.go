@@ -55,17 +55,21 @@ func (s *Server) scheduleStore() (*schedule.Store, error) {
 	return s.schedules, nil
 }
 
-// scheduleReader checks that the caller is authenticated and returns the
-// store.
-func (s *Server) scheduleReader(c echo.Context) (*schedule.Store, error) {
+// scheduleReader checks that the caller is authenticated and that id, unless
+// empty, has the shape of a schedule id, and returns the store.
+func (s *Server) scheduleReader(c echo.Context, id string) (*schedule.Store, error) {
 	if !principal(c).Role.Valid() {
 		return nil, errUnauthenticated
+	}
+	if id != "" && !scheduleIDPattern.MatchString(id) {
+		return nil, schedule.ErrNotFound
 	}
 	return s.scheduleStore()
 }
 
-// scheduleWriter checks that the caller is an admin (auditing a refusal)
-// and returns the store.
+// scheduleWriter checks that the caller is an admin (auditing a refusal) and
+// that id, unless empty, has the shape of a schedule id, and returns the
+// store.
 func (s *Server) scheduleWriter(c echo.Context, action, id string) (*schedule.Store, error) {
 	p := principal(c)
 	if !p.Role.Valid() {
@@ -78,6 +82,9 @@ func (s *Server) scheduleWriter(c echo.Context, action, id string) (*schedule.St
 		s.recordSchedule(c, action, id, errScheduleAdmin)
 		return nil, errScheduleAdmin
 	}
+	if id != "" && !scheduleIDPattern.MatchString(id) {
+		return nil, schedule.ErrNotFound
+	}
 	return s.scheduleStore()
 }
 
@@ -87,9 +94,17 @@ func (s *Server) recordSchedule(c echo.Context, action, id string, err error) {
 	s.record(c, audit.Entry{Action: action, ResourceType: audit.ResourceSchedule, ResourceID: id, Outcome: o, Details: details})
 }
 
+// answer writes v with status, or returns err.
+func answer(c echo.Context, status int, v any, err error) error {
+	if err != nil {
+		return err
+	}
+	return writeJSON(c, status, v)
+}
+
 // listSchedules handles GET /api/v1/schedules.
 func (s *Server) listSchedules(c echo.Context) error {
-	st, err := s.scheduleReader(c)
+	st, err := s.scheduleReader(c, "")
 	if err != nil {
 		return err
 	}
@@ -98,48 +113,33 @@ func (s *Server) listSchedules(c echo.Context) error {
 		return err
 	}
 	page, err := st.List(c.Request().Context(), limit, cursor)
-	if err != nil {
-		return err
-	}
-	return writeJSON(c, http.StatusOK, page)
+	return answer(c, http.StatusOK, page, err)
 }
 
 // getSchedule handles GET /api/v1/schedules/{schedule_id}.
 func (s *Server) getSchedule(c echo.Context) error {
-	st, err := s.scheduleReader(c)
+	id := c.Param("schedule_id")
+	st, err := s.scheduleReader(c, id)
 	if err != nil {
 		return err
-	}
-	id := c.Param("schedule_id")
-	if !scheduleIDPattern.MatchString(id) {
-		return schedule.ErrNotFound
 	}
 	sch, err := st.Get(c.Request().Context(), id)
-	if err != nil {
-		return err
-	}
-	return writeJSON(c, http.StatusOK, sch)
+	return answer(c, http.StatusOK, sch, err)
 }
 
 // scheduleRuns handles GET /api/v1/schedules/{schedule_id}/runs.
 func (s *Server) scheduleRuns(c echo.Context) error {
-	st, err := s.scheduleReader(c)
+	id := c.Param("schedule_id")
+	st, err := s.scheduleReader(c, id)
 	if err != nil {
 		return err
-	}
-	id := c.Param("schedule_id")
-	if !scheduleIDPattern.MatchString(id) {
-		return schedule.ErrNotFound
 	}
 	limit, cursor, err := schedulePage(c)
 	if err != nil {
 		return err
 	}
 	page, err := st.Runs(c.Request().Context(), id, limit, cursor)
-	if err != nil {
-		return err
-	}
-	return writeJSON(c, http.StatusOK, page)
+	return answer(c, http.StatusOK, page, err)
 }
 
 // createSchedule handles POST /api/v1/schedules (admins).
@@ -154,11 +154,10 @@ func (s *Server) createSchedule(c echo.Context) error {
 	}
 	sch, err := st.Create(c.Request().Context(), in, principal(c).ID)
 	s.recordSchedule(c, audit.ActionScheduleCreate, sch.ID, err)
-	if err != nil {
-		return err
+	if err == nil {
+		c.Response().Header().Set(echo.HeaderLocation, "/api/v1/schedules/"+sch.ID)
 	}
-	c.Response().Header().Set(echo.HeaderLocation, "/api/v1/schedules/"+sch.ID)
-	return writeJSON(c, http.StatusCreated, sch)
+	return answer(c, http.StatusCreated, sch, err)
 }
 
 // replaceSchedule handles PUT /api/v1/schedules/{schedule_id} (admins).
@@ -173,9 +172,6 @@ func (s *Server) updateSchedule(c echo.Context, full bool) error {
 	if err != nil {
 		return err
 	}
-	if !scheduleIDPattern.MatchString(id) {
-		return schedule.ErrNotFound
-	}
 	in, err := decodeSchedule(c)
 	if err != nil {
 		return err
@@ -187,10 +183,7 @@ func (s *Server) updateSchedule(c echo.Context, full bool) error {
 		sch, err = st.Patch(c.Request().Context(), id, in)
 	}
 	s.recordSchedule(c, audit.ActionScheduleUpdate, id, err)
-	if err != nil {
-		return err
-	}
-	return writeJSON(c, http.StatusOK, sch)
+	return answer(c, http.StatusOK, sch, err)
 }
 
 // deleteSchedule handles DELETE /api/v1/schedules/{schedule_id} (admins).
@@ -199,9 +192,6 @@ func (s *Server) deleteSchedule(c echo.Context) error {
 	st, err := s.scheduleWriter(c, audit.ActionScheduleDelete, id)
 	if err != nil {
 		return err
-	}
-	if !scheduleIDPattern.MatchString(id) {
-		return schedule.ErrNotFound
 	}
 	err = st.Delete(c.Request().Context(), id)
 	s.recordSchedule(c, audit.ActionScheduleDelete, id, err)
