@@ -10,7 +10,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/zap"
-	"go.uber.org/zap/zaptest"
 	"google.golang.org/protobuf/encoding/protojson"
 	"gorm.io/gorm"
 
@@ -20,6 +19,7 @@ import (
 	"github.com/taskforge/taskforge/pkg/store"
 	"github.com/taskforge/taskforge/pkg/tasks"
 	"github.com/taskforge/taskforge/pkg/taskservice"
+	"github.com/taskforge/taskforge/pkg/taskservice/taskservicetest"
 	"github.com/taskforge/taskforge/pkg/testenv"
 	"github.com/taskforge/taskforge/pkg/worker"
 )
@@ -41,15 +41,9 @@ type harness struct {
 
 func newHarness(t *testing.T, handlers map[string]job.Handler, tweak ...func(*worker.Options)) *harness {
 	t.Helper()
-	h := &harness{t: t, pg: testenv.NewPostgres(t), rd: testenv.NewRedis(t), reg: prometheus.NewRegistry()}
-	h.log = zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel))
-	h.cli = asynq.NewClient(h.rd.Opt())
-	h.insp = asynq.NewInspector(h.rd.Opt())
-	t.Cleanup(func() { _ = h.cli.Close(); _ = h.insp.Close() })
-	svc, err := taskservice.New(h.pg.DB, h.cli, h.insp, h.log, taskservice.Options{})
-	require.NoError(t, err)
-	t.Cleanup(svc.Close)
-	h.svc = svc
+	ts := taskservicetest.New(t)
+	h := &harness{t: t, pg: ts.PG, rd: ts.RD, reg: prometheus.NewRegistry(),
+		log: ts.Log, cli: ts.Client, insp: ts.Inspector, svc: ts.Service}
 	opts := worker.Options{
 		WorkerID: "test-worker", Handlers: handlers, Registerer: h.reg,
 		CancelPollInterval: 200 * time.Millisecond, StopGrace: 2 * time.Second,

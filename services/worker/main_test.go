@@ -13,11 +13,11 @@ import (
 
 	"github.com/hibiken/asynq"
 	"github.com/stretchr/testify/require"
-	"go.uber.org/zap"
 
 	"github.com/taskforge/taskforge/pkg/store"
 	"github.com/taskforge/taskforge/pkg/tasks"
 	"github.com/taskforge/taskforge/pkg/taskservice"
+	"github.com/taskforge/taskforge/pkg/taskservice/taskservicetest"
 	"github.com/taskforge/taskforge/pkg/testenv"
 	"github.com/taskforge/taskforge/services/worker/internal/handlers"
 )
@@ -40,15 +40,8 @@ type env struct {
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	e := &env{t: t, pg: testenv.NewPostgres(t), rd: testenv.NewRedis(t)}
-	cli := asynq.NewClient(e.rd.Opt())
-	e.ins = asynq.NewInspector(e.rd.Opt())
-	t.Cleanup(func() { _ = cli.Close(); _ = e.ins.Close() })
-	svc, err := taskservice.New(e.pg.DB, cli, e.ins, zap.NewNop(), taskservice.Options{})
-	require.NoError(t, err)
-	t.Cleanup(svc.Close)
-	e.svc = svc
-	return e
+	ts := taskservicetest.New(t)
+	return &env{t: t, pg: ts.PG, rd: ts.RD, svc: ts.Service, ins: ts.Inspector}
 }
 
 // proc is a worker process.
