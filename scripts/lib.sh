@@ -121,7 +121,7 @@ start_postgres() {
   fi
   as_pg "$bin/pg_ctl" -D "$dir/data" -l "$dir/postgres.log" -w -t 60 \
     -o "-c listen_addresses=127.0.0.1 -p $port -k $dir -c max_connections=300 $*" start >/dev/null \
-    || die "PostgreSQL failed to start (see $dir/postgres.log)"
+    || { tail -n 20 "$dir/postgres.log" >&2 2>/dev/null; die "PostgreSQL failed to start (see $dir/postgres.log)"; }
 }
 
 # stop_postgres DIR stops the PostgreSQL started in DIR.

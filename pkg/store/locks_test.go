@@ -50,15 +50,14 @@ func TestConnectionsWaitForLocksWithinBounds(t *testing.T) {
 	require.NoError(t, nsql.QueryRowContext(ctx, `SHOW statement_timeout`).Scan(&stmtTimeout))
 	require.Equal(t, []string{"0", "0"}, []string{lockTimeout, stmtTimeout})
 
-	require.NoError(t, pg.DB.Exec(`INSERT INTO tasks (id, type, status, priority, max_retries, retry_policy, timeout_seconds)
-VALUES ('task_lock', 'refresh_portfolio', 'pending', 'normal', 3, '{}', 60)`).Error)
+	require.NoError(t, pg.DB.Exec(`INSERT INTO audit_log (action, outcome, details) VALUES ('lock.test', 'success', '{}')`).Error)
 	holder, err := pg.SQL.BeginTx(ctx, nil)
 	require.NoError(t, err)
-	_, err = holder.ExecContext(ctx, `SELECT id FROM tasks WHERE id = 'task_lock' FOR UPDATE`)
+	_, err = holder.ExecContext(ctx, `SELECT id FROM audit_log WHERE action = 'lock.test' FOR UPDATE`)
 	require.NoError(t, err)
 
 	update := func() error {
-		return db.WithContext(ctx).Exec(`UPDATE tasks SET current_step = 'x' WHERE id = 'task_lock'`).Error
+		return db.WithContext(ctx).Exec(`UPDATE audit_log SET outcome = 'failure' WHERE action = 'lock.test'`).Error
 	}
 	err = update()
 	require.True(t, store.IsLockConflict(err), "%v", err)
