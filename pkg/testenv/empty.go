@@ -4,8 +4,6 @@ import (
 	"database/sql"
 	"fmt"
 	"testing"
-
-	"github.com/taskforge/taskforge/pkg/store"
 )
 
 // NewEmptyPostgres hands the test a fresh database without any migration
@@ -23,20 +21,5 @@ func NewEmptyPostgres(tb testing.TB) Postgres {
 	if _, err := admin.Exec(fmt.Sprintf(`CREATE DATABASE %q TEMPLATE template0`, name)); err != nil {
 		tb.Fatalf("testenv: create database: %v", err)
 	}
-	u := withDatabase(base, name)
-	gdb, err := store.Open(store.Options{URL: u, MaxOpenConns: 5, MaxIdleConns: 2})
-	if err != nil {
-		tb.Fatalf("testenv: open %s: %v", name, err)
-	}
-	sqlDB, _ := gdb.DB()
-	tb.Cleanup(func() {
-		_ = sqlDB.Close()
-		admin, err := sql.Open("pgx", base)
-		if err != nil {
-			return
-		}
-		defer admin.Close()
-		_, _ = admin.Exec(fmt.Sprintf(`DROP DATABASE IF EXISTS %q WITH (FORCE)`, name))
-	})
-	return Postgres{URL: u, DB: gdb, SQL: sqlDB}
+	return open(tb, base, name, 5, 2)
 }

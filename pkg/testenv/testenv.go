@@ -124,8 +124,15 @@ func NewPostgres(tb testing.TB) Postgres {
 	if lastErr != nil {
 		tb.Fatalf("testenv: create database: %v", lastErr)
 	}
+	return open(tb, base, name, 20, 5)
+}
+
+// open connects to the test database name on the server of base, with a pool
+// of maxOpen (maxIdle idle) connections, and drops the database when tb ends.
+func open(tb testing.TB, base, name string, maxOpen, maxIdle int) Postgres {
+	tb.Helper()
 	u := withDatabase(base, name)
-	gdb, err := store.Open(store.Options{URL: u, MaxOpenConns: 20, MaxIdleConns: 5})
+	gdb, err := store.Open(store.Options{URL: u, MaxOpenConns: maxOpen, MaxIdleConns: maxIdle})
 	if err != nil {
 		tb.Fatalf("testenv: open %s: %v", name, err)
 	}

@@ -82,24 +82,35 @@ func (s *Server) doCreateAPIKey(c echo.Context, id *string) error {
 	return writeJSON(c, http.StatusCreated, v)
 }
 
-// parseNewKey reads {"name","role","expires_at"}: malformed JSON is 400,
-// unknown fields and wrong types 422 naming the field.
-func parseNewKey(c echo.Context) (auth.NewKey, error) {
-	var req auth.NewKey
+// readObject reads a request body that must be one JSON object: another
+// media type is 415, a body past the size limit 413, malformed JSON or another
+// JSON value 400; its members are left to the caller.
+func readObject(c echo.Context) (map[string]json.RawMessage, error) {
 	if !isJSON(c.Request().Header.Get(echo.HeaderContentType)) {
-		return req, newError(http.StatusUnsupportedMediaType, "unsupported-media-type", "the body must be application/json")
+		return nil, newError(http.StatusUnsupportedMediaType, "unsupported-media-type", "the body must be application/json")
 	}
 	body, err := io.ReadAll(c.Request().Body)
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			return req, err
+			return nil, err
 		}
-		return req, badRequest("body", "could not be read")
+		return nil, badRequest("body", "could not be read")
 	}
 	var fields map[string]json.RawMessage
 	if err := json.Unmarshal(body, &fields); err != nil || fields == nil {
-		return req, badRequest("body", "must be a JSON object")
+		return nil, badRequest("body", "must be a JSON object")
+	}
+	return fields, nil
+}
+
+// parseNewKey reads {"name","role","expires_at"}: malformed JSON is 400,
+// unknown fields and wrong types 422 naming the field.
+func parseNewKey(c echo.Context) (auth.NewKey, error) {
+	var req auth.NewKey
+	fields, err := readObject(c)
+	if err != nil {
+		return req, err
 	}
 	var errs []tasks.FieldError
 	bad := func(field, msg string) { errs = append(errs, tasks.FieldError{Field: field, Message: msg}) }

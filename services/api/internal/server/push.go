@@ -3,7 +3,6 @@ package server
 import (
 	"encoding/json"
 	"errors"
-	"io"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -108,20 +107,9 @@ func (s *Server) doCreatePushSubscription(c echo.Context, id *string) error {
 // naming the field; pushsub checks the values.
 func parsePushSubscription(c echo.Context) (pushsub.New, error) {
 	var req pushsub.New
-	if !isJSON(c.Request().Header.Get(echo.HeaderContentType)) {
-		return req, newError(http.StatusUnsupportedMediaType, "unsupported-media-type", "the body must be application/json")
-	}
-	body, err := io.ReadAll(c.Request().Body)
+	fields, err := readObject(c)
 	if err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			return req, err
-		}
-		return req, badRequest("body", "could not be read")
-	}
-	var fields map[string]json.RawMessage
-	if err := json.Unmarshal(body, &fields); err != nil || fields == nil {
-		return req, badRequest("body", "must be a JSON object")
+		return req, err
 	}
 	var errs []tasks.FieldError
 	bad := func(field, msg string) { errs = append(errs, tasks.FieldError{Field: field, Message: msg}) }
