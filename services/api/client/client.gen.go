@@ -1453,7 +1453,10 @@ type ClientInterface interface {
 	// fresh download link in Location: an S3 presigned URL, or this API's signed
 	// `/api/v1/results/{id}/download` link; either works for storage.link_ttl.
 	// A task with only a JSON result answers it; a task with neither, 404. A task
-	// the caller may not see answers 404.
+	// the caller may not see answers 404. The JSON result carries a strong `ETag`
+	// (a digest of the body); a request whose `If-None-Match` names it is
+	// answered 304 without a body. An ended task's result is served from the
+	// result cache (`storage.cache`) when it is on.
 	//
 	// Corresponds with GET /api/v1/tasks/{task_id}/result (the `GetTaskResult` operationId).
 	GetTaskResult(ctx context.Context, taskId TaskID, params *GetTaskResultParams, reqEditors ...RequestEditorFn) (*http.Response, error)
@@ -2154,7 +2157,10 @@ func (c *Client) GetTaskLogs(ctx context.Context, taskId TaskID, params *GetTask
 // fresh download link in Location: an S3 presigned URL, or this API's signed
 // `/api/v1/results/{id}/download` link; either works for storage.link_ttl.
 // A task with only a JSON result answers it; a task with neither, 404. A task
-// the caller may not see answers 404.
+// the caller may not see answers 404. The JSON result carries a strong `ETag`
+// (a digest of the body); a request whose `If-None-Match` names it is
+// answered 304 without a body. An ended task's result is served from the
+// result cache (`storage.cache`) when it is on.
 //
 // Corresponds with GET /api/v1/tasks/{task_id}/result (the `GetTaskResult` operationId).
 func (c *Client) GetTaskResult(ctx context.Context, taskId TaskID, params *GetTaskResultParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -4303,7 +4309,10 @@ type ClientWithResponsesInterface interface {
 	// fresh download link in Location: an S3 presigned URL, or this API's signed
 	// `/api/v1/results/{id}/download` link; either works for storage.link_ttl.
 	// A task with only a JSON result answers it; a task with neither, 404. A task
-	// the caller may not see answers 404.
+	// the caller may not see answers 404. The JSON result carries a strong `ETag`
+	// (a digest of the body); a request whose `If-None-Match` names it is
+	// answered 304 without a body. An ended task's result is served from the
+	// result cache (`storage.cache`) when it is on.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -7033,9 +7042,19 @@ func (r GetTaskLogsResponse) ContentType() string {
 	return ""
 }
 
+// GetTaskResultResponse200Headers the declared response headers of an HTTP 200 response for GetTaskResult
+type GetTaskResultResponse200Headers struct {
+	ETag *string
+}
+
 // GetTaskResultResponse302Headers the declared response headers of an HTTP 302 response for GetTaskResult
 type GetTaskResultResponse302Headers struct {
 	Location *string
+}
+
+// GetTaskResultResponse304Headers the declared response headers of an HTTP 304 response for GetTaskResult
+type GetTaskResultResponse304Headers struct {
+	ETag *string
 }
 
 // GetTaskResultResponse429Headers the declared response headers of an HTTP 429 response for GetTaskResult
@@ -7063,8 +7082,12 @@ type GetTaskResultResponse struct {
 	ApplicationproblemJSON503 *Unavailable
 	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
 	ApplicationproblemJSONDefault *Error
+	// Headers200 the parsed response headers for an HTTP 200 response
+	Headers200 *GetTaskResultResponse200Headers
 	// Headers302 the parsed response headers for an HTTP 302 response
 	Headers302 *GetTaskResultResponse302Headers
+	// Headers304 the parsed response headers for an HTTP 304 response
+	Headers304 *GetTaskResultResponse304Headers
 	// Headers429 the parsed response headers for an HTTP 429 response
 	Headers429 *GetTaskResultResponse429Headers
 	// Headers503 the parsed response headers for an HTTP 503 response
@@ -7980,7 +8003,10 @@ func (c *ClientWithResponses) GetTaskLogsWithResponse(ctx context.Context, taskI
 // fresh download link in Location: an S3 presigned URL, or this API's signed
 // `/api/v1/results/{id}/download` link; either works for storage.link_ttl.
 // A task with only a JSON result answers it; a task with neither, 404. A task
-// the caller may not see answers 404.
+// the caller may not see answers 404. The JSON result carries a strong `ETag`
+// (a digest of the body); a request whose `If-None-Match` names it is
+// answered 304 without a body. An ended task's result is served from the
+// result cache (`storage.cache`) when it is on.
 //
 // Returns a wrapper object for the known response body format(s).
 //
@@ -10643,6 +10669,9 @@ func ParseGetTaskResultResponse(rsp *http.Response) (*GetTaskResultResponse, err
 	case rsp.StatusCode == 302:
 		break // No content-type
 
+	case rsp.StatusCode == 304:
+		break // No content-type
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
 		var dest Unauthorized
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -10681,6 +10710,16 @@ func ParseGetTaskResultResponse(rsp *http.Response) (*GetTaskResultResponse, err
 	}
 
 	switch {
+	case rsp.StatusCode == 200:
+		var headers GetTaskResultResponse200Headers
+		if values := rsp.Header.Values("ETag"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "ETag", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.ETag = &value
+		}
+		response.Headers200 = &headers
 	case rsp.StatusCode == 302:
 		var headers GetTaskResultResponse302Headers
 		if values := rsp.Header.Values("Location"); len(values) > 0 {
@@ -10691,6 +10730,16 @@ func ParseGetTaskResultResponse(rsp *http.Response) (*GetTaskResultResponse, err
 			headers.Location = &value
 		}
 		response.Headers302 = &headers
+	case rsp.StatusCode == 304:
+		var headers GetTaskResultResponse304Headers
+		if values := rsp.Header.Values("ETag"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "ETag", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.ETag = &value
+		}
+		response.Headers304 = &headers
 	case rsp.StatusCode == 429:
 		var headers GetTaskResultResponse429Headers
 		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
