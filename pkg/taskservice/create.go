@@ -21,6 +21,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"gorm.io/gorm"
 
+	"github.com/taskforge/taskforge/pkg/auth"
 	"github.com/taskforge/taskforge/pkg/lifecycle"
 	"github.com/taskforge/taskforge/pkg/queue"
 	"github.com/taskforge/taskforge/pkg/store"
@@ -256,6 +257,17 @@ func (s *Service) prepare(ctx context.Context, req CreateRequest) (store.Task, p
 			return store.Task{}, nil, spec, fmt.Errorf("taskservice: recipients: %w", err)
 		}
 		errs = append(errs, objections...)
+	}
+	// The worker refuses a push alert that names other principals unless its
+	// creator is an admin (notifyjob.ErrPrincipalsNotAllowed): such a task
+	// could never succeed, so it is refused here.
+	if ap, ok := msg.(*taskpb.SendAlertParams); ok && req.Role != "" && req.Role != string(auth.Admin) {
+		for i, pr := range ap.GetPrincipals() {
+			if pr != req.CreatedBy {
+				errs = append(errs, tasks.FieldError{Field: fmt.Sprintf("params.principals[%d]", i),
+					Message: "only an admin's alert may reach other principals' push subscriptions"})
+			}
+		}
 	}
 	priority := req.Priority
 	if priority == "" {
