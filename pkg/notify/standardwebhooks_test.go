@@ -53,8 +53,10 @@ func TestVerifyWebhook(t *testing.T) {
 		"no timestamp": func(h http.Header) { h.Del(notify.HeaderWebhookTimestamp) },
 		"bad time":     func(h http.Header) { h.Set(notify.HeaderWebhookTimestamp, "soon") },
 		"no signature": func(h http.Header) { h.Del(notify.HeaderWebhookSignature) },
-		"v2 only":      func(h http.Header) { h.Set(notify.HeaderWebhookSignature, "v2,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=") },
-		"garbage":      func(h http.Header) { h.Set(notify.HeaderWebhookSignature, "v1,!!!") },
+		"v2 only": func(h http.Header) {
+			h.Set(notify.HeaderWebhookSignature, "v2,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=")
+		},
+		"garbage": func(h http.Header) { h.Set(notify.HeaderWebhookSignature, "v1,!!!") },
 	} {
 		c := h.Clone()
 		mut(c)

@@ -12,8 +12,8 @@ import (
 	"github.com/taskforge/taskforge/pkg/lifecycle/lifecycletest"
 	"github.com/taskforge/taskforge/pkg/result"
 	"github.com/taskforge/taskforge/pkg/store"
-	"github.com/taskforge/taskforge/pkg/taskservice"
 	"github.com/taskforge/taskforge/pkg/tasks"
+	"github.com/taskforge/taskforge/pkg/taskservice"
 )
 
 type failingForgetter struct{}
