@@ -187,16 +187,7 @@ func TestSecretParamsNeverLeak(t *testing.T) {
 		Handlers: map[string]job.Handler{tasks.TypeWebhookCallback: handler}, Opener: keyringOpener{k2},
 	})
 	require.NoError(t, err)
-	srv := asynq.NewServer(b.rd.Opt(), rt.AsynqConfig(worker.ServerOptions{
-		Concurrency: 2, StrictPriority: true, ShutdownTimeout: time.Second, TaskCheckInterval: 10 * time.Millisecond,
-	}))
-	require.NoError(t, srv.Start(rt))
-	t.Cleanup(func() {
-		srv.Shutdown()
-		cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = rt.Close(cctx)
-	})
+	serveTasks(t, b, rt, 2)
 	status := func(id string) store.Task {
 		var r store.Task
 		require.NoError(t, b.pg.DB.Take(&r, "id = ?", id).Error)

@@ -1,7 +1,6 @@
 package server
 
 import (
-	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -15,7 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hibiken/asynq"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -99,16 +97,7 @@ func setupNotify(t *testing.T, keys *secret.Keyring) notifyBundle {
 	t.Cleanup(func() { _ = rc.Close() })
 	rt, err := worker.New(b.pg.DB, rc, b.inspector, log, worker.Options{Handlers: notifications.Handlers(), Opener: keyringOpener{keys}})
 	require.NoError(t, err)
-	srv := asynq.NewServer(b.rd.Opt(), rt.AsynqConfig(worker.ServerOptions{
-		Concurrency: 4, StrictPriority: true, ShutdownTimeout: time.Second, TaskCheckInterval: 10 * time.Millisecond,
-	}))
-	require.NoError(t, srv.Start(rt))
-	t.Cleanup(func() {
-		srv.Shutdown()
-		cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = rt.Close(cctx)
-	})
+	serveTasks(t, b, rt, 4)
 	return notifyBundle{testBundle: b, logs: logs, smtp: smtpSrv, gw: gw}
 }
 

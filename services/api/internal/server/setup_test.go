@@ -36,6 +36,7 @@ import (
 	"github.com/taskforge/taskforge/pkg/store"
 	"github.com/taskforge/taskforge/pkg/taskservice"
 	"github.com/taskforge/taskforge/pkg/testenv"
+	"github.com/taskforge/taskforge/pkg/worker"
 	"github.com/taskforge/taskforge/services/api/client"
 	"github.com/taskforge/taskforge/services/api/internal/live"
 )
@@ -349,3 +350,19 @@ func nonNilService(t *testing.T) *taskservice.Service {
 func nonNilChecker() *health.Checker { return health.NewChecker(map[string]health.Check{}, nil) }
 
 func nopLog() *zap.Logger { return zap.NewNop() }
+
+// serveTasks runs rt under an Asynq server on b's Redis with concurrency
+// until the test ends, then closes rt.
+func serveTasks(t *testing.T, b testBundle, rt *worker.Runtime, concurrency int) {
+	t.Helper()
+	srv := asynq.NewServer(b.rd.Opt(), rt.AsynqConfig(worker.ServerOptions{
+		Concurrency: concurrency, StrictPriority: true, ShutdownTimeout: time.Second, TaskCheckInterval: 10 * time.Millisecond,
+	}))
+	require.NoError(t, srv.Start(rt))
+	t.Cleanup(func() {
+		srv.Shutdown()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = rt.Close(ctx)
+	})
+}
