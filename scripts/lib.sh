@@ -42,6 +42,15 @@ ensure_stores() {
   pg_bin >/dev/null || die "PostgreSQL binaries still missing"
 }
 
+# ensure_chromium makes a headless-capable Chromium available for the
+# console's browser tests (Debian's chromium package, driven over CDP).
+ensure_chromium() {
+  command -v chromium >/dev/null 2>&1 && return 0
+  echo "installing chromium (the console's browser tests)..." >&2
+  apt_install chromium
+  command -v chromium >/dev/null 2>&1 || die "chromium still missing"
+}
+
 # ensure_cc makes a C compiler available: go test -race needs cgo.
 ensure_cc() {
   command -v "$(go env CC 2>/dev/null || echo gcc)" >/dev/null 2>&1 && return 0

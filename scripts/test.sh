@@ -24,6 +24,7 @@ else
   export CGO_ENABLED=0
 fi
 ensure_stores
+ensure_chromium
 scripts/install-tools.sh
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/taskforge-test.XXXXXX")

@@ -253,6 +253,27 @@ func (e TaskTypeCategory) Valid() bool {
 	}
 }
 
+// Defines values for WhoAmIRole.
+const (
+	WhoAmIRoleAdmin    WhoAmIRole = "admin"
+	WhoAmIRoleOperator WhoAmIRole = "operator"
+	WhoAmIRoleViewer   WhoAmIRole = "viewer"
+)
+
+// Valid indicates whether the value is a known member of the WhoAmIRole enum.
+func (e WhoAmIRole) Valid() bool {
+	switch e {
+	case WhoAmIRoleAdmin:
+		return true
+	case WhoAmIRoleOperator:
+		return true
+	case WhoAmIRoleViewer:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for ListTasksParamsSort.
 const (
 	CreatedAt         ListTasksParamsSort = "created_at"
@@ -850,6 +871,17 @@ type TypeStats struct {
 	Type *string `json:"type,omitempty"`
 }
 
+// WhoAmI defines model for WhoAmI.
+type WhoAmI struct {
+	// Id Example: key_01hz3k8c2m4n5p6q7r8s9t0v1w
+	Id   string     `json:"id"`
+	Name string     `json:"name"`
+	Role WhoAmIRole `json:"role"`
+}
+
+// WhoAmIRole defines model for WhoAmI.Role.
+type WhoAmIRole string
+
 // Cursor defines model for Cursor.
 type Cursor = string
 
@@ -976,9 +1008,12 @@ type ListTasksParams struct {
 	CreatedAfter *time.Time `form:"created_after,omitempty" json:"created_after,omitempty"`
 
 	// CreatedBefore Tasks created before this time.
-	CreatedBefore *time.Time           `form:"created_before,omitempty" json:"created_before,omitempty"`
-	Sort          *ListTasksParamsSort `form:"sort,omitempty" json:"sort,omitempty"`
-	Limit         *Limit               `form:"limit,omitempty" json:"limit,omitempty"`
+	CreatedBefore *time.Time `form:"created_before,omitempty" json:"created_before,omitempty"`
+
+	// ScheduleId Tasks fired by this schedule.
+	ScheduleId *string              `form:"schedule_id,omitempty" json:"schedule_id,omitempty"`
+	Sort       *ListTasksParamsSort `form:"sort,omitempty" json:"sort,omitempty"`
+	Limit      *Limit               `form:"limit,omitempty" json:"limit,omitempty"`
 
 	// Cursor The next_cursor of the previous page (opaque).
 	Cursor *Cursor `form:"cursor,omitempty" json:"cursor,omitempty"`
@@ -1469,6 +1504,27 @@ type ClientInterface interface {
 	//
 	// Corresponds with POST /api/v1/tasks/{task_id}/retry (the `RetryTask` operationId).
 	RetryTask(ctx context.Context, taskId TaskID, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// WhoAmI The caller as the API sees it.
+	//
+	// The principal id (tasks record it as created_by), its name and role; the console shows only the controls the role may use.
+	//
+	// Corresponds with GET /api/v1/whoami (the `WhoAmI` operationId).
+	WhoAmI(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// ConsoleIndex The web console's page (no credentials; its API calls send them).
+	//
+	// Served with a Content-Security-Policy of its own origin only
+	// (`default-src 'self'`, no inline script or style) and `Cache-Control:
+	// no-cache`; the assets it names carry a digest of their content.
+	//
+	// Corresponds with GET /console/ (the `ConsoleIndex` operationId).
+	ConsoleIndex(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// ConsoleAsset One of the console's scripts, style sheets or images, cached for a year.
+	//
+	// Corresponds with GET /console/assets/{name} (the `ConsoleAsset` operationId).
+	ConsoleAsset(ctx context.Context, name string, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// Healthz The process is up.
 	//
@@ -2184,6 +2240,57 @@ func (c *Client) GetTaskResult(ctx context.Context, taskId TaskID, params *GetTa
 // Corresponds with POST /api/v1/tasks/{task_id}/retry (the `RetryTask` operationId).
 func (c *Client) RetryTask(ctx context.Context, taskId TaskID, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewRetryTaskRequest(c.Server, taskId)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// WhoAmI The caller as the API sees it.
+//
+// The principal id (tasks record it as created_by), its name and role; the console shows only the controls the role may use.
+//
+// Corresponds with GET /api/v1/whoami (the `WhoAmI` operationId).
+func (c *Client) WhoAmI(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewWhoAmIRequest(c.Server)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// ConsoleIndex The web console's page (no credentials; its API calls send them).
+//
+// Served with a Content-Security-Policy of its own origin only
+// (`default-src 'self'`, no inline script or style) and `Cache-Control:
+// no-cache`; the assets it names carry a digest of their content.
+//
+// Corresponds with GET /console/ (the `ConsoleIndex` operationId).
+func (c *Client) ConsoleIndex(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewConsoleIndexRequest(c.Server)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// ConsoleAsset One of the console's scripts, style sheets or images, cached for a year.
+//
+// Corresponds with GET /console/assets/{name} (the `ConsoleAsset` operationId).
+func (c *Client) ConsoleAsset(ctx context.Context, name string, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewConsoleAssetRequest(c.Server, name)
 	if err != nil {
 		return nil, err
 	}
@@ -3387,6 +3494,18 @@ func NewListTasksRequest(server string, params *ListTasksParams) (*http.Request,
 
 		}
 
+		if params.ScheduleId != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "schedule_id", *params.ScheduleId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
 		if params.Sort != nil {
 
 			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "sort", *params.Sort, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
@@ -3794,6 +3913,94 @@ func NewRetryTaskRequest(server string, taskId TaskID) (*http.Request, error) {
 	}
 
 	req, err := http.NewRequest(http.MethodPost, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewWhoAmIRequest constructs an http.Request for the WhoAmI method
+func NewWhoAmIRequest(server string) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/v1/whoami")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewConsoleIndexRequest constructs an http.Request for the ConsoleIndex method
+func NewConsoleIndexRequest(server string) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/console/")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewConsoleAssetRequest constructs an http.Request for the ConsoleAsset method
+func NewConsoleAssetRequest(server string, name string) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "name", name, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/console/assets/%s", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
 	if err != nil {
 		return nil, err
 	}
@@ -4329,6 +4536,33 @@ type ClientWithResponsesInterface interface {
 	//
 	// Corresponds with POST /api/v1/tasks/{task_id}/retry (the `RetryTask` operationId).
 	RetryTaskWithResponse(ctx context.Context, taskId TaskID, reqEditors ...RequestEditorFn) (*RetryTaskResponse, error)
+
+	// WhoAmIWithResponse The caller as the API sees it.
+	//
+	// The principal id (tasks record it as created_by), its name and role; the console shows only the controls the role may use.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /api/v1/whoami (the `WhoAmI` operationId).
+	WhoAmIWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*WhoAmIResponse, error)
+
+	// ConsoleIndexWithResponse The web console's page (no credentials; its API calls send them).
+	//
+	// Served with a Content-Security-Policy of its own origin only
+	// (`default-src 'self'`, no inline script or style) and `Cache-Control:
+	// no-cache`; the assets it names carry a digest of their content.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /console/ (the `ConsoleIndex` operationId).
+	ConsoleIndexWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*ConsoleIndexResponse, error)
+
+	// ConsoleAssetWithResponse One of the console's scripts, style sheets or images, cached for a year.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /console/assets/{name} (the `ConsoleAsset` operationId).
+	ConsoleAssetWithResponse(ctx context.Context, name string, reqEditors ...RequestEditorFn) (*ConsoleAssetResponse, error)
 
 	// HealthzWithResponse The process is up.
 	//
@@ -7257,6 +7491,157 @@ func (r RetryTaskResponse) ContentType() string {
 	return ""
 }
 
+// WhoAmIResponse429Headers the declared response headers of an HTTP 429 response for WhoAmI
+type WhoAmIResponse429Headers struct {
+	RetryAfter *int
+}
+
+type WhoAmIResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *WhoAmI
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Unauthorized
+	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
+	ApplicationproblemJSON429 *TooManyRequests
+	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
+	ApplicationproblemJSONDefault *Error
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *WhoAmIResponse429Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r WhoAmIResponse) GetJSON200() *WhoAmI {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r WhoAmIResponse) GetApplicationproblemJSON401() *Unauthorized {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON429 returns the response for an HTTP 429 `application/problem+json` response
+func (r WhoAmIResponse) GetApplicationproblemJSON429() *TooManyRequests {
+	return r.ApplicationproblemJSON429
+}
+
+// GetApplicationproblemJSONDefault returns the response for an HTTP default `application/problem+json` response
+func (r WhoAmIResponse) GetApplicationproblemJSONDefault() *Error {
+	return r.ApplicationproblemJSONDefault
+}
+
+// GetBody returns the raw response body bytes
+func (r WhoAmIResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r WhoAmIResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r WhoAmIResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r WhoAmIResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+type ConsoleIndexResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+}
+
+// GetBody returns the raw response body bytes
+func (r ConsoleIndexResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r ConsoleIndexResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r ConsoleIndexResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r ConsoleIndexResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+type ConsoleAssetResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotFound
+	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
+	ApplicationproblemJSONDefault *Error
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r ConsoleAssetResponse) GetApplicationproblemJSON404() *NotFound {
+	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSONDefault returns the response for an HTTP default `application/problem+json` response
+func (r ConsoleAssetResponse) GetApplicationproblemJSONDefault() *Error {
+	return r.ApplicationproblemJSONDefault
+}
+
+// GetBody returns the raw response body bytes
+func (r ConsoleAssetResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r ConsoleAssetResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r ConsoleAssetResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r ConsoleAssetResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
 type HealthzResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -8034,6 +8419,51 @@ func (c *ClientWithResponses) RetryTaskWithResponse(ctx context.Context, taskId 
 		return nil, err
 	}
 	return ParseRetryTaskResponse(rsp)
+}
+
+// WhoAmIWithResponse The caller as the API sees it.
+//
+// The principal id (tasks record it as created_by), its name and role; the console shows only the controls the role may use.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /api/v1/whoami (the `WhoAmI` operationId).
+func (c *ClientWithResponses) WhoAmIWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*WhoAmIResponse, error) {
+	rsp, err := c.WhoAmI(ctx, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseWhoAmIResponse(rsp)
+}
+
+// ConsoleIndexWithResponse The web console's page (no credentials; its API calls send them).
+//
+// Served with a Content-Security-Policy of its own origin only
+// (`default-src 'self'`, no inline script or style) and `Cache-Control:
+// no-cache`; the assets it names carry a digest of their content.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /console/ (the `ConsoleIndex` operationId).
+func (c *ClientWithResponses) ConsoleIndexWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*ConsoleIndexResponse, error) {
+	rsp, err := c.ConsoleIndex(ctx, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseConsoleIndexResponse(rsp)
+}
+
+// ConsoleAssetWithResponse One of the console's scripts, style sheets or images, cached for a year.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /console/assets/{name} (the `ConsoleAsset` operationId).
+func (c *ClientWithResponses) ConsoleAssetWithResponse(ctx context.Context, name string, reqEditors ...RequestEditorFn) (*ConsoleAssetResponse, error) {
+	rsp, err := c.ConsoleAsset(ctx, name, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseConsoleAssetResponse(rsp)
 }
 
 // HealthzWithResponse The process is up.
@@ -10858,6 +11288,118 @@ func ParseRetryTaskResponse(rsp *http.Response) (*RetryTaskResponse, error) {
 			headers.RetryAfter = &value
 		}
 		response.Headers503 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseWhoAmIResponse parses an HTTP response from a WhoAmIWithResponse call
+func ParseWhoAmIResponse(rsp *http.Response) (*WhoAmIResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &WhoAmIResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest WhoAmI
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest TooManyRequests
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSONDefault = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 429:
+		var headers WhoAmIResponse429Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers429 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseConsoleIndexResponse parses an HTTP response from a ConsoleIndexWithResponse call
+func ParseConsoleIndexResponse(rsp *http.Response) (*ConsoleIndexResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &ConsoleIndexResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	return response, nil
+}
+
+// ParseConsoleAssetResponse parses an HTTP response from a ConsoleAssetWithResponse call
+func ParseConsoleAssetResponse(rsp *http.Response) (*ConsoleAssetResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &ConsoleAssetResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case rsp.StatusCode == 304:
+		break // No content-type
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest NotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSONDefault = &dest
+
 	}
 
 	return response, nil

@@ -101,6 +101,10 @@ var routeAccess = map[string]access{
 	"GET /healthz": {own: all(200)},
 	"GET /readyz":  {own: all(200)},
 	"GET /metrics": {own: adminOnly(200)},
+	// The console's page is open; an asset name that is no hashed asset is 404.
+	"GET /console/":             {own: all(200)},
+	"GET /console/assets/:name": {own: all(404)},
+	"GET /api/v1/whoami":        {own: authed(200)},
 	// Tasks: viewers read their own, operators also create, cancel and retry
 	// their own, admins act on anyone's; another's task is 404, never 403.
 	"POST /api/v1/tasks":                {own: outcomes{401, 403, 201, 201}},

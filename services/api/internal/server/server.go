@@ -23,6 +23,7 @@ import (
 	"github.com/taskforge/taskforge/pkg/result/httpresult"
 	"github.com/taskforge/taskforge/pkg/schedule"
 	"github.com/taskforge/taskforge/pkg/taskservice"
+	"github.com/taskforge/taskforge/services/api/internal/console"
 	"github.com/taskforge/taskforge/services/api/internal/live"
 )
 
@@ -130,6 +131,8 @@ type Server struct {
 	// push keeps push subscriptions; nil answers 503.
 	push           *pushsub.Store
 	vapidPublicKey string
+	// console serves the web console at /console/.
+	console *console.Console
 }
 
 // New builds the server and registers its routes.
@@ -168,6 +171,9 @@ func New(o Options) (*Server, error) {
 	if s.guard, err = s.newGuard(o); err != nil {
 		return nil, err
 	}
+	if s.console, err = console.New(); err != nil {
+		return nil, err
+	}
 	e.HTTPErrorHandler = s.handleError
 	e.Use(s.observe, s.secureHeaders)
 	if len(o.CORSAllowOrigins) > 0 {
@@ -197,7 +203,14 @@ func (s *Server) routes() {
 	e.GET("/readyz", echo.WrapHandler(http.HandlerFunc(s.checker.Readyz)))
 	e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{})), authed, requireAdmin)
 
+	// The console: a static page and its hashed assets, open (the API calls
+	// it makes are authenticated).
+	e.GET("/console/", s.consoleIndex)
+	e.GET("/console/assets/:name", s.consoleAsset)
+
 	v1 := e.Group("/api/v1")
+	// The caller: id, name and role.
+	v1.GET("/whoami", s.whoami, authed)
 	// Tasks.
 	v1.POST("/tasks", s.createTask, authed)
 	v1.GET("/tasks", s.listTasks, authed)

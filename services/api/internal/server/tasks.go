@@ -200,7 +200,8 @@ func sortFields(errs []tasks.FieldError) []tasks.FieldError {
 // listTasks handles GET /api/v1/tasks.
 func (s *Server) listTasks(c echo.Context) error {
 	q := c.QueryParams()
-	lq := taskservice.ListQuery{Type: q.Get("type"), Priority: q.Get("priority"), Sort: q.Get("sort"), Cursor: q.Get("cursor")}
+	lq := taskservice.ListQuery{Type: q.Get("type"), Priority: q.Get("priority"), Sort: q.Get("sort"), Cursor: q.Get("cursor"),
+		ScheduleID: q.Get("schedule_id")}
 	if v := q.Get("status"); v != "" {
 		lq.Statuses = strings.Split(v, ",")
 	}
