@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode"
 
@@ -95,12 +96,66 @@ func notBase64URL(c rune) bool {
 }
 
 // KeyStore keeps API keys in PostgreSQL (table api_keys). Every authentication
-// reads the key's row, so a revocation takes effect on the next request.
+// reads the key's row, so a revocation takes effect on the next request,
+// unless CacheFor is set.
 type KeyStore struct {
 	db  *gorm.DB
 	now func() time.Time
 	// touched remembers when this process last wrote a key's last_used_at.
 	touched sync.Map // key id → time.Time
+
+	// cacheTTL, when positive, keeps accepted keys' rows in memory.
+	cacheTTL time.Duration
+	cache    sync.Map // HashKey(plaintext) → cachedKey
+	cached   atomic.Int64
+}
+
+// cachedKey is an accepted key's row and when it must be read again.
+type cachedKey struct {
+	row   store.APIKey
+	until time.Time
+}
+
+// maxCachedKeys bounds the cache: past it, accepted keys are not cached.
+const maxCachedKeys = 10000
+
+// CacheFor keeps each accepted key's row in memory for ttl, so that a
+// request costs no database round trip for its credential: the key is
+// hashed and found by its hash, and its expiry is still checked on every
+// request. The price is that a key revoked through another replica (or the
+// CLI) stays valid here for up to ttl; one revoked through this KeyStore
+// stops at once. Unknown or refused keys are never cached. Zero turns the
+// cache off (the default); call it before the KeyStore is used.
+func (s *KeyStore) CacheFor(ttl time.Duration) { s.cacheTTL = ttl }
+
+// forget drops the cached rows of key id.
+func (s *KeyStore) forget(id string) {
+	s.cache.Range(func(k, v any) bool {
+		if v.(cachedKey).row.ID == id {
+			s.cache.Delete(k)
+			s.cached.Add(-1)
+		}
+		return true
+	})
+}
+
+// remember caches an accepted key's row.
+func (s *KeyStore) remember(hash string, row store.APIKey, now time.Time) {
+	if s.cached.Load() >= maxCachedKeys {
+		s.cache.Range(func(k, v any) bool {
+			if !now.Before(v.(cachedKey).until) {
+				s.cache.Delete(k)
+				s.cached.Add(-1)
+			}
+			return true
+		})
+		if s.cached.Load() >= maxCachedKeys {
+			return
+		}
+	}
+	if _, loaded := s.cache.Swap(hash, cachedKey{row: row, until: now.Add(s.cacheTTL)}); !loaded {
+		s.cached.Add(1)
+	}
 }
 
 // NewKeyStore returns a KeyStore on db.
@@ -202,6 +257,7 @@ func (s *KeyStore) Revoke(ctx context.Context, id string) (store.APIKey, error) 
 	if err != nil {
 		return store.APIKey{}, fmt.Errorf("auth: revoke api key %s: %w", id, store.Translate(err))
 	}
+	s.forget(id)
 	return s.Get(ctx, id)
 }
 
@@ -213,17 +269,30 @@ func (s *KeyStore) Lookup(ctx context.Context, plaintext string) (store.APIKey, 
 	if !ok {
 		return store.APIKey{}, fmt.Errorf("%w: malformed api key", ErrUnauthenticated)
 	}
+	hash := HashKey(plaintext)
+	if s.cacheTTL > 0 {
+		if v, ok := s.cache.Load(hash); ok {
+			now := s.now()
+			if c := v.(cachedKey); now.Before(c.until) {
+				if c.row.ExpiresAt != nil && !now.Before(*c.row.ExpiresAt) {
+					return store.APIKey{}, fmt.Errorf("%w: api key expired", ErrUnauthenticated)
+				}
+				s.touch(ctx, c.row.ID, now)
+				return c.row, nil
+			}
+		}
+	}
 	var row store.APIKey
 	err := store.Translate(s.db.WithContext(ctx).Where("prefix = ?", prefix).Take(&row).Error)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		// Compare anyway, so an unknown prefix costs what a known one does.
-		subtle.ConstantTimeCompare([]byte(HashKey(plaintext)), []byte(strings.Repeat("0", sha256.Size*2)))
+		subtle.ConstantTimeCompare([]byte(hash), []byte(strings.Repeat("0", sha256.Size*2)))
 		return store.APIKey{}, fmt.Errorf("%w: unknown api key", ErrUnauthenticated)
 	case err != nil:
 		return store.APIKey{}, fmt.Errorf("%w: api key lookup: %w", ErrUnavailable, err)
 	}
-	if subtle.ConstantTimeCompare([]byte(HashKey(plaintext)), []byte(row.Hash)) != 1 {
+	if subtle.ConstantTimeCompare([]byte(hash), []byte(row.Hash)) != 1 {
 		return store.APIKey{}, fmt.Errorf("%w: api key does not match", ErrUnauthenticated)
 	}
 	now := s.now()
@@ -237,6 +306,9 @@ func (s *KeyStore) Lookup(ctx context.Context, plaintext string) (store.APIKey, 
 		return store.APIKey{}, fmt.Errorf("%w: api key has unknown role", ErrUnauthenticated)
 	}
 	s.touch(ctx, row.ID, now)
+	if s.cacheTTL > 0 {
+		s.remember(hash, row, now)
+	}
 	return row, nil
 }
 

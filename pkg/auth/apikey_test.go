@@ -228,3 +228,57 @@ func BenchmarkHashCompare(b *testing.B) {
 		})
 	}
 }
+
+// TestAPIKeyCache: with CacheFor, an accepted key is served from memory —
+// a revocation through another KeyStore (another replica) is seen only when
+// the entry ends — while a revocation through this KeyStore and the key's expiry take effect
+// at once, and an unknown key is never cached.
+func TestAPIKeyCache(t *testing.T) {
+	t.Parallel()
+	b := setupKeys(t)
+	ctx := context.Background()
+	b.ks.CacheFor(5 * time.Second)
+	expires := b.ks.now().Add(time.Hour)
+	created, err := b.ks.Create(ctx, NewKey{Name: "cached", Role: Operator, ExpiresAt: &expires})
+	require.NoError(t, err)
+	_, err = b.ks.Authenticate(ctx, created.Plaintext)
+	require.NoError(t, err)
+
+	other, err := NewKeyStore(b.pg.DB)
+	require.NoError(t, err)
+	_, err = other.Revoke(ctx, created.Key.ID)
+	require.NoError(t, err)
+	p, err := b.ks.Authenticate(ctx, created.Plaintext)
+	require.NoError(t, err, "revoked elsewhere: still cached here")
+	require.Equal(t, Operator, p.Role)
+	b.advance(5 * time.Second)
+	_, err = b.ks.Authenticate(ctx, created.Plaintext)
+	require.ErrorContains(t, err, "revoked", "the entry ended: the row is read again")
+
+	// Revoked through this KeyStore: refused at once.
+	second, err := b.ks.Create(ctx, NewKey{Name: "second", Role: Viewer, ExpiresAt: &expires})
+	require.NoError(t, err)
+	_, err = b.ks.Authenticate(ctx, second.Plaintext)
+	require.NoError(t, err)
+	_, err = b.ks.Revoke(ctx, second.Key.ID)
+	require.NoError(t, err)
+	_, err = b.ks.Authenticate(ctx, second.Plaintext)
+	require.ErrorContains(t, err, "revoked")
+
+	// Expiry is checked on every request, cached or not.
+	third, err := b.ks.Create(ctx, NewKey{Name: "third", Role: Viewer, ExpiresAt: &expires})
+	require.NoError(t, err)
+	b.ks.CacheFor(2 * time.Hour)
+	_, err = b.ks.Authenticate(ctx, third.Plaintext)
+	require.NoError(t, err)
+	b.advance(time.Hour)
+	_, err = b.ks.Authenticate(ctx, third.Plaintext)
+	require.ErrorContains(t, err, "expired")
+
+	// Unknown keys are not remembered.
+	plain, _, _ := GenerateKey()
+	_, err = b.ks.Authenticate(ctx, plain)
+	require.ErrorIs(t, err, ErrUnauthenticated)
+	_, found := b.ks.cache.Load(HashKey(plain))
+	require.False(t, found)
+}

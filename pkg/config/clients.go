@@ -58,7 +58,8 @@ type RateLimitConfig struct {
 	// 20/40, operator 50/100, admin 200/400.
 	PerRole map[string]RateLimit `mapstructure:"per_role"`
 	// PerAddress limits requests per client address before authentication, so
-	// that a flood of bad credentials stays bounded. Default 200/400 (the
+	// that a flood of bad credentials stays bounded; each API replica keeps
+	// it in memory (N replicas allow N times it). Default 200/400 (the
 	// admin's limit: callers behind one address are not held below it).
 	PerAddress RateLimit `mapstructure:"per_address"`
 	// IPv6Prefix is the prefix length that groups IPv6 client addresses for

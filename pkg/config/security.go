@@ -33,6 +33,12 @@ type AuthConfig struct {
 	// (critical carries the scheduler's fire jobs, so only admins and the
 	// scheduler use it).
 	MaxPriority map[string]string `mapstructure:"max_priority"`
+	// KeyCacheTTL keeps each accepted API key's row in the API's memory for
+	// this long, so that a request costs no database read for its
+	// credential. A key revoked through another replica or the CLI stays
+	// valid on this one for up to this long (through the same replica: at
+	// once). 0 reads the row on every request. Default 5s, at most 1m.
+	KeyCacheTTL time.Duration `mapstructure:"key_cache_ttl"`
 }
 
 // CryptoConfig holds the keyring for secret task params.

@@ -169,6 +169,9 @@ func (c Config) Validate() error {
 			bad("auth.jwks_url", fmt.Sprintf("%q", c.Auth.JWKSURL), "must be an https URL outside development")
 		}
 	}
+	if c.Auth.KeyCacheTTL < 0 || c.Auth.KeyCacheTTL > time.Minute {
+		bad("auth.key_cache_ttl", c.Auth.KeyCacheTTL, "must be between 0 and 1m")
+	}
 	if c.Auth.JWTLeeway < 0 || c.Auth.JWTLeeway > 5*time.Minute {
 		bad("auth.jwt_leeway", c.Auth.JWTLeeway, "must be between 0 and 5m")
 	}

@@ -1,6 +1,7 @@
 package ratelimit
 
 import (
+	"context"
 	"net/http"
 	"net/http/httptest"
 	"testing"
@@ -118,4 +119,38 @@ func TestMiddlewareRedisFrozen(t *testing.T) {
 	require.Equal(t, http.StatusNoContent, call(viewer, "192.0.2.1:1"))
 	codes := []int{call(viewer, "192.0.2.1:1"), call(viewer, "192.0.2.1:1")}
 	require.Contains(t, codes, http.StatusTooManyRequests, "the shared budget is in force")
+}
+
+// TestMiddlewareLocalNeverCallsRedis: the address guard (Local) limits by
+// this replica's memory and sends nothing to Redis, not even while Redis is
+// healthy; a second guard (another replica) has a budget of its own.
+func TestMiddlewareLocalNeverCallsRedis(t *testing.T) {
+	t.Parallel()
+	r := testenv.NewRedis(t)
+	reg := prometheus.NewRegistry()
+	l, err := NewWithOptions(r.Client, Options{Registerer: reg})
+	require.NoError(t, err)
+	opts := MiddlewareOptions{Config: config.RateLimitConfig{Enabled: true}, Anonymous: config.RateLimit{RPS: 0.01, Burst: 2}, Local: true}
+	replica := func() http.Handler {
+		mw, err := Middleware(l, opts)
+		require.NoError(t, err)
+		return mw(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusNoContent) }))
+	}
+	call := func(h http.Handler) int {
+		rec := httptest.NewRecorder()
+		req := httptest.NewRequest(http.MethodGet, "/", nil)
+		req.RemoteAddr = "192.0.2.7:4000"
+		h.ServeHTTP(rec, req)
+		return rec.Code
+	}
+	a, b := replica(), replica()
+	require.Equal(t, http.StatusNoContent, call(a))
+	require.Equal(t, http.StatusNoContent, call(a))
+	require.Equal(t, http.StatusTooManyRequests, call(a), "the burst of 2 is spent")
+	require.Equal(t, http.StatusNoContent, call(b), "another replica's budget is its own")
+
+	keys, err := r.Client.Keys(context.Background(), "*").Result()
+	require.NoError(t, err)
+	require.Empty(t, keys, "the address guard wrote to Redis")
+	require.Zero(t, testutil.ToFloat64(l.localDecisions), "local by design, not a fallback")
 }

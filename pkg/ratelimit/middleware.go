@@ -1,6 +1,7 @@
 package ratelimit
 
 import (
+	"context"
 	"fmt"
 	"math"
 	"net"
@@ -36,6 +37,11 @@ type MiddlewareOptions struct {
 	// an IPv6 address counts as its /64). If nil, each IPv4 address and each
 	// IPv6 /64 has a budget of its own.
 	AddressKey func(addr string) string
+	// Local judges every request by this replica's memory alone, never
+	// Redis: for the pre-authentication address guard, whose budget then is
+	// per replica (N replicas allow an address N times the limit) and costs
+	// no round trip. A caller's limit stays shared through Redis.
+	Local bool
 	// Log receives the fallback to local limits when Redis fails (at most
 	// one line every few seconds) and the return to Redis. If nil, nothing is
 	// logged.
@@ -85,6 +91,13 @@ func Middleware(l *Limiter, o MiddlewareOptions) (func(http.Handler) http.Handle
 	}
 	var lastLog atomic.Int64
 	var wasLocal atomic.Bool
+	decide := l.Decide
+	if o.Local {
+		own := newLocalLimiter(l.opts.MaxLocalKeys)
+		decide = func(_ context.Context, key string, rate float64, burst int) (Result, bool, error) {
+			return own.check(key, rate, burst, time.Now()), false, nil
+		}
+	}
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			var key string
@@ -98,7 +111,7 @@ func Middleware(l *Limiter, o MiddlewareOptions) (func(http.Handler) http.Handle
 				next.ServeHTTP(w, r)
 				return
 			}
-			res, local, err := l.Decide(r.Context(), key, limit.RPS, limit.Burst)
+			res, local, err := decide(r.Context(), key, limit.RPS, limit.Burst)
 			if local {
 				if now := time.Now().UnixNano(); err != nil {
 					if last := lastLog.Load(); now-last > int64(errorLogEvery) && lastLog.CompareAndSwap(last, now) {

@@ -240,7 +240,11 @@ func serve(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 	if err != nil {
 		return err
 	}
-	client := asynq.NewClient(deps.RedisOpt)
+	// The request path's script calls (each created task's enqueue, each
+	// caller's rate-limit check) share round trips to Redis under load.
+	hot := queue.Pipelined(deps.RedisOpt, queue.PipelineOptions{})
+	defer func() { _ = hot.Close() }()
+	client := asynq.NewClientFromRedisClient(hot)
 	defer func() { _ = client.Close() }()
 	inspector := asynq.NewInspector(deps.RedisOpt)
 	defer func() { _ = inspector.Close() }()
@@ -296,6 +300,7 @@ func serve(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 	if err != nil {
 		return err
 	}
+	keys.CacheFor(cfg.Auth.KeyCacheTTL)
 	authn, err := authenticator(cfg, keys)
 	if err != nil {
 		return err
@@ -307,7 +312,7 @@ func serve(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 	defer auditLog.Close()
 	// The limiter has its own short deadline on Redis and falls back to this
 	// replica's local limits while Redis is away (see package ratelimit).
-	limiter, err := ratelimit.NewWithOptions(deps.RedisClient, ratelimit.Options{
+	limiter, err := ratelimit.NewWithOptions(hot, ratelimit.Options{
 		Timeout: cfg.RateLimit.RedisTimeout, LocalFor: cfg.RateLimit.LocalFor, Registerer: deps.Registry,
 	})
 	if err != nil {

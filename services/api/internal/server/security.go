@@ -23,9 +23,10 @@ const contentSecurityPolicy = "default-src 'none'; frame-ancestors 'none'; base-
 const hstsValue = "max-age=31536000"
 
 // newGuard builds the middleware of every authenticated route: a per-address
-// limit (before authentication, so that a flood of bad credentials is refused
-// before it costs a credential check and an audit row), authentication with
-// the failures audited, then the caller's per-role limit.
+// limit kept by each replica in memory (before authentication, so that a
+// flood of bad credentials is refused before it costs a credential check and
+// an audit row), authentication with the failures audited, then the caller's
+// per-role limit, shared by every replica through Redis.
 func (s *Server) newGuard(o Options) (echo.MiddlewareFunc, error) {
 	ao := auth.MiddlewareOptions{Log: s.log.Named("auth"), ClientIP: o.ClientIP.ClientIP, AddressKey: o.ClientIP.Key}
 	if o.Audit != nil {
@@ -48,7 +49,11 @@ func (s *Server) newGuard(o Options) (echo.MiddlewareFunc, error) {
 			Config: o.RateLimit, Anonymous: perAddress, Log: s.log.Named("ratelimit"),
 			ClientIP: o.ClientIP.ClientIP, AddressKey: o.ClientIP.Key,
 		}
-		byAddress, err := ratelimit.Middleware(o.Limiter, ro)
+		// The address guard is this replica's own (no Redis round trip per
+		// request); the caller's limit is shared by every replica.
+		guard := ro
+		guard.Local = true
+		byAddress, err := ratelimit.Middleware(o.Limiter, guard)
 		if err != nil {
 			return nil, err
 		}
