@@ -83,7 +83,11 @@ type Options struct {
 	// Recipients vets notification recipients for requests with a Role. If
 	// nil, any recipient is accepted.
 	Recipients RecipientPolicy
-	// Inserters is the number of concurrent batch inserters. If zero, 2.
+	// Inserters is the number of concurrent batch inserters. If zero, 1:
+	// rows that arrive while a batch is being written wait for the next, so
+	// batches grow with the load (measured over HTTP with 16 clients, task
+	// and audit rows together: 0.52 commits per created task with one
+	// inserter and one audit writer, 0.82 with two of each).
 	Inserters int
 	// MaxBatch caps the rows of one insert. If zero, 256.
 	MaxBatch int
@@ -132,7 +136,7 @@ func New(db *gorm.DB, client *asynq.Client, inspector *asynq.Inspector, log *zap
 		opts.Retention = DefaultRetention
 	}
 	if opts.Inserters == 0 {
-		opts.Inserters = 2
+		opts.Inserters = 1
 	}
 	if opts.MaxBatch == 0 {
 		opts.MaxBatch = 256
