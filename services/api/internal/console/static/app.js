@@ -143,7 +143,7 @@ function stream(path, onEvent, onEnd) {
           }
         }
         // The server ended the stream: after a terminal task it is done.
-        if (onEnd && onEnd()) return;
+        if (onEnd && (await onEnd())) return;
       } catch (err) {
         if (stopped || err.name === "AbortError") return;
         apiDown();
@@ -527,6 +527,8 @@ async function taskDetail(main, id) {
   };
 
   const render = (t) => {
+    // Answers and events may cross: never go back to an older state.
+    if (cur !== t && Date.parse(t.updated_at) < Date.parse(cur.updated_at)) return;
     cur = t;
     clear(status).append(statusBadge(t.status));
     progress.value = t.progress || 0;
@@ -590,7 +592,15 @@ async function taskDetail(main, id) {
         logLines.push(data);
         renderLogs();
       }
-    }, () => TERMINAL.has(cur.status));
+    }, async () => {
+      // The server ends the stream after a terminal state; make sure this
+      // page has seen it before stopping.
+      if (!TERMINAL.has(cur.status)) {
+        try { render(await api("GET", `/api/v1/tasks/${encodeURIComponent(id)}`)); } catch { /* reconnect */ }
+      }
+      if (TERMINAL.has(cur.status)) { refreshLogs(); return true; }
+      return false;
+    });
   };
   if (!TERMINAL.has(t0.status)) watch();
 }
