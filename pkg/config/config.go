@@ -78,7 +78,7 @@ func Defaults() Config {
 			MaxOpenConns: 20, MaxIdleConns: 10, ConnMaxLifetime: 30 * time.Minute, ConnMaxIdleTime: 5 * time.Minute,
 			LockTimeout: 5 * time.Second, StatementTimeout: 60 * time.Second,
 		},
-		Auth: AuthConfig{JWTAlgorithms: []string{"HS256", "RS256", "ES256"}, KeyCacheTTL: 5 * time.Second,
+		Auth: AuthConfig{JWTAlgorithms: []string{"HS256", "RS256", "ES256"},
 			JWTLeeway: 30 * time.Second, JWTMaxLifetime: 24 * time.Hour, JWTRevokedIDs: []string{},
 			MaxPriority: map[string]string{"viewer": "low", "operator": "high", "admin": "critical"}},
 		Crypto: CryptoConfig{Keys: map[string]string{}, ActiveKey: "dev"},

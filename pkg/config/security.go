@@ -37,7 +37,9 @@ type AuthConfig struct {
 	// this long, so that a request costs no database read for its
 	// credential. A key revoked through another replica or the CLI stays
 	// valid on this one for up to this long (through the same replica: at
-	// once). 0 reads the row on every request. Default 5s, at most 1m.
+	// once), so it is off by default: a revocation must take effect on every
+	// replica at once unless the operator chooses otherwise. 0 reads the row
+	// on every request. Default 0, at most 1m.
 	KeyCacheTTL time.Duration `mapstructure:"key_cache_ttl"`
 }
 
