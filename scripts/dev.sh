@@ -201,6 +201,7 @@ cat <<EOF
 $(say "Taskforge is running (Ctrl-C stops everything)")
   API              http://$api_addr/api/v1
   OpenAPI          http://$api_addr/api/v1/openapi.yaml
+  Console          http://$api_addr/console/
   Asynqmon         http://$monitor_addr/monitoring
   Metrics          http://$api_addr/metrics  http://$monitor_addr/metrics
                    http://$worker_admin/metrics  http://$scheduler_admin/metrics
