@@ -282,8 +282,7 @@ func (s *KeyStore) Lookup(ctx context.Context, plaintext string) (store.APIKey, 
 			}
 		}
 	}
-	var row store.APIKey
-	err := store.Translate(s.db.WithContext(ctx).Where("prefix = ?", prefix).Take(&row).Error)
+	row, err := s.byPrefix(ctx, prefix)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		// Compare anyway, so an unknown prefix costs what a known one does.
@@ -310,6 +309,20 @@ func (s *KeyStore) Lookup(ctx context.Context, plaintext string) (store.APIKey, 
 		s.remember(hash, row, now)
 	}
 	return row, nil
+}
+
+// byPrefix reads the key row with prefix: one plain query on every
+// authenticated request, so without the ORM's reflection.
+func (s *KeyStore) byPrefix(ctx context.Context, prefix string) (store.APIKey, error) {
+	sqlDB, err := s.db.DB()
+	if err != nil {
+		return store.APIKey{}, store.Translate(err)
+	}
+	var row store.APIKey
+	err = sqlDB.QueryRowContext(ctx, `SELECT id, name, role, prefix, hash, created_by, created_at, expires_at, revoked_at, last_used_at
+FROM api_keys WHERE prefix = $1`, prefix).Scan(&row.ID, &row.Name, &row.Role, &row.Prefix, &row.Hash, &row.CreatedBy,
+		&row.CreatedAt, &row.ExpiresAt, &row.RevokedAt, &row.LastUsedAt)
+	return row, store.Translate(err)
 }
 
 // Authenticate implements Authenticator for API keys. The principal's id is the
