@@ -164,8 +164,22 @@ func (b *browserTab) hash(h string) {
 // confirm clicks a control, then the confirmation dialog's Confirm.
 func (b *browserTab) confirm(what, sel string) {
 	b.t.Helper()
-	b.run(what, chromedp.Click(sel, chromedp.ByQuery), chromedp.WaitVisible("#confirm-yes", chromedp.ByQuery),
-		chromedp.Click("#confirm-yes", chromedp.ByQuery))
+	b.clickLive(what, sel)
+	b.run(what, chromedp.WaitVisible("#confirm-yes", chromedp.ByQuery), chromedp.Click("#confirm-yes", chromedp.ByQuery))
+}
+
+// clickLive clicks the element sel finds once it is shown, finding and
+// clicking it in one step inside the page: rows that update live are
+// re-rendered at any time, so a node found by one protocol call may be gone by
+// the next (chromedp.Click's "Could not find node with given id").
+func (b *browserTab) clickLive(what, sel string) {
+	b.t.Helper()
+	b.run(what, chromedp.Poll(fmt.Sprintf(`(() => {
+		const el = document.querySelector(%q);
+		if (!el || el.disabled || !el.checkVisibility()) return false;
+		el.click();
+		return true;
+	})()`, sel), nil, chromedp.WithPollingTimeout(25*time.Second)))
 }
 
 func (b *browserTab) signIn(token string) {
@@ -369,11 +383,12 @@ func TestConsoleInBrowser(t *testing.T) {
 		chromedp.Click("#sch-submit", chromedp.ByQuery))
 	srow := `#schedule-rows tr[data-name="console-nightly"]`
 	tab.until("the new schedule", fmt.Sprintf(`!!document.querySelector('%s')`, srow))
-	tab.run("edit it", chromedp.Click(srow+` a[data-action="edit"]`, chromedp.ByQuery), chromedp.WaitVisible("#sch-cron", chromedp.ByQuery))
+	tab.clickLive("edit it", srow+` a[data-action="edit"]`)
+	tab.run("the edit form", chromedp.WaitVisible("#sch-cron", chromedp.ByQuery))
 	tab.until("the form holds the schedule", `document.querySelector('#sch-cron').value === '0 3 * * *' && document.querySelector('#sch-param-portfolio_id').value === 'pf_sched'`)
 	tab.run("change its cron", chromedp.SetValue("#sch-cron", "30 4 * * *", chromedp.ByQuery), chromedp.Click("#sch-submit", chromedp.ByQuery))
 	tab.until("the edit", fmt.Sprintf(`location.hash === '#/schedules' && document.querySelector('%s code')?.textContent === '30 4 * * *'`, srow))
-	tab.run("disable it", chromedp.Click(srow+` button[data-action="toggle"]`, chromedp.ByQuery))
+	tab.clickLive("disable it", srow+` button[data-action="toggle"]`)
 	tab.until("disabled", fmt.Sprintf(`document.querySelector('%s')?.dataset.enabled === 'false'`, srow))
 	list, err := b.client(t, tokAdmin).ListSchedulesWithResponse(ctx, nil)
 	require.NoError(t, err)
