@@ -30,8 +30,10 @@ type ServerOptions struct {
 // AsynqConfig returns the Asynq server configuration of a worker: the four
 // priority queues with their weights, the runtime's retry delays and failure
 // rule, retries forwarded every second (so that short retry delays are kept),
-// and Asynq's own log lines through log.
+// and Asynq's own log lines through log. Each call adds o.Concurrency to the
+// process's capacity, taskforge_worker_concurrency: call it once per server.
 func (r *Runtime) AsynqConfig(o ServerOptions) asynq.Config {
+	r.metrics.concurrency.Add(float64(o.Concurrency))
 	weights := map[string]int{}
 	for _, q := range queue.Queues {
 		w := o.QueueWeights[q]

@@ -53,6 +53,9 @@ func (r *Runtime) removeFromAsynq(qname, id string) {
 }
 
 func (r *Runtime) track(id string, t *activeTask) {
+	if t.started.IsZero() {
+		t.started = time.Now()
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.active[id] = t
@@ -67,7 +70,7 @@ func (r *Runtime) untrack(id string) {
 // pollCancels reads cancel_requested for every lifecycle task running in this
 // process, in one query a tick, and cancels the handlers of flagged ones: a
 // cancel sent while no worker listened to Asynq's pub/sub still takes effect.
-// It also refreshes the over-timeout gauge.
+// It also refreshes the over-timeout and oldest-running gauges.
 func (r *Runtime) pollCancels() {
 	defer r.bg.Done()
 	t := time.NewTicker(r.opts.CancelPollInterval)
@@ -81,10 +84,14 @@ func (r *Runtime) pollCancels() {
 		now := time.Now()
 		var ids []string
 		over := map[string]int{}
+		oldest := map[string]time.Duration{}
 		r.mu.Lock()
 		for id, a := range r.active {
 			if a.lifecycle {
 				ids = append(ids, id)
+			}
+			if age := now.Sub(a.started); age > oldest[a.typ] {
+				oldest[a.typ] = age
 			}
 			if !a.deadline.IsZero() && now.After(a.deadline) {
 				over[a.typ]++
@@ -97,6 +104,10 @@ func (r *Runtime) pollCancels() {
 		r.metrics.overTimeout.Reset()
 		for typ, n := range over {
 			r.metrics.overTimeout.WithLabelValues(typ).Set(float64(n))
+		}
+		r.metrics.oldestRunning.Reset()
+		for typ, age := range oldest {
+			r.metrics.oldestRunning.WithLabelValues(typ).Set(age.Seconds())
 		}
 		if len(ids) == 0 {
 			continue

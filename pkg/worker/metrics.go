@@ -20,9 +20,13 @@ type metrics struct {
 	active        *prometheus.GaugeVec
 	up            prometheus.Gauge
 	inUse         prometheus.Gauge
+	concurrency   prometheus.Gauge
 	retries       *prometheus.CounterVec
 	cancellations *prometheus.CounterVec
 	overTimeout   *prometheus.GaugeVec
+	oldestRunning *prometheus.GaugeVec
+	typeLimit     *prometheus.GaugeVec
+	typeSlots     *prometheus.GaugeVec
 	deferred      *prometheus.CounterVec
 	queueWait     *prometheus.HistogramVec
 	flushSeconds  prometheus.Histogram
@@ -52,6 +56,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "taskforge_worker_concurrency_in_use",
 			Help: "Handlers running in this worker process now.",
 		}),
+		concurrency: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "taskforge_worker_concurrency",
+			Help: "Handler slots of this worker process (the concurrency of its Asynq servers together): the capacity of taskforge_worker_concurrency_in_use.",
+		}),
 		retries: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "taskforge_task_retries_total",
 			Help: "Automatic retries scheduled after a failed attempt, by type.",
@@ -63,6 +71,18 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		overTimeout: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "taskforge_task_running_over_timeout",
 			Help: "Handlers still running past their task's timeout (they ignore their context), by type.",
+		}, []string{"type"}),
+		oldestRunning: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "taskforge_task_oldest_running_seconds",
+			Help: "Age of the oldest attempt running in this worker, by type (refreshed every cancel-poll interval; no sample when none runs).",
+		}, []string{"type"}),
+		typeLimit: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "taskforge_task_type_limit",
+			Help: "Configured cluster-wide limit of tasks of a type running at once (worker.type_limits), by type.",
+		}, []string{"type"}),
+		typeSlots: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "taskforge_task_type_slots_in_use",
+			Help: "Slots of a type's cluster-wide limit held by this worker now, by type (summed over workers: the slots taken).",
 		}, []string{"type"}),
 		deferred: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "taskforge_tasks_deferred_total",
@@ -84,8 +104,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.processed, m.duration, m.active, m.up, m.inUse, m.retries, m.cancellations,
-			m.overTimeout, m.deferred, m.queueWait, m.flushSeconds, m.flushErrors)
+		reg.MustRegister(m.processed, m.duration, m.active, m.up, m.inUse, m.concurrency, m.retries, m.cancellations,
+			m.overTimeout, m.oldestRunning, m.typeLimit, m.typeSlots, m.deferred, m.queueWait, m.flushSeconds, m.flushErrors)
 	}
 	return m
 }

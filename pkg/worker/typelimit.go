@@ -24,6 +24,7 @@ func (r *Runtime) acquireSlot(ctx context.Context, a attempt, limit int) (func()
 			}
 		}
 		if ok {
+			r.metrics.typeSlots.WithLabelValues(a.typ).Inc()
 			break
 		}
 		if !a.final {
@@ -61,6 +62,7 @@ func (r *Runtime) acquireSlot(ctx context.Context, a attempt, limit int) (func()
 	return func() {
 		close(stop)
 		wg.Wait()
+		r.metrics.typeSlots.WithLabelValues(a.typ).Dec()
 		rctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		if err := r.sem.Release(rctx, a.typ, a.id); err != nil {

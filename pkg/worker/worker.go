@@ -165,6 +165,8 @@ type activeTask struct {
 	cancel    context.CancelCauseFunc
 	deadline  time.Time
 	lifecycle bool
+	// started is when the attempt began running here (set by track).
+	started time.Time
 }
 
 // New builds a Runtime and starts its writer and cancel poller. rc carries the
@@ -218,6 +220,12 @@ func New(db *gorm.DB, rc redis.UniversalClient, inspector *asynq.Inspector, log 
 	}
 	m := newMetrics(opts.Registerer)
 	m.up.Set(1)
+	for typ, limit := range opts.TypeLimits {
+		if limit > 0 {
+			m.typeLimit.WithLabelValues(typ).Set(float64(limit))
+			m.typeSlots.WithLabelValues(typ).Set(0)
+		}
+	}
 	r := &Runtime{
 		db: sqlDB, lc: lc, inspector: inspector, log: log, opts: opts, metrics: m,
 		sem:    NewSemaphore(rc, "taskforge:typelimit:", opts.SlotTTL),
