@@ -154,6 +154,28 @@ func (s *stack) cli(t *testing.T, operator *client.ClientWithResponses, key stri
 		require.Contains(t, errOut, "cancelled")
 	})
 
+	t.Run("queues pause and resume (admins)", func(t *testing.T) {
+		admin := append(append([]string{}, env[:len(env)-1]...), "TASKFORGE_TOKEN="+s.adminKey)
+		_, errOut, code := run(env, "queues", "pause", "low")
+		require.NotEqualf(t, cliOK, code, "an operator may not pause a queue: %s", errOut)
+		out, errOut, code := run(admin, "queues", "pause", "low")
+		require.Equalf(t, cliOK, code, "stderr %s", errOut)
+		require.Contains(t, out, "queue low paused")
+		out, _, code = run(env, "queues", "-o", "json")
+		require.Equal(t, cliOK, code)
+		var list client.QueueList
+		require.NoError(t, json.Unmarshal([]byte(out), &list))
+		for _, q := range list.Items {
+			require.Equal(t, q.Name == "low", q.Paused, "queue %s", q.Name)
+		}
+		out, errOut, code = run(admin, "queues", "resume", "low")
+		require.Equalf(t, cliOK, code, "stderr %s", errOut)
+		require.Contains(t, out, "queue low running")
+		_, errOut, code = run(admin, "queues", "pause", "urgent")
+		require.NotEqual(t, cliOK, code)
+		require.Contains(t, errOut, "no such queue")
+	})
+
 	t.Run("a token in the config file", func(t *testing.T) {
 		cfg := filepath.Join(t.TempDir(), "config.yaml")
 		noToken := []string{"PATH=" + os.Getenv("PATH"), "HOME=" + home, "TASKFORGE_CONFIG=" + cfg}

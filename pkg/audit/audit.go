@@ -47,6 +47,8 @@ const (
 	ActionScheduleDelete = "schedule.delete"
 	ActionAPIKeyCreate   = "api_key.create"
 	ActionAPIKeyRevoke   = "api_key.revoke"
+	ActionQueuePause     = "queue.pause"
+	ActionQueueResume    = "queue.resume"
 	// ActionAdminOverride records an admin acting on (or reading) a resource
 	// created by someone else.
 	ActionAdminOverride = "admin.override"

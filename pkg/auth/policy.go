@@ -22,6 +22,7 @@ const (
 	ReadSchedule  Action = "schedule:read"
 	WriteSchedule Action = "schedule:write"
 	ReadQueues    Action = "queues:read"
+	ManageQueues  Action = "queues:manage"
 	ReadStats     Action = "stats:read"
 	ReadTaskTypes Action = "task_types:read"
 	ManageAPIKeys Action = "api_keys:manage"
@@ -40,7 +41,7 @@ func (a Action) minRole() (Role, bool) {
 		return Viewer, true
 	case CreateTask, CancelTask, RetryTask, WriteSchedule:
 		return Operator, true
-	case ManageAPIKeys, ReadAudit, ReadMetrics, UseMonitor:
+	case ManageAPIKeys, ManageQueues, ReadAudit, ReadMetrics, UseMonitor:
 		return Admin, true
 	}
 	return "", false

@@ -2,6 +2,7 @@ package taskservice
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -162,4 +163,34 @@ ORDER BY type NULLS LAST`, w.sql()), w.args...).Scan(&rows).Error
 		out.Types = append(out.Types, ts)
 	}
 	return out, nil
+}
+
+// ErrUnknownQueue means a queue name is not one of the priority queues.
+var ErrUnknownQueue = errors.New("unknown queue")
+
+// SetQueuePaused pauses (paused true) or resumes one priority queue and
+// returns its state afterwards. Workers stop taking tasks from a paused queue;
+// tasks already running finish, and new tasks are still accepted and wait.
+// Pausing a paused queue, or resuming a running one, changes nothing and is not
+// an error. The caller decides who may do it.
+func (s *Service) SetQueuePaused(ctx context.Context, name string, paused bool) (QueueStats, error) {
+	if indexOf(queue.Queues, name) < 0 {
+		return QueueStats{}, fmt.Errorf("%w: %q", ErrUnknownQueue, name)
+	}
+	var err error
+	if paused {
+		err = s.inspector.PauseQueue(name)
+	} else {
+		err = s.inspector.UnpauseQueue(name)
+	}
+	// Asynq refuses a pause of a paused queue and a resume of a running one;
+	// for the caller both already hold.
+	if err != nil && !strings.Contains(err.Error(), "already paused") && !strings.Contains(err.Error(), "is not paused") {
+		return QueueStats{}, fmt.Errorf("%w: redis: pause queue %s: %v", ErrUnavailable, name, err)
+	}
+	qs, err := s.Queues(ctx)
+	if err != nil {
+		return QueueStats{}, err
+	}
+	return qs[indexOf(queue.Queues, name)], nil
 }

@@ -395,6 +395,15 @@ func TestConsoleInBrowser(t *testing.T) {
 	require.Len(t, list.JSON200.Items, 1)
 	require.Equal(t, "30 4 * * *", list.JSON200.Items[0].Cron)
 	require.False(t, list.JSON200.Items[0].Enabled)
+	// The admin pauses a queue and resumes it on the queues screen.
+	tab.hash("#/stats")
+	tab.confirm("pause low", `#queue-rows tr[data-queue="low"] button[data-action="pause"]`)
+	tab.until("low paused", `document.querySelector('#queue-rows tr[data-queue="low"] [data-paused]')?.dataset.paused === 'true'`)
+	paused, err := b.inspector.GetQueueInfo("low")
+	require.NoError(t, err)
+	require.True(t, paused.Paused, "the pause reached Asynq")
+	tab.confirm("resume low", `#queue-rows tr[data-queue="low"] button[data-action="resume"]`)
+	tab.until("low running", `document.querySelector('#queue-rows tr[data-queue="low"] [data-paused]')?.dataset.paused === 'false'`)
 	tab.hash("#/tasks")
 	tab.until("the admin's list", fmt.Sprintf(`!!document.querySelector('#task-rows tr[data-task-id=%q]')`, liveID))
 	shoot(t, tab, "list")
@@ -429,6 +438,10 @@ func TestConsoleInBrowser(t *testing.T) {
 	viewer.until("the schedules", `!!document.querySelector('#schedule-rows tr[data-name="console-nightly"]')`)
 	viewer.eval(noControls, &none)
 	require.True(t, none, "no schedule controls")
+	viewer.hash("#/stats")
+	viewer.until("the queues", `document.querySelectorAll('#queue-rows tr').length === 4`)
+	viewer.eval(noControls, &none)
+	require.True(t, none, "no queue controls")
 	viewer.checkClean(origin)
 }
 

@@ -121,6 +121,8 @@ var routeAccess = map[string]access{
 	"GET /api/v1/results/:id/download":        {own: all(403)}, // authorised by its signature alone; none here
 	"GET /api/v1/task-types":                  {own: authed(200)},
 	"GET /api/v1/queues":                      {own: authed(200)},
+	"POST /api/v1/queues/:queue/pause":        {own: adminOnly(200)},
+	"POST /api/v1/queues/:queue/resume":       {own: adminOnly(200)},
 	"GET /api/v1/stats":                       {own: authed(200)},
 	"GET /api/v1/openapi.yaml":                {own: authed(200)},
 	"GET /api/v1/schedules":                   {own: authed(200)},
@@ -287,6 +289,7 @@ func (b testBundle) prepare(t *testing.T, key, route, owner, state string) (stri
 	if strings.Contains(path, ":subscription_id") {
 		path = strings.ReplaceAll(path, ":subscription_id", insertPushSub(t, b.pg.DB, owner, "webpush"))
 	}
+	path = strings.ReplaceAll(path, ":queue", "low")
 	path = strings.ReplaceAll(path, ":id", "res_01hz3k8c2m4n5p6q7r8s9t0v1w")
 	return path, body
 }

@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"strings"
 
 	"github.com/labstack/echo/v4"
 	"go.uber.org/zap"
 
 	"github.com/taskforge/taskforge/pkg/logging"
 	"github.com/taskforge/taskforge/pkg/problem"
+	"github.com/taskforge/taskforge/pkg/queue"
 	"github.com/taskforge/taskforge/pkg/schedule"
 	"github.com/taskforge/taskforge/pkg/store"
 	"github.com/taskforge/taskforge/pkg/tasks"
@@ -56,6 +58,8 @@ func classify(err error) (*apiError, bool) {
 			tasks.FieldError{Field: "idempotency_key", Message: "already used with a different request"}), false
 	case errors.Is(err, taskservice.ErrNotFound):
 		return newError(http.StatusNotFound, "not-found", "no such task"), false
+	case errors.Is(err, taskservice.ErrUnknownQueue):
+		return newError(http.StatusNotFound, "not-found", "no such queue: the queues are "+strings.Join(queue.Queues, ", ")), false
 	case errors.Is(err, taskservice.ErrConflict):
 		return newError(http.StatusConflict, "conflict", "the task's state does not allow this"), false
 	case errors.Is(err, taskservice.ErrForbidden):

@@ -229,6 +229,8 @@ func (s *Server) routes() {
 	// Registry, monitoring and the contract.
 	v1.GET("/task-types", s.taskTypes, authed)
 	v1.GET("/queues", s.queues, authed)
+	v1.POST("/queues/:queue/pause", s.pauseQueue, authed)
+	v1.POST("/queues/:queue/resume", s.resumeQueue, authed)
 	v1.GET("/stats", s.stats, authed)
 	v1.GET("/openapi.yaml", s.openAPI, authed)
 	// Security: API keys and the audit log, admins only.

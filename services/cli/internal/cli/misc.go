@@ -1,7 +1,9 @@
 package cli
 
 import (
+	"context"
 	"fmt"
+	"net/http"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -60,7 +62,7 @@ func paramSummary(schema map[string]any) string {
 }
 
 func (a *app) queuesCommand() *cobra.Command {
-	return &cobra.Command{
+	cmd := &cobra.Command{
 		Use:   "queues",
 		Short: "The queues: sizes, running, retrying, dead letters, latency",
 		Args:  cobra.NoArgs,
@@ -80,6 +82,43 @@ func (a *app) queuesCommand() *cobra.Command {
 					row(tw, q.Name, q.Size, q.Pending, q.Running, q.Scheduled, q.Retrying, q.Dead,
 						(time.Duration(q.Latency * float64(time.Second))).Round(time.Millisecond), q.Paused)
 				}
+			})
+		},
+	}
+	cmd.AddCommand(a.queueSwitch("pause", "Stop the workers taking tasks from a queue (admins); running tasks finish",
+		func(api *conn, ctx context.Context, q string) (*http.Response, error) {
+			return api.c.PauseQueue(ctx, client.Priority(q))
+		}),
+		a.queueSwitch("resume", "Let the workers take tasks from a paused queue again (admins)",
+			func(api *conn, ctx context.Context, q string) (*http.Response, error) {
+				return api.c.ResumeQueue(ctx, client.Priority(q))
+			}))
+	return cmd
+}
+
+// queueSwitch is `queues pause QUEUE` or `queues resume QUEUE`.
+func (a *app) queueSwitch(verb, short string, call func(*conn, context.Context, string) (*http.Response, error)) *cobra.Command {
+	return &cobra.Command{
+		Use:       verb + " QUEUE",
+		Short:     short,
+		Args:      cobra.ExactArgs(1),
+		ValidArgs: []string{"critical", "high", "normal", "low"},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			api, err := a.connect()
+			if err != nil {
+				return err
+			}
+			var q client.Queue
+			raw, err := into(&q)(call(api, cmd.Context(), args[0]))
+			if err != nil {
+				return err
+			}
+			return a.render(cmd.OutOrStdout(), raw, func(tw *tabwriter.Writer) {
+				state := "running"
+				if q.Paused {
+					state = "paused"
+				}
+				fmt.Fprintf(tw, "queue %s %s (%d pending, %d running)\n", q.Name, state, q.Pending, q.Running)
 			})
 		},
 	}

@@ -898,12 +898,13 @@ async function stats(main) {
       clear(body);
       const qt = h("tbody", { id: "queue-rows" });
       for (const q of qs.items) qt.append(h("tr", { "data-queue": q.name }, h("td", { text: q.name }), ...["size", ...QSTATES].map((k) => h("td", { class: "num", text: q[k] })),
-        h("td", { class: "num", text: `${q.latency.toFixed(1)} s` }), h("td", { "data-paused": String(q.paused), text: q.paused ? "paused" : "running" })));
+        h("td", { class: "num", text: `${q.latency.toFixed(1)} s` }), h("td", { "data-paused": String(q.paused), text: q.paused ? "paused" : "running" }),
+        isAdmin() ? h("td", {}, queueToggle(q)) : null));
       const types = st.types.slice().sort((a, b) => (a.type || "").localeCompare(b.type || ""));
       const tot = st.total;
       append(body, [
         h("div", { class: "card" }, h("h2", { text: "Queues" }), h("div", { class: "table-wrap" }, h("table", {},
-          h("thead", {}, h("tr", {}, ["Queue", "Size", ...QSTATES, "Latency", "State"].map((c) => h("th", { scope: "col", text: c })))), qt)),
+          h("thead", {}, h("tr", {}, ["Queue", "Size", ...QSTATES, "Latency", "State", ...(isAdmin() ? ["Intake"] : [])].map((c) => h("th", { scope: "col", text: c })))), qt)),
           queueChart(qs.items), h("div", { class: "legend" }, QSTATES.map((k) => h("span", { class: `s-${k}`, text: k })))),
         h("p", { id: "stats-total" }, `Window ${st.window}: ${tot.completed} completed, ${tot.failed} failed, ${tot.cancelled} cancelled · `,
           `${tot.throughput_per_min.toFixed(2)} per minute · success ${tot.success_rate === null ? "—" : (tot.success_rate * 100).toFixed(1) + " %"} · p95 ${ms(tot.p95_duration_ms)}`),
@@ -917,6 +918,15 @@ async function stats(main) {
       updated.textContent = `updated ${new Date().toLocaleTimeString()}`;
     } finally { busy = false; }
   };
+  // Admins pause and resume a queue's intake: workers take no new task from
+  // a paused queue; running ones finish.
+  const queueToggle = (q) => h("button", { type: "button", class: "secondary", "data-action": q.paused ? "resume" : "pause",
+    text: q.paused ? "Resume" : "Pause", "aria-label": `${q.paused ? "Resume" : "Pause"} queue ${q.name}`, onclick: async () => {
+      const text = q.paused ? `Let the workers take tasks from queue ${q.name} again?` :
+        `Pause queue ${q.name}? Workers take no new task from it until it is resumed; running tasks finish.`;
+      if (!(await confirmAction(text))) return;
+      try { await api("POST", `/api/v1/queues/${encodeURIComponent(q.name)}/${q.paused ? "resume" : "pause"}`); await refresh(); } catch (e) { showError(main, e); }
+    } });
   win.addEventListener("change", () => { history.length = 0; refresh().catch((e) => showError(main, e)); });
   await refresh();
   timer = setInterval(() => refresh().catch(() => {}), 5000);
