@@ -20,13 +20,15 @@ apt_install() {
     || die "apt-get install $* failed"
 }
 
-# ensure_stores makes redis-server and PostgreSQL's initdb/pg_ctl available,
-# installing what is missing in one apt run. The packages' own services are
-# disabled (the project runs its own, on its own ports), and PostgreSQL's
-# package is told not to create its default cluster.
+# ensure_stores makes redis-server, redis-sentinel (the Sentinel failover
+# tests) and PostgreSQL's initdb/pg_ctl available, installing what is missing
+# in one apt run. The packages' own services are disabled (the project runs
+# its own, on its own ports), and PostgreSQL's package is told not to create
+# its default cluster.
 ensure_stores() {
   local pkgs=()
   command -v redis-server >/dev/null 2>&1 || pkgs+=(redis-server)
+  command -v redis-sentinel >/dev/null 2>&1 || pkgs+=(redis-sentinel)
   pg_bin >/dev/null || pkgs+=(postgresql postgresql-contrib)
   [ ${#pkgs[@]} -gt 0 ] || return 0
   echo "installing ${pkgs[*]}..." >&2
@@ -36,9 +38,10 @@ ensure_stores() {
   fi
   apt_install "${pkgs[@]}"
   if command -v systemctl >/dev/null 2>&1; then
-    systemctl disable --now redis-server postgresql >/dev/null 2>&1 || true
+    systemctl disable --now redis-server redis-sentinel postgresql >/dev/null 2>&1 || true
   fi
   command -v redis-server >/dev/null 2>&1 || die "redis-server still missing"
+  command -v redis-sentinel >/dev/null 2>&1 || die "redis-sentinel still missing"
   pg_bin >/dev/null || die "PostgreSQL binaries still missing"
 }
 

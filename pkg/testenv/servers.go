@@ -31,6 +31,8 @@ type RedisServer struct {
 	tb   testing.TB
 	dir  string
 	port int
+	// args are added to every start's command line.
+	args []string
 	mu   sync.Mutex
 	cmd  *exec.Cmd
 	// exited receives the running server's exit status.
@@ -42,10 +44,18 @@ type RedisServer struct {
 // skipped under -short.
 func StartRedisServer(tb testing.TB) *RedisServer {
 	tb.Helper()
+	return StartRedisServerWith(tb)
+}
+
+// StartRedisServerWith is StartRedisServer with extra redis-server options
+// (such as "--cluster-enabled", "yes" or "--replicaof", host, port), given on
+// every start.
+func StartRedisServerWith(tb testing.TB, args ...string) *RedisServer {
+	tb.Helper()
 	if _, err := exec.LookPath("redis-server"); err != nil {
 		missing(tb, "redis-server")
 	}
-	s := &RedisServer{tb: tb, dir: tb.TempDir()}
+	s := &RedisServer{tb: tb, dir: tb.TempDir(), args: args}
 	var err error
 	for range 5 { // a port found free may be taken before redis binds it
 		s.port = freePort(tb)
@@ -77,6 +87,7 @@ func (s *RedisServer) start() error {
 	}
 	cmd := exec.Command("redis-server", "--bind", "127.0.0.1", "--port", strconv.Itoa(s.port),
 		"--dir", s.dir, "--save", "", "--appendonly", "no", "--logfile", filepath.Join(s.dir, "redis.log"))
+	cmd.Args = append(cmd.Args, s.args...)
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start redis-server: %w", err)
 	}
@@ -127,6 +138,25 @@ func (s *RedisServer) signal(sig syscall.Signal) {
 	if err := s.cmd.Process.Signal(sig); err != nil {
 		s.tb.Fatalf("testenv: signal redis-server: %v", err)
 	}
+}
+
+// Kill kills the running server (SIGKILL: no shutdown, no last save) and
+// waits until it has exited. Start starts it again on the same address.
+func (s *RedisServer) Kill() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd == nil {
+		return
+	}
+	_ = s.cmd.Process.Kill()
+	<-s.exited
+	s.cmd = nil
+}
+
+// Log returns the end of the server's log file, for failure messages.
+func (s *RedisServer) Log() string {
+	b, _ := os.ReadFile(filepath.Join(s.dir, "redis.log"))
+	return tail(b)
 }
 
 // Stop stops the server (SIGTERM) and waits until it has exited; a frozen
