@@ -25,6 +25,7 @@ import (
 	"github.com/taskforge/taskforge/pkg/store"
 	"github.com/taskforge/taskforge/services/monitor/internal/dashboard"
 	"github.com/taskforge/taskforge/services/monitor/internal/queuemetrics"
+	"github.com/taskforge/taskforge/services/monitor/internal/redismem"
 )
 
 // usage describes the service for --help.
@@ -74,6 +75,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	reg.MustRegister(metrics)
+	memory, err := redismem.New(rc)
+	if err != nil {
+		return err
+	}
+	reg.MustRegister(memory)
 
 	// Callers: the same credentials as the API. API keys are looked up in
 	// PostgreSQL on every request (a revocation takes effect at once); the
@@ -142,7 +148,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		zap.String("ui", "http://"+srv.Addr()+dashboard.RootPath), zap.Bool("read_only", cfg.MonitorReadOnly()))
 
 	// Run: the metrics loop (which also keeps the four queues registered and
-	// taskforge_dependency_up current) and the server, until SIGTERM.
+	// taskforge_dependency_up and the Redis memory figures current) and the
+	// server, until SIGTERM.
 	loopCtx, stopLoop := context.WithCancel(ctx)
 	defer stopLoop()
 	loopDone := make(chan struct{})
@@ -150,6 +157,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		defer close(loopDone)
 		metrics.Run(loopCtx, cfg.Monitor.CollectInterval, func(ctx context.Context) {
 			checker.Run(ctx)
+			if err := memory.Refresh(ctx); err != nil && ctx.Err() == nil {
+				log.Debug("redis memory figures not read", zap.Error(err))
+			}
 			// Asynq lists a queue only once it has seen it; re-adding the four
 			// every interval is one idempotent SADD and heals a Redis restart.
 			if err := queue.Register(ctx, rc); err != nil && ctx.Err() == nil {
