@@ -118,6 +118,9 @@ func Open(cfg config.Config) (*Deps, error) {
 	if err := RegisterProcessMetrics(reg); err != nil {
 		return nil, err
 	}
+	if err := RegisterPoolMetrics(reg, db); err != nil {
+		return nil, err
+	}
 	checker := health.NewChecker(map[string]health.Check{
 		"postgres": func(ctx context.Context) error { return store.Ping(ctx, db) },
 		"redis":    func(ctx context.Context) error { return queue.Ping(ctx, rc) },
@@ -135,6 +138,18 @@ func RegisterProcessMetrics(reg prometheus.Registerer) error {
 		return err
 	}
 	return buildinfo.Register(reg)
+}
+
+// RegisterPoolMetrics adds the PostgreSQL connection pool's figures of db to
+// reg: client_golang's go_sql_* collector (open, in use and idle connections,
+// the pool's maximum, waits for a connection and their time), labelled
+// db_name="taskforge".
+func RegisterPoolMetrics(reg prometheus.Registerer, db *gorm.DB) error {
+	sqlDB, err := db.DB()
+	if err != nil {
+		return fmt.Errorf("boot: pool metrics: %w", err)
+	}
+	return reg.Register(collectors.NewDBStatsCollector(sqlDB, "taskforge"))
 }
 
 // Close closes the connections.
