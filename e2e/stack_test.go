@@ -190,8 +190,10 @@ func startStack(t *testing.T) *stack {
 }
 
 // startStackOn is startStack on the Redis database rd (e.g. a redis-server of
-// the test's own, which it may freeze).
-func startStackOn(t *testing.T, rd testenv.Redis) *stack {
+// the test's own, which it may freeze). extraEnv ("KEY=value") is added to
+// every service's environment after the stack's own, whose values it
+// overrides (such as TASKFORGE_REDIS_MODE and its addresses).
+func startStackOn(t *testing.T, rd testenv.Redis, extraEnv ...string) *stack {
 	t.Helper()
 	require.NoError(t, buildErr, "building the services")
 	s := &stack{
@@ -251,6 +253,7 @@ func startStackOn(t *testing.T, rd testenv.Redis) *stack {
 		"TASKFORGE_ALERTS_PUSH_TOKEN=push-token-e2e",
 		"TASKFORGE_PRICES_PROVIDER=simulated",
 	)
+	s.env = append(s.env, extraEnv...)
 
 	// Schema and demo data.
 	s.runOnce("api", "migrate", "up")
