@@ -85,6 +85,7 @@ type Reconciler struct {
 	requeuer  Requeuer
 	log       *zap.Logger
 	repairs   *prometheus.CounterVec
+	lastPass  prometheus.Gauge
 	opts      Options
 	lc        *lifecycle.Lifecycle
 }
@@ -118,16 +119,22 @@ func New(db *gorm.DB, rc redis.UniversalClient, inspector *asynq.Inspector, requ
 		Name: "taskforge_reconciler_repairs_total",
 		Help: "Repairs of drift between PostgreSQL and Asynq, by kind.",
 	}, []string{"kind"})
+	lastPass := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "taskforge_reconciler_last_pass_timestamp_seconds",
+		Help: "Unix time at which this replica last finished a reconciliation pass holding the one-replica lock (0 before its first); the newest over the replicas is the last pass of the cluster.",
+	})
 	if reg != nil {
-		if err := reg.Register(repairs); err != nil {
-			return nil, fmt.Errorf("reconcile: metrics: %w", err)
+		for _, c := range []prometheus.Collector{repairs, lastPass} {
+			if err := reg.Register(c); err != nil {
+				return nil, fmt.Errorf("reconcile: metrics: %w", err)
+			}
 		}
 	}
 	lc, err := lifecycle.New(db, opts.Events)
 	if err != nil {
 		return nil, fmt.Errorf("reconcile: %w", err)
 	}
-	return &Reconciler{db: db, redis: rc, inspector: inspector, requeuer: requeuer, log: log, repairs: repairs, opts: opts, lc: lc}, nil
+	return &Reconciler{db: db, redis: rc, inspector: inspector, requeuer: requeuer, log: log, repairs: repairs, lastPass: lastPass, opts: opts, lc: lc}, nil
 }
 
 // Run reconciles every Interval until ctx ends.
@@ -153,8 +160,17 @@ type Report struct {
 	Repairs map[string]int
 }
 
-// Pass runs one reconciliation if no other replica is running one.
+// Pass runs one reconciliation if no other replica is running one. A pass
+// that ran to its end sets taskforge_reconciler_last_pass_timestamp_seconds.
 func (r *Reconciler) Pass(ctx context.Context) (Report, error) {
+	rep, err := r.pass(ctx)
+	if err == nil && rep.Ran {
+		r.lastPass.Set(float64(r.opts.Now().UnixNano()) / 1e9)
+	}
+	return rep, err
+}
+
+func (r *Reconciler) pass(ctx context.Context) (Report, error) {
 	rep := Report{Repairs: map[string]int{}}
 	sqlDB, err := r.db.DB()
 	if err != nil {
