@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/oklog/ulid/v2"
+	"github.com/prometheus/client_golang/prometheus"
 	"gorm.io/gorm"
 
 	"github.com/taskforge/taskforge/pkg/store"
@@ -87,6 +88,8 @@ type Store struct {
 	linkTTL time.Duration
 	now     func() time.Time
 	cache   *Cache
+	// storageErrors counts failed backend operations (RegisterMetrics).
+	storageErrors *prometheus.CounterVec
 }
 
 // New returns a Store writing to backend.
@@ -103,7 +106,8 @@ func New(db *gorm.DB, backend Backend, o Options) (*Store, error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	return &Store{db: db, backend: backend, signer: o.Signer, ttl: o.TTL, linkTTL: o.LinkTTL, now: o.Now, cache: o.Cache}, nil
+	return &Store{db: db, backend: backend, signer: o.Signer, ttl: o.TTL, linkTTL: o.LinkTTL, now: o.Now, cache: o.Cache,
+		storageErrors: newStorageErrors()}, nil
 }
 
 // Cache is the store's result cache (nil when it has none).
@@ -154,6 +158,7 @@ func (s *Store) Put(ctx context.Context, taskID, name, contentType string, r io.
 	h := sha256.New()
 	cr := &countingReader{r: io.TeeReader(r, h)}
 	if err := s.backend.Put(ctx, res.Key, contentType, cr); err != nil {
+		s.storageFailed(opPut, err)
 		return Result{}, fmt.Errorf("result: put %s: %w", res.ID, err)
 	}
 	res.Size = cr.n
@@ -220,6 +225,7 @@ func (s *Store) Open(ctx context.Context, res Result) (io.ReadCloser, error) {
 	}
 	rc, err := s.backend.Open(ctx, res.Key)
 	if err != nil {
+		s.storageFailed(opOpen, err)
 		return nil, fmt.Errorf("result: open %s: %w", res.ID, err)
 	}
 	return rc, nil
@@ -243,6 +249,7 @@ func (s *Store) DeleteFile(ctx context.Context, res Result) error {
 		return fmt.Errorf("result: delete %s: stored in backend %q, not the configured %q", res.ID, res.Backend, s.backend.Name())
 	}
 	if err := s.backend.Delete(ctx, res.Key); err != nil {
+		s.storageFailed(opDelete, err)
 		return fmt.Errorf("result: delete %s: %w", res.ID, err)
 	}
 	return nil
@@ -260,6 +267,7 @@ func (s *Store) URL(ctx context.Context, res Result) (string, time.Time, error) 
 	if p, ok := s.backend.(Presigner); ok && res.Backend == s.backend.Name() {
 		u, err := p.Presign(ctx, res.Key, res.Name, ttl)
 		if err != nil {
+			s.storageFailed(opPresign, err)
 			return "", time.Time{}, fmt.Errorf("result: presign %s: %w", res.ID, err)
 		}
 		return u, now.Add(ttl), nil

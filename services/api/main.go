@@ -324,6 +324,9 @@ func serve(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 	if err != nil {
 		return err
 	}
+	if err := results.RegisterMetrics(deps.Registry); err != nil {
+		return err
+	}
 	resultRoutes, err := httpresult.New(deps.DB, results, log.Named("results"))
 	if err != nil {
 		return err

@@ -107,6 +107,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if err := results.RegisterMetrics(deps.Registry); err != nil {
+		return err
+	}
 
 	// Handlers, one registration place.
 	hs, err := handlers.Build(handlers.Deps{
