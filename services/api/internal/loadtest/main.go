@@ -9,6 +9,13 @@
 //	                                     live events through the api and worker
 //	                                     binaries in DIR: publish-to-deliver
 //	                                     latency and memory per open stream
+//	loadtest system -bin DIR [-phases create,drain,e2e,list] [...]
+//	                                     the four binaries in DIR with the
+//	                                     production configuration, driven over
+//	                                     HTTP, each figure next to an anchor
+//	                                     (bare Echo → Asynq, raw Asynq servers)
+//	                                     run by this program as another process
+//	                                     ("loadtest anchor", internal)
 package main
 
 import (
@@ -20,6 +27,7 @@ import (
 	"net/url"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -42,7 +50,10 @@ func main() {
 
 func run(ctx context.Context, args []string) error {
 	if len(args) == 0 {
-		return errors.New("usage: loadtest create|list|events [flags]")
+		return errors.New("usage: loadtest create|list|events|system [flags]")
+	}
+	if args[0] == "anchor" {
+		return anchorMain(args[1:])
 	}
 	dbURL, redisAddr := os.Getenv("TASKFORGE_TEST_DATABASE_URL"), os.Getenv("TASKFORGE_TEST_REDIS_ADDR")
 	if dbURL == "" || redisAddr == "" {
@@ -84,6 +95,40 @@ func run(ctx context.Context, args []string) error {
 			return errors.New("events: -bin is required")
 		}
 		return benchEvents(ctx, dbURL, redisAddr, cfg)
+	case "system":
+		var cfg systemConfig
+		fs.StringVar(&cfg.bin, "bin", "", "directory of the taskforge-api, -worker, -scheduler and -monitor binaries (scripts/lib.sh build_services)")
+		phases := fs.String("phases", "create,drain,e2e", "phases to run: create, drain, e2e, list")
+		clients := fs.String("clients", "16,64", "create: concurrent clients of each measurement")
+		fs.IntVar(&cfg.creates, "creates", 10000, "create: requests per measurement")
+		fs.IntVar(&cfg.rounds, "rounds", 2, "create: measurements per client count")
+		fs.IntVar(&cfg.drain, "drain", 5000, "drain: tasks due at once")
+		runs := fs.String("runs", "1x50 4x50", "drain: worker servers x total concurrency of each measurement")
+		fs.IntVar(&cfg.e2e, "e2e", 5000, "end to end: tasks")
+		fs.IntVar(&cfg.rows, "rows", 1000000, "list: task rows loaded")
+		fs.IntVar(&cfg.lists, "lists", 5000, "list: requests per measurement")
+		if err := fs.Parse(args[1:]); err != nil {
+			return err
+		}
+		if cfg.bin == "" {
+			return errors.New("system: -bin is required")
+		}
+		cfg.phases = strings.Split(*phases, ",")
+		for _, c := range strings.Split(*clients, ",") {
+			n, err := strconv.Atoi(strings.TrimSpace(c))
+			if err != nil || n < 1 {
+				return fmt.Errorf("system: -clients: %q is not a positive number", c)
+			}
+			cfg.clients = append(cfg.clients, n)
+		}
+		var err error
+		if cfg.runs, err = parseRuns(*runs); err != nil {
+			return err
+		}
+		if cfg.creates < 10 || cfg.drain < 1 || cfg.e2e < 1 || cfg.rows < 1 || cfg.lists < 10 || cfg.rounds < 1 {
+			return errors.New("system: -creates and -lists at least 10, -drain, -e2e, -rows and -rounds at least 1")
+		}
+		return benchSystem(ctx, dbURL, redisAddr, cfg)
 	}
 	return fmt.Errorf("unknown benchmark %q", args[0])
 }

@@ -34,8 +34,14 @@ func startService(dir, name, bin string, env []string) (*service, error) {
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(bin)
-	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")}, env...)
+	return startCommand(name, logPath, f, bin, nil, append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")}, env...))
+}
+
+// startCommand starts bin with args and env, its output to f (at logPath),
+// which it closes when the process exits.
+func startCommand(name, logPath string, f *os.File, bin string, args, env []string) (*service, error) {
+	cmd := exec.Command(bin, args...)
+	cmd.Env = env
 	cmd.Stdout, cmd.Stderr = f, f
 	if err := cmd.Start(); err != nil {
 		_ = f.Close()
