@@ -28,7 +28,12 @@ import (
 func asynqBase(t *testing.T) map[string]*ast.FuncDecl {
 	t.Helper()
 	version := requiredVersion(t, filepath.Join("..", "..", "pkg", "go.mod"), "github.com/hibiken/asynq")
-	out, err := exec.Command("go", "mod", "download", "-json", "github.com/hibiken/asynq@"+version).Output()
+	// Outside any module and workspace, so that no go.mod, go.sum or
+	// go.work.sum of the tree is touched.
+	cmd := exec.Command("go", "mod", "download", "-json", "github.com/hibiken/asynq@"+version)
+	cmd.Dir = t.TempDir()
+	cmd.Env = append(os.Environ(), "GOWORK=off", "GOFLAGS=")
+	out, err := cmd.Output()
 	if err != nil {
 		t.Fatalf("go mod download github.com/hibiken/asynq@%s: %v", version, err)
 	}
