@@ -119,6 +119,10 @@ func New(db *gorm.DB, rc redis.UniversalClient, inspector *asynq.Inspector, requ
 		Name: "taskforge_reconciler_repairs_total",
 		Help: "Repairs of drift between PostgreSQL and Asynq, by kind.",
 	}, []string{"kind"})
+	// Every kind from the start, so that rates exist before the first repair.
+	for _, k := range []string{KindRequeued, KindLostRetried, KindLostFailed, KindCancelRemoved, KindCancelSignalled} {
+		repairs.WithLabelValues(k)
+	}
 	lastPass := prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "taskforge_reconciler_last_pass_timestamp_seconds",
 		Help: "Unix time at which this replica last finished a reconciliation pass holding the one-replica lock (0 before its first); the newest over the replicas is the last pass of the cluster.",

@@ -320,6 +320,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Buckets: []float64{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60},
 		}),
 	}
+	// Every outcome from the start, so that rates exist before the first.
+	for _, o := range []string{"created", "existing", "skipped", "invalid", "failed"} {
+		m.fires.WithLabelValues(o)
+	}
 	reg.MustRegister(m.fires, m.delays)
 	return m
 }

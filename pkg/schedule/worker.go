@@ -20,7 +20,9 @@ import (
 // creation path; its batch inserters live as long as the process). sc gives
 // the catch-up limit, eg the egress rules that vet webhook URLs of the tasks
 // created. keys opens the schedules' sealed params and seals the tasks'.
-func WorkerHandlers(db *gorm.DB, rc redis.UniversalClient, sc config.SchedulerConfig, eg config.EgressConfig, keys Keyring, log *zap.Logger) (map[string]job.Handler, error) {
+// metrics (NewMetrics on the worker's registry; nil: none) counts the fires,
+// which the worker, not the scheduler, carries out.
+func WorkerHandlers(db *gorm.DB, rc redis.UniversalClient, sc config.SchedulerConfig, eg config.EgressConfig, keys Keyring, metrics *Metrics, log *zap.Logger) (map[string]job.Handler, error) {
 	if db == nil || rc == nil || keys == nil || log == nil {
 		return nil, errors.New("schedule: nil dependency")
 	}
@@ -37,7 +39,7 @@ func WorkerHandlers(db *gorm.DB, rc redis.UniversalClient, sc config.SchedulerCo
 	if err != nil {
 		return nil, err
 	}
-	f, err := NewFirer(db, svc, log, FireOptions{CatchUp: sc.CatchUp, Keyring: keys})
+	f, err := NewFirer(db, svc, log, FireOptions{CatchUp: sc.CatchUp, Keyring: keys, Metrics: metrics})
 	if err != nil {
 		return nil, err
 	}

@@ -28,7 +28,7 @@ func TestFireJobsThroughTheWorkerRuntime(t *testing.T) {
 	t.Cleanup(func() { _ = rc.Close() })
 	keys, err := secret.FromConfig(config.Defaults().Crypto, true)
 	require.NoError(t, err)
-	hs, err := schedule.WorkerHandlers(b.pg.DB, rc, config.Defaults().Scheduler, config.Defaults().Egress, keys, b.log)
+	hs, err := schedule.WorkerHandlers(b.pg.DB, rc, config.Defaults().Scheduler, config.Defaults().Egress, keys, nil, b.log)
 	require.NoError(t, err)
 	rt, err := worker.New(b.pg.DB, rc, b.inspector, b.log, worker.Options{Handlers: hs})
 	require.NoError(t, err)

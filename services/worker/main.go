@@ -34,6 +34,7 @@ import (
 	"github.com/taskforge/taskforge/pkg/event"
 	"github.com/taskforge/taskforge/pkg/health"
 	"github.com/taskforge/taskforge/pkg/result"
+	"github.com/taskforge/taskforge/pkg/schedule"
 	"github.com/taskforge/taskforge/pkg/secret"
 	"github.com/taskforge/taskforge/pkg/taskservice"
 	"github.com/taskforge/taskforge/pkg/worker"
@@ -113,7 +114,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 
 	// Handlers, one registration place.
 	hs, err := handlers.Build(handlers.Deps{
-		Config: cfg, DB: deps.DB, Redis: deps.RedisClient, HTTP: webhooks.Client(), Notify: notifyGuard.Client(), Keyring: keyring, Results: results, Log: log,
+		Config: cfg, DB: deps.DB, Redis: deps.RedisClient, HTTP: webhooks.Client(), Notify: notifyGuard.Client(), Keyring: keyring, Results: results, ScheduleMetrics: schedule.NewMetrics(deps.Registry), Log: log,
 	})
 	if err != nil {
 		return err

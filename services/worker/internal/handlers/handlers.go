@@ -44,7 +44,10 @@ type Deps struct {
 	Keyring *secret.Keyring
 	// Results is the result storage of backups, reports and large results.
 	Results *result.Store
-	Log     *zap.Logger
+	// ScheduleMetrics counts the schedule fires this worker carries out
+	// (schedule.NewMetrics on its registry). If nil, they are not counted.
+	ScheduleMetrics *schedule.Metrics
+	Log             *zap.Logger
 }
 
 // Build returns the handlers by task type.
@@ -120,7 +123,7 @@ func Build(d Deps) (map[string]job.Handler, error) {
 	if d.Keyring == nil {
 		return nil, errors.New("handlers: nil keyring")
 	}
-	fire, err := schedule.WorkerHandlers(d.DB, d.Redis, d.Config.Scheduler, d.Config.Egress, d.Keyring, d.Log.Named("schedule"))
+	fire, err := schedule.WorkerHandlers(d.DB, d.Redis, d.Config.Scheduler, d.Config.Egress, d.Keyring, d.ScheduleMetrics, d.Log.Named("schedule"))
 	if err != nil {
 		return nil, err
 	}
