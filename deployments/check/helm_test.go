@@ -54,6 +54,7 @@ var customKinds = map[string]func([]byte) error{
 	"keda.sh/v1alpha1/ScaledObject":           func(b []byte) error { var v ScaledObject; return yaml.UnmarshalStrict(b, &v) },
 	"keda.sh/v1alpha1/TriggerAuthentication":  func(b []byte) error { var v TriggerAuthentication; return yaml.UnmarshalStrict(b, &v) },
 	"monitoring.coreos.com/v1/ServiceMonitor": func(b []byte) error { var v ServiceMonitor; return yaml.UnmarshalStrict(b, &v) },
+	"monitoring.coreos.com/v1/PrometheusRule": func(b []byte) error { var v PrometheusRule; return yaml.UnmarshalStrict(b, &v) },
 	"gateway.networking.k8s.io/v1/HTTPRoute":  func(b []byte) error { var v HTTPRoute; return yaml.UnmarshalStrict(b, &v) },
 }
 
