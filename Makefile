@@ -56,7 +56,7 @@ fresh-check: ## Run the README's two commands in a clean Debian 12 root (deboots
 fuzz: ## Run every fuzz target for FUZZTIME each (default 60s); failing inputs land in testdata/fuzz.
 	@scripts/fuzz.sh
 
-bench: ## Run the benchmarks that print the performance figures.
+bench: ## Run the benchmarks: the real binaries against their anchors (scripts/bench/system-*.sh), then the micro-benchmarks.
 	@scripts/bench/run.sh
 
 .PHONY: fuzz test-race fresh-check generate generate-check help dev test test-short build build-check lint proto proto-check tidy tidy-check bench

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every benchmark script in scripts/bench (or those named as arguments)
 # against throw-away Redis and PostgreSQL, the same way scripts/test.sh does.
-# Each script prints its figures.
+# Each script prints its figures: system-*.sh those of the real binaries, each
+# next to its anchor; the others are micro-benchmarks of one part in process.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 . scripts/lib.sh
@@ -21,7 +22,12 @@ export TASKFORGE_TEST_DATABASE_URL="postgres://taskforge@127.0.0.1:$pg_port/task
 
 scripts=("$@")
 if [ ${#scripts[@]} -eq 0 ]; then
-  for s in scripts/bench/*.sh; do [ "$(basename "$s")" = run.sh ] || scripts+=("$s"); done
+  # The system as shipped first (system-*.sh: the real binaries against their
+  # anchors), then the micro-benchmarks.
+  for s in scripts/bench/system-*.sh; do scripts+=("$s"); done
+  for s in scripts/bench/*.sh; do
+    case "$(basename "$s")" in run.sh | system-*.sh) ;; *) scripts+=("$s") ;; esac
+  done
 fi
 for s in "${scripts[@]}"; do
   echo "== $s"

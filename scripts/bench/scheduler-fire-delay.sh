@@ -4,6 +4,8 @@
 # (default 30). Prints p50, p99 and max of (task creation - intended fire
 # time), once with fire jobs polled every 10ms and once at Asynq's default 1s
 # poll (what an idle worker does unless its task_check_interval is lowered).
+# A micro-benchmark: the scheduler replicas and the fire handler run inside
+# the test process (pkg/schedule), without the scheduler and worker binaries.
 # Run through scripts/bench/run.sh, which starts Redis and PostgreSQL.
 set -euo pipefail
 cd "$(dirname "$0")/../.."

@@ -50,6 +50,8 @@ type stackOptions struct {
 	// before runs on the migrated database before any binary starts (the
 	// list phase loads its rows).
 	before func(ctx context.Context, dbURL string) error
+	// noScheduler leaves the scheduler out.
+	noScheduler bool
 }
 
 // productionYAML raises the rate limits out of the way (every client of the
@@ -158,8 +160,10 @@ func startSystem(ctx context.Context, baseURL, redisAddr, bin string, o stackOpt
 	if st.worker, err = start("worker", st.workerURL+"/readyz"); err != nil {
 		return nil, err
 	}
-	if st.scheduler, err = start("scheduler", st.schedURL+"/readyz"); err != nil {
-		return nil, err
+	if !o.noScheduler {
+		if st.scheduler, err = start("scheduler", st.schedURL+"/readyz"); err != nil {
+			return nil, err
+		}
 	}
 	if st.monitor, err = start("monitor", st.monitorURL+"/readyz"); err != nil {
 		return nil, err
@@ -380,7 +384,7 @@ func (a cpuByName) perTask(n int, order ...string) string {
 		total += a[k]
 		fmt.Fprintf(&b, "%s %.3f, ", k, float64(a[k].Microseconds())/1e3/float64(max(n, 1)))
 	}
-	fmt.Fprintf(&b, "total %.3f ms of CPU per task", float64(total.Microseconds())/1e3/float64(max(n, 1)))
+	fmt.Fprintf(&b, "total %.3f", float64(total.Microseconds())/1e3/float64(max(n, 1)))
 	return b.String()
 }
 
