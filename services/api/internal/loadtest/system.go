@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"runtime"
@@ -99,7 +100,7 @@ func benchSystem(ctx context.Context, dbURL, redisAddr string, cfg systemConfig)
 			return err
 		}
 		sink := newCountSink()
-		sinkURL, stopSink, err := listen(sink)
+		sinkURL, stopSink, err := sink.listen()
 		if err != nil {
 			return err
 		}
@@ -186,6 +187,12 @@ func (b *systemBench) create(ctx context.Context) error {
 				pad(label, 24), t, pad("", 24), a, pad("", 24), t.rate()/a.rate(), ratio(t.p(.5), a.p(.5)), ratio(t.p(.99), a.p(.99)))
 			fmt.Printf("%s CPU ms per create: taskforge: %s\n%s                     anchor:    %s\n",
 				pad("", 24), cpuT.perTask(t.ok, stackProcs...), pad("", 24), cpuA.perTask(a.ok, anchorProcs...))
+			switch c {
+			case 16:
+				fmt.Printf("%s targets: >= 0.5× the anchor: %v; p99 <= 15 ms: %v\n", pad("", 24), t.rate()/a.rate() >= 0.5, t.p(.99) <= 15*time.Millisecond)
+			case 64:
+				fmt.Printf("%s target: >= 0.6× the anchor: %v\n", pad("", 24), t.rate()/a.rate() >= 0.6)
+			}
 		}
 	}
 	return nil
@@ -229,6 +236,7 @@ func (b *systemBench) drain(ctx context.Context) error {
 			return fmt.Errorf("drain %s: %d tasks completed while the queue was paused (the measurement would be wrong)", run, early-done0)
 		}
 		var took time.Duration
+		conns0 := b.sink.conns.Load()
 		cpuT, err := b.procs.window(func() error {
 			if err := b.st.pauseQueue(ctx, "normal", false); err != nil {
 				return err
@@ -245,18 +253,25 @@ func (b *systemBench) drain(ctx context.Context) error {
 			return fmt.Errorf("drain %s: the receiver got %d requests for %d tasks", run, got, n)
 		}
 		rate := float64(n) / took.Seconds()
-		fmt.Printf("drain %s (servers×concurrency): created in %.1f s; taskforge %7.0f tasks/s (%.2f s)\n", run, created.Seconds(), rate, took.Seconds())
+		fmt.Printf("drain %s (servers×concurrency): created in %.1f s; taskforge %7.0f tasks/s (%.2f s; %d connections opened to the receiver)\n",
+			run, created.Seconds(), rate, took.Seconds(), b.sink.conns.Load()-conns0)
 		fmt.Printf("  CPU ms per task: taskforge: %s\n", cpuT.perTask(n, stackProcs...))
 		for _, h := range []string{"webhook", "noop"} {
+			conns0 := b.sink.conns.Load()
 			r, cpuA, err := b.anchorDrain(ctx, run, h, n)
 			if err != nil {
 				return err
 			}
+			conns := b.sink.conns.Load() - conns0
 			what := "raw asynq + the same POST"
 			if h == "noop" {
 				what = "raw asynq, no-op handler"
 			}
-			fmt.Printf("  anchor %s: %7.0f tasks/s; taskforge/anchor %.2f×\n", pad(what, 26), r, rate/r)
+			fmt.Printf("  anchor %s: %7.0f tasks/s; taskforge/anchor %.2f×", pad(what, 26), r, rate/r)
+			if h == "webhook" {
+				fmt.Printf(" (%d connections opened to the receiver; target >= 0.7×: %v)", conns, rate/r >= 0.7)
+			}
+			fmt.Println()
 			fmt.Printf("    CPU ms per task: anchor: %s\n", cpuA.perTask(n, anchorProcs...))
 		}
 	}
@@ -408,7 +423,7 @@ func (b *systemBench) endToEnd(ctx context.Context) error {
 	rateA := float64(n) / tookA.Seconds()
 	fmt.Printf("end to end: taskforge %7.0f tasks/s completed (%.2f s; creates %s)\n", rate, took.Seconds(), lat)
 	fmt.Printf("            anchor    %7.0f tasks/s completed (%.2f s; enqueues %s)\n", rateA, tookA.Seconds(), latA)
-	fmt.Printf("            ratio %.2f× the anchor\n", rate/rateA)
+	fmt.Printf("            ratio %.2f× the anchor; target >= 3000 tasks/s: %v\n", rate/rateA, rate >= 3000)
 	fmt.Printf("  CPU ms per task: taskforge: %s\n", cpuT.perTask(n, stackProcs...))
 	fmt.Printf("                   anchor:    %s\n", cpuA.perTask(n, anchorProcs...))
 	return nil
@@ -494,6 +509,7 @@ func benchSystemList(ctx context.Context, dbURL, redisAddr string, cfg systemCon
 			pad(tc.name, 44), t, pad("", 44), a, pad("", 44), t.rate()/a.rate(), ratio(t.p(.5), a.p(.5)), ratio(t.p(.99), a.p(.99)))
 		fmt.Printf("%s CPU ms per request: taskforge: %s\n%s                      anchor:    %s\n",
 			pad("", 44), cpuT.perTask(t.ok, stackProcs...), pad("", 44), cpuA.perTask(a.ok, anchorProcs...))
+		fmt.Printf("%s target: p99 <= 20 ms: %v\n", pad("", 44), t.p(.99) <= 20*time.Millisecond)
 	}
 	return nil
 }
@@ -609,10 +625,26 @@ func drive(ctx context.Context, n, conc, want int, mk requestFunc) (latencies, e
 	return l, nil
 }
 
-// countSink answers every request 200 and counts them by path.
+// countSink answers every request 200 and counts them by path, and the
+// connections its clients opened.
 type countSink struct {
-	mu sync.Mutex
-	n  map[string]int
+	mu    sync.Mutex
+	n     map[string]int
+	conns atomic.Int64
+}
+
+func (s *countSink) listen() (string, func(), error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", nil, err
+	}
+	srv := &http.Server{Handler: s, ReadHeaderTimeout: 10 * time.Second, ConnState: func(_ net.Conn, st http.ConnState) {
+		if st == http.StateNew {
+			s.conns.Add(1)
+		}
+	}}
+	go func() { _ = srv.Serve(ln) }()
+	return "http://" + ln.Addr().String(), func() { _ = srv.Close() }, nil
 }
 
 func newCountSink() *countSink { return &countSink{n: map[string]int{}} }
