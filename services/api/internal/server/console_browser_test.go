@@ -15,6 +15,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/taskforge/taskforge/pkg/job"
+	"github.com/taskforge/taskforge/pkg/queue"
 	"github.com/taskforge/taskforge/pkg/store"
 	"github.com/taskforge/taskforge/pkg/taskpb"
 	"github.com/taskforge/taskforge/pkg/tasks"
@@ -38,6 +39,8 @@ func TestConsoleInBrowser(t *testing.T) {
 		t.Skipf("%s is not set: run scripts/test.sh, which starts Redis and PostgreSQL", testenv.EnvRedisAddr)
 	}
 	b := setupWith(t, setupOptions{secure: true, streams: &StreamOptions{KeepAlive: time.Second, WriteTimeout: 10 * time.Second}})
+	// As the API's main does at start: Asynq knows the four queues.
+	require.NoError(t, queue.Register(ctx, b.rd.Client))
 
 	// calculate_metrics as the test drives it: portfolio "pf_block" runs until
 	// cancelled, "pf_fail" fails for good, any other takes four steps, one

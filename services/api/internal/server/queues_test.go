@@ -12,6 +12,7 @@ import (
 
 	"github.com/taskforge/taskforge/pkg/audit"
 	"github.com/taskforge/taskforge/pkg/job"
+	"github.com/taskforge/taskforge/pkg/queue"
 	"github.com/taskforge/taskforge/pkg/taskpb"
 	"github.com/taskforge/taskforge/pkg/tasks"
 	"github.com/taskforge/taskforge/pkg/worker"
@@ -26,6 +27,8 @@ import (
 func TestQueuePauseResume(t *testing.T) {
 	t.Parallel()
 	b := setupWith(t, setupOptions{secure: true})
+	// As the API's main does at start: Asynq knows the four queues.
+	require.NoError(t, queue.Register(ctx, b.rd.Client))
 	admin, op := b.client(t, tokAdmin), b.client(t, tokOp)
 
 	handler := job.Typed(func(ctx context.Context, r job.Reporter, p *taskpb.CalculateMetricsParams) error {

@@ -239,8 +239,6 @@ func setupWith(t *testing.T, o setupOptions) testBundle {
 	t.Cleanup(svc.Close)
 	rc := queue.Client(opt)
 	t.Cleanup(func() { _ = rc.Close() })
-	// As the API's main does at start: Asynq knows the four queues.
-	require.NoError(t, queue.Register(context.Background(), rc))
 	reg := prometheus.NewRegistry()
 	checker := health.NewChecker(map[string]health.Check{
 		"postgres": func(ctx context.Context) error { return store.Ping(ctx, db) },
