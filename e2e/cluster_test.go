@@ -54,24 +54,7 @@ func TestCluster(t *testing.T) {
 	operator := s.client(s.newKey(t, admin, "e2e-operator", client.CreateAPIKeyRequestRoleOperator))
 	viewer := s.client(s.newKey(t, admin, "e2e-viewer", client.CreateAPIKeyRequestRoleViewer))
 
-	t.Run("parts", func(t *testing.T) {
-		t.Run("every task type", func(t *testing.T) {
-			t.Parallel()
-			s.everyTaskType(t, admin, operator, viewer)
-		})
-		t.Run("cancel a running task", func(t *testing.T) {
-			t.Parallel()
-			s.cancelRunning(t, operator)
-		})
-		t.Run("fail then retry by hand", func(t *testing.T) {
-			t.Parallel()
-			s.failThenRetry(t, operator)
-		})
-		t.Run("schedule", func(t *testing.T) {
-			t.Parallel()
-			s.scheduleRuns(t, admin, operator)
-		})
-	})
+	t.Run("parts", func(t *testing.T) { s.lifecycle(t, admin, operator, viewer) })
 	t.Run("event streams", func(t *testing.T) { s.eventStreams(t) })
 	t.Run("type limit across workers", func(t *testing.T) { s.typeLimit(t, operator) })
 	t.Run("rate limits", func(t *testing.T) { s.rateLimits(t, admin) })

@@ -41,22 +41,7 @@ func TestStack(t *testing.T) {
 	viewer := s.client(s.newKey(t, admin, "e2e-viewer", client.CreateAPIKeyRequestRoleViewer))
 
 	t.Run("parts", func(t *testing.T) {
-		t.Run("every task type", func(t *testing.T) {
-			t.Parallel()
-			s.everyTaskType(t, admin, operator, viewer)
-		})
-		t.Run("cancel a running task", func(t *testing.T) {
-			t.Parallel()
-			s.cancelRunning(t, operator)
-		})
-		t.Run("fail then retry by hand", func(t *testing.T) {
-			t.Parallel()
-			s.failThenRetry(t, operator)
-		})
-		t.Run("schedule", func(t *testing.T) {
-			t.Parallel()
-			s.scheduleRuns(t, admin, operator)
-		})
+		s.lifecycle(t, admin, operator, viewer)
 		t.Run("cli", func(t *testing.T) {
 			t.Parallel()
 			key := s.newKey(t, admin, "e2e-cli", client.CreateAPIKeyRequestRoleOperator)
@@ -69,6 +54,27 @@ func TestStack(t *testing.T) {
 }
 
 // newKey creates an API key with role as the admin and returns the key.
+// lifecycle runs, in parallel subtests of t, every task type, the cancel of a
+// running task, a failure retried by hand and a schedule's runs.
+func (s *stack) lifecycle(t *testing.T, admin, operator, viewer *client.ClientWithResponses) {
+	t.Run("every task type", func(t *testing.T) {
+		t.Parallel()
+		s.everyTaskType(t, admin, operator, viewer)
+	})
+	t.Run("cancel a running task", func(t *testing.T) {
+		t.Parallel()
+		s.cancelRunning(t, operator)
+	})
+	t.Run("fail then retry by hand", func(t *testing.T) {
+		t.Parallel()
+		s.failThenRetry(t, operator)
+	})
+	t.Run("schedule", func(t *testing.T) {
+		t.Parallel()
+		s.scheduleRuns(t, admin, operator)
+	})
+}
+
 func (s *stack) newKey(t *testing.T, admin *client.ClientWithResponses, name string, role client.CreateAPIKeyRequestRole) string {
 	t.Helper()
 	expires := time.Now().Add(time.Hour)
