@@ -160,11 +160,16 @@ func New(cfg Config, opts ...Option) (*Guard, error) {
 	}
 	transport := &http.Transport{
 		// Proxy stays nil: a proxy would hide the real destination from the check.
-		Proxy:                 nil,
-		DialContext:           g.dialContext,
-		ForceAttemptHTTP2:     true,
-		TLSHandshakeTimeout:   cfg.ConnectTimeout,
-		MaxIdleConns:          100,
+		Proxy:               nil,
+		DialContext:         g.dialContext,
+		ForceAttemptHTTP2:   true,
+		TLSHandshakeTimeout: cfg.ConnectTimeout,
+		MaxIdleConns:        100,
+		// A worker delivers many tasks to the same few hosts (a webhook
+		// receiver, the mail relay's API): keep enough idle connections per
+		// host for the worker's concurrent deliveries, not Go's default of 2,
+		// which opened a new connection for most deliveries under load.
+		MaxIdleConnsPerHost:   maxIdlePerHost,
 		IdleConnTimeout:       90 * time.Second,
 		ExpectContinueTimeout: time.Second,
 	}
@@ -175,6 +180,9 @@ func New(cfg Config, opts ...Option) (*Guard, error) {
 	}
 	return g, nil
 }
+
+// maxIdlePerHost is the idle connections kept per destination host.
+const maxIdlePerHost = 64
 
 // parseCIDRs parses allow-list entries; a bare address becomes a host prefix.
 func parseCIDRs(entries []string) ([]netip.Prefix, error) {

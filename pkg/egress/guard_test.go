@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/taskforge/taskforge/pkg/egress"
@@ -461,4 +462,50 @@ func TestRequestURLChecked(t *testing.T) {
 		require.Equal(t, egress.ReasonUserinfo, blocked.Reason)
 	}
 	require.Zero(t, target.hits.Load())
+}
+
+// TestConcurrentDeliveriesReuseConnections sends rounds of concurrent requests
+// to one host: the connections of a round are kept idle and reused by the next
+// (with Go's default of two idle connections per host, most requests of every
+// later round would dial anew).
+func TestConcurrentDeliveriesReuseConnections(t *testing.T) {
+	t.Parallel()
+	var dialed atomic.Int64
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		_, _ = io.WriteString(w, "ok")
+	}))
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			dialed.Add(1)
+		}
+	}
+	srv.Start()
+	t.Cleanup(srv.Close)
+	g := newGuard(t, egress.Config{AllowCIDRs: []string{"127.0.0.0/8"}})
+
+	const workers, rounds = 16, 8
+	for range rounds {
+		var wg sync.WaitGroup
+		for range workers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, srv.URL, strings.NewReader(`{"n":1}`))
+				if !assert.NoError(t, err) {
+					return
+				}
+				resp, err := g.Do(req)
+				if !assert.NoError(t, err) {
+					return
+				}
+				_, _ = io.Copy(io.Discard, resp.Body)
+				_ = resp.Body.Close()
+			}()
+		}
+		wg.Wait()
+	}
+	// The first round dials up to one connection per worker; later rounds
+	// reuse them.
+	require.LessOrEqual(t, dialed.Load(), int64(workers+2), "connections dialed for %d requests", workers*rounds)
 }
