@@ -14,8 +14,6 @@ import (
 	"runtime"
 	"runtime/pprof"
 	"slices"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -227,54 +225,22 @@ func listen(h http.Handler) (string, func(), error) {
 }
 
 // load sends n POSTs of createBody from conc goroutines over keep-alive
-// connections and measures each request's latency.
+// connections (drive) and measures each request's latency; refused requests
+// are counted, not fatal.
 func load(ctx context.Context, name, target string, hdr http.Header, n, conc int) (result, error) {
-	tr := &http.Transport{MaxIdleConns: conc, MaxIdleConnsPerHost: conc, MaxConnsPerHost: conc, IdleConnTimeout: time.Minute}
-	defer tr.CloseIdleConnections()
-	hc := &http.Client{Transport: tr, Timeout: 30 * time.Second}
-	var next, errs atomic.Int64
-	lat := make([][]time.Duration, conc)
-	var firstErr atomic.Value
-	var wg sync.WaitGroup
-	start := time.Now()
-	for w := range conc {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			mine := make([]time.Duration, 0, n/conc+1)
-			for next.Add(1) <= int64(n) && ctx.Err() == nil {
-				req, _ := http.NewRequestWithContext(ctx, http.MethodPost, target, bytes.NewReader([]byte(createBody)))
-				req.Header = hdr.Clone()
-				t0 := time.Now()
-				resp, err := hc.Do(req)
-				if err == nil {
-					_, _ = io.Copy(io.Discard, resp.Body)
-					_ = resp.Body.Close()
-					if resp.StatusCode != http.StatusCreated {
-						err = fmt.Errorf("status %d", resp.StatusCode)
-					}
-				}
-				mine = append(mine, time.Since(t0))
-				if err != nil {
-					errs.Add(1)
-					firstErr.CompareAndSwap(nil, err.Error())
-				}
-			}
-			lat[w] = mine
-		}()
+	l, err := drive(ctx, n, conc, http.StatusCreated, func(ctx context.Context, _ int) *http.Request {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, target, bytes.NewReader([]byte(createBody)))
+		req.Header = hdr.Clone()
+		return req
+	})
+	if len(l.all) == 0 {
+		return result{}, fmt.Errorf("%s: no request completed: %v", name, err)
 	}
-	wg.Wait()
-	elapsed := time.Since(start)
-	all := slices.Concat(lat...)
-	slices.Sort(all)
-	if len(all) == 0 {
-		return result{}, fmt.Errorf("%s: no request completed", name)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
 	}
-	if e, ok := firstErr.Load().(string); ok {
-		fmt.Fprintf(os.Stderr, "%s: first error: %s\n", name, e)
-	}
-	pct := func(p float64) time.Duration { return all[min(len(all)-1, int(float64(len(all))*p))] }
-	return result{name: name, requests: len(all), errors: errs.Load(), elapsed: elapsed, p50: pct(0.50), p99: pct(0.99), max: all[len(all)-1]}, nil
+	return result{name: name, requests: len(l.all), errors: int64(l.errors), elapsed: l.elapsed,
+		p50: l.p(0.50), p99: l.p(0.99), max: l.p(1)}, nil
 }
 
 // startProfile profiles the CPU into path during the first round, if path is
