@@ -74,8 +74,8 @@ type Filter func(store.Task) bool
 // Sub is one subscription. C delivers its events and is closed when the hub
 // drops it; Err then says why.
 type Sub struct {
-	C      <-chan Delivery
-	c      chan Delivery
+	C      <-chan *Delivery
+	c      chan *Delivery
 	hub    *Hub
 	caller string
 	taskID string
@@ -146,7 +146,7 @@ func (h *Hub) Subscribe(caller, taskID string, filter Filter) (*Sub, error) {
 		h.m.rejected.WithLabelValues("caller").Inc()
 		return nil, ErrTooManyForCaller
 	}
-	c := make(chan Delivery, h.opts.Buffer)
+	c := make(chan *Delivery, h.opts.Buffer)
 	s := &Sub{C: c, c: c, hub: h, caller: caller, taskID: taskID, filter: filter}
 	if taskID != "" {
 		set := h.byTask[taskID]
@@ -181,7 +181,7 @@ func (s *Sub) Err() error {
 
 // Delivered records that d reached the client: the delivered counter and the
 // publish-to-deliver latency.
-func (h *Hub) Delivered(d Delivery) {
+func (h *Hub) Delivered(d *Delivery) {
 	h.m.delivered.WithLabelValues(d.Kind).Inc()
 	if !d.Published.IsZero() {
 		h.m.latency.Observe(time.Since(d.Published).Seconds())
@@ -373,7 +373,10 @@ func (h *Hub) dispatch(ctx context.Context, entries []event.Entry) {
 	ds := Render(keep, rows, h.render)
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	for _, d := range ds {
+	for i := range ds {
+		// Every subscriber shares the one delivery (read-only): a queue holds
+		// pointers, not copies.
+		d := &ds[i]
 		for s := range h.byTask[d.TaskID] {
 			h.send(s, d)
 		}
@@ -390,7 +393,7 @@ func (h *Hub) dispatch(ctx context.Context, entries []event.Entry) {
 }
 
 // send hands d to s, or drops s when its queue is full (h.mu held).
-func (h *Hub) send(s *Sub, d Delivery) {
+func (h *Hub) send(s *Sub, d *Delivery) {
 	select {
 	case s.c <- d:
 	default:
