@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -262,5 +263,27 @@ func TestConsoleInBrowser(t *testing.T) {
 	viewer.Until("the queues", `document.querySelectorAll('#queue-rows tr').length === 4`)
 	viewer.Eval(noControls, &none)
 	require.True(t, none, "no queue controls")
+
+	// At phone width every screen fits: nothing wider than the viewport.
+	viewer.Run("phone width", chromedp.EmulateViewport(390, 844))
+	// wider names the first element that sticks out of the viewport, if any.
+	wider := `(() => {
+		if (document.documentElement.scrollWidth <= window.innerWidth) return '';
+		for (const el of document.querySelectorAll('body *')) {
+			const r = el.getBoundingClientRect();
+			if (r.right > window.innerWidth + 1 && !el.closest('.scroll-x')) return el.tagName.toLowerCase() + (el.id ? '#' + el.id : '') + (el.className ? '.' + el.className : '') + ' (' + Math.round(r.right) + ' px)';
+		}
+		return 'the page (' + document.documentElement.scrollWidth + ' px)';
+	})()`
+	for _, screen := range []string{"#/tasks", "#/tasks/" + viewerFailed, "#/dead", "#/schedules", "#/stats"} {
+		viewer.Hash(screen)
+		viewer.Until("the screen "+screen+" at 390 px", `document.readyState === 'complete' && !!document.querySelector('main h1')`)
+		var out string
+		viewer.Eval(wider, &out)
+		if out != "" {
+			viewer.Shoot("phone-" + strings.Trim(strings.ReplaceAll(screen, "/", "-"), "#-"))
+		}
+		require.Empty(t, out, "%s is wider than a 390 px viewport", screen)
+	}
 	viewer.CheckClean(origin)
 }
