@@ -190,18 +190,7 @@ func TestAPIKilledDuringCreates(t *testing.T) {
 	t.Logf("%d task rows: %d acknowledged, %d written by requests that got no answer (enqueued before the kill or by the reconciler)", len(rows), len(acked), unacked)
 
 	// The queues drain, so that no delivery is still on its way.
-	require.Eventually(t, func() bool {
-		q, err := admin.ListQueuesWithResponse(context.Background())
-		if err != nil || q.JSON200 == nil {
-			return false
-		}
-		for _, info := range q.JSON200.Items {
-			if info.Pending+info.Running+info.Retrying+info.Scheduled > 0 {
-				return false
-			}
-		}
-		return true
-	}, 30*time.Second, pollEvery)
+	waitQueuesDrained(t, admin, 30*time.Second)
 
 	// Exactly one delivery per row, none for a task without a row.
 	deliveries := map[string]int{}

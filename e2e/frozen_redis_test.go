@@ -145,18 +145,7 @@ func TestRedisFrozen(t *testing.T) {
 	require.ElementsMatch(t, append([]string{before}, acked...), ids)
 	// A refused task's delivery that Redis took in after it resumed finds no
 	// row and is dropped unrun: the queues drain with no new row.
-	require.Eventually(t, func() bool {
-		q, err := admin.ListQueuesWithResponse(context.Background())
-		if err != nil || q.JSON200 == nil {
-			return false
-		}
-		for _, info := range q.JSON200.Items {
-			if info.Pending+info.Running+info.Retrying+info.Scheduled > 0 {
-				return false
-			}
-		}
-		return true
-	}, 60*time.Second, pollEvery)
+	waitQueuesDrained(t, admin, 60*time.Second)
 	var n int64
 	require.NoError(t, s.pg.DB.Raw(`SELECT count(*) FROM tasks`).Scan(&n).Error)
 	require.EqualValues(t, 1+len(acked), n)

@@ -209,3 +209,21 @@ func fileResult(t *testing.T, c *client.ClientWithResponses, task client.Task) [
 	require.Equal(t, http.StatusForbidden, forged.StatusCode)
 	return body
 }
+
+// waitQueuesDrained waits until no Asynq queue holds a pending, running,
+// retrying or scheduled task, so that no delivery is still on its way.
+func waitQueuesDrained(t *testing.T, admin *client.ClientWithResponses, within time.Duration) {
+	t.Helper()
+	require.Eventually(t, func() bool {
+		q, err := admin.ListQueuesWithResponse(context.Background())
+		if err != nil || q.JSON200 == nil {
+			return false
+		}
+		for _, info := range q.JSON200.Items {
+			if info.Pending+info.Running+info.Retrying+info.Scheduled > 0 {
+				return false
+			}
+		}
+		return true
+	}, within, pollEvery, "the queues did not drain")
+}
