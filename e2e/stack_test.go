@@ -293,6 +293,19 @@ func (s *stack) start(name, bin, ready string, extraEnv ...string) *proc {
 	env := append(append([]string{}, s.env...), extraEnv...)
 	p := &proc{Process: testenv.StartProcess(s.t, filepath.Join(binDir, bin), nil, env), name: name, ready: ready}
 	s.procs = append(s.procs, p)
+	// A process started after the stack (a service started again, an extra
+	// worker) is stopped with SIGTERM before StartProcess's clean-up kills it:
+	// clean-ups run last first, and s.stop's comes before this one.
+	s.t.Cleanup(func() {
+		if p.Exited() {
+			return
+		}
+		_ = p.Signal(syscall.SIGTERM)
+		if err := p.Wait(20 * time.Second); err != nil {
+			p.Kill()
+			s.t.Errorf("%s did not exit cleanly on SIGTERM: %v", p.name, err)
+		}
+	})
 	return p
 }
 
