@@ -49,6 +49,12 @@ const (
 	ActionAPIKeyRevoke   = "api_key.revoke"
 	ActionQueuePause     = "queue.pause"
 	ActionQueueResume    = "queue.resume"
+	// Event triggers: changes, secret rotations and refused deliveries.
+	ActionTriggerCreate          = "trigger.create"
+	ActionTriggerUpdate          = "trigger.update"
+	ActionTriggerDelete          = "trigger.delete"
+	ActionTriggerRotate          = "trigger.rotate_secret"
+	ActionTriggerDeliveryRefused = "trigger.delivery_refused"
 	// ActionAdminOverride records an admin acting on (or reading) a resource
 	// created by someone else.
 	ActionAdminOverride = "admin.override"
@@ -63,6 +69,7 @@ const (
 	ResourceSchedule = "schedule"
 	ResourceAPIKey   = "api_key"
 	ResourceQueue    = "queue"
+	ResourceTrigger  = "trigger"
 )
 
 // Limits of a query page.

@@ -29,6 +29,9 @@ const (
 	ReadAudit     Action = "audit:read"
 	ReadMetrics   Action = "metrics:read"
 	UseMonitor    Action = "monitor:use"
+	// ManageTriggers creates, reads, changes and deletes event triggers (the
+	// caller's own, or any for admins).
+	ManageTriggers Action = "triggers:manage"
 )
 
 // minRole is the least role a needs. Viewers read (their own resources);
@@ -39,6 +42,8 @@ func (a Action) minRole() (Role, bool) {
 	switch a {
 	case ReadTask, ReadSchedule, ReadQueues, ReadStats, ReadTaskTypes:
 		return Viewer, true
+	case ManageTriggers:
+		return Operator, true
 	case CreateTask, CancelTask, RetryTask, WriteSchedule:
 		return Operator, true
 	case ManageAPIKeys, ManageQueues, ReadAudit, ReadMetrics, UseMonitor:

@@ -184,6 +184,9 @@ type CreateRequest struct {
 	// unique, so a fire creates its task at most once.
 	ScheduleID string
 	FireTime   *time.Time
+	// TriggerID ties a task to the event trigger that created it
+	// (pkg/trigger); its deduplication is the IdempotencyKey's.
+	TriggerID string
 }
 
 // Created is the outcome of Create.
@@ -362,6 +365,10 @@ func (s *Service) prepare(ctx context.Context, req CreateRequest) (store.Task, p
 	if req.ScheduleID != "" && req.FireTime != nil {
 		id, ft := req.ScheduleID, req.FireTime.UTC()
 		row.ScheduleID, row.FireTime = &id, &ft
+	}
+	if req.TriggerID != "" {
+		id := req.TriggerID
+		row.TriggerID = &id
 	}
 	return row, msg, spec, nil
 }

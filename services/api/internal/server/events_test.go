@@ -276,7 +276,7 @@ func TestStreamsShowOnlyWhatTheCallerMaySee(t *testing.T) {
 	require.Equal(t, http.StatusNotFound, resp.StatusCode)
 
 	for param, field := range map[string]string{"status=sleeping": "status", "priority=urgent": "priority",
-		"trigger_id=trg_1": "trigger_id", "limit=0": "limit"} {
+		"workflow_id=wf_1": "workflow_id", "limit=0": "limit"} {
 		code, body, _ := b.call(t, http.MethodGet, "/api/v1/events?"+param, tokOp, "")
 		require.Equal(t, http.StatusBadRequest, code, param)
 		require.Contains(t, body, `"field":"`+field+`"`, param)

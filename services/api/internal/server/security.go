@@ -62,6 +62,11 @@ func (s *Server) newGuard(o Options) (echo.MiddlewareFunc, error) {
 			return nil, err
 		}
 		chain = []func(http.Handler) http.Handler{byAddress, chain[0], byCaller}
+		// The webhook hooks take no bearer token: the address limit only.
+		s.hookGuard = echo.WrapMiddleware(byAddress)
+	}
+	if s.hookGuard == nil {
+		s.hookGuard = func(next echo.HandlerFunc) echo.HandlerFunc { return next }
 	}
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
 		// Innermost last: the chain's first middleware sees the request first.

@@ -62,6 +62,7 @@ type taskView struct {
 	CallbackURL       *string           `json:"callback_url"`
 	CancelRequested   bool              `json:"cancel_requested"`
 	ScheduleID        *string           `json:"schedule_id"`
+	TriggerID         *string           `json:"trigger_id"`
 }
 
 // taskDetails renders a row whose params are already redacted (taskservice's
@@ -75,7 +76,7 @@ func taskDetails(t store.Task) taskView {
 		Attempts: t.Attempt, MaxRetries: t.MaxRetries, NextRetryAt: utc(t.NextRetryAt),
 		TimeoutSeconds: t.TimeoutSeconds, DurationMs: t.DurationMs, ResultURL: t.ResultURL,
 		Error: errorView(t.Error), CreatedBy: t.CreatedBy, CallbackURL: t.CallbackURL,
-		CancelRequested: t.CancelRequested, ScheduleID: t.ScheduleID,
+		CancelRequested: t.CancelRequested, ScheduleID: t.ScheduleID, TriggerID: t.TriggerID,
 	}
 	if len(v.Params) == 0 {
 		v.Params = json.RawMessage(`{}`)
