@@ -32,6 +32,10 @@ const (
 	// ManageTriggers creates, reads, changes and deletes event triggers (the
 	// caller's own, or any for admins).
 	ManageTriggers Action = "triggers:manage"
+	// CreateUpload stores a file for tasks to consume; ReadUpload reads an
+	// upload's metadata and download link (the uploader's own, or any for admins).
+	CreateUpload Action = "upload:create"
+	ReadUpload   Action = "upload:read"
 )
 
 // minRole is the least role a needs. Viewers read (their own resources);
@@ -40,11 +44,11 @@ const (
 // runs their own task again, as creating it anew would.
 func (a Action) minRole() (Role, bool) {
 	switch a {
-	case ReadTask, ReadSchedule, ReadQueues, ReadStats, ReadTaskTypes:
+	case ReadTask, ReadSchedule, ReadQueues, ReadStats, ReadTaskTypes, ReadUpload:
 		return Viewer, true
 	case ManageTriggers:
 		return Operator, true
-	case CreateTask, CancelTask, RetryTask, WriteSchedule:
+	case CreateTask, CancelTask, RetryTask, WriteSchedule, CreateUpload:
 		return Operator, true
 	case ManageAPIKeys, ManageQueues, ReadAudit, ReadMetrics, UseMonitor:
 		return Admin, true

@@ -56,6 +56,7 @@ func Defaults() Config {
 			ReadTimeout:     15 * time.Second, WriteTimeout: 30 * time.Second, IdleTimeout: 120 * time.Second,
 			EnqueueTimeout:   time.Second,
 			BodyLimit:        1 << 20,
+			UploadLimit:      100 << 20,
 			CORSAllowOrigins: []string{},
 		},
 		Worker: WorkerConfig{

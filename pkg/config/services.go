@@ -36,6 +36,10 @@ type APIConfig struct {
 	EnqueueTimeout time.Duration `mapstructure:"enqueue_timeout"`
 	// BodyLimit is the largest request body accepted, in bytes. Default 1048576.
 	BodyLimit int64 `mapstructure:"body_limit"`
+	// UploadLimit is the largest file POST /api/v1/uploads accepts, in bytes,
+	// separate from BodyLimit; past it the upload is refused with 413 and
+	// nothing is stored. Default 104857600 (100 MiB).
+	UploadLimit int64 `mapstructure:"upload_limit"`
 	// CORSAllowOrigins lists the origins allowed by CORS. Default empty (no CORS).
 	CORSAllowOrigins []string `mapstructure:"cors_allow_origins"`
 	// HSTS sends Strict-Transport-Security on every response; set it when

@@ -63,6 +63,9 @@ func (c Config) Validate() error {
 	if c.API.BodyLimit < 1024 {
 		bad("api.body_limit", c.API.BodyLimit, "must be at least 1024")
 	}
+	if c.API.UploadLimit < 1024 {
+		bad("api.upload_limit", c.API.UploadLimit, "must be at least 1024")
+	}
 
 	addr("worker.admin_addr", c.Worker.AdminAddr)
 	if c.Worker.Concurrency < 1 {

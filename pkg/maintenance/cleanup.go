@@ -41,6 +41,9 @@ type CleanupTarget struct {
 	// Files is the number of result files removed (results and tasks
 	// targets); in a dry run, the number of result rows whose files would go.
 	Files int64 `json:"files,omitempty"`
+	// Uploads is the number of expired or old uploads deleted with their
+	// files (results target; their files are counted in Files too).
+	Uploads int64 `json:"uploads,omitempty"`
 	// Cascaded counts, per table, the rows deleted with the target's rows
 	// through an ON DELETE CASCADE foreign key (a task's attempts, logs,
 	// callbacks and deliveries), beyond what an earlier target of the same
@@ -299,8 +302,12 @@ func (c *cleaner) count(ctx context.Context, target string, res *CleanupTarget) 
 		res.Rows, err = one(`SELECT count(*) FROM prices WHERE date < $1::date`, cutoff.Format(time.DateOnly))
 	case "results":
 		res.Rows, err = one(`SELECT count(*) FROM results WHERE created_at < $1 OR expires_at <= $2`, cutoff, c.now)
+		if err != nil {
+			return err
+		}
+		res.Uploads, err = one(`SELECT count(*) FROM uploads WHERE created_at < $1 OR expires_at <= $2`, cutoff, c.now)
 		// Each row's file goes with it.
-		res.Files = res.Rows
+		res.Files = res.Rows + res.Uploads
 	case "audit":
 		res.Rows, err = one(`SELECT count(*) FROM audit_log WHERE ts < $1`, cutoff)
 	}
@@ -327,11 +334,19 @@ func (c *cleaner) run(ctx context.Context, target string, res *CleanupTarget) er
 		}
 		var n, files int64
 		var err error
+		more := false
 		switch target {
 		case "tasks":
 			n, files, err = c.deleteTasks(ctx, res)
 		case "results":
 			n, files, err = c.deleteResults(ctx, res.Cutoff)
+			if err == nil {
+				var u, uf int64
+				u, uf, err = c.deleteUploads(ctx, res.Cutoff)
+				res.Uploads += u
+				files += uf
+				more = u >= int64(c.batch)
+			}
 		case "task_logs":
 			n, err = c.exec(ctx, `DELETE FROM task_logs WHERE id IN (
 				SELECT l.id FROM task_logs l JOIN tasks t ON t.id = l.task_id
@@ -352,10 +367,45 @@ func (c *cleaner) run(ctx context.Context, target string, res *CleanupTarget) er
 		if n > 0 {
 			c.r.Log(job.Debug, "cleanup batch deleted", map[string]any{"target": target, "batch": batch, "rows": n})
 		}
-		if n < int64(c.batch) {
+		if n < int64(c.batch) && !more {
 			return nil
 		}
 	}
+}
+
+// deleteUploads deletes one batch of expired or old uploads (they expire
+// with the results): rows in a transaction, then their files.
+func (c *cleaner) deleteUploads(ctx context.Context, cutoff time.Time) (int64, int64, error) {
+	var doomed []result.Result
+	err := c.tx(ctx, func(tx *sql.Tx) error {
+		rows, err := tx.QueryContext(ctx, `DELETE FROM uploads WHERE id IN (SELECT id FROM uploads
+			WHERE created_at < $1 OR expires_at <= $2 ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED)
+			RETURNING id, backend, key`, cutoff, c.now, c.batch)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var r result.Result
+			if err := rows.Scan(&r.ID, &r.Backend, &r.Key); err != nil {
+				return err
+			}
+			doomed = append(doomed, r)
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		return 0, 0, err
+	}
+	var files int64
+	for _, r := range doomed {
+		if err := c.results.DeleteFile(context.WithoutCancel(ctx), r); err != nil {
+			c.r.Log(job.Warn, "upload file not removed", map[string]any{"upload_id": r.ID, "error": err.Error()})
+			continue
+		}
+		files++
+	}
+	return int64(len(doomed)), files, nil
 }
 
 func (c *cleaner) exec(ctx context.Context, q string, args ...any) (int64, error) {

@@ -16,8 +16,17 @@ import (
 // DownloadPath is the API route of signed downloads; %s is the result id.
 const DownloadPath = "/api/v1/results/%s/download"
 
-// linkContext separates download-link MACs from any other use of the key.
-const linkContext = "taskforge/result-link/v1"
+// UploadDownloadPath is the API route of signed downloads of uploads; %s is
+// the upload id.
+const UploadDownloadPath = "/api/v1/uploads/%s/download"
+
+// linkContext and uploadLinkContext separate the download-link MACs of
+// results and of uploads from each other and from any other use of the key,
+// so that a link signed for one kind never opens the other.
+const (
+	linkContext       = "taskforge/result-link/v1"
+	uploadLinkContext = "taskforge/upload-link/v1"
+)
 
 // Signer makes and checks expiring download links for results:
 // <base>/api/v1/results/<id>/download?exp=<unix seconds>&sig=<base64url HMAC-SHA256
@@ -70,14 +79,24 @@ func (s *Signer) Link(res Result) (string, time.Time) {
 
 // LinkFor returns a link for result id expiring at exp (truncated to seconds).
 func (s *Signer) LinkFor(id string, exp time.Time) (string, time.Time) {
-	e := strconv.FormatInt(exp.Unix(), 10)
-	q := url.Values{"exp": {e}, "sig": {s.sign(id, e)}}
-	return s.baseURL + fmt.Sprintf(DownloadPath, url.PathEscape(id)) + "?" + q.Encode(), time.Unix(exp.Unix(), 0)
+	return s.linkFor(DownloadPath, linkContext, id, exp)
 }
 
-func (s *Signer) sign(id, exp string) string {
+// UploadLinkFor returns a download link for upload id expiring at exp
+// (truncated to seconds), on UploadDownloadPath.
+func (s *Signer) UploadLinkFor(id string, exp time.Time) (string, time.Time) {
+	return s.linkFor(UploadDownloadPath, uploadLinkContext, id, exp)
+}
+
+func (s *Signer) linkFor(pathFormat, context, id string, exp time.Time) (string, time.Time) {
+	e := strconv.FormatInt(exp.Unix(), 10)
+	q := url.Values{"exp": {e}, "sig": {s.sign(context, id, e)}}
+	return s.baseURL + fmt.Sprintf(pathFormat, url.PathEscape(id)) + "?" + q.Encode(), time.Unix(exp.Unix(), 0)
+}
+
+func (s *Signer) sign(context, id, exp string) string {
 	m := hmac.New(sha256.New, s.key)
-	m.Write([]byte(linkContext))
+	m.Write([]byte(context))
 	m.Write([]byte{0})
 	m.Write([]byte(id))
 	m.Write([]byte{0})
@@ -89,7 +108,17 @@ func (s *Signer) sign(id, exp string) string {
 // signature does not match (compared in constant time) or exp is malformed,
 // ErrLinkExpired when it matches but exp has passed.
 func (s *Signer) Verify(resultID, exp, sig string) error {
-	want := s.sign(resultID, exp)
+	return s.verify(linkContext, resultID, exp, sig)
+}
+
+// VerifyUpload checks an upload link's exp and sig for uploadID, as Verify
+// does for results.
+func (s *Signer) VerifyUpload(uploadID, exp, sig string) error {
+	return s.verify(uploadLinkContext, uploadID, exp, sig)
+}
+
+func (s *Signer) verify(context, id, exp, sig string) error {
+	want := s.sign(context, id, exp)
 	if !hmac.Equal([]byte(want), []byte(sig)) {
 		return ErrLinkInvalid
 	}

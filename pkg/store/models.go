@@ -81,7 +81,6 @@ type Task struct {
 	CallbackURL       *string
 	ScheduleID        *string
 	FireTime          *time.Time
-	TriggerID         *string
 	QueueWaitMs       *int64
 	DurationMs        *int64
 	// Version is bumped by a trigger on every update of the row: the strong
@@ -121,11 +120,10 @@ func Models() []any {
 	return []any{
 		&Task{}, &TaskAttempt{}, &TaskLog{},
 		&Asset{}, &Price{}, &Portfolio{}, &Holding{}, &Benchmark{}, &PortfolioValue{}, &RiskMetric{},
-		&Result{},
+		&Result{}, &Upload{},
 		&APIKey{}, &AuditEntry{},
 		&Schedule{},
 		&TaskCallback{}, &CallbackSecret{}, &NotificationDelivery{},
 		&PushSubscription{},
-		&Trigger{}, &TriggerDelivery{}, &TriggerEvent{},
 	}
 }

@@ -25,7 +25,7 @@ import (
 	"github.com/taskforge/taskforge/pkg/schedule"
 	"github.com/taskforge/taskforge/pkg/secret"
 	"github.com/taskforge/taskforge/pkg/store"
-	"github.com/taskforge/taskforge/pkg/trigger"
+	"github.com/taskforge/taskforge/pkg/upload"
 )
 
 // secureWith wires the security layer into opts: the audit log, API keys,
@@ -42,7 +42,8 @@ func (b *testBundle) secureWith(t *testing.T, opts *Options, db *gorm.DB, o setu
 		st, err = schedule.NewSealedStore(db, sealer)
 	}
 	require.NoError(t, err)
-	local, err := result.NewLocal(t.TempDir())
+	b.storageDir = t.TempDir()
+	local, err := result.NewLocal(b.storageDir)
 	require.NoError(t, err)
 	signer, err := result.NewSigner([]byte("api-test-signing-key-0123456789ab"), base, time.Minute)
 	require.NoError(t, err)
@@ -58,11 +59,13 @@ func (b *testBundle) secureWith(t *testing.T, opts *Options, db *gorm.DB, o setu
 	b.callbackKeys = opts.CallbackKeys
 	opts.Push, err = pushsub.NewStore(db, egress.CheckURL)
 	require.NoError(t, err)
-	triggers, err := trigger.NewStore(db, callbackSealer, time.Minute)
+	uploadLimit := o.uploadLimit
+	if uploadLimit == 0 {
+		uploadLimit = 1 << 20
+	}
+	b.uploads, err = upload.New(db, results, upload.Options{MaxBytes: uploadLimit})
 	require.NoError(t, err)
-	b.triggers, err = trigger.New(triggers, b.svc, log, nil)
-	require.NoError(t, err)
-	opts.Triggers, opts.HookRateLimit = b.triggers, o.hookRate
+	opts.Uploads = b.uploads
 	if o.bootstrap != "" || o.jwt != nil {
 		so := auth.ServiceOptions{BootstrapAdminKey: o.bootstrap, Keys: keys}
 		if o.jwt != nil {
@@ -149,17 +152,12 @@ var routeAccess = map[string]access{
 	"POST /api/v1/push-subscriptions":                    {own: authed(201)},
 	"GET /api/v1/push-subscriptions":                     {own: authed(200)},
 	"DELETE /api/v1/push-subscriptions/:subscription_id": {own: authed(204)},
-	// Triggers: operators manage their own, admins every one, viewers none
-	// (triggers_test.go holds own against another's); a hook takes no bearer
-	// token and an unsigned delivery is 401 whoever sends it.
-	"GET /api/v1/triggers":                            {own: outcomes{401, 403, 200, 200}},
-	"POST /api/v1/triggers":                           {own: outcomes{401, 403, 201, 201}},
-	"GET /api/v1/triggers/:trigger_id":                {own: outcomes{401, 403, 200, 200}},
-	"PATCH /api/v1/triggers/:trigger_id":              {own: outcomes{401, 403, 200, 200}},
-	"DELETE /api/v1/triggers/:trigger_id":             {own: outcomes{401, 403, 204, 204}},
-	"GET /api/v1/triggers/:trigger_id/deliveries":     {own: outcomes{401, 403, 200, 200}},
-	"POST /api/v1/triggers/:trigger_id/rotate-secret": {own: outcomes{401, 403, 200, 200}},
-	"POST /api/v1/hooks/:trigger_id":                  {own: all(401)},
+	// Operators and admins upload; a caller reads its own upload (another's
+	// is 404 but to admins: uploads_test.go); the download route is
+	// authorised by its signature alone.
+	"POST /api/v1/uploads":                    {own: outcomes{401, 403, 201, 201}},
+	"GET /api/v1/uploads/:upload_id":          {own: authed(200)},
+	"GET /api/v1/uploads/:upload_id/download": {own: all(403)},
 }
 
 // callers are the matrix's callers, in outcomes order.
@@ -179,9 +177,7 @@ var requestBodies = map[string]string{
 	"PUT /api/v1/schedules/:schedule_id":   `{"name":"matrix-put-%s","cron":"0 4 * * *","type":"refresh_all_prices"}`,
 	"PATCH /api/v1/schedules/:schedule_id": `{"enabled":false}`,
 	"POST /api/v1/api-keys":                `{"name":"matrix-%s","role":"viewer"}`,
-	"POST /api/v1/triggers":                `{"name":"matrix-%s","kind":"webhook","task":{"type":"refresh_all_prices"}}`,
-	"PATCH /api/v1/triggers/:trigger_id":   `{"enabled":true}`,
-	"POST /api/v1/hooks/:trigger_id":       `{"matrix":"%s"}`,
+	"POST /api/v1/uploads":                 `{"matrix":"%s"}`,
 	"POST /api/v1/push-subscriptions": `{"endpoint":"https://push.example.com/wpush/matrix-%s",` +
 		`"keys":{"p256dh":"` + testP256dh + `","auth":"` + testPushAuth + `"}}`,
 }
@@ -306,11 +302,14 @@ func (b testBundle) prepare(t *testing.T, key, route, owner, state string) (stri
 		require.NoError(t, err)
 		path = strings.ReplaceAll(path, ":key_id", k.Key.ID)
 	}
-	if strings.Contains(path, ":trigger_id") {
-		path = strings.ReplaceAll(path, ":trigger_id", newTrigger(t, b, owner))
-	}
 	if strings.Contains(path, ":subscription_id") {
 		path = strings.ReplaceAll(path, ":subscription_id", insertPushSub(t, b.pg.DB, owner, "webpush"))
+	}
+	if strings.Contains(path, ":upload_id") {
+		path = strings.ReplaceAll(path, ":upload_id", putUpload(t, b, owner, "matrix.csv", "text/csv", "a,b\n1,2\n").ID)
+	}
+	if key == "POST /api/v1/uploads" {
+		path += "?name=matrix.json"
 	}
 	path = strings.ReplaceAll(path, ":queue", "low")
 	path = strings.ReplaceAll(path, ":id", "res_01hz3k8c2m4n5p6q7r8s9t0v1w")

@@ -100,16 +100,21 @@ func requestID(c echo.Context) string {
 }
 
 // limitBody refuses bodies over the limit: at once when Content-Length says so,
-// else when reading passes it (*http.MaxBytesError, mapped to 413).
+// else when reading passes it (*http.MaxBytesError, mapped to 413). The upload
+// route's limit is the upload cap (plus room for a multipart envelope).
 func (s *Server) limitBody(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		r := c.Request()
-		if r.ContentLength > s.limit {
+		limit := s.limit
+		if s.uploads != nil && r.Method == http.MethodPost && c.Path() == uploadPath {
+			limit = s.uploadBodyLimit()
+		}
+		if r.ContentLength > limit {
 			return newError(http.StatusRequestEntityTooLarge, "payload-too-large",
-				fmt.Sprintf("the body exceeds %d bytes", s.limit))
+				fmt.Sprintf("the body exceeds %d bytes", limit))
 		}
 		if r.Body != nil && r.Body != http.NoBody {
-			r.Body = http.MaxBytesReader(c.Response(), r.Body, s.limit)
+			r.Body = http.MaxBytesReader(c.Response(), r.Body, limit)
 		}
 		return next(c)
 	}

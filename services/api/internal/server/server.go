@@ -23,7 +23,7 @@ import (
 	"github.com/taskforge/taskforge/pkg/result/httpresult"
 	"github.com/taskforge/taskforge/pkg/schedule"
 	"github.com/taskforge/taskforge/pkg/taskservice"
-	"github.com/taskforge/taskforge/pkg/trigger"
+	"github.com/taskforge/taskforge/pkg/upload"
 	"github.com/taskforge/taskforge/services/api/internal/console"
 	"github.com/taskforge/taskforge/services/api/internal/live"
 )
@@ -93,13 +93,6 @@ type Options struct {
 	Live *live.Hub
 	// Streams bounds the live event streams.
 	Streams StreamOptions
-	// Triggers keeps and fires the event triggers (/api/v1/triggers and the
-	// webhook hooks /api/v1/hooks). If nil, the triggers routes answer 503
-	// and the hooks 404.
-	Triggers *trigger.Service
-	// HookRateLimit is each webhook trigger's own limit (with Limiter). If
-	// zero, DefaultHookRateLimit.
-	HookRateLimit config.RateLimit
 	// CallbackKeys rotates the callers' callback signing secrets
 	// (/api/v1/callback-secret/rotate). If nil, that route answers 503.
 	CallbackKeys *callbackkey.Store
@@ -109,6 +102,13 @@ type Options struct {
 	// VAPIDPublicKey is listed with the subscriptions for browsers to subscribe
 	// with (push.vapid_public_key). Default empty: Web Push is off.
 	VAPIDPublicKey string
+	// Uploads keeps the files of POST /api/v1/uploads; its cap
+	// (api.upload_limit) is that route's body limit instead of BodyLimit. If
+	// nil, the upload routes answer 503.
+	Uploads *upload.Store
+	// UploadObserver is told of every stored upload (the upload triggers).
+	// If nil, nobody is.
+	UploadObserver upload.Observer
 }
 
 // Server is the API's http.Handler.
@@ -128,13 +128,6 @@ type Server struct {
 	audit     *audit.Log
 	live      *live.Hub
 	streams   StreamOptions
-	// triggers fires event triggers; nil answers 503 (hooks 404). limiter
-	// and hookRate limit each webhook trigger; hookGuard is the hooks' limit
-	// per client address (they take no bearer token).
-	triggers  *trigger.Service
-	limiter   *ratelimit.Limiter
-	hookRate  config.RateLimit
-	hookGuard echo.MiddlewareFunc
 	// guard authenticates a route's caller: the per-address limit, then
 	// authentication (failures audited), then the caller's limit.
 	guard      echo.MiddlewareFunc
@@ -148,6 +141,9 @@ type Server struct {
 	vapidPublicKey string
 	// console serves the web console at /console/.
 	console *console.Console
+	// uploads keeps uploads; nil answers 503. uploadObserver may be nil.
+	uploads        *upload.Store
+	uploadObserver upload.Observer
 }
 
 // New builds the server and registers its routes.
@@ -179,13 +175,10 @@ func New(o Options) (*Server, error) {
 	s := &Server{live: o.Live, streams: o.Streams.withDefaults(), echo: e, tasks: o.Tasks, auth: o.Auth, checker: o.Checker, reg: o.Registry, log: o.Log,
 		openapi: o.OpenAPI, limit: o.BodyLimit, metrics: m, results: o.Results, schedules: o.Schedules,
 		keys: o.Keys, audit: o.Audit, hsts: o.HSTS, priorities: o.Priorities, auditMin: o.AuditMinRetention,
-		callbackKeys: o.CallbackKeys, push: o.Push, vapidPublicKey: o.VAPIDPublicKey}
+		callbackKeys: o.CallbackKeys, push: o.Push, vapidPublicKey: o.VAPIDPublicKey,
+		uploads: o.Uploads, uploadObserver: o.UploadObserver}
 	if s.auditMin <= 0 {
 		s.auditMin = config.Defaults().Retention.AuditMin
-	}
-	s.triggers, s.limiter, s.hookRate = o.Triggers, o.Limiter, o.HookRateLimit
-	if s.hookRate == (config.RateLimit{}) {
-		s.hookRate = config.RateLimit{RPS: DefaultHookRateLimit.RPS, Burst: DefaultHookRateLimit.Burst}
 	}
 	if s.guard, err = s.newGuard(o); err != nil {
 		return nil, err
@@ -245,9 +238,6 @@ func (s *Server) routes() {
 	v1.GET("/results/:id/download", s.downloadResult)
 	// Schedules: every caller reads them, admins change them.
 	s.registerSchedules(v1, authed)
-	// Event triggers: operators manage their own, admins every one; the
-	// webhook hooks are authorised by their signature.
-	s.registerTriggers(v1, authed)
 	// Registry, monitoring and the contract.
 	v1.GET("/task-types", s.taskTypes, authed)
 	v1.GET("/queues", s.queues, authed)
@@ -265,6 +255,11 @@ func (s *Server) routes() {
 	v1.POST("/push-subscriptions", s.createPushSubscription, authed)
 	v1.GET("/push-subscriptions", s.listPushSubscriptions, authed)
 	v1.DELETE("/push-subscriptions/:subscription_id", s.deletePushSubscription, authed)
+	// Uploads: operators and admins upload, uploaders read their own; the
+	// download route is authorised by its signature alone.
+	v1.POST("/uploads", s.createUpload, authed)
+	v1.GET("/uploads/:upload_id", s.getUpload, authed)
+	v1.GET("/uploads/:upload_id/download", s.downloadUpload)
 }
 
 // taskResult serves GET /api/v1/tasks/{task_id}/result (pkg/result/httpresult).

@@ -36,7 +36,7 @@ import (
 	"github.com/taskforge/taskforge/pkg/store"
 	"github.com/taskforge/taskforge/pkg/taskservice"
 	"github.com/taskforge/taskforge/pkg/testenv"
-	"github.com/taskforge/taskforge/pkg/trigger"
+	"github.com/taskforge/taskforge/pkg/upload"
 	"github.com/taskforge/taskforge/pkg/worker"
 	"github.com/taskforge/taskforge/services/api/client"
 	"github.com/taskforge/taskforge/services/api/internal/live"
@@ -166,10 +166,13 @@ type testBundle struct {
 	inspector *asynq.Inspector
 	reg       *prometheus.Registry
 
+	// uploads and storageDir (the local result storage's directory) are set
+	// by the secure option too.
+	uploads    *upload.Store
+	storageDir string
+
 	// callbackKeys is set by the secure option too.
 	callbackKeys *callbackkey.Store
-	// triggers is set by the secure option too.
-	triggers *trigger.Service
 	// hub and events are set by the streams option.
 	hub    *live.Hub
 	events *event.Publisher
@@ -202,8 +205,8 @@ type setupOptions struct {
 	hubOpts live.Options
 	// recipients, when set, is the task service's notification policy.
 	recipients taskservice.RecipientPolicy
-	// hookRate is each webhook trigger's limit (with limiter and secure).
-	hookRate config.RateLimit
+	// uploadLimit, with secure, caps uploads. If zero, 1 MiB.
+	uploadLimit int64
 }
 
 func setup(t *testing.T) testBundle {

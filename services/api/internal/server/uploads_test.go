@@ -1,0 +1,241 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"io"
+	"io/fs"
+	"mime/multipart"
+	"net/http"
+	"net/url"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/taskforge/taskforge/pkg/audit"
+	"github.com/taskforge/taskforge/pkg/problem/problemtest"
+	"github.com/taskforge/taskforge/pkg/store"
+	"github.com/taskforge/taskforge/pkg/upload"
+	"github.com/taskforge/taskforge/services/api/client"
+)
+
+// putUpload stores an upload of owner directly.
+func putUpload(t *testing.T, b testBundle, owner, name, contentType, body string) upload.Upload {
+	t.Helper()
+	up, err := b.uploads.Put(context.Background(), owner, name, contentType, strings.NewReader(body))
+	require.NoError(t, err)
+	return up
+}
+
+// multipartBody is a form with the file in its part named field.
+func multipartBody(t *testing.T, field, filename, contentType string, content []byte) (*bytes.Buffer, string) {
+	t.Helper()
+	var buf bytes.Buffer
+	w := multipart.NewWriter(&buf)
+	require.NoError(t, w.WriteField("note", "ignored"))
+	h := make(map[string][]string)
+	h["Content-Disposition"] = []string{`form-data; name="` + field + `"; filename="` + filename + `"`}
+	if contentType != "" {
+		h["Content-Type"] = []string{contentType}
+	}
+	part, err := w.CreatePart(h)
+	require.NoError(t, err)
+	_, err = part.Write(content)
+	require.NoError(t, err)
+	require.NoError(t, w.Close())
+	return &buf, w.FormDataContentType()
+}
+
+// decodeUpload reads an upload answer.
+func decodeUpload(t *testing.T, resp *http.Response) uploadView {
+	t.Helper()
+	var v uploadView
+	require.NoError(t, json.NewDecoder(resp.Body).Decode(&v))
+	return v
+}
+
+// storedFiles lists the regular files under dir.
+func storedFiles(t *testing.T, dir string) []string {
+	t.Helper()
+	var out []string
+	require.NoError(t, filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && d.Type().IsRegular() {
+			out = append(out, p)
+		}
+		return err
+	}))
+	return out
+}
+
+// TestUploadMultipartAndRaw: an operator uploads a CSV as a multipart form and
+// a JSON file as a raw body; both answer 201 with the size and SHA-256 of the
+// bytes, the metadata route gives a signed link that downloads exactly them,
+// and the upload is audited.
+func TestUploadMultipartAndRaw(t *testing.T) {
+	t.Parallel()
+	b := setupWith(t, setupOptions{secure: true})
+	csv := []byte("symbol,date,open,high,low,close,volume\nAAPL,2024-01-02,10,11,9,10.5,1000\n")
+	body, ct := multipartBody(t, "file", "../prices.csv", "text/csv", csv)
+	resp := b.raw(t, http.MethodPost, "/api/v1/uploads", tokOp, body, map[string]string{"Content-Type": ct})
+	require.Equal(t, http.StatusCreated, resp.StatusCode)
+	v := decodeUpload(t, resp)
+	sum := sha256.Sum256(csv)
+	require.Equal(t, hex.EncodeToString(sum[:]), v.SHA256)
+	require.EqualValues(t, len(csv), v.Size)
+	require.Equal(t, "prices.csv", v.Name, "the name is sanitized")
+	require.Equal(t, "text/csv", v.ContentType)
+	require.Equal(t, "key_op", v.CreatedBy)
+	require.Equal(t, "/api/v1/uploads/"+v.UploadID, resp.Header.Get("Location"))
+
+	got := b.raw(t, http.MethodGet, "/api/v1/uploads/"+v.UploadID, tokOp, nil, nil)
+	require.Equal(t, http.StatusOK, got.StatusCode)
+	meta := decodeUpload(t, got)
+	require.NotEmpty(t, meta.DownloadURL)
+	u, err := url.Parse(meta.DownloadURL)
+	require.NoError(t, err)
+	dl := b.raw(t, http.MethodGet, u.RequestURI(), "", nil, nil)
+	require.Equal(t, http.StatusOK, dl.StatusCode)
+	content, err := io.ReadAll(dl.Body)
+	require.NoError(t, err)
+	require.Equal(t, csv, content)
+	require.Contains(t, dl.Header.Get("Content-Disposition"), "prices.csv")
+
+	// A tampered signature is 403; a result link's signature does not open an upload.
+	q := u.Query()
+	q.Set("sig", q.Get("sig")[1:]+"A")
+	bad := b.raw(t, http.MethodGet, u.Path+"?"+q.Encode(), "", nil, nil)
+	require.Equal(t, http.StatusForbidden, bad.StatusCode)
+	resLink, _ := b.uploads.Signer().LinkFor(v.UploadID, *meta.DownloadExpiresAt)
+	ru, err := url.Parse(resLink)
+	require.NoError(t, err)
+	cross := b.raw(t, http.MethodGet, u.Path+"?"+ru.RawQuery, "", nil, nil)
+	require.Equal(t, http.StatusForbidden, cross.StatusCode)
+
+	// A raw body with ?name= and a declared type.
+	raw := b.raw(t, http.MethodPost, "/api/v1/uploads?name=holdings.json", tokAdmin,
+		strings.NewReader(`[{"symbol":"AAPL"}]`), map[string]string{"Content-Type": "application/json"})
+	require.Equal(t, http.StatusCreated, raw.StatusCode)
+	rv := decodeUpload(t, raw)
+	require.Equal(t, "application/json", rv.ContentType)
+	require.Equal(t, "holdings.json", rv.Name)
+
+	var entries []store.AuditEntry
+	require.NoError(t, b.pg.DB.Where("action = ? AND outcome = ?", actionUploadCreate, audit.Success).Order("id").Find(&entries).Error)
+	require.Len(t, entries, 2)
+	require.Equal(t, v.UploadID, entries[0].ResourceID)
+	require.Equal(t, "key_op", entries[0].Actor)
+	require.NotContains(t, string(entries[0].Details), "prices.csv", "the audit row carries no file name")
+}
+
+// TestUploadBadRequests: a missing file part or name is 422 naming the field;
+// a declared type the content contradicts is 415 naming content_type; none
+// of them stores anything.
+func TestUploadBadRequests(t *testing.T) {
+	t.Parallel()
+	b := setupWith(t, setupOptions{secure: true})
+	pdf := []byte("%PDF-1.7\n1 0 obj\n<<>>\nendobj\n")
+	cases := []struct {
+		name   string
+		send   func() *http.Response
+		status int
+		field  string
+	}{
+		{"no file part", func() *http.Response {
+			body, ct := multipartBody(t, "other", "x.csv", "text/csv", []byte("a,b\n"))
+			return b.raw(t, http.MethodPost, "/api/v1/uploads", tokOp, body, map[string]string{"Content-Type": ct})
+		}, http.StatusUnprocessableEntity, "file"},
+		{"raw without name", func() *http.Response {
+			return b.raw(t, http.MethodPost, "/api/v1/uploads", tokOp, strings.NewReader("a,b\n"), map[string]string{"Content-Type": "text/csv"})
+		}, http.StatusUnprocessableEntity, "name"},
+		{"csv that is a pdf", func() *http.Response {
+			body, ct := multipartBody(t, "file", "prices.csv", "text/csv", pdf)
+			return b.raw(t, http.MethodPost, "/api/v1/uploads", tokOp, body, map[string]string{"Content-Type": ct})
+		}, http.StatusUnsupportedMediaType, "content_type"},
+		{"json that is csv", func() *http.Response {
+			return b.raw(t, http.MethodPost, "/api/v1/uploads?name=x.json", tokOp, strings.NewReader("a,b\n1,2\n"),
+				map[string]string{"Content-Type": "application/json"})
+		}, http.StatusUnsupportedMediaType, "content_type"},
+	}
+	for _, tc := range cases {
+		resp := tc.send()
+		require.Equal(t, tc.status, resp.StatusCode, tc.name)
+		var p client.Problem
+		require.NoError(t, json.NewDecoder(resp.Body).Decode(&p), tc.name)
+		require.Equal(t, []string{tc.field}, fields(&p), tc.name)
+	}
+	var n int64
+	require.NoError(t, b.pg.DB.Model(&store.Upload{}).Count(&n).Error)
+	require.Zero(t, n)
+	require.Empty(t, storedFiles(t, b.storageDir))
+}
+
+// TestUploadOverCapLeavesNothing: past api.upload_limit an upload is 413,
+// whether the length is announced (refused before reading), streamed without
+// one (cut while streaming) or wrapped in a multipart form; no row and no file
+// remain. An upload of exactly the cap is stored.
+func TestUploadOverCapLeavesNothing(t *testing.T) {
+	t.Parallel()
+	const limit = 4096
+	b := setupWith(t, setupOptions{secure: true, uploadLimit: limit})
+	over := bytes.Repeat([]byte("a,b\n"), limit/4+1)
+	send := func(r io.Reader, ct string, length int64) *http.Response {
+		req, err := http.NewRequest(http.MethodPost, b.http.URL+"/api/v1/uploads?name=big.csv", r)
+		require.NoError(t, err)
+		req.Header.Set("Authorization", "Bearer "+tokOp)
+		req.Header.Set("Content-Type", ct)
+		req.ContentLength = length
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = resp.Body.Close() })
+		return resp
+	}
+	// Announced length within the route's envelope, file over the cap.
+	require.Equal(t, http.StatusRequestEntityTooLarge, send(bytes.NewReader(over), "text/csv", int64(len(over))).StatusCode)
+	// Chunked: no length announced.
+	require.Equal(t, http.StatusRequestEntityTooLarge, send(io.MultiReader(bytes.NewReader(over)), "text/csv", -1).StatusCode)
+	// Announced length past the envelope: refused before reading.
+	huge := bytes.Repeat([]byte("x"), limit+multipartSlack+1)
+	require.Equal(t, http.StatusRequestEntityTooLarge, send(bytes.NewReader(huge), "text/csv", int64(len(huge))).StatusCode)
+	// Multipart.
+	body, ct := multipartBody(t, "file", "big.csv", "text/csv", over)
+	resp := b.raw(t, http.MethodPost, "/api/v1/uploads", tokOp, body, map[string]string{"Content-Type": ct})
+	require.Equal(t, http.StatusRequestEntityTooLarge, resp.StatusCode)
+	problemtest.Require(t, resp, "multipart over the cap")
+
+	var n int64
+	require.NoError(t, b.pg.DB.Model(&store.Upload{}).Count(&n).Error)
+	require.Zero(t, n, "no upload row")
+	require.Empty(t, storedFiles(t, b.storageDir), "nothing left in storage")
+
+	exact := bytes.Repeat([]byte("a,b\n"), limit/4)
+	ok := send(bytes.NewReader(exact), "text/csv", int64(len(exact)))
+	require.Equal(t, http.StatusCreated, ok.StatusCode)
+	require.Len(t, storedFiles(t, b.storageDir), 1)
+}
+
+// TestUploadOwnership: a viewer cannot upload; an operator cannot read
+// another operator's upload (404, as an unknown id); an admin can, and the
+// read is an audited override.
+func TestUploadOwnership(t *testing.T) {
+	t.Parallel()
+	b := setupWith(t, setupOptions{secure: true})
+	viewer := b.raw(t, http.MethodPost, "/api/v1/uploads?name=x.csv", tokViewer, strings.NewReader("a,b\n"), map[string]string{"Content-Type": "text/csv"})
+	require.Equal(t, http.StatusForbidden, viewer.StatusCode)
+
+	up := putUpload(t, b, "key_op", "mine.csv", "text/csv", "a,b\n1,2\n")
+	require.Equal(t, http.StatusOK, b.raw(t, http.MethodGet, "/api/v1/uploads/"+up.ID, tokOp, nil, nil).StatusCode)
+	require.Equal(t, http.StatusNotFound, b.raw(t, http.MethodGet, "/api/v1/uploads/"+up.ID, tokOp2, nil, nil).StatusCode)
+	require.Equal(t, http.StatusNotFound, b.raw(t, http.MethodGet, "/api/v1/uploads/"+up.ID, tokViewer, nil, nil).StatusCode)
+	require.Equal(t, http.StatusNotFound, b.raw(t, http.MethodGet, "/api/v1/uploads/upl_01hz3k8c2m4n5p6q7r8s9t0v1w", tokOp, nil, nil).StatusCode)
+	require.Equal(t, http.StatusOK, b.raw(t, http.MethodGet, "/api/v1/uploads/"+up.ID, tokAdmin, nil, nil).StatusCode)
+
+	var o store.AuditEntry
+	require.NoError(t, b.pg.DB.Where("action = ? AND resource_id = ?", audit.ActionAdminOverride, up.ID).Take(&o).Error)
+	require.Equal(t, "key_admin", o.Actor)
+	require.Contains(t, string(o.Details), readUpload)
+}
