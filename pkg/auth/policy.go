@@ -29,13 +29,13 @@ const (
 	ReadAudit     Action = "audit:read"
 	ReadMetrics   Action = "metrics:read"
 	UseMonitor    Action = "monitor:use"
-	// ManageTriggers creates, reads, changes and deletes event triggers (the
-	// caller's own, or any for admins).
-	ManageTriggers Action = "triggers:manage"
 	// CreateUpload stores a file for tasks to consume; ReadUpload reads an
 	// upload's metadata and download link (the uploader's own, or any for admins).
 	CreateUpload Action = "upload:create"
 	ReadUpload   Action = "upload:read"
+	// ManageTriggers creates, reads, changes and deletes event triggers (the
+	// caller's own, or any for admins).
+	ManageTriggers Action = "triggers:manage"
 )
 
 // minRole is the least role a needs. Viewers read (their own resources);

@@ -81,6 +81,7 @@ type Task struct {
 	CallbackURL       *string
 	ScheduleID        *string
 	FireTime          *time.Time
+	TriggerID         *string
 	QueueWaitMs       *int64
 	DurationMs        *int64
 	// Version is bumped by a trigger on every update of the row: the strong
@@ -125,5 +126,6 @@ func Models() []any {
 		&Schedule{},
 		&TaskCallback{}, &CallbackSecret{}, &NotificationDelivery{},
 		&PushSubscription{},
+		&Trigger{}, &TriggerDelivery{}, &TriggerEvent{},
 	}
 }

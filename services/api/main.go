@@ -53,6 +53,7 @@ import (
 	"github.com/taskforge/taskforge/pkg/schedule"
 	"github.com/taskforge/taskforge/pkg/store"
 	"github.com/taskforge/taskforge/pkg/taskservice"
+	"github.com/taskforge/taskforge/pkg/trigger"
 	"github.com/taskforge/taskforge/pkg/upload"
 	"github.com/taskforge/taskforge/services/api/internal/live"
 	"github.com/taskforge/taskforge/services/api/internal/server"
@@ -363,6 +364,16 @@ func serve(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 	if err != nil {
 		return err
 	}
+	// Event triggers: webhook secrets sealed as the callback secrets are,
+	// with the same overlap after a rotation.
+	triggerStore, err := trigger.NewStore(deps.DB, sealer, cfg.Notify.CallbackSecretOverlap)
+	if err != nil {
+		return err
+	}
+	triggers, err := trigger.New(triggerStore, tasks, log.Named("triggers"), trigger.NewMetrics(deps.Registry))
+	if err != nil {
+		return err
+	}
 	// Uploads: files for tasks to consume, in the results' storage.
 	uploads, err := upload.New(deps.DB, results, upload.Options{
 		MaxBytes: cfg.API.UploadLimit, TTL: cfg.Storage.ResultTTL, LinkTTL: cfg.Storage.LinkTTL})
@@ -376,7 +387,7 @@ func serve(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 		Limiter: limiter, RateLimit: cfg.RateLimit, PerAddress: cfg.RateLimit.PerAddress,
 		CORSAllowOrigins: cfg.API.CORSAllowOrigins, HSTS: cfg.API.HSTS, ClientIP: clientIP,
 		Priorities: priorities, AuditMinRetention: cfg.Retention.AuditMin, CallbackKeys: callbackKeys,
-		Push: pushSubs, VAPIDPublicKey: cfg.Push.VAPIDPublicKey, Uploads: uploads,
+		Push: pushSubs, VAPIDPublicKey: cfg.Push.VAPIDPublicKey, Uploads: uploads, Triggers: triggers,
 		Live: hub, Streams: server.StreamOptions{KeepAlive: cfg.Events.KeepAlive, WriteTimeout: cfg.Events.WriteTimeout,
 			History: cfg.Events.History, ResumeMax: cfg.Events.ResumeMax},
 	})

@@ -257,6 +257,144 @@ func (e TaskTypeCategory) Valid() bool {
 	}
 }
 
+// Defines values for TriggerKind.
+const (
+	TriggerKindDatabase TriggerKind = "database"
+	TriggerKindUpload   TriggerKind = "upload"
+	TriggerKindWebhook  TriggerKind = "webhook"
+)
+
+// Valid indicates whether the value is a known member of the TriggerKind enum.
+func (e TriggerKind) Valid() bool {
+	switch e {
+	case TriggerKindDatabase:
+		return true
+	case TriggerKindUpload:
+		return true
+	case TriggerKindWebhook:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for TriggerInputKind.
+const (
+	TriggerInputKindDatabase TriggerInputKind = "database"
+	TriggerInputKindUpload   TriggerInputKind = "upload"
+	TriggerInputKindWebhook  TriggerInputKind = "webhook"
+)
+
+// Valid indicates whether the value is a known member of the TriggerInputKind enum.
+func (e TriggerInputKind) Valid() bool {
+	switch e {
+	case TriggerInputKindDatabase:
+		return true
+	case TriggerInputKindUpload:
+		return true
+	case TriggerInputKindWebhook:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for TriggerInputOperations.
+const (
+	TriggerInputOperationsDelete TriggerInputOperations = "delete"
+	TriggerInputOperationsInsert TriggerInputOperations = "insert"
+	TriggerInputOperationsUpdate TriggerInputOperations = "update"
+)
+
+// Valid indicates whether the value is a known member of the TriggerInputOperations enum.
+func (e TriggerInputOperations) Valid() bool {
+	switch e {
+	case TriggerInputOperationsDelete:
+		return true
+	case TriggerInputOperationsInsert:
+		return true
+	case TriggerInputOperationsUpdate:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for TriggerInputTable.
+const (
+	TriggerInputTableAssets     TriggerInputTable = "assets"
+	TriggerInputTableBenchmarks TriggerInputTable = "benchmarks"
+	TriggerInputTableHoldings   TriggerInputTable = "holdings"
+	TriggerInputTablePortfolios TriggerInputTable = "portfolios"
+	TriggerInputTablePrices     TriggerInputTable = "prices"
+)
+
+// Valid indicates whether the value is a known member of the TriggerInputTable enum.
+func (e TriggerInputTable) Valid() bool {
+	switch e {
+	case TriggerInputTableAssets:
+		return true
+	case TriggerInputTableBenchmarks:
+		return true
+	case TriggerInputTableHoldings:
+		return true
+	case TriggerInputTablePortfolios:
+		return true
+	case TriggerInputTablePrices:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for TriggerPatchOperations.
+const (
+	TriggerPatchOperationsDelete TriggerPatchOperations = "delete"
+	TriggerPatchOperationsInsert TriggerPatchOperations = "insert"
+	TriggerPatchOperationsUpdate TriggerPatchOperations = "update"
+)
+
+// Valid indicates whether the value is a known member of the TriggerPatchOperations enum.
+func (e TriggerPatchOperations) Valid() bool {
+	switch e {
+	case TriggerPatchOperationsDelete:
+		return true
+	case TriggerPatchOperationsInsert:
+		return true
+	case TriggerPatchOperationsUpdate:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for TriggerPatchTable.
+const (
+	TriggerPatchTableAssets     TriggerPatchTable = "assets"
+	TriggerPatchTableBenchmarks TriggerPatchTable = "benchmarks"
+	TriggerPatchTableHoldings   TriggerPatchTable = "holdings"
+	TriggerPatchTablePortfolios TriggerPatchTable = "portfolios"
+	TriggerPatchTablePrices     TriggerPatchTable = "prices"
+)
+
+// Valid indicates whether the value is a known member of the TriggerPatchTable enum.
+func (e TriggerPatchTable) Valid() bool {
+	switch e {
+	case TriggerPatchTableAssets:
+		return true
+	case TriggerPatchTableBenchmarks:
+		return true
+	case TriggerPatchTableHoldings:
+		return true
+	case TriggerPatchTablePortfolios:
+		return true
+	case TriggerPatchTablePrices:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for WhoAmIRole.
 const (
 	WhoAmIRoleAdmin    WhoAmIRole = "admin"
@@ -487,6 +625,11 @@ type Health struct {
 	Checks *map[string]string `json:"checks,omitempty"`
 	Down   *[]string          `json:"down,omitempty"`
 	Status string             `json:"status"`
+}
+
+// HookAccepted defines model for HookAccepted.
+type HookAccepted struct {
+	TaskId string `json:"task_id"`
 }
 
 // LogEvent The data of a `log` event.
@@ -778,8 +921,11 @@ type Task struct {
 	Status         Status      `json:"status"`
 	TaskId         string      `json:"task_id"`
 	TimeoutSeconds int         `json:"timeout_seconds"`
-	Type           string      `json:"type"`
-	UpdatedAt      time.Time   `json:"updated_at"`
+
+	// TriggerId The event trigger that created the task.
+	TriggerId *string   `json:"trigger_id,omitempty"`
+	Type      string    `json:"type"`
+	UpdatedAt time.Time `json:"updated_at"`
 }
 
 // TaskCreated defines model for TaskCreated.
@@ -857,6 +1003,169 @@ type TaskTypeList struct {
 	Items []TaskType `json:"items"`
 }
 
+// Trigger defines model for Trigger.
+type Trigger struct {
+	CreatedAt       time.Time `json:"created_at"`
+	DebounceSeconds *int      `json:"debounce_seconds,omitempty"`
+	Enabled         bool      `json:"enabled"`
+
+	// Filter An upload trigger's filter; absent fields match everything.
+	Filter *TriggerFilter `json:"filter,omitempty"`
+
+	// HookUrl webhook triggers: where to deliver, /api/v1/hooks/{trigger_id}.
+	HookUrl    *string     `json:"hook_url,omitempty"`
+	Kind       TriggerKind `json:"kind"`
+	Name       string      `json:"name"`
+	Operations *[]string   `json:"operations,omitempty"`
+
+	// Owner The principal who owns the trigger and its tasks.
+	Owner                   string     `json:"owner"`
+	PreviousSecretExpiresAt *time.Time `json:"previous_secret_expires_at,omitempty"`
+
+	// Secret webhook triggers: the signing secret, in the creation's answer only.
+	//
+	// Example: whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw
+	Secret *string         `json:"secret,omitempty"`
+	Table  *string         `json:"table,omitempty"`
+	Task   TriggerTaskView `json:"task"`
+
+	// TriggerId Example: trg_01hz3k8c2m4n5p6q7r8s9t0v1w
+	TriggerId string    `json:"trigger_id"`
+	UpdatedAt time.Time `json:"updated_at"`
+}
+
+// TriggerKind defines model for Trigger.Kind.
+type TriggerKind string
+
+// TriggerDelivery defines model for TriggerDelivery.
+type TriggerDelivery struct {
+	Accepted   bool   `json:"accepted"`
+	DeliveryId string `json:"delivery_id"`
+
+	// Excerpt A refused delivery's first bytes (at most 256); never the whole body.
+	Excerpt *string `json:"excerpt,omitempty"`
+
+	// Reason Why it was refused; empty when accepted.
+	Reason     string    `json:"reason"`
+	ReceivedAt time.Time `json:"received_at"`
+
+	// Status The HTTP status the delivery was answered.
+	Status    int     `json:"status"`
+	TaskId    *string `json:"task_id"`
+	WebhookId *string `json:"webhook_id,omitempty"`
+}
+
+// TriggerDeliveryList defines model for TriggerDeliveryList.
+type TriggerDeliveryList struct {
+	Items      []TriggerDelivery `json:"items"`
+	NextCursor *string           `json:"next_cursor"`
+}
+
+// TriggerFilter An upload trigger's filter; absent fields match everything.
+type TriggerFilter struct {
+	// ContentType Example: text/csv
+	ContentType *string `json:"content_type,omitempty"`
+
+	// NameGlob Example: prices-*.csv
+	NameGlob *string `json:"name_glob,omitempty"`
+}
+
+// TriggerInput defines model for TriggerInput.
+type TriggerInput struct {
+	// DebounceSeconds database triggers: the changes of a window are coalesced into one task.
+	DebounceSeconds *int  `json:"debounce_seconds,omitempty"`
+	Enabled         *bool `json:"enabled,omitempty"`
+
+	// Filter An upload trigger's filter; absent fields match everything.
+	Filter *TriggerFilter   `json:"filter,omitempty"`
+	Kind   TriggerInputKind `json:"kind"`
+	Name   string           `json:"name"`
+
+	// Operations database triggers; default every operation.
+	Operations *[]TriggerInputOperations `json:"operations,omitempty"`
+
+	// Table database triggers.
+	Table *TriggerInputTable `json:"table,omitempty"`
+
+	// Task The task a trigger creates, as in POST /api/v1/tasks, plus param_map.
+	Task TriggerTask `json:"task"`
+}
+
+// TriggerInputKind defines model for TriggerInput.Kind.
+type TriggerInputKind string
+
+// TriggerInputOperations defines model for TriggerInput.Operations.
+type TriggerInputOperations string
+
+// TriggerInputTable database triggers.
+type TriggerInputTable string
+
+// TriggerList defines model for TriggerList.
+type TriggerList struct {
+	Items      []Trigger `json:"items"`
+	NextCursor *string   `json:"next_cursor"`
+}
+
+// TriggerPatch defines model for TriggerPatch.
+type TriggerPatch struct {
+	DebounceSeconds *int  `json:"debounce_seconds,omitempty"`
+	Enabled         *bool `json:"enabled,omitempty"`
+
+	// Filter An upload trigger's filter; absent fields match everything.
+	Filter     *TriggerFilter            `json:"filter,omitempty"`
+	Name       *string                   `json:"name,omitempty"`
+	Operations *[]TriggerPatchOperations `json:"operations,omitempty"`
+	Table      *TriggerPatchTable        `json:"table,omitempty"`
+
+	// Task The task a trigger creates, as in POST /api/v1/tasks, plus param_map.
+	Task *TriggerTask `json:"task,omitempty"`
+}
+
+// TriggerPatchOperations defines model for TriggerPatch.Operations.
+type TriggerPatchOperations string
+
+// TriggerPatchTable defines model for TriggerPatch.Table.
+type TriggerPatchTable string
+
+// TriggerSecret defines model for TriggerSecret.
+type TriggerSecret struct {
+	// PreviousExpiresAt When the previous secret stops verifying.
+	PreviousExpiresAt *time.Time `json:"previous_expires_at"`
+
+	// Secret The new signing secret; only in this response.
+	Secret string `json:"secret"`
+}
+
+// TriggerTask The task a trigger creates, as in POST /api/v1/tasks, plus param_map.
+type TriggerTask struct {
+	CallbackUrl *string `json:"callback_url,omitempty"`
+
+	// ParamMap Param name to a JSON Pointer into the event, e.g. {"portfolio_id":"/body/portfolio"}.
+	ParamMap *map[string]string      `json:"param_map,omitempty"`
+	Params   *map[string]interface{} `json:"params,omitempty"`
+
+	// Priority critical, high, normal or low; absent for the type's default.
+	//
+	// Example: normal
+	Priority *string `json:"priority,omitempty"`
+
+	// RetryPolicy Fields left out take the task type's default.
+	RetryPolicy    *RetryPolicyInput `json:"retry_policy,omitempty"`
+	TimeoutSeconds *int              `json:"timeout_seconds,omitempty"`
+	Type           string            `json:"type"`
+}
+
+// TriggerTaskView defines model for TriggerTaskView.
+type TriggerTaskView struct {
+	CallbackUrl    *string                `json:"callback_url"`
+	ParamMap       map[string]string      `json:"param_map"`
+	Params         map[string]interface{} `json:"params"`
+	Priority       string                 `json:"priority"`
+	RetryPolicy    RetryPolicy            `json:"retry_policy"`
+	TimeoutSeconds int                    `json:"timeout_seconds"`
+	Type           string                 `json:"type"`
+}
+
 // TypeStats defines model for TypeStats.
 type TypeStats struct {
 	AvgDurationMs *float64 `json:"avg_duration_ms"`
@@ -928,6 +1237,9 @@ type ScheduleID = string
 // TaskID Example: task_01hz3k8c2m4n5p6q7r8s9t0v1w
 type TaskID = string
 
+// TriggerID Example: trg_01hz3k8c2m4n5p6q7r8s9t0v1w
+type TriggerID = string
+
 // UploadID Example: upl_01hz3k8c2m4n5p6q7r8s9t0v1w
 type UploadID = string
 
@@ -994,6 +1306,16 @@ type GetEventsParams struct {
 	LastEventID *LastEventID `json:"Last-Event-ID,omitempty"`
 }
 
+// DeliverWebhookJSONBody defines parameters for DeliverWebhook.
+type DeliverWebhookJSONBody = interface{}
+
+// DeliverWebhookParams defines parameters for DeliverWebhook.
+type DeliverWebhookParams struct {
+	WebhookId        string `json:"webhook-id"`
+	WebhookTimestamp string `json:"webhook-timestamp"`
+	WebhookSignature string `json:"webhook-signature"`
+}
+
 // ListPushSubscriptionsParams defines parameters for ListPushSubscriptions.
 type ListPushSubscriptionsParams struct {
 	// All Every principal's subscriptions (admin only; 403 otherwise).
@@ -1045,9 +1367,12 @@ type ListTasksParams struct {
 	CreatedBefore *time.Time `form:"created_before,omitempty" json:"created_before,omitempty"`
 
 	// ScheduleId Tasks fired by this schedule.
-	ScheduleId *string              `form:"schedule_id,omitempty" json:"schedule_id,omitempty"`
-	Sort       *ListTasksParamsSort `form:"sort,omitempty" json:"sort,omitempty"`
-	Limit      *Limit               `form:"limit,omitempty" json:"limit,omitempty"`
+	ScheduleId *string `form:"schedule_id,omitempty" json:"schedule_id,omitempty"`
+
+	// TriggerId Tasks created by this event trigger.
+	TriggerId *string              `form:"trigger_id,omitempty" json:"trigger_id,omitempty"`
+	Sort      *ListTasksParamsSort `form:"sort,omitempty" json:"sort,omitempty"`
+	Limit     *Limit               `form:"limit,omitempty" json:"limit,omitempty"`
 
 	// Cursor The next_cursor of the previous page (opaque).
 	Cursor *Cursor `form:"cursor,omitempty" json:"cursor,omitempty"`
@@ -1089,6 +1414,22 @@ type GetTaskResultParams struct {
 	Name *string `form:"name,omitempty" json:"name,omitempty"`
 }
 
+// ListTriggersParams defines parameters for ListTriggers.
+type ListTriggersParams struct {
+	Limit *Limit `form:"limit,omitempty" json:"limit,omitempty"`
+
+	// Cursor The next_cursor of the previous page (opaque).
+	Cursor *Cursor `form:"cursor,omitempty" json:"cursor,omitempty"`
+}
+
+// ListTriggerDeliveriesParams defines parameters for ListTriggerDeliveries.
+type ListTriggerDeliveriesParams struct {
+	Limit *Limit `form:"limit,omitempty" json:"limit,omitempty"`
+
+	// Cursor The next_cursor of the previous page (opaque).
+	Cursor *Cursor `form:"cursor,omitempty" json:"cursor,omitempty"`
+}
+
 // CreateUploadJSONBody defines parameters for CreateUpload.
 type CreateUploadJSONBody = openapi_types.File
 
@@ -1115,6 +1456,9 @@ type DownloadUploadParams struct {
 // CreateAPIKeyJSONRequestBody defines body for CreateAPIKey for application/json ContentType.
 type CreateAPIKeyJSONRequestBody = CreateAPIKeyRequest
 
+// DeliverWebhookJSONRequestBody defines body for DeliverWebhook for application/json ContentType.
+type DeliverWebhookJSONRequestBody = DeliverWebhookJSONBody
+
 // CreatePushSubscriptionJSONRequestBody defines body for CreatePushSubscription for application/json ContentType.
 type CreatePushSubscriptionJSONRequestBody = CreatePushSubscriptionRequest
 
@@ -1129,6 +1473,12 @@ type ReplaceScheduleJSONRequestBody = ScheduleInput
 
 // CreateTaskJSONRequestBody defines body for CreateTask for application/json ContentType.
 type CreateTaskJSONRequestBody = CreateTaskRequest
+
+// CreateTriggerJSONRequestBody defines body for CreateTrigger for application/json ContentType.
+type CreateTriggerJSONRequestBody = TriggerInput
+
+// PatchTriggerJSONRequestBody defines body for PatchTrigger for application/json ContentType.
+type PatchTriggerJSONRequestBody = TriggerPatch
 
 // CreateUploadJSONRequestBody defines body for CreateUpload for application/json ContentType.
 type CreateUploadJSONRequestBody = CreateUploadJSONBody
@@ -1277,10 +1627,44 @@ type ClientInterface interface {
 	// the events it missed while at most `events.resume_max` of them passed
 	// and they are still held (`events.stream_max`), else a fresh snapshot.
 	// Keep-alive comments, caps and closing as for a task's stream.
-	// `trigger_id` and `workflow_id` answer 400 while no task records them.
+	// `workflow_id` answers 400 while no task records it.
 	//
 	// Corresponds with GET /api/v1/events (the `GetEvents` operationId).
 	GetEvents(ctx context.Context, params *GetEventsParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// DeliverWebhookWithBody Deliver an event to a webhook trigger (no bearer token; the signature is the credential).
+	//
+	// The body is any JSON document (`application/json`, at most the API's
+	// body limit), signed as the Standard Webhooks specification says:
+	// `webhook-id`, `webhook-timestamp` (Unix seconds, within 5 minutes of the
+	// server's clock) and `webhook-signature: v1,<base64 HMAC-SHA256 of
+	// "{id}.{timestamp}.{body}">` with the trigger's secret (the bytes of
+	// `whsec_<base64>`). 202 with the task; the same `webhook-id` again
+	// answers the same task. A bad or missing signature or a stale timestamp
+	// is a 401; an unknown, disabled or deleted trigger a 404; each trigger
+	// has its own rate limit (429). Every delivery is recorded.
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with POST /api/v1/hooks/{trigger_id} (the `DeliverWebhook` operationId).
+	DeliverWebhookWithBody(ctx context.Context, triggerId TriggerID, params *DeliverWebhookParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// DeliverWebhook Deliver an event to a webhook trigger (no bearer token; the signature is the credential).
+	//
+	// The body is any JSON document (`application/json`, at most the API's
+	// body limit), signed as the Standard Webhooks specification says:
+	// `webhook-id`, `webhook-timestamp` (Unix seconds, within 5 minutes of the
+	// server's clock) and `webhook-signature: v1,<base64 HMAC-SHA256 of
+	// "{id}.{timestamp}.{body}">` with the trigger's secret (the bytes of
+	// `whsec_<base64>`). 202 with the task; the same `webhook-id` again
+	// answers the same task. A bad or missing signature or a stale timestamp
+	// is a 401; an unknown, disabled or deleted trigger a 404; each trigger
+	// has its own rate limit (429). Every delivery is recorded.
+	//
+	// Takes a body of the `application/json` content type.
+	//
+	// Corresponds with POST /api/v1/hooks/{trigger_id} (the `DeliverWebhook` operationId).
+	DeliverWebhook(ctx context.Context, triggerId TriggerID, params *DeliverWebhookParams, body DeliverWebhookJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// GetOpenAPI This document.
 	//
@@ -1582,6 +1966,92 @@ type ClientInterface interface {
 	// Corresponds with POST /api/v1/tasks/{task_id}/retry (the `RetryTask` operationId).
 	RetryTask(ctx context.Context, taskId TaskID, reqEditors ...RequestEditorFn) (*http.Response, error)
 
+	// ListTriggers List event triggers in creation order, in keyset pages.
+	//
+	// Admins see every trigger, operators their own; viewers get 403.
+	//
+	// Corresponds with GET /api/v1/triggers (the `ListTriggers` operationId).
+	ListTriggers(ctx context.Context, params *ListTriggersParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// CreateTriggerWithBody Create an event trigger (operator or admin).
+	//
+	// Each event of the trigger creates its `task` through the task service,
+	// owned by the trigger's owner (the caller) and recording `trigger_id`.
+	// `task.param_map` maps a param name to a JSON Pointer (RFC 6901) into the
+	// event, whose value replaces (or supplies) that param: a webhook's event is
+	// `{"body": <the JSON body>, "webhook_id"}`, a database change's
+	// `{"table","operation","row","changes"}`, an upload's
+	// `{"upload_id","name","size","sha256","content_type"}`. The params are
+	// validated against the type's params schema with the mapped ones taken
+	// as given: a trigger that can never produce valid params is a 422 naming
+	// the field. A webhook trigger's answer carries its `secret`
+	// (`whsec_<base64>`) this once, and its `hook_url`.
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with POST /api/v1/triggers (the `CreateTrigger` operationId).
+	CreateTriggerWithBody(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// CreateTrigger Create an event trigger (operator or admin).
+	//
+	// Each event of the trigger creates its `task` through the task service,
+	// owned by the trigger's owner (the caller) and recording `trigger_id`.
+	// `task.param_map` maps a param name to a JSON Pointer (RFC 6901) into the
+	// event, whose value replaces (or supplies) that param: a webhook's event is
+	// `{"body": <the JSON body>, "webhook_id"}`, a database change's
+	// `{"table","operation","row","changes"}`, an upload's
+	// `{"upload_id","name","size","sha256","content_type"}`. The params are
+	// validated against the type's params schema with the mapped ones taken
+	// as given: a trigger that can never produce valid params is a 422 naming
+	// the field. A webhook trigger's answer carries its `secret`
+	// (`whsec_<base64>`) this once, and its `hook_url`.
+	//
+	// Takes a body of the `application/json` content type.
+	//
+	// Corresponds with POST /api/v1/triggers (the `CreateTrigger` operationId).
+	CreateTrigger(ctx context.Context, body CreateTriggerJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// DeleteTrigger Delete a trigger and its deliveries. The tasks it created stay.
+	//
+	// Corresponds with DELETE /api/v1/triggers/{trigger_id} (the `DeleteTrigger` operationId).
+	DeleteTrigger(ctx context.Context, triggerId TriggerID, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// GetTrigger A trigger (its owner or an admin; 404 to anyone else).
+	//
+	// Corresponds with GET /api/v1/triggers/{trigger_id} (the `GetTrigger` operationId).
+	GetTrigger(ctx context.Context, triggerId TriggerID, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// PatchTriggerWithBody Change some fields of a trigger, e.g. disable it; `task` is replaced whole.
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with PATCH /api/v1/triggers/{trigger_id} (the `PatchTrigger` operationId).
+	PatchTriggerWithBody(ctx context.Context, triggerId TriggerID, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// PatchTrigger Change some fields of a trigger, e.g. disable it; `task` is replaced whole.
+	//
+	// Takes a body of the `application/json` content type.
+	//
+	// Corresponds with PATCH /api/v1/triggers/{trigger_id} (the `PatchTrigger` operationId).
+	PatchTrigger(ctx context.Context, triggerId TriggerID, body PatchTriggerJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// ListTriggerDeliveries The deliveries to a trigger, newest first, in keyset pages.
+	//
+	// Accepted ones with their task; refused ones with the reason and at most a short excerpt of the body.
+	//
+	// Corresponds with GET /api/v1/triggers/{trigger_id}/deliveries (the `ListTriggerDeliveries` operationId).
+	ListTriggerDeliveries(ctx context.Context, triggerId TriggerID, params *ListTriggerDeliveriesParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// RotateTriggerSecret Replace a webhook trigger's signing secret.
+	//
+	// Answers the new secret, `whsec_<base64>`, this once. Until
+	// `previous_expires_at` (`notify.callback_secret_overlap`, default 24 h)
+	// a delivery signed by the previous secret still verifies; then only the
+	// new one. A trigger of another kind is a 409.
+	//
+	// Corresponds with POST /api/v1/triggers/{trigger_id}/rotate-secret (the `RotateTriggerSecret` operationId).
+	RotateTriggerSecret(ctx context.Context, triggerId TriggerID, reqEditors ...RequestEditorFn) (*http.Response, error)
+
 	// CreateUploadWithBody Upload a file for tasks to consume (operators and admins).
 	//
 	// The file is a multipart form's part named `file` (its file name is the
@@ -1810,11 +2280,65 @@ func (c *Client) RotateCallbackSecret(ctx context.Context, reqEditors ...Request
 // the events it missed while at most `events.resume_max` of them passed
 // and they are still held (`events.stream_max`), else a fresh snapshot.
 // Keep-alive comments, caps and closing as for a task's stream.
-// `trigger_id` and `workflow_id` answer 400 while no task records them.
+// `workflow_id` answers 400 while no task records it.
 //
 // Corresponds with GET /api/v1/events (the `GetEvents` operationId).
 func (c *Client) GetEvents(ctx context.Context, params *GetEventsParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewGetEventsRequest(c.Server, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// DeliverWebhookWithBody Deliver an event to a webhook trigger (no bearer token; the signature is the credential).
+//
+// The body is any JSON document (`application/json`, at most the API's
+// body limit), signed as the Standard Webhooks specification says:
+// `webhook-id`, `webhook-timestamp` (Unix seconds, within 5 minutes of the
+// server's clock) and `webhook-signature: v1,<base64 HMAC-SHA256 of
+// "{id}.{timestamp}.{body}">` with the trigger's secret (the bytes of
+// `whsec_<base64>`). 202 with the task; the same `webhook-id` again
+// answers the same task. A bad or missing signature or a stale timestamp
+// is a 401; an unknown, disabled or deleted trigger a 404; each trigger
+// has its own rate limit (429). Every delivery is recorded.
+//
+// Takes any type of body and a specified content type.
+//
+// Corresponds with POST /api/v1/hooks/{trigger_id} (the `DeliverWebhook` operationId).
+func (c *Client) DeliverWebhookWithBody(ctx context.Context, triggerId TriggerID, params *DeliverWebhookParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewDeliverWebhookRequestWithBody(c.Server, triggerId, params, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// DeliverWebhook Deliver an event to a webhook trigger (no bearer token; the signature is the credential).
+//
+// The body is any JSON document (`application/json`, at most the API's
+// body limit), signed as the Standard Webhooks specification says:
+// `webhook-id`, `webhook-timestamp` (Unix seconds, within 5 minutes of the
+// server's clock) and `webhook-signature: v1,<base64 HMAC-SHA256 of
+// "{id}.{timestamp}.{body}">` with the trigger's secret (the bytes of
+// `whsec_<base64>`). 202 with the task; the same `webhook-id` again
+// answers the same task. A bad or missing signature or a stale timestamp
+// is a 401; an unknown, disabled or deleted trigger a 404; each trigger
+// has its own rate limit (429). Every delivery is recorded.
+//
+// Takes a body of the `application/json` content type.
+//
+// Corresponds with POST /api/v1/hooks/{trigger_id} (the `DeliverWebhook` operationId).
+func (c *Client) DeliverWebhook(ctx context.Context, triggerId TriggerID, params *DeliverWebhookParams, body DeliverWebhookJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewDeliverWebhookRequest(c.Server, triggerId, params, body)
 	if err != nil {
 		return nil, err
 	}
@@ -2425,6 +2949,182 @@ func (c *Client) RetryTask(ctx context.Context, taskId TaskID, reqEditors ...Req
 	return c.Client.Do(req)
 }
 
+// ListTriggers List event triggers in creation order, in keyset pages.
+//
+// Admins see every trigger, operators their own; viewers get 403.
+//
+// Corresponds with GET /api/v1/triggers (the `ListTriggers` operationId).
+func (c *Client) ListTriggers(ctx context.Context, params *ListTriggersParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewListTriggersRequest(c.Server, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// CreateTriggerWithBody Create an event trigger (operator or admin).
+//
+// Each event of the trigger creates its `task` through the task service,
+// owned by the trigger's owner (the caller) and recording `trigger_id`.
+// `task.param_map` maps a param name to a JSON Pointer (RFC 6901) into the
+// event, whose value replaces (or supplies) that param: a webhook's event is
+// `{"body": <the JSON body>, "webhook_id"}`, a database change's
+// `{"table","operation","row","changes"}`, an upload's
+// `{"upload_id","name","size","sha256","content_type"}`. The params are
+// validated against the type's params schema with the mapped ones taken
+// as given: a trigger that can never produce valid params is a 422 naming
+// the field. A webhook trigger's answer carries its `secret`
+// (`whsec_<base64>`) this once, and its `hook_url`.
+//
+// Takes any type of body and a specified content type.
+//
+// Corresponds with POST /api/v1/triggers (the `CreateTrigger` operationId).
+func (c *Client) CreateTriggerWithBody(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewCreateTriggerRequestWithBody(c.Server, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// CreateTrigger Create an event trigger (operator or admin).
+//
+// Each event of the trigger creates its `task` through the task service,
+// owned by the trigger's owner (the caller) and recording `trigger_id`.
+// `task.param_map` maps a param name to a JSON Pointer (RFC 6901) into the
+// event, whose value replaces (or supplies) that param: a webhook's event is
+// `{"body": <the JSON body>, "webhook_id"}`, a database change's
+// `{"table","operation","row","changes"}`, an upload's
+// `{"upload_id","name","size","sha256","content_type"}`. The params are
+// validated against the type's params schema with the mapped ones taken
+// as given: a trigger that can never produce valid params is a 422 naming
+// the field. A webhook trigger's answer carries its `secret`
+// (`whsec_<base64>`) this once, and its `hook_url`.
+//
+// Takes a body of the `application/json` content type.
+//
+// Corresponds with POST /api/v1/triggers (the `CreateTrigger` operationId).
+func (c *Client) CreateTrigger(ctx context.Context, body CreateTriggerJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewCreateTriggerRequest(c.Server, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// DeleteTrigger Delete a trigger and its deliveries. The tasks it created stay.
+//
+// Corresponds with DELETE /api/v1/triggers/{trigger_id} (the `DeleteTrigger` operationId).
+func (c *Client) DeleteTrigger(ctx context.Context, triggerId TriggerID, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewDeleteTriggerRequest(c.Server, triggerId)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// GetTrigger A trigger (its owner or an admin; 404 to anyone else).
+//
+// Corresponds with GET /api/v1/triggers/{trigger_id} (the `GetTrigger` operationId).
+func (c *Client) GetTrigger(ctx context.Context, triggerId TriggerID, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewGetTriggerRequest(c.Server, triggerId)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// PatchTriggerWithBody Change some fields of a trigger, e.g. disable it; `task` is replaced whole.
+//
+// Takes any type of body and a specified content type.
+//
+// Corresponds with PATCH /api/v1/triggers/{trigger_id} (the `PatchTrigger` operationId).
+func (c *Client) PatchTriggerWithBody(ctx context.Context, triggerId TriggerID, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewPatchTriggerRequestWithBody(c.Server, triggerId, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// PatchTrigger Change some fields of a trigger, e.g. disable it; `task` is replaced whole.
+//
+// Takes a body of the `application/json` content type.
+//
+// Corresponds with PATCH /api/v1/triggers/{trigger_id} (the `PatchTrigger` operationId).
+func (c *Client) PatchTrigger(ctx context.Context, triggerId TriggerID, body PatchTriggerJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewPatchTriggerRequest(c.Server, triggerId, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// ListTriggerDeliveries The deliveries to a trigger, newest first, in keyset pages.
+//
+// Accepted ones with their task; refused ones with the reason and at most a short excerpt of the body.
+//
+// Corresponds with GET /api/v1/triggers/{trigger_id}/deliveries (the `ListTriggerDeliveries` operationId).
+func (c *Client) ListTriggerDeliveries(ctx context.Context, triggerId TriggerID, params *ListTriggerDeliveriesParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewListTriggerDeliveriesRequest(c.Server, triggerId, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// RotateTriggerSecret Replace a webhook trigger's signing secret.
+//
+// Answers the new secret, `whsec_<base64>`, this once. Until
+// `previous_expires_at` (`notify.callback_secret_overlap`, default 24 h)
+// a delivery signed by the previous secret still verifies; then only the
+// new one. A trigger of another kind is a 409.
+//
+// Corresponds with POST /api/v1/triggers/{trigger_id}/rotate-secret (the `RotateTriggerSecret` operationId).
+func (c *Client) RotateTriggerSecret(ctx context.Context, triggerId TriggerID, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewRotateTriggerSecretRequest(c.Server, triggerId)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
 // CreateUploadWithBody Upload a file for tasks to consume (operators and admins).
 //
 // The file is a multipart form's part named `file` (its file name is the
@@ -3002,6 +3702,84 @@ func NewGetEventsRequest(server string, params *GetEventsParams) (*http.Request,
 
 			req.Header.Set("Last-Event-ID", headerParam0)
 		}
+
+	}
+
+	return req, nil
+}
+
+// NewDeliverWebhookRequest calls the generic DeliverWebhook builder with application/json body
+func NewDeliverWebhookRequest(server string, triggerId TriggerID, params *DeliverWebhookParams, body DeliverWebhookJSONRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = bytes.NewReader(buf)
+	return NewDeliverWebhookRequestWithBody(server, triggerId, params, "application/json", bodyReader)
+}
+
+// NewDeliverWebhookRequestWithBody constructs an http.Request for the DeliverWebhook method, with any body, and a specified content type
+func NewDeliverWebhookRequestWithBody(server string, triggerId TriggerID, params *DeliverWebhookParams, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "trigger_id", triggerId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/v1/hooks/%s", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	if params != nil {
+
+		var headerParam0 string
+
+		headerParam0, err = runtime.StyleParamWithOptions("simple", false, "webhook-id", params.WebhookId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+		if err != nil {
+			return nil, err
+		}
+
+		req.Header.Set("webhook-id", headerParam0)
+
+		var headerParam1 string
+
+		headerParam1, err = runtime.StyleParamWithOptions("simple", false, "webhook-timestamp", params.WebhookTimestamp, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+		if err != nil {
+			return nil, err
+		}
+
+		req.Header.Set("webhook-timestamp", headerParam1)
+
+		var headerParam2 string
+
+		headerParam2, err = runtime.StyleParamWithOptions("simple", false, "webhook-signature", params.WebhookSignature, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+		if err != nil {
+			return nil, err
+		}
+
+		req.Header.Set("webhook-signature", headerParam2)
 
 	}
 
@@ -3853,6 +4631,18 @@ func NewListTasksRequest(server string, params *ListTasksParams) (*http.Request,
 
 		}
 
+		if params.TriggerId != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "trigger_id", *params.TriggerId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
 		if params.Sort != nil {
 
 			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "sort", *params.Sort, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
@@ -4250,6 +5040,334 @@ func NewRetryTaskRequest(server string, taskId TaskID) (*http.Request, error) {
 	}
 
 	operationPath := fmt.Sprintf("/api/v1/tasks/%s/retry", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewListTriggersRequest constructs an http.Request for the ListTriggers method
+func NewListTriggersRequest(server string, params *ListTriggersParams) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/v1/triggers")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if params.Limit != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "limit", *params.Limit, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Cursor != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "cursor", *params.Cursor, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewCreateTriggerRequest calls the generic CreateTrigger builder with application/json body
+func NewCreateTriggerRequest(server string, body CreateTriggerJSONRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = bytes.NewReader(buf)
+	return NewCreateTriggerRequestWithBody(server, "application/json", bodyReader)
+}
+
+// NewCreateTriggerRequestWithBody constructs an http.Request for the CreateTrigger method, with any body, and a specified content type
+func NewCreateTriggerRequestWithBody(server string, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/v1/triggers")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	return req, nil
+}
+
+// NewDeleteTriggerRequest constructs an http.Request for the DeleteTrigger method
+func NewDeleteTriggerRequest(server string, triggerId TriggerID) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "trigger_id", triggerId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/v1/triggers/%s", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodDelete, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewGetTriggerRequest constructs an http.Request for the GetTrigger method
+func NewGetTriggerRequest(server string, triggerId TriggerID) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "trigger_id", triggerId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/v1/triggers/%s", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewPatchTriggerRequest calls the generic PatchTrigger builder with application/json body
+func NewPatchTriggerRequest(server string, triggerId TriggerID, body PatchTriggerJSONRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = bytes.NewReader(buf)
+	return NewPatchTriggerRequestWithBody(server, triggerId, "application/json", bodyReader)
+}
+
+// NewPatchTriggerRequestWithBody constructs an http.Request for the PatchTrigger method, with any body, and a specified content type
+func NewPatchTriggerRequestWithBody(server string, triggerId TriggerID, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "trigger_id", triggerId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/v1/triggers/%s", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPatch, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	return req, nil
+}
+
+// NewListTriggerDeliveriesRequest constructs an http.Request for the ListTriggerDeliveries method
+func NewListTriggerDeliveriesRequest(server string, triggerId TriggerID, params *ListTriggerDeliveriesParams) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "trigger_id", triggerId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/v1/triggers/%s/deliveries", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if params.Limit != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "limit", *params.Limit, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Cursor != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "cursor", *params.Cursor, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewRotateTriggerSecretRequest constructs an http.Request for the RotateTriggerSecret method
+func NewRotateTriggerSecretRequest(server string, triggerId TriggerID) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "trigger_id", triggerId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/v1/triggers/%s/rotate-secret", pathParam0)
 	if operationPath[0] == '/' {
 		operationPath = "." + operationPath
 	}
@@ -4729,12 +5847,46 @@ type ClientWithResponsesInterface interface {
 	// the events it missed while at most `events.resume_max` of them passed
 	// and they are still held (`events.stream_max`), else a fresh snapshot.
 	// Keep-alive comments, caps and closing as for a task's stream.
-	// `trigger_id` and `workflow_id` answer 400 while no task records them.
+	// `workflow_id` answers 400 while no task records it.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with GET /api/v1/events (the `GetEvents` operationId).
 	GetEventsWithResponse(ctx context.Context, params *GetEventsParams, reqEditors ...RequestEditorFn) (*GetEventsResponse, error)
+
+	// DeliverWebhookWithBodyWithResponse Deliver an event to a webhook trigger (no bearer token; the signature is the credential).
+	//
+	// The body is any JSON document (`application/json`, at most the API's
+	// body limit), signed as the Standard Webhooks specification says:
+	// `webhook-id`, `webhook-timestamp` (Unix seconds, within 5 minutes of the
+	// server's clock) and `webhook-signature: v1,<base64 HMAC-SHA256 of
+	// "{id}.{timestamp}.{body}">` with the trigger's secret (the bytes of
+	// `whsec_<base64>`). 202 with the task; the same `webhook-id` again
+	// answers the same task. A bad or missing signature or a stale timestamp
+	// is a 401; an unknown, disabled or deleted trigger a 404; each trigger
+	// has its own rate limit (429). Every delivery is recorded.
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /api/v1/hooks/{trigger_id} (the `DeliverWebhook` operationId).
+	DeliverWebhookWithBodyWithResponse(ctx context.Context, triggerId TriggerID, params *DeliverWebhookParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*DeliverWebhookResponse, error)
+
+	// DeliverWebhookWithResponse Deliver an event to a webhook trigger (no bearer token; the signature is the credential).
+	//
+	// The body is any JSON document (`application/json`, at most the API's
+	// body limit), signed as the Standard Webhooks specification says:
+	// `webhook-id`, `webhook-timestamp` (Unix seconds, within 5 minutes of the
+	// server's clock) and `webhook-signature: v1,<base64 HMAC-SHA256 of
+	// "{id}.{timestamp}.{body}">` with the trigger's secret (the bytes of
+	// `whsec_<base64>`). 202 with the task; the same `webhook-id` again
+	// answers the same task. A bad or missing signature or a stale timestamp
+	// is a 401; an unknown, disabled or deleted trigger a 404; each trigger
+	// has its own rate limit (429). Every delivery is recorded.
+	//
+	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /api/v1/hooks/{trigger_id} (the `DeliverWebhook` operationId).
+	DeliverWebhookWithResponse(ctx context.Context, triggerId TriggerID, params *DeliverWebhookParams, body DeliverWebhookJSONRequestBody, reqEditors ...RequestEditorFn) (*DeliverWebhookResponse, error)
 
 	// GetOpenAPIWithResponse This document.
 	//
@@ -5075,6 +6227,102 @@ type ClientWithResponsesInterface interface {
 	//
 	// Corresponds with POST /api/v1/tasks/{task_id}/retry (the `RetryTask` operationId).
 	RetryTaskWithResponse(ctx context.Context, taskId TaskID, reqEditors ...RequestEditorFn) (*RetryTaskResponse, error)
+
+	// ListTriggersWithResponse List event triggers in creation order, in keyset pages.
+	//
+	// Admins see every trigger, operators their own; viewers get 403.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /api/v1/triggers (the `ListTriggers` operationId).
+	ListTriggersWithResponse(ctx context.Context, params *ListTriggersParams, reqEditors ...RequestEditorFn) (*ListTriggersResponse, error)
+
+	// CreateTriggerWithBodyWithResponse Create an event trigger (operator or admin).
+	//
+	// Each event of the trigger creates its `task` through the task service,
+	// owned by the trigger's owner (the caller) and recording `trigger_id`.
+	// `task.param_map` maps a param name to a JSON Pointer (RFC 6901) into the
+	// event, whose value replaces (or supplies) that param: a webhook's event is
+	// `{"body": <the JSON body>, "webhook_id"}`, a database change's
+	// `{"table","operation","row","changes"}`, an upload's
+	// `{"upload_id","name","size","sha256","content_type"}`. The params are
+	// validated against the type's params schema with the mapped ones taken
+	// as given: a trigger that can never produce valid params is a 422 naming
+	// the field. A webhook trigger's answer carries its `secret`
+	// (`whsec_<base64>`) this once, and its `hook_url`.
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /api/v1/triggers (the `CreateTrigger` operationId).
+	CreateTriggerWithBodyWithResponse(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*CreateTriggerResponse, error)
+
+	// CreateTriggerWithResponse Create an event trigger (operator or admin).
+	//
+	// Each event of the trigger creates its `task` through the task service,
+	// owned by the trigger's owner (the caller) and recording `trigger_id`.
+	// `task.param_map` maps a param name to a JSON Pointer (RFC 6901) into the
+	// event, whose value replaces (or supplies) that param: a webhook's event is
+	// `{"body": <the JSON body>, "webhook_id"}`, a database change's
+	// `{"table","operation","row","changes"}`, an upload's
+	// `{"upload_id","name","size","sha256","content_type"}`. The params are
+	// validated against the type's params schema with the mapped ones taken
+	// as given: a trigger that can never produce valid params is a 422 naming
+	// the field. A webhook trigger's answer carries its `secret`
+	// (`whsec_<base64>`) this once, and its `hook_url`.
+	//
+	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /api/v1/triggers (the `CreateTrigger` operationId).
+	CreateTriggerWithResponse(ctx context.Context, body CreateTriggerJSONRequestBody, reqEditors ...RequestEditorFn) (*CreateTriggerResponse, error)
+
+	// DeleteTriggerWithResponse Delete a trigger and its deliveries. The tasks it created stay.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with DELETE /api/v1/triggers/{trigger_id} (the `DeleteTrigger` operationId).
+	DeleteTriggerWithResponse(ctx context.Context, triggerId TriggerID, reqEditors ...RequestEditorFn) (*DeleteTriggerResponse, error)
+
+	// GetTriggerWithResponse A trigger (its owner or an admin; 404 to anyone else).
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /api/v1/triggers/{trigger_id} (the `GetTrigger` operationId).
+	GetTriggerWithResponse(ctx context.Context, triggerId TriggerID, reqEditors ...RequestEditorFn) (*GetTriggerResponse, error)
+
+	// PatchTriggerWithBodyWithResponse Change some fields of a trigger, e.g. disable it; `task` is replaced whole.
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with PATCH /api/v1/triggers/{trigger_id} (the `PatchTrigger` operationId).
+	PatchTriggerWithBodyWithResponse(ctx context.Context, triggerId TriggerID, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*PatchTriggerResponse, error)
+
+	// PatchTriggerWithResponse Change some fields of a trigger, e.g. disable it; `task` is replaced whole.
+	//
+	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with PATCH /api/v1/triggers/{trigger_id} (the `PatchTrigger` operationId).
+	PatchTriggerWithResponse(ctx context.Context, triggerId TriggerID, body PatchTriggerJSONRequestBody, reqEditors ...RequestEditorFn) (*PatchTriggerResponse, error)
+
+	// ListTriggerDeliveriesWithResponse The deliveries to a trigger, newest first, in keyset pages.
+	//
+	// Accepted ones with their task; refused ones with the reason and at most a short excerpt of the body.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /api/v1/triggers/{trigger_id}/deliveries (the `ListTriggerDeliveries` operationId).
+	ListTriggerDeliveriesWithResponse(ctx context.Context, triggerId TriggerID, params *ListTriggerDeliveriesParams, reqEditors ...RequestEditorFn) (*ListTriggerDeliveriesResponse, error)
+
+	// RotateTriggerSecretWithResponse Replace a webhook trigger's signing secret.
+	//
+	// Answers the new secret, `whsec_<base64>`, this once. Until
+	// `previous_expires_at` (`notify.callback_secret_overlap`, default 24 h)
+	// a delivery signed by the previous secret still verifies; then only the
+	// new one. A trigger of another kind is a 409.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /api/v1/triggers/{trigger_id}/rotate-secret (the `RotateTriggerSecret` operationId).
+	RotateTriggerSecretWithResponse(ctx context.Context, triggerId TriggerID, reqEditors ...RequestEditorFn) (*RotateTriggerSecretResponse, error)
 
 	// CreateUploadWithBodyWithResponse Upload a file for tasks to consume (operators and admins).
 	//
@@ -5769,6 +7017,124 @@ func (r GetEventsResponse) StatusCode() int {
 
 // ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
 func (r GetEventsResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// DeliverWebhookResponse429Headers the declared response headers of an HTTP 429 response for DeliverWebhook
+type DeliverWebhookResponse429Headers struct {
+	RetryAfter *int
+}
+
+// DeliverWebhookResponse503Headers the declared response headers of an HTTP 503 response for DeliverWebhook
+type DeliverWebhookResponse503Headers struct {
+	RetryAfter *int
+}
+
+type DeliverWebhookResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON202 the response for an HTTP 202 `application/json` response
+	JSON202 *HookAccepted
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *BadRequest
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Unauthorized
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotFound
+	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
+	ApplicationproblemJSON413 *PayloadTooLarge
+	// ApplicationproblemJSON415 the response for an HTTP 415 `application/problem+json` response
+	ApplicationproblemJSON415 *UnsupportedMediaType
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *Unprocessable
+	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
+	ApplicationproblemJSON429 *TooManyRequests
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *Unavailable
+	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
+	ApplicationproblemJSONDefault *Error
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *DeliverWebhookResponse429Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *DeliverWebhookResponse503Headers
+}
+
+// GetJSON202 returns the response for an HTTP 202 `application/json` response
+func (r DeliverWebhookResponse) GetJSON202() *HookAccepted {
+	return r.JSON202
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r DeliverWebhookResponse) GetApplicationproblemJSON400() *BadRequest {
+	return r.ApplicationproblemJSON400
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r DeliverWebhookResponse) GetApplicationproblemJSON401() *Unauthorized {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r DeliverWebhookResponse) GetApplicationproblemJSON404() *NotFound {
+	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
+func (r DeliverWebhookResponse) GetApplicationproblemJSON413() *PayloadTooLarge {
+	return r.ApplicationproblemJSON413
+}
+
+// GetApplicationproblemJSON415 returns the response for an HTTP 415 `application/problem+json` response
+func (r DeliverWebhookResponse) GetApplicationproblemJSON415() *UnsupportedMediaType {
+	return r.ApplicationproblemJSON415
+}
+
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r DeliverWebhookResponse) GetApplicationproblemJSON422() *Unprocessable {
+	return r.ApplicationproblemJSON422
+}
+
+// GetApplicationproblemJSON429 returns the response for an HTTP 429 `application/problem+json` response
+func (r DeliverWebhookResponse) GetApplicationproblemJSON429() *TooManyRequests {
+	return r.ApplicationproblemJSON429
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r DeliverWebhookResponse) GetApplicationproblemJSON503() *Unavailable {
+	return r.ApplicationproblemJSON503
+}
+
+// GetApplicationproblemJSONDefault returns the response for an HTTP default `application/problem+json` response
+func (r DeliverWebhookResponse) GetApplicationproblemJSONDefault() *Error {
+	return r.ApplicationproblemJSONDefault
+}
+
+// GetBody returns the raw response body bytes
+func (r DeliverWebhookResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r DeliverWebhookResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r DeliverWebhookResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r DeliverWebhookResponse) ContentType() string {
 	if r.HTTPResponse != nil {
 		return r.HTTPResponse.Header.Get("Content-Type")
 	}
@@ -8292,6 +9658,748 @@ func (r RetryTaskResponse) ContentType() string {
 	return ""
 }
 
+// ListTriggersResponse429Headers the declared response headers of an HTTP 429 response for ListTriggers
+type ListTriggersResponse429Headers struct {
+	RetryAfter *int
+}
+
+// ListTriggersResponse503Headers the declared response headers of an HTTP 503 response for ListTriggers
+type ListTriggersResponse503Headers struct {
+	RetryAfter *int
+}
+
+type ListTriggersResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *TriggerList
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *BadRequest
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Unauthorized
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Forbidden
+	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
+	ApplicationproblemJSON429 *TooManyRequests
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *Unavailable
+	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
+	ApplicationproblemJSONDefault *Error
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *ListTriggersResponse429Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *ListTriggersResponse503Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r ListTriggersResponse) GetJSON200() *TriggerList {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r ListTriggersResponse) GetApplicationproblemJSON400() *BadRequest {
+	return r.ApplicationproblemJSON400
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r ListTriggersResponse) GetApplicationproblemJSON401() *Unauthorized {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r ListTriggersResponse) GetApplicationproblemJSON403() *Forbidden {
+	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON429 returns the response for an HTTP 429 `application/problem+json` response
+func (r ListTriggersResponse) GetApplicationproblemJSON429() *TooManyRequests {
+	return r.ApplicationproblemJSON429
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r ListTriggersResponse) GetApplicationproblemJSON503() *Unavailable {
+	return r.ApplicationproblemJSON503
+}
+
+// GetApplicationproblemJSONDefault returns the response for an HTTP default `application/problem+json` response
+func (r ListTriggersResponse) GetApplicationproblemJSONDefault() *Error {
+	return r.ApplicationproblemJSONDefault
+}
+
+// GetBody returns the raw response body bytes
+func (r ListTriggersResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r ListTriggersResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r ListTriggersResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r ListTriggersResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// CreateTriggerResponse201Headers the declared response headers of an HTTP 201 response for CreateTrigger
+type CreateTriggerResponse201Headers struct {
+	Location *string
+}
+
+// CreateTriggerResponse429Headers the declared response headers of an HTTP 429 response for CreateTrigger
+type CreateTriggerResponse429Headers struct {
+	RetryAfter *int
+}
+
+// CreateTriggerResponse503Headers the declared response headers of an HTTP 503 response for CreateTrigger
+type CreateTriggerResponse503Headers struct {
+	RetryAfter *int
+}
+
+type CreateTriggerResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON201 the response for an HTTP 201 `application/json` response
+	JSON201 *Trigger
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *BadRequest
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Unauthorized
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Forbidden
+	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
+	ApplicationproblemJSON413 *PayloadTooLarge
+	// ApplicationproblemJSON415 the response for an HTTP 415 `application/problem+json` response
+	ApplicationproblemJSON415 *UnsupportedMediaType
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *Unprocessable
+	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
+	ApplicationproblemJSON429 *TooManyRequests
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *Unavailable
+	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
+	ApplicationproblemJSONDefault *Error
+	// Headers201 the parsed response headers for an HTTP 201 response
+	Headers201 *CreateTriggerResponse201Headers
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *CreateTriggerResponse429Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *CreateTriggerResponse503Headers
+}
+
+// GetJSON201 returns the response for an HTTP 201 `application/json` response
+func (r CreateTriggerResponse) GetJSON201() *Trigger {
+	return r.JSON201
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r CreateTriggerResponse) GetApplicationproblemJSON400() *BadRequest {
+	return r.ApplicationproblemJSON400
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r CreateTriggerResponse) GetApplicationproblemJSON401() *Unauthorized {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r CreateTriggerResponse) GetApplicationproblemJSON403() *Forbidden {
+	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
+func (r CreateTriggerResponse) GetApplicationproblemJSON413() *PayloadTooLarge {
+	return r.ApplicationproblemJSON413
+}
+
+// GetApplicationproblemJSON415 returns the response for an HTTP 415 `application/problem+json` response
+func (r CreateTriggerResponse) GetApplicationproblemJSON415() *UnsupportedMediaType {
+	return r.ApplicationproblemJSON415
+}
+
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r CreateTriggerResponse) GetApplicationproblemJSON422() *Unprocessable {
+	return r.ApplicationproblemJSON422
+}
+
+// GetApplicationproblemJSON429 returns the response for an HTTP 429 `application/problem+json` response
+func (r CreateTriggerResponse) GetApplicationproblemJSON429() *TooManyRequests {
+	return r.ApplicationproblemJSON429
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r CreateTriggerResponse) GetApplicationproblemJSON503() *Unavailable {
+	return r.ApplicationproblemJSON503
+}
+
+// GetApplicationproblemJSONDefault returns the response for an HTTP default `application/problem+json` response
+func (r CreateTriggerResponse) GetApplicationproblemJSONDefault() *Error {
+	return r.ApplicationproblemJSONDefault
+}
+
+// GetBody returns the raw response body bytes
+func (r CreateTriggerResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r CreateTriggerResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r CreateTriggerResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r CreateTriggerResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// DeleteTriggerResponse429Headers the declared response headers of an HTTP 429 response for DeleteTrigger
+type DeleteTriggerResponse429Headers struct {
+	RetryAfter *int
+}
+
+// DeleteTriggerResponse503Headers the declared response headers of an HTTP 503 response for DeleteTrigger
+type DeleteTriggerResponse503Headers struct {
+	RetryAfter *int
+}
+
+type DeleteTriggerResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Unauthorized
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Forbidden
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotFound
+	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
+	ApplicationproblemJSON429 *TooManyRequests
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *Unavailable
+	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
+	ApplicationproblemJSONDefault *Error
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *DeleteTriggerResponse429Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *DeleteTriggerResponse503Headers
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r DeleteTriggerResponse) GetApplicationproblemJSON401() *Unauthorized {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r DeleteTriggerResponse) GetApplicationproblemJSON403() *Forbidden {
+	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r DeleteTriggerResponse) GetApplicationproblemJSON404() *NotFound {
+	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON429 returns the response for an HTTP 429 `application/problem+json` response
+func (r DeleteTriggerResponse) GetApplicationproblemJSON429() *TooManyRequests {
+	return r.ApplicationproblemJSON429
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r DeleteTriggerResponse) GetApplicationproblemJSON503() *Unavailable {
+	return r.ApplicationproblemJSON503
+}
+
+// GetApplicationproblemJSONDefault returns the response for an HTTP default `application/problem+json` response
+func (r DeleteTriggerResponse) GetApplicationproblemJSONDefault() *Error {
+	return r.ApplicationproblemJSONDefault
+}
+
+// GetBody returns the raw response body bytes
+func (r DeleteTriggerResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r DeleteTriggerResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r DeleteTriggerResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r DeleteTriggerResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// GetTriggerResponse429Headers the declared response headers of an HTTP 429 response for GetTrigger
+type GetTriggerResponse429Headers struct {
+	RetryAfter *int
+}
+
+// GetTriggerResponse503Headers the declared response headers of an HTTP 503 response for GetTrigger
+type GetTriggerResponse503Headers struct {
+	RetryAfter *int
+}
+
+type GetTriggerResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *Trigger
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Unauthorized
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Forbidden
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotFound
+	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
+	ApplicationproblemJSON429 *TooManyRequests
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *Unavailable
+	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
+	ApplicationproblemJSONDefault *Error
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *GetTriggerResponse429Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *GetTriggerResponse503Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r GetTriggerResponse) GetJSON200() *Trigger {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r GetTriggerResponse) GetApplicationproblemJSON401() *Unauthorized {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r GetTriggerResponse) GetApplicationproblemJSON403() *Forbidden {
+	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r GetTriggerResponse) GetApplicationproblemJSON404() *NotFound {
+	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON429 returns the response for an HTTP 429 `application/problem+json` response
+func (r GetTriggerResponse) GetApplicationproblemJSON429() *TooManyRequests {
+	return r.ApplicationproblemJSON429
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r GetTriggerResponse) GetApplicationproblemJSON503() *Unavailable {
+	return r.ApplicationproblemJSON503
+}
+
+// GetApplicationproblemJSONDefault returns the response for an HTTP default `application/problem+json` response
+func (r GetTriggerResponse) GetApplicationproblemJSONDefault() *Error {
+	return r.ApplicationproblemJSONDefault
+}
+
+// GetBody returns the raw response body bytes
+func (r GetTriggerResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r GetTriggerResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r GetTriggerResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r GetTriggerResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// PatchTriggerResponse429Headers the declared response headers of an HTTP 429 response for PatchTrigger
+type PatchTriggerResponse429Headers struct {
+	RetryAfter *int
+}
+
+// PatchTriggerResponse503Headers the declared response headers of an HTTP 503 response for PatchTrigger
+type PatchTriggerResponse503Headers struct {
+	RetryAfter *int
+}
+
+type PatchTriggerResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *Trigger
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *BadRequest
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Unauthorized
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Forbidden
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotFound
+	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
+	ApplicationproblemJSON413 *PayloadTooLarge
+	// ApplicationproblemJSON415 the response for an HTTP 415 `application/problem+json` response
+	ApplicationproblemJSON415 *UnsupportedMediaType
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *Unprocessable
+	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
+	ApplicationproblemJSON429 *TooManyRequests
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *Unavailable
+	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
+	ApplicationproblemJSONDefault *Error
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *PatchTriggerResponse429Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *PatchTriggerResponse503Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r PatchTriggerResponse) GetJSON200() *Trigger {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r PatchTriggerResponse) GetApplicationproblemJSON400() *BadRequest {
+	return r.ApplicationproblemJSON400
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r PatchTriggerResponse) GetApplicationproblemJSON401() *Unauthorized {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r PatchTriggerResponse) GetApplicationproblemJSON403() *Forbidden {
+	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r PatchTriggerResponse) GetApplicationproblemJSON404() *NotFound {
+	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
+func (r PatchTriggerResponse) GetApplicationproblemJSON413() *PayloadTooLarge {
+	return r.ApplicationproblemJSON413
+}
+
+// GetApplicationproblemJSON415 returns the response for an HTTP 415 `application/problem+json` response
+func (r PatchTriggerResponse) GetApplicationproblemJSON415() *UnsupportedMediaType {
+	return r.ApplicationproblemJSON415
+}
+
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r PatchTriggerResponse) GetApplicationproblemJSON422() *Unprocessable {
+	return r.ApplicationproblemJSON422
+}
+
+// GetApplicationproblemJSON429 returns the response for an HTTP 429 `application/problem+json` response
+func (r PatchTriggerResponse) GetApplicationproblemJSON429() *TooManyRequests {
+	return r.ApplicationproblemJSON429
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r PatchTriggerResponse) GetApplicationproblemJSON503() *Unavailable {
+	return r.ApplicationproblemJSON503
+}
+
+// GetApplicationproblemJSONDefault returns the response for an HTTP default `application/problem+json` response
+func (r PatchTriggerResponse) GetApplicationproblemJSONDefault() *Error {
+	return r.ApplicationproblemJSONDefault
+}
+
+// GetBody returns the raw response body bytes
+func (r PatchTriggerResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r PatchTriggerResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r PatchTriggerResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r PatchTriggerResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// ListTriggerDeliveriesResponse429Headers the declared response headers of an HTTP 429 response for ListTriggerDeliveries
+type ListTriggerDeliveriesResponse429Headers struct {
+	RetryAfter *int
+}
+
+// ListTriggerDeliveriesResponse503Headers the declared response headers of an HTTP 503 response for ListTriggerDeliveries
+type ListTriggerDeliveriesResponse503Headers struct {
+	RetryAfter *int
+}
+
+type ListTriggerDeliveriesResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *TriggerDeliveryList
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *BadRequest
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Unauthorized
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Forbidden
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotFound
+	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
+	ApplicationproblemJSON429 *TooManyRequests
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *Unavailable
+	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
+	ApplicationproblemJSONDefault *Error
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *ListTriggerDeliveriesResponse429Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *ListTriggerDeliveriesResponse503Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r ListTriggerDeliveriesResponse) GetJSON200() *TriggerDeliveryList {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r ListTriggerDeliveriesResponse) GetApplicationproblemJSON400() *BadRequest {
+	return r.ApplicationproblemJSON400
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r ListTriggerDeliveriesResponse) GetApplicationproblemJSON401() *Unauthorized {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r ListTriggerDeliveriesResponse) GetApplicationproblemJSON403() *Forbidden {
+	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r ListTriggerDeliveriesResponse) GetApplicationproblemJSON404() *NotFound {
+	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON429 returns the response for an HTTP 429 `application/problem+json` response
+func (r ListTriggerDeliveriesResponse) GetApplicationproblemJSON429() *TooManyRequests {
+	return r.ApplicationproblemJSON429
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r ListTriggerDeliveriesResponse) GetApplicationproblemJSON503() *Unavailable {
+	return r.ApplicationproblemJSON503
+}
+
+// GetApplicationproblemJSONDefault returns the response for an HTTP default `application/problem+json` response
+func (r ListTriggerDeliveriesResponse) GetApplicationproblemJSONDefault() *Error {
+	return r.ApplicationproblemJSONDefault
+}
+
+// GetBody returns the raw response body bytes
+func (r ListTriggerDeliveriesResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r ListTriggerDeliveriesResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r ListTriggerDeliveriesResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r ListTriggerDeliveriesResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// RotateTriggerSecretResponse429Headers the declared response headers of an HTTP 429 response for RotateTriggerSecret
+type RotateTriggerSecretResponse429Headers struct {
+	RetryAfter *int
+}
+
+// RotateTriggerSecretResponse503Headers the declared response headers of an HTTP 503 response for RotateTriggerSecret
+type RotateTriggerSecretResponse503Headers struct {
+	RetryAfter *int
+}
+
+type RotateTriggerSecretResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *TriggerSecret
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Unauthorized
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Forbidden
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotFound
+	// ApplicationproblemJSON409 the response for an HTTP 409 `application/problem+json` response
+	ApplicationproblemJSON409 *Conflict
+	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
+	ApplicationproblemJSON429 *TooManyRequests
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *Unavailable
+	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
+	ApplicationproblemJSONDefault *Error
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *RotateTriggerSecretResponse429Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *RotateTriggerSecretResponse503Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r RotateTriggerSecretResponse) GetJSON200() *TriggerSecret {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r RotateTriggerSecretResponse) GetApplicationproblemJSON401() *Unauthorized {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r RotateTriggerSecretResponse) GetApplicationproblemJSON403() *Forbidden {
+	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r RotateTriggerSecretResponse) GetApplicationproblemJSON404() *NotFound {
+	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON409 returns the response for an HTTP 409 `application/problem+json` response
+func (r RotateTriggerSecretResponse) GetApplicationproblemJSON409() *Conflict {
+	return r.ApplicationproblemJSON409
+}
+
+// GetApplicationproblemJSON429 returns the response for an HTTP 429 `application/problem+json` response
+func (r RotateTriggerSecretResponse) GetApplicationproblemJSON429() *TooManyRequests {
+	return r.ApplicationproblemJSON429
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r RotateTriggerSecretResponse) GetApplicationproblemJSON503() *Unavailable {
+	return r.ApplicationproblemJSON503
+}
+
+// GetApplicationproblemJSONDefault returns the response for an HTTP default `application/problem+json` response
+func (r RotateTriggerSecretResponse) GetApplicationproblemJSONDefault() *Error {
+	return r.ApplicationproblemJSONDefault
+}
+
+// GetBody returns the raw response body bytes
+func (r RotateTriggerSecretResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r RotateTriggerSecretResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r RotateTriggerSecretResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r RotateTriggerSecretResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
 // CreateUploadResponse201Headers the declared response headers of an HTTP 201 response for CreateUpload
 type CreateUploadResponse201Headers struct {
 	Location *string
@@ -9017,7 +11125,7 @@ func (c *ClientWithResponses) RotateCallbackSecretWithResponse(ctx context.Conte
 // the events it missed while at most `events.resume_max` of them passed
 // and they are still held (`events.stream_max`), else a fresh snapshot.
 // Keep-alive comments, caps and closing as for a task's stream.
-// `trigger_id` and `workflow_id` answer 400 while no task records them.
+// `workflow_id` answers 400 while no task records it.
 //
 // Returns a wrapper object for the known response body format(s).
 //
@@ -9028,6 +11136,52 @@ func (c *ClientWithResponses) GetEventsWithResponse(ctx context.Context, params 
 		return nil, err
 	}
 	return ParseGetEventsResponse(rsp)
+}
+
+// DeliverWebhookWithBodyWithResponse Deliver an event to a webhook trigger (no bearer token; the signature is the credential).
+//
+// The body is any JSON document (`application/json`, at most the API's
+// body limit), signed as the Standard Webhooks specification says:
+// `webhook-id`, `webhook-timestamp` (Unix seconds, within 5 minutes of the
+// server's clock) and `webhook-signature: v1,<base64 HMAC-SHA256 of
+// "{id}.{timestamp}.{body}">` with the trigger's secret (the bytes of
+// `whsec_<base64>`). 202 with the task; the same `webhook-id` again
+// answers the same task. A bad or missing signature or a stale timestamp
+// is a 401; an unknown, disabled or deleted trigger a 404; each trigger
+// has its own rate limit (429). Every delivery is recorded.
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /api/v1/hooks/{trigger_id} (the `DeliverWebhook` operationId).
+func (c *ClientWithResponses) DeliverWebhookWithBodyWithResponse(ctx context.Context, triggerId TriggerID, params *DeliverWebhookParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*DeliverWebhookResponse, error) {
+	rsp, err := c.DeliverWebhookWithBody(ctx, triggerId, params, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseDeliverWebhookResponse(rsp)
+}
+
+// DeliverWebhookWithResponse Deliver an event to a webhook trigger (no bearer token; the signature is the credential).
+//
+// The body is any JSON document (`application/json`, at most the API's
+// body limit), signed as the Standard Webhooks specification says:
+// `webhook-id`, `webhook-timestamp` (Unix seconds, within 5 minutes of the
+// server's clock) and `webhook-signature: v1,<base64 HMAC-SHA256 of
+// "{id}.{timestamp}.{body}">` with the trigger's secret (the bytes of
+// `whsec_<base64>`). 202 with the task; the same `webhook-id` again
+// answers the same task. A bad or missing signature or a stale timestamp
+// is a 401; an unknown, disabled or deleted trigger a 404; each trigger
+// has its own rate limit (429). Every delivery is recorded.
+//
+// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /api/v1/hooks/{trigger_id} (the `DeliverWebhook` operationId).
+func (c *ClientWithResponses) DeliverWebhookWithResponse(ctx context.Context, triggerId TriggerID, params *DeliverWebhookParams, body DeliverWebhookJSONRequestBody, reqEditors ...RequestEditorFn) (*DeliverWebhookResponse, error) {
+	rsp, err := c.DeliverWebhook(ctx, triggerId, params, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseDeliverWebhookResponse(rsp)
 }
 
 // GetOpenAPIWithResponse This document.
@@ -9548,6 +11702,156 @@ func (c *ClientWithResponses) RetryTaskWithResponse(ctx context.Context, taskId 
 		return nil, err
 	}
 	return ParseRetryTaskResponse(rsp)
+}
+
+// ListTriggersWithResponse List event triggers in creation order, in keyset pages.
+//
+// Admins see every trigger, operators their own; viewers get 403.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /api/v1/triggers (the `ListTriggers` operationId).
+func (c *ClientWithResponses) ListTriggersWithResponse(ctx context.Context, params *ListTriggersParams, reqEditors ...RequestEditorFn) (*ListTriggersResponse, error) {
+	rsp, err := c.ListTriggers(ctx, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseListTriggersResponse(rsp)
+}
+
+// CreateTriggerWithBodyWithResponse Create an event trigger (operator or admin).
+//
+// Each event of the trigger creates its `task` through the task service,
+// owned by the trigger's owner (the caller) and recording `trigger_id`.
+// `task.param_map` maps a param name to a JSON Pointer (RFC 6901) into the
+// event, whose value replaces (or supplies) that param: a webhook's event is
+// `{"body": <the JSON body>, "webhook_id"}`, a database change's
+// `{"table","operation","row","changes"}`, an upload's
+// `{"upload_id","name","size","sha256","content_type"}`. The params are
+// validated against the type's params schema with the mapped ones taken
+// as given: a trigger that can never produce valid params is a 422 naming
+// the field. A webhook trigger's answer carries its `secret`
+// (`whsec_<base64>`) this once, and its `hook_url`.
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /api/v1/triggers (the `CreateTrigger` operationId).
+func (c *ClientWithResponses) CreateTriggerWithBodyWithResponse(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*CreateTriggerResponse, error) {
+	rsp, err := c.CreateTriggerWithBody(ctx, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseCreateTriggerResponse(rsp)
+}
+
+// CreateTriggerWithResponse Create an event trigger (operator or admin).
+//
+// Each event of the trigger creates its `task` through the task service,
+// owned by the trigger's owner (the caller) and recording `trigger_id`.
+// `task.param_map` maps a param name to a JSON Pointer (RFC 6901) into the
+// event, whose value replaces (or supplies) that param: a webhook's event is
+// `{"body": <the JSON body>, "webhook_id"}`, a database change's
+// `{"table","operation","row","changes"}`, an upload's
+// `{"upload_id","name","size","sha256","content_type"}`. The params are
+// validated against the type's params schema with the mapped ones taken
+// as given: a trigger that can never produce valid params is a 422 naming
+// the field. A webhook trigger's answer carries its `secret`
+// (`whsec_<base64>`) this once, and its `hook_url`.
+//
+// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /api/v1/triggers (the `CreateTrigger` operationId).
+func (c *ClientWithResponses) CreateTriggerWithResponse(ctx context.Context, body CreateTriggerJSONRequestBody, reqEditors ...RequestEditorFn) (*CreateTriggerResponse, error) {
+	rsp, err := c.CreateTrigger(ctx, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseCreateTriggerResponse(rsp)
+}
+
+// DeleteTriggerWithResponse Delete a trigger and its deliveries. The tasks it created stay.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with DELETE /api/v1/triggers/{trigger_id} (the `DeleteTrigger` operationId).
+func (c *ClientWithResponses) DeleteTriggerWithResponse(ctx context.Context, triggerId TriggerID, reqEditors ...RequestEditorFn) (*DeleteTriggerResponse, error) {
+	rsp, err := c.DeleteTrigger(ctx, triggerId, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseDeleteTriggerResponse(rsp)
+}
+
+// GetTriggerWithResponse A trigger (its owner or an admin; 404 to anyone else).
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /api/v1/triggers/{trigger_id} (the `GetTrigger` operationId).
+func (c *ClientWithResponses) GetTriggerWithResponse(ctx context.Context, triggerId TriggerID, reqEditors ...RequestEditorFn) (*GetTriggerResponse, error) {
+	rsp, err := c.GetTrigger(ctx, triggerId, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseGetTriggerResponse(rsp)
+}
+
+// PatchTriggerWithBodyWithResponse Change some fields of a trigger, e.g. disable it; `task` is replaced whole.
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with PATCH /api/v1/triggers/{trigger_id} (the `PatchTrigger` operationId).
+func (c *ClientWithResponses) PatchTriggerWithBodyWithResponse(ctx context.Context, triggerId TriggerID, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*PatchTriggerResponse, error) {
+	rsp, err := c.PatchTriggerWithBody(ctx, triggerId, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParsePatchTriggerResponse(rsp)
+}
+
+// PatchTriggerWithResponse Change some fields of a trigger, e.g. disable it; `task` is replaced whole.
+//
+// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with PATCH /api/v1/triggers/{trigger_id} (the `PatchTrigger` operationId).
+func (c *ClientWithResponses) PatchTriggerWithResponse(ctx context.Context, triggerId TriggerID, body PatchTriggerJSONRequestBody, reqEditors ...RequestEditorFn) (*PatchTriggerResponse, error) {
+	rsp, err := c.PatchTrigger(ctx, triggerId, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParsePatchTriggerResponse(rsp)
+}
+
+// ListTriggerDeliveriesWithResponse The deliveries to a trigger, newest first, in keyset pages.
+//
+// Accepted ones with their task; refused ones with the reason and at most a short excerpt of the body.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /api/v1/triggers/{trigger_id}/deliveries (the `ListTriggerDeliveries` operationId).
+func (c *ClientWithResponses) ListTriggerDeliveriesWithResponse(ctx context.Context, triggerId TriggerID, params *ListTriggerDeliveriesParams, reqEditors ...RequestEditorFn) (*ListTriggerDeliveriesResponse, error) {
+	rsp, err := c.ListTriggerDeliveries(ctx, triggerId, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseListTriggerDeliveriesResponse(rsp)
+}
+
+// RotateTriggerSecretWithResponse Replace a webhook trigger's signing secret.
+//
+// Answers the new secret, `whsec_<base64>`, this once. Until
+// `previous_expires_at` (`notify.callback_secret_overlap`, default 24 h)
+// a delivery signed by the previous secret still verifies; then only the
+// new one. A trigger of another kind is a 409.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /api/v1/triggers/{trigger_id}/rotate-secret (the `RotateTriggerSecret` operationId).
+func (c *ClientWithResponses) RotateTriggerSecretWithResponse(ctx context.Context, triggerId TriggerID, reqEditors ...RequestEditorFn) (*RotateTriggerSecretResponse, error) {
+	rsp, err := c.RotateTriggerSecret(ctx, triggerId, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseRotateTriggerSecretResponse(rsp)
 }
 
 // CreateUploadWithBodyWithResponse Upload a file for tasks to consume (operators and admins).
@@ -10265,6 +12569,118 @@ func ParseGetEventsResponse(rsp *http.Response) (*GetEventsResponse, error) {
 		response.Headers429 = &headers
 	case rsp.StatusCode == 503:
 		var headers GetEventsResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseDeliverWebhookResponse parses an HTTP response from a DeliverWebhookWithResponse call
+func ParseDeliverWebhookResponse(rsp *http.Response) (*DeliverWebhookResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &DeliverWebhookResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 202:
+		var dest HookAccepted
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON202 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest NotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest PayloadTooLarge
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
+		var dest UnsupportedMediaType
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON415 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
+		var dest Unprocessable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest TooManyRequests
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Unavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSONDefault = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 429:
+		var headers DeliverWebhookResponse429Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers429 = &headers
+	case rsp.StatusCode == 503:
+		var headers DeliverWebhookResponse503Headers
 		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
 			var value int
 			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
@@ -12683,6 +15099,712 @@ func ParseRetryTaskResponse(rsp *http.Response) (*RetryTaskResponse, error) {
 		response.Headers429 = &headers
 	case rsp.StatusCode == 503:
 		var headers RetryTaskResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseListTriggersResponse parses an HTTP response from a ListTriggersWithResponse call
+func ParseListTriggersResponse(rsp *http.Response) (*ListTriggersResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &ListTriggersResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest TriggerList
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest TooManyRequests
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Unavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSONDefault = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 429:
+		var headers ListTriggersResponse429Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers429 = &headers
+	case rsp.StatusCode == 503:
+		var headers ListTriggersResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseCreateTriggerResponse parses an HTTP response from a CreateTriggerWithResponse call
+func ParseCreateTriggerResponse(rsp *http.Response) (*CreateTriggerResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &CreateTriggerResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 201:
+		var dest Trigger
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON201 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest PayloadTooLarge
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
+		var dest UnsupportedMediaType
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON415 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
+		var dest Unprocessable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest TooManyRequests
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Unavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSONDefault = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 201:
+		var headers CreateTriggerResponse201Headers
+		if values := rsp.Header.Values("Location"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Location", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.Location = &value
+		}
+		response.Headers201 = &headers
+	case rsp.StatusCode == 429:
+		var headers CreateTriggerResponse429Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers429 = &headers
+	case rsp.StatusCode == 503:
+		var headers CreateTriggerResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseDeleteTriggerResponse parses an HTTP response from a DeleteTriggerWithResponse call
+func ParseDeleteTriggerResponse(rsp *http.Response) (*DeleteTriggerResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &DeleteTriggerResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case rsp.StatusCode == 204:
+		break // No content-type
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest NotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest TooManyRequests
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Unavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSONDefault = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 429:
+		var headers DeleteTriggerResponse429Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers429 = &headers
+	case rsp.StatusCode == 503:
+		var headers DeleteTriggerResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseGetTriggerResponse parses an HTTP response from a GetTriggerWithResponse call
+func ParseGetTriggerResponse(rsp *http.Response) (*GetTriggerResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &GetTriggerResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest Trigger
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest NotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest TooManyRequests
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Unavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSONDefault = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 429:
+		var headers GetTriggerResponse429Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers429 = &headers
+	case rsp.StatusCode == 503:
+		var headers GetTriggerResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
+	}
+
+	return response, nil
+}
+
+// ParsePatchTriggerResponse parses an HTTP response from a PatchTriggerWithResponse call
+func ParsePatchTriggerResponse(rsp *http.Response) (*PatchTriggerResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &PatchTriggerResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest Trigger
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest NotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest PayloadTooLarge
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
+		var dest UnsupportedMediaType
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON415 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
+		var dest Unprocessable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest TooManyRequests
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Unavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSONDefault = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 429:
+		var headers PatchTriggerResponse429Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers429 = &headers
+	case rsp.StatusCode == 503:
+		var headers PatchTriggerResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseListTriggerDeliveriesResponse parses an HTTP response from a ListTriggerDeliveriesWithResponse call
+func ParseListTriggerDeliveriesResponse(rsp *http.Response) (*ListTriggerDeliveriesResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &ListTriggerDeliveriesResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest TriggerDeliveryList
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest NotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest TooManyRequests
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Unavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSONDefault = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 429:
+		var headers ListTriggerDeliveriesResponse429Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers429 = &headers
+	case rsp.StatusCode == 503:
+		var headers ListTriggerDeliveriesResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseRotateTriggerSecretResponse parses an HTTP response from a RotateTriggerSecretWithResponse call
+func ParseRotateTriggerSecretResponse(rsp *http.Response) (*RotateTriggerSecretResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &RotateTriggerSecretResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest TriggerSecret
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest NotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 409:
+		var dest Conflict
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON409 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest TooManyRequests
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Unavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSONDefault = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 429:
+		var headers RotateTriggerSecretResponse429Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers429 = &headers
+	case rsp.StatusCode == 503:
+		var headers RotateTriggerSecretResponse503Headers
 		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
 			var value int
 			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {

@@ -25,6 +25,7 @@ import (
 	"github.com/taskforge/taskforge/pkg/schedule"
 	"github.com/taskforge/taskforge/pkg/secret"
 	"github.com/taskforge/taskforge/pkg/store"
+	"github.com/taskforge/taskforge/pkg/trigger"
 	"github.com/taskforge/taskforge/pkg/upload"
 )
 
@@ -66,6 +67,11 @@ func (b *testBundle) secureWith(t *testing.T, opts *Options, db *gorm.DB, o setu
 	b.uploads, err = upload.New(db, results, upload.Options{MaxBytes: uploadLimit})
 	require.NoError(t, err)
 	opts.Uploads = b.uploads
+	triggers, err := trigger.NewStore(db, callbackSealer, time.Minute)
+	require.NoError(t, err)
+	b.triggers, err = trigger.New(triggers, b.svc, log, nil)
+	require.NoError(t, err)
+	opts.Triggers, opts.HookRateLimit = b.triggers, o.hookRate
 	if o.bootstrap != "" || o.jwt != nil {
 		so := auth.ServiceOptions{BootstrapAdminKey: o.bootstrap, Keys: keys}
 		if o.jwt != nil {
@@ -158,6 +164,17 @@ var routeAccess = map[string]access{
 	"POST /api/v1/uploads":                    {own: outcomes{401, 403, 201, 201}},
 	"GET /api/v1/uploads/:upload_id":          {own: authed(200)},
 	"GET /api/v1/uploads/:upload_id/download": {own: all(403)},
+	// Triggers: operators manage their own, admins every one, viewers none
+	// (triggers_test.go holds own against another's); a hook takes no bearer
+	// token and an unsigned delivery is 401 whoever sends it.
+	"GET /api/v1/triggers":                            {own: outcomes{401, 403, 200, 200}},
+	"POST /api/v1/triggers":                           {own: outcomes{401, 403, 201, 201}},
+	"GET /api/v1/triggers/:trigger_id":                {own: outcomes{401, 403, 200, 200}},
+	"PATCH /api/v1/triggers/:trigger_id":              {own: outcomes{401, 403, 200, 200}},
+	"DELETE /api/v1/triggers/:trigger_id":             {own: outcomes{401, 403, 204, 204}},
+	"GET /api/v1/triggers/:trigger_id/deliveries":     {own: outcomes{401, 403, 200, 200}},
+	"POST /api/v1/triggers/:trigger_id/rotate-secret": {own: outcomes{401, 403, 200, 200}},
+	"POST /api/v1/hooks/:trigger_id":                  {own: all(401)},
 }
 
 // callers are the matrix's callers, in outcomes order.
@@ -178,6 +195,9 @@ var requestBodies = map[string]string{
 	"PATCH /api/v1/schedules/:schedule_id": `{"enabled":false}`,
 	"POST /api/v1/api-keys":                `{"name":"matrix-%s","role":"viewer"}`,
 	"POST /api/v1/uploads":                 `{"matrix":"%s"}`,
+	"POST /api/v1/triggers":                `{"name":"matrix-%s","kind":"webhook","task":{"type":"refresh_all_prices"}}`,
+	"PATCH /api/v1/triggers/:trigger_id":   `{"enabled":true}`,
+	"POST /api/v1/hooks/:trigger_id":       `{"matrix":"%s"}`,
 	"POST /api/v1/push-subscriptions": `{"endpoint":"https://push.example.com/wpush/matrix-%s",` +
 		`"keys":{"p256dh":"` + testP256dh + `","auth":"` + testPushAuth + `"}}`,
 }
@@ -301,6 +321,9 @@ func (b testBundle) prepare(t *testing.T, key, route, owner, state string) (stri
 		k, err := b.keys.Create(ctx, auth.NewKey{Name: "matrix", Role: auth.Viewer, CreatedBy: "key_admin"})
 		require.NoError(t, err)
 		path = strings.ReplaceAll(path, ":key_id", k.Key.ID)
+	}
+	if strings.Contains(path, ":trigger_id") {
+		path = strings.ReplaceAll(path, ":trigger_id", newTrigger(t, b, owner))
 	}
 	if strings.Contains(path, ":subscription_id") {
 		path = strings.ReplaceAll(path, ":subscription_id", insertPushSub(t, b.pg.DB, owner, "webpush"))

@@ -23,6 +23,7 @@ import (
 	"github.com/taskforge/taskforge/pkg/result/httpresult"
 	"github.com/taskforge/taskforge/pkg/schedule"
 	"github.com/taskforge/taskforge/pkg/taskservice"
+	"github.com/taskforge/taskforge/pkg/trigger"
 	"github.com/taskforge/taskforge/pkg/upload"
 	"github.com/taskforge/taskforge/services/api/internal/console"
 	"github.com/taskforge/taskforge/services/api/internal/live"
@@ -93,6 +94,13 @@ type Options struct {
 	Live *live.Hub
 	// Streams bounds the live event streams.
 	Streams StreamOptions
+	// Triggers keeps and fires the event triggers (/api/v1/triggers and the
+	// webhook hooks /api/v1/hooks). If nil, the triggers routes answer 503
+	// and the hooks 404.
+	Triggers *trigger.Service
+	// HookRateLimit is each webhook trigger's own limit (with Limiter). If
+	// zero, DefaultHookRateLimit.
+	HookRateLimit config.RateLimit
 	// CallbackKeys rotates the callers' callback signing secrets
 	// (/api/v1/callback-secret/rotate). If nil, that route answers 503.
 	CallbackKeys *callbackkey.Store
@@ -128,6 +136,13 @@ type Server struct {
 	audit     *audit.Log
 	live      *live.Hub
 	streams   StreamOptions
+	// triggers fires event triggers; nil answers 503 (hooks 404). limiter
+	// and hookRate limit each webhook trigger; hookGuard is the hooks' limit
+	// per client address (they take no bearer token).
+	triggers  *trigger.Service
+	limiter   *ratelimit.Limiter
+	hookRate  config.RateLimit
+	hookGuard echo.MiddlewareFunc
 	// guard authenticates a route's caller: the per-address limit, then
 	// authentication (failures audited), then the caller's limit.
 	guard      echo.MiddlewareFunc
@@ -179,6 +194,10 @@ func New(o Options) (*Server, error) {
 		uploads: o.Uploads, uploadObserver: o.UploadObserver}
 	if s.auditMin <= 0 {
 		s.auditMin = config.Defaults().Retention.AuditMin
+	}
+	s.triggers, s.limiter, s.hookRate = o.Triggers, o.Limiter, o.HookRateLimit
+	if s.hookRate == (config.RateLimit{}) {
+		s.hookRate = config.RateLimit{RPS: DefaultHookRateLimit.RPS, Burst: DefaultHookRateLimit.Burst}
 	}
 	if s.guard, err = s.newGuard(o); err != nil {
 		return nil, err
@@ -238,6 +257,9 @@ func (s *Server) routes() {
 	v1.GET("/results/:id/download", s.downloadResult)
 	// Schedules: every caller reads them, admins change them.
 	s.registerSchedules(v1, authed)
+	// Event triggers: operators manage their own, admins every one; the
+	// webhook hooks are authorised by their signature.
+	s.registerTriggers(v1, authed)
 	// Registry, monitoring and the contract.
 	v1.GET("/task-types", s.taskTypes, authed)
 	v1.GET("/queues", s.queues, authed)

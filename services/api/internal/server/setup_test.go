@@ -36,6 +36,7 @@ import (
 	"github.com/taskforge/taskforge/pkg/store"
 	"github.com/taskforge/taskforge/pkg/taskservice"
 	"github.com/taskforge/taskforge/pkg/testenv"
+	"github.com/taskforge/taskforge/pkg/trigger"
 	"github.com/taskforge/taskforge/pkg/upload"
 	"github.com/taskforge/taskforge/pkg/worker"
 	"github.com/taskforge/taskforge/services/api/client"
@@ -173,6 +174,8 @@ type testBundle struct {
 
 	// callbackKeys is set by the secure option too.
 	callbackKeys *callbackkey.Store
+	// triggers is set by the secure option too.
+	triggers *trigger.Service
 	// hub and events are set by the streams option.
 	hub    *live.Hub
 	events *event.Publisher
@@ -207,6 +210,8 @@ type setupOptions struct {
 	recipients taskservice.RecipientPolicy
 	// uploadLimit, with secure, caps uploads. If zero, 1 MiB.
 	uploadLimit int64
+	// hookRate is each webhook trigger's limit (with limiter and secure).
+	hookRate config.RateLimit
 }
 
 func setup(t *testing.T) testBundle {
