@@ -68,7 +68,7 @@ type CleanupResult struct {
 
 // cleanupOrder runs results first (they reference tasks), then task logs, then
 // tasks, then the rest.
-var cleanupOrder = []string{"results", "task_logs", "tasks", "prices", "audit"}
+var cleanupOrder = []string{"results", "task_logs", "tasks", "prices", "audit", "trigger_events"}
 
 // targetTable is the table behind each target.
 func targetTable(target string) string {
@@ -90,6 +90,10 @@ func (o CleanupOptions) days(target string) int {
 		return o.Retention.Results
 	case "audit":
 		return o.Retention.Audit
+	case "trigger_events":
+		// Processed change events and delivery records live as long as
+		// the tasks they made.
+		return o.Retention.Tasks
 	}
 	return 0
 }
@@ -310,6 +314,9 @@ func (c *cleaner) count(ctx context.Context, target string, res *CleanupTarget) 
 		res.Files = res.Rows + res.Uploads
 	case "audit":
 		res.Rows, err = one(`SELECT count(*) FROM audit_log WHERE ts < $1`, cutoff)
+	case "trigger_events":
+		res.Rows, err = one(`SELECT (SELECT count(*) FROM trigger_events WHERE processed_at < $1)
+			+ (SELECT count(*) FROM trigger_deliveries WHERE received_at < $1)`, cutoff)
 	}
 	return err
 }
@@ -358,6 +365,17 @@ func (c *cleaner) run(ctx context.Context, target string, res *CleanupTarget) er
 		case "audit":
 			n, err = c.exec(ctx, `DELETE FROM audit_log WHERE id IN (
 				SELECT id FROM audit_log WHERE ts < $1 ORDER BY id LIMIT $2)`, res.Cutoff, c.batch)
+		case "trigger_events":
+			// Only processed events: a pending one is a change still to
+			// become a task, however old.
+			n, err = c.exec(ctx, `DELETE FROM trigger_events WHERE id IN (
+				SELECT id FROM trigger_events WHERE processed_at < $1 ORDER BY id LIMIT $2)`, res.Cutoff, c.batch)
+			if err == nil && n < int64(c.batch) {
+				var d int64
+				d, err = c.exec(ctx, `DELETE FROM trigger_deliveries WHERE id IN (
+					SELECT id FROM trigger_deliveries WHERE received_at < $1 ORDER BY id LIMIT $2)`, res.Cutoff, c.batch-int(n))
+				n += d
+			}
 		}
 		if err != nil {
 			return fmt.Errorf("maintenance: cleanup %s: %w", target, store.Translate(err))

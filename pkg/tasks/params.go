@@ -211,8 +211,10 @@ func checkCalculateMetrics(m proto.Message) []FieldError {
 	return errs
 }
 
-// CleanupTargets are the tables cleanup_old_data may prune.
-var CleanupTargets = []string{"tasks", "task_logs", "prices", "results", "audit"}
+// CleanupTargets are the tables cleanup_old_data may prune (trigger_events:
+// the database triggers' processed change events and the triggers' delivery
+// records).
+var CleanupTargets = []string{"tasks", "task_logs", "prices", "results", "audit", "trigger_events"}
 
 func checkCleanup(m proto.Message) []FieldError {
 	p := m.(*taskpb.CleanupOldDataParams)

@@ -317,3 +317,14 @@ func clip(s string, n int) string {
 	}
 	return s[:n]
 }
+
+// Uploaded implements upload.Observer (the uploads code calls it once an
+// upload is stored): FireUpload for the uploader's upload. Its failures are
+// logged and recorded as refused deliveries; the upload stays stored.
+func (s *Service) Uploaded(ctx context.Context, u store.Upload) {
+	fired, err := s.FireUpload(ctx, u.CreatedBy, UploadEvent{UploadID: u.ID, Name: u.Name, Size: u.Size,
+		SHA256: u.SHA256, ContentType: u.ContentType})
+	if err != nil {
+		s.log.Warn("upload triggers partly failed", zap.String("upload_id", u.ID), zap.Int("fired", len(fired)), zap.Error(err))
+	}
+}

@@ -31,6 +31,7 @@ import (
 	"github.com/taskforge/taskforge/pkg/reconcile"
 	"github.com/taskforge/taskforge/pkg/schedule"
 	"github.com/taskforge/taskforge/pkg/taskservice"
+	"github.com/taskforge/taskforge/pkg/trigger"
 )
 
 // usage describes the service for --help.
@@ -127,6 +128,21 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	// Database triggers: the change events PostgreSQL records become tasks;
+	// every replica may run the dispatcher (a trigger's events are handled
+	// under an advisory lock, each task under an idempotency key).
+	triggerStore, err := trigger.NewStore(deps.DB, keys, cfg.Notify.CallbackSecretOverlap)
+	if err != nil {
+		return err
+	}
+	triggers, err := trigger.New(triggerStore, svc, log.Named("triggers"), trigger.NewMetrics(deps.Registry))
+	if err != nil {
+		return err
+	}
+	dispatcher, err := trigger.NewDispatcher(triggers, trigger.DispatcherOptions{})
+	if err != nil {
+		return err
+	}
 
 	// Admin endpoints.
 	admin, err := health.Listen(sc.AdminAddr, deps.Checker.Mux(deps.Registry))
@@ -141,7 +157,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	// Work runs under its own context so that shutdown can be bounded.
 	work, stopWork := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
-	workErr := make(chan error, 3)
+	workErr := make(chan error, 4)
 	start := func(name string, f func(context.Context) error) {
 		wg.Add(1)
 		go func() {
@@ -156,6 +172,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	start("cron", runner.Run)
 	start("reconciler", reconciler.Run)
+	start("triggers", dispatcher.Run)
 
 	var runErr error
 	select {

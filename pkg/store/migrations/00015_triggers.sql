@@ -81,7 +81,10 @@ CREATE INDEX trigger_events_pending_idx ON trigger_events (trigger_id, id) WHERE
 CREATE INDEX trigger_events_processed_idx ON trigger_events (processed_at) WHERE processed_at IS NOT NULL;
 
 -- +goose StatementBegin
-CREATE FUNCTION trigger_events_record() RETURNS trigger LANGUAGE plpgsql AS $$
+-- search_path is fixed at creation: a restore (pg_restore sets an empty
+-- search_path) or a session with another one still finds the tables.
+CREATE FUNCTION trigger_events_record() RETURNS trigger LANGUAGE plpgsql
+SET search_path FROM CURRENT AS $$
 DECLARE
     op text := lower(TG_OP);
     n integer;

@@ -372,3 +372,35 @@ func TestTriggerHookRateLimit(t *testing.T) {
 	code, _ := b.deliver(t, other.ID, "r0", body, time.Now(), "application/json", other.Secret)
 	require.Equal(t, http.StatusAccepted, code, "another trigger's budget is its own")
 }
+
+// TestTriggerUpload: an upload through POST /api/v1/uploads creates the task
+// of each enabled upload trigger whose filter matches and that may see it,
+// with params mapped from the upload; another's trigger gets nothing.
+func TestTriggerUpload(t *testing.T) {
+	t.Parallel()
+	b := setupWith(t, setupOptions{secure: true})
+	mk := func(token, filter string) string {
+		code, body, _ := b.call(t, http.MethodPost, "/api/v1/triggers", token, `{"name":"up-`+newUnique()+`","kind":"upload",
+			"filter":`+filter+`,"task":{"type":"refresh_portfolio","param_map":{"portfolio_id":"/upload_id"}}}`)
+		require.Equal(t, http.StatusCreated, code, body)
+		var tr trigger.Trigger
+		require.NoError(t, json.Unmarshal([]byte(body), &tr))
+		return tr.ID
+	}
+	csv := mk(tokOp, `{"content_type":"text/csv","name_glob":"prices-*.csv"}`)
+	other := mk(tokOp, `{"name_glob":"*.json"}`)
+	theirs := mk(tokOp2, `{}`)
+	resp := b.raw(t, http.MethodPost, "/api/v1/uploads?name=prices-2026.csv", tokOp, strings.NewReader("symbol,date\nAAA,2026-01-02\n"),
+		map[string]string{"Content-Type": "text/csv"})
+	require.Equal(t, http.StatusCreated, resp.StatusCode)
+	var up struct {
+		UploadID string `json:"upload_id"`
+	}
+	require.NoError(t, json.NewDecoder(resp.Body).Decode(&up))
+	got := triggerTasks(t, b.pg.DB, csv)
+	require.Len(t, got, 1)
+	require.JSONEq(t, `{"portfolio_id":"`+up.UploadID+`"}`, string(got[0].Params))
+	require.Equal(t, "key_op", got[0].CreatedBy)
+	require.Empty(t, triggerTasks(t, b.pg.DB, other), "the filter does not match")
+	require.Empty(t, triggerTasks(t, b.pg.DB, theirs), "another operator's trigger does not see the upload")
+}
