@@ -43,6 +43,7 @@ type Config struct {
 	Events    EventsConfig    `mapstructure:"events"`
 	Notify    NotifyConfig    `mapstructure:"notify"`
 	Push      PushConfig      `mapstructure:"push"`
+	Tracing   TracingConfig   `mapstructure:"tracing"`
 }
 
 // Defaults returns the configuration used when nothing overrides it.
@@ -106,7 +107,8 @@ func Defaults() Config {
 		Events: EventsConfig{KeepAlive: 15 * time.Second, WriteTimeout: 10 * time.Second, MaxStreams: 10000,
 			MaxStreamsPerCaller: 20, Buffer: 64, StreamMax: 100000, History: 1000, HistoryTTL: 15 * time.Minute,
 			ResumeMax: 10000},
-		Notify: NotifyDefaults(),
+		Notify:  NotifyDefaults(),
+		Tracing: TracingConfig{SampleRatio: 1},
 	}
 }
 

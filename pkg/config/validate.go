@@ -102,6 +102,7 @@ func (c Config) Validate() error {
 	}
 
 	c.validateEvents(bad, positive)
+	c.validateTracing(bad)
 
 	addr("monitor.addr", c.Monitor.Addr)
 	if c.Monitor.CollectInterval < 100*time.Millisecond {

@@ -24,6 +24,8 @@ import (
 	"net/netip"
 	"strings"
 	"time"
+
+	"github.com/taskforge/taskforge/pkg/tracing"
 )
 
 var (
@@ -174,7 +176,9 @@ func New(cfg Config, opts ...Option) (*Guard, error) {
 		ExpectContinueTimeout: time.Second,
 	}
 	g.client = &http.Client{
-		Transport:     &guardedTransport{guard: g, base: transport},
+		// With tracing on, a client span per request (a refused one
+		// included) and its traceparent header.
+		Transport:     tracing.Transport(&guardedTransport{guard: g, base: transport}),
 		CheckRedirect: g.checkRedirect,
 		Timeout:       cfg.Timeout,
 	}

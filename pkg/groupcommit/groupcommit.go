@@ -19,6 +19,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"go.opentelemetry.io/otel/trace"
 )
 
 // ErrClosed is the error of an item handed over after Close.
@@ -206,7 +208,14 @@ func (c *Committer[T, R]) write(batch []*request[T, R]) {
 	for i, r := range live {
 		items[i] = r.item
 	}
-	ctx, cancel := context.WithDeadline(context.Background(), deadline)
+	// The batch's work is traced (when the first waiting caller's context
+	// holds a span) under that caller's span; the others' spans have none of
+	// it. No other value of a caller's context reaches the commit.
+	base := context.Background()
+	if sc := trace.SpanContextFromContext(live[0].ctx); sc.IsValid() {
+		base = trace.ContextWithSpanContext(base, sc)
+	}
+	ctx, cancel := context.WithDeadline(base, deadline)
 	defer cancel()
 	results, err := c.commit(ctx, items)
 	if err == nil && len(results) != len(items) {

@@ -182,6 +182,8 @@ type LogLine struct {
 	Level   string
 	Message string
 	Fields  string
+	// TraceID is the trace of the attempt that wrote the line; may be empty.
+	TraceID string
 }
 
 // AppendLogs writes log lines.
@@ -189,10 +191,12 @@ func AppendLogs(lines []LogLine) Statement {
 	return Statement{queue: func(pb *pgx.Batch, evs *[]event.Event) {
 		n := len(lines)
 		ids, attempts, ts, levels, msgs, fields := make([]string, n), make([]int32, n), make([]time.Time, n), make([]string, n), make([]string, n), make([]string, n)
+		traces := make([]string, n)
 		for i, l := range lines {
 			ids[i], attempts[i], ts[i], levels[i], msgs[i], fields[i] = l.ID, int32(l.Attempt), l.At, l.Level, l.Message, l.Fields
+			traces[i] = l.TraceID
 		}
-		pb.Queue(logsSQL, ids, attempts, ts, levels, msgs, fields).Exec(func(pgconn.CommandTag) error {
+		pb.Queue(logsSQL, ids, attempts, ts, levels, msgs, fields, traces).Exec(func(pgconn.CommandTag) error {
 			for _, l := range lines {
 				*evs = append(*evs, event.Event{Kind: event.KindLog, TaskID: l.ID, Log: &event.Log{
 					TS: l.At, Level: l.Level, Message: l.Message, Attempt: l.Attempt, Fields: json.RawMessage(l.Fields)}})

@@ -107,10 +107,10 @@ RETURNING t.id, t.version`
 
 // logsSQL appends log lines of attempts.
 var logsSQL = `
-INSERT INTO task_logs (task_id, attempt, ts, level, message, fields)
-SELECT id, attempt, ts, level, message, fields::jsonb
-FROM unnest($1::text[], $2::int[], $3::timestamptz[], $4::text[], $5::text[], $6::text[])
-     AS v(id, attempt, ts, level, message, fields)`
+INSERT INTO task_logs (task_id, attempt, ts, level, message, fields, trace_id)
+SELECT id, attempt, ts, level, message, fields::jsonb, trace_id
+FROM unnest($1::text[], $2::int[], $3::timestamptz[], $4::text[], $5::text[], $6::text[], $7::text[])
+     AS v(id, attempt, ts, level, message, fields, trace_id)`
 
 // finishSQL records attempts' outcomes. The task row moves only from running
 // and only for the attempt that is current, so a late or duplicate outcome

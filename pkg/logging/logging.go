@@ -16,6 +16,8 @@ const (
 	FieldTaskID    = "task_id"
 	FieldTaskType  = "type"
 	FieldAttempt   = "attempt"
+	// FieldTraceID is the OpenTelemetry trace id (hex) of the work logged.
+	FieldTraceID = "trace_id"
 )
 
 // New builds a logger: JSON when format is "json" (the production default),

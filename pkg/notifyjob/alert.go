@@ -88,7 +88,7 @@ func (s *Service) SendAlert(ctx context.Context, r job.Reporter, p *taskpb.SendA
 	}
 	n := res.Recipients
 	r.Log(job.Info, "alert sent", map[string]any{"channel": ch, "recipients": n})
-	s.log.Debug("alert sent", zap.String("task_id", r.TaskID()), zap.String("channel", ch), zap.Int("recipients", n))
+	s.log.Debug("alert sent", job.LogFields(r, zap.String("channel", ch), zap.Int("recipients", n))...)
 	r.Progress(1, stepDone, "Alert sent over "+ch)
 	return setResult(r, op, res)
 }

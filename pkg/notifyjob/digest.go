@@ -184,7 +184,7 @@ func (s *Service) GenerateDigest(ctx context.Context, r job.Reporter, p *taskpb.
 		"period": res.Period, "start": res.Start, "end": res.End, "recipients": res.Recipients,
 		"portfolios": res.Portfolios, "tasks": res.Tasks,
 	})
-	s.log.Debug("digest sent", zap.String("task_id", r.TaskID()), zap.String("period", res.Period), zap.Int("recipients", res.Recipients))
+	s.log.Debug("digest sent", job.LogFields(r, zap.String("period", res.Period), zap.Int("recipients", res.Recipients))...)
 	r.Progress(1, stepDone, fmt.Sprintf("Digest sent to %d recipients", len(to)))
 	return setResult(r, op, res)
 }

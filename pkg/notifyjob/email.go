@@ -68,7 +68,7 @@ func (s *Service) SendEmail(ctx context.Context, r job.Reporter, p *taskpb.SendE
 		s.markDelivered(ctx, r.TaskID(), deliveryEmail, append(append([]string(nil), p.GetTo()...), p.GetCc()...)...)
 	}
 	r.Log(job.Info, "email sent", map[string]any{"recipients": n, "attachments": len(atts), "attachment_bytes": size})
-	s.log.Debug("email sent", zap.String("task_id", r.TaskID()), zap.Int("recipients", n), zap.Int("attachments", len(atts)))
+	s.log.Debug("email sent", job.LogFields(r, zap.Int("recipients", n), zap.Int("attachments", len(atts)))...)
 	r.Progress(1, stepDone, fmt.Sprintf("Email sent to %d recipients", n))
 	return setResult(r, op, EmailResult{Recipients: n, Attachments: len(atts), AttachmentBytes: size})
 }

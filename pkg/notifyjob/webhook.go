@@ -75,7 +75,7 @@ func (s *Service) WebhookCallback(ctx context.Context, r job.Reporter, p *taskpb
 	if err != nil {
 		return deliveryError(op, err)
 	}
-	s.log.Debug("webhook delivered", zap.String("task_id", r.TaskID()), zap.String("host", host), zap.Int("status", status))
+	s.log.Debug("webhook delivered", job.LogFields(r, zap.String("host", host), zap.Int("status", status))...)
 	r.Log(job.Info, "webhook delivered", map[string]any{"host": host, "status": status, "bytes": len(payload)})
 	r.Progress(1, stepDone, fmt.Sprintf("%s answered %d", host, status))
 	return setResult(r, op, WebhookResult{Status: status})

@@ -12,6 +12,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/taskforge/taskforge/pkg/config"
+	"github.com/taskforge/taskforge/pkg/tracing"
 )
 
 // Queue names, one per priority, highest first.
@@ -88,15 +89,20 @@ type ConnOpt struct {
 
 // MakeRedisClient implements asynq.RedisConnOpt: a *redis.Client, a
 // Sentinel-backed failover client or a *redis.ClusterClient, as a
-// redis.UniversalClient.
+// redis.UniversalClient. With tracing on, its commands made under a span
+// get one of their own (its first hook, so that the span covers the others').
 func (o ConnOpt) MakeRedisClient() interface{} {
+	var c redis.UniversalClient
 	switch o.Mode {
 	case "sentinel":
-		return redis.NewFailoverClient(o.Failover())
+		c = redis.NewFailoverClient(o.Failover())
 	case "cluster":
-		return redis.NewClusterClient(o.Cluster())
+		c = redis.NewClusterClient(o.Cluster())
+	default:
+		c = redis.NewClient(o.Simple())
 	}
-	return redis.NewClient(o.Simple())
+	_ = tracing.InstrumentRedis(c) // only fails for client kinds not built here
+	return c
 }
 
 // Client returns a go-redis client for opt, for the few things Asynq does not

@@ -16,6 +16,8 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
 	"go.uber.org/zap"
 	"gorm.io/gorm"
 
@@ -24,6 +26,7 @@ import (
 	"github.com/taskforge/taskforge/pkg/store"
 	"github.com/taskforge/taskforge/pkg/tasks"
 	"github.com/taskforge/taskforge/pkg/taskservice"
+	"github.com/taskforge/taskforge/pkg/tracing"
 )
 
 // The kinds of repair, the label of taskforge_reconciler_repairs_total.
@@ -167,9 +170,21 @@ type Report struct {
 // Pass runs one reconciliation if no other replica is running one. A pass
 // that ran to its end sets taskforge_reconciler_last_pass_timestamp_seconds.
 func (r *Reconciler) Pass(ctx context.Context) (Report, error) {
+	// A span per pass; its requeues' enqueue spans are its children.
+	ctx, span := tracing.Start(ctx, "reconcile")
+	defer span.End()
 	rep, err := r.pass(ctx)
 	if err == nil && rep.Ran {
 		r.lastPass.Set(float64(r.opts.Now().UnixNano()) / 1e9)
+	}
+	if span.IsRecording() {
+		span.SetAttributes(attribute.Bool("reconcile.ran", rep.Ran))
+		for kind, n := range rep.Repairs {
+			span.SetAttributes(attribute.Int("reconcile.repairs."+kind, n))
+		}
+		if err != nil {
+			span.SetStatus(codes.Error, err.Error())
+		}
 	}
 	return rep, err
 }

@@ -9,6 +9,8 @@ import (
 
 	"github.com/hibiken/asynq"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
 	"go.uber.org/zap"
 	"gorm.io/gorm"
 
@@ -17,6 +19,7 @@ import (
 	"github.com/taskforge/taskforge/pkg/taskpb"
 	"github.com/taskforge/taskforge/pkg/tasks"
 	"github.com/taskforge/taskforge/pkg/taskservice"
+	"github.com/taskforge/taskforge/pkg/tracing"
 )
 
 // Creator is the one creation path of tasks (taskservice.Service).
@@ -159,6 +162,14 @@ func (f *Firer) fire(ctx context.Context, row store.Schedule, now time.Time, ske
 	if len(ticks) == 0 {
 		return Outcome{}, nil
 	}
+	// A span per fire that has ticks to create; the tasks' enqueue spans
+	// are its children.
+	ctx, span := tracing.Start(ctx, "schedule fire")
+	defer span.End()
+	if span.IsRecording() {
+		span.SetAttributes(attribute.String("schedule.id", row.ID), attribute.String("task.type", row.Type),
+			attribute.Int("schedule.ticks", len(ticks)))
+	}
 	var out Outcome
 	var missed, due []time.Time
 	for _, t := range ticks {
@@ -193,6 +204,7 @@ func (f *Firer) fire(ctx context.Context, row store.Schedule, now time.Time, ske
 			if uerr := f.advance(ctx, row.ID, watermark, out.Created); uerr != nil {
 				f.log.Warn("schedule watermark not advanced", zap.String("schedule_id", row.ID), zap.Error(uerr))
 			}
+			span.SetStatus(codes.Error, err.Error())
 			return out, fmt.Errorf("schedule: fire %s at %s: %w", row.ID, t.UTC().Format(time.RFC3339), err)
 		}
 		out.Created = append(out.Created, task)

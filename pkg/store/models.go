@@ -84,6 +84,9 @@ type Task struct {
 	TriggerID         *string
 	QueueWaitMs       *int64
 	DurationMs        *int64
+	// TraceID is the trace the task was created in (hex; empty without
+	// tracing), shown in the task view.
+	TraceID string
 	// Version is bumped by a trigger on every update of the row: the strong
 	// ETag of the task and the order of its live events.
 	Version int64 `gorm:"->"`
@@ -113,6 +116,9 @@ type TaskLog struct {
 	Level   string
 	Message string
 	Fields  JSON
+	// TraceID is the trace of the attempt that wrote the line (hex; may be
+	// empty).
+	TraceID string
 }
 
 // Models returns every model, for the test that holds them to the migrated

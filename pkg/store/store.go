@@ -26,6 +26,7 @@ import (
 	"gorm.io/gorm/logger"
 
 	"github.com/taskforge/taskforge/pkg/config"
+	"github.com/taskforge/taskforge/pkg/tracing"
 )
 
 // Sentinel errors translated from driver errors.
@@ -104,6 +105,10 @@ func Open(o Options) (*gorm.DB, error) {
 	// retry, not a stalled pool.
 	cfg.RuntimeParams["lock_timeout"] = timeoutParam(o.LockTimeout, DefaultLockTimeout)
 	cfg.RuntimeParams["statement_timeout"] = timeoutParam(o.StatementTimeout, DefaultStatementTimeout)
+	// With tracing on, statements made under a span get one of their own.
+	if t := tracing.PGTracer(); t != nil {
+		cfg.Tracer = t
+	}
 	db, err := gorm.Open(postgres.New(postgres.Config{Conn: stdlib.OpenDB(*cfg)}), &gorm.Config{
 		SkipDefaultTransaction: true,
 		// A service starts while PostgreSQL is down and heals when it returns.

@@ -17,6 +17,9 @@ import (
 
 	"github.com/hibiken/asynq"
 	"github.com/oklog/ulid/v2"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
 	"google.golang.org/protobuf/proto"
 	"gorm.io/gorm"
@@ -27,6 +30,7 @@ import (
 	"github.com/taskforge/taskforge/pkg/store"
 	"github.com/taskforge/taskforge/pkg/taskpb"
 	"github.com/taskforge/taskforge/pkg/tasks"
+	"github.com/taskforge/taskforge/pkg/tracing"
 )
 
 // Errors of the service, translated to status codes at the API's edge.
@@ -180,6 +184,9 @@ type CreateRequest struct {
 	// Role is the caller's role, for the recipient policy; empty (a
 	// schedule's fire of an admin's schedule) skips it.
 	Role string
+	// RequestID is the id of the API request that creates the task; it
+	// travels with the task (its Asynq headers) to the worker's log lines.
+	RequestID string
 	// ScheduleID and FireTime tie a task to one fire of a schedule; the pair is
 	// unique, so a fire creates its task at most once.
 	ScheduleID string
@@ -222,7 +229,7 @@ func (s *Service) Create(ctx context.Context, req CreateRequest) (Created, error
 		return s.existing(ctx, row)
 	}
 	ectx, cancel := context.WithTimeout(ctx, s.opts.EnqueueTimeout)
-	err = s.enqueue(ectx, &row, spec, msg)
+	err = s.enqueue(ectx, &row, spec, msg, req.RequestID)
 	cancel()
 	if err != nil {
 		s.compensate(row.ID, err)
@@ -353,6 +360,7 @@ func (s *Service) prepare(ctx context.Context, req CreateRequest) (store.Task, p
 		Messages: store.JSON("[]"), MaxRetries: policy.MaxRetries, RetryPolicy: store.JSON(policyJSON),
 		TimeoutSeconds:    timeout,
 		EstimatedDuration: s.estimates.estimate(ctx, spec),
+		TraceID:           tracing.TraceID(ctx),
 	}
 	if req.IdempotencyKey != "" {
 		k := req.IdempotencyKey
@@ -403,20 +411,30 @@ func (s *Service) existing(ctx context.Context, row store.Task) (Created, error)
 	return Created{Task: found, Existing: true}, nil
 }
 
-// enqueue hands the task to Asynq.
-func (s *Service) enqueue(ctx context.Context, row *store.Task, spec tasks.Spec, msg proto.Message) error {
+// enqueue hands the task to Asynq, with the enqueue span's trace context
+// and the creating request's id (requestID, may be empty) in the task's
+// headers: the worker's span of the task is the enqueue span's child.
+func (s *Service) enqueue(ctx context.Context, row *store.Task, spec tasks.Spec, msg proto.Message, requestID string) error {
 	policy := spec.Retry
 	_ = json.Unmarshal(row.RetryPolicy, &policy)
 	payload, err := tasks.EncodeEnvelope(row.ID, row.Type, msg, policy, row.TimeoutSeconds, row.KeyID, row.Attempt)
 	if err != nil {
 		return err
 	}
-	_, err = s.client.EnqueueContext(ctx, asynq.NewTask(row.Type, payload), s.enqueueOptions(row, policy)...)
+	ctx, span := tracing.Start(ctx, "enqueue", trace.WithSpanKind(trace.SpanKindProducer))
+	defer span.End()
+	if span.IsRecording() {
+		span.SetAttributes(attribute.String("task.id", row.ID), attribute.String("task.type", row.Type),
+			attribute.String("messaging.system", "asynq"), attribute.String("messaging.destination.name", row.Priority))
+	}
+	task := asynq.NewTaskWithHeaders(row.Type, payload, tracing.Headers(ctx, requestID))
+	_, err = s.client.EnqueueContext(ctx, task, s.enqueueOptions(row, policy)...)
 	switch {
 	case err == nil, errors.Is(err, asynq.ErrTaskIDConflict):
 		// A conflict means the task is already queued under its id.
 		return nil
 	default:
+		span.SetStatus(codes.Error, err.Error())
 		s.log.Warn("enqueue failed", zap.String("task_id", row.ID), zap.Error(err))
 		return fmt.Errorf("%w: redis: %v", ErrUnavailable, err)
 	}

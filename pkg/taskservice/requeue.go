@@ -12,6 +12,7 @@ import (
 
 	"github.com/taskforge/taskforge/pkg/store"
 	"github.com/taskforge/taskforge/pkg/tasks"
+	"github.com/taskforge/taskforge/pkg/tracing"
 )
 
 // ErrNoBudget: the task has used every attempt of its retry budget.
@@ -60,7 +61,8 @@ func (s *Service) Requeue(ctx context.Context, row store.Task) error {
 	if row.Status == tasks.StatusRetrying && row.NextRetryAt != nil && row.NextRetryAt.After(time.Now()) {
 		opts = append(opts, asynq.ProcessAt(*row.NextRetryAt))
 	}
-	_, err = s.client.EnqueueContext(ctx, asynq.NewTask(row.Type, payload), opts...)
+	// The requeue's trace context (the reconciler's span) rides along.
+	_, err = s.client.EnqueueContext(ctx, asynq.NewTaskWithHeaders(row.Type, payload, tracing.Headers(ctx, "")), opts...)
 	switch {
 	case err == nil, errors.Is(err, asynq.ErrTaskIDConflict):
 		return nil

@@ -13,9 +13,13 @@ import (
 	"github.com/hibiken/asynq"
 	"go.uber.org/zap"
 
+	"go.opentelemetry.io/otel/codes"
+
 	"github.com/taskforge/taskforge/pkg/job"
+	"github.com/taskforge/taskforge/pkg/logging"
 	"github.com/taskforge/taskforge/pkg/taskpb"
 	"github.com/taskforge/taskforge/pkg/tasks"
+	"github.com/taskforge/taskforge/pkg/tracing"
 )
 
 // ProcessTask implements asynq.Handler: the lifecycle middleware.
@@ -31,7 +35,7 @@ func (r *Runtime) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	if spec, ok := tasks.LookupAny(env.GetType()); ok && spec.Category == tasks.Internal {
 		return r.runInternal(ctx, env)
 	}
-	return r.runTask(ctx, env)
+	return r.runTask(ctx, env, tracing.FromHeaders(t.Headers()))
 }
 
 // attempt is what the middleware knows about the attempt it runs.
@@ -41,16 +45,40 @@ type attempt struct {
 	final          bool
 	started        time.Time
 	policy         tasks.RetryPolicy
+	// number is the attempt's number once the row was read (0 before);
+	// traceID and requestID tie its log lines to the delivery's trace and
+	// the request that created the task.
+	number             int
+	traceID, requestID string
 }
 
-func (r *Runtime) runTask(ctx context.Context, env *taskpb.Envelope) error {
-	a := attempt{id: env.GetTaskId(), typ: env.GetType(), policy: tasks.PolicyFromProto(env.GetRetryPolicy())}
+// fields are the fields of every log line about the attempt: task_id,
+// attempt, trace_id and request_id, then extra.
+func (a *attempt) fields(extra ...zap.Field) []zap.Field {
+	return append([]zap.Field{logging.TaskID(a.id), logging.Attempt(a.number),
+		zap.String(logging.FieldTraceID, a.traceID), logging.RequestID(a.requestID)}, extra...)
+}
+
+func (r *Runtime) runTask(ctx context.Context, env *taskpb.Envelope, carried tracing.Carried) (err error) {
+	a := attempt{id: env.GetTaskId(), typ: env.GetType(), policy: tasks.PolicyFromProto(env.GetRetryPolicy()),
+		requestID: carried.RequestID}
 	a.queue, _ = asynq.GetQueueName(ctx)
 	a.retried, _ = asynq.GetRetryCount(ctx)
 	maxRetry, _ := asynq.GetMaxRetry(ctx)
 	// Asynq archives a failed delivery when retried >= max retry, whatever
 	// the error; the middleware decides "failed" by the same rule.
 	a.final = a.retried >= maxRetry
+	// The delivery's span: a child of the creating request's enqueue span,
+	// or linked to it for a retry or a late delivery (tracing.Carried.Child).
+	ctx, span := tracing.StartTask(ctx, carried, tracing.Task{ID: a.id, Type: a.typ, Queue: a.queue,
+		Attempt: int(env.GetAttemptBase()) + a.retried + 1, Redelivered: a.retried > 0 || env.GetAttemptBase() > 0})
+	defer func() {
+		if err != nil && !errors.Is(err, asynq.RevokeTask) {
+			span.SetStatus(codes.Error, err.Error())
+		}
+		span.End()
+	}()
+	a.traceID = tracing.TaskTraceID(ctx, carried)
 
 	if limit := r.opts.TypeLimits[a.typ]; limit > 0 {
 		release, err := r.acquireSlot(ctx, a, limit)
@@ -66,7 +94,7 @@ func (r *Runtime) runTask(ctx context.Context, env *taskpb.Envelope) error {
 	chk := w.check(checkCtx, a.id)
 	cancelCheck()
 	if chk.err != nil {
-		r.log.Warn("task state not read", zap.String("task_id", a.id), zap.Error(chk.err))
+		r.log.Warn("task state not read", a.fields(zap.Error(chk.err))...)
 		if a.final {
 			return chk.err
 		}
@@ -83,7 +111,7 @@ func (r *Runtime) runTask(ctx context.Context, env *taskpb.Envelope) error {
 		// had effects): record them as lost before this one.
 		n, err := r.recordUnrecorded(ctx, a.id, chk.attempt, missing)
 		if err != nil {
-			r.log.Warn("unrecorded attempts not written", zap.String("task_id", a.id), zap.Int("missing", missing), zap.Error(err))
+			r.log.Warn("unrecorded attempts not written", a.fields(zap.Int("missing", missing), zap.Error(err))...)
 			return fmt.Errorf("%w: %w", ErrNoSlot, err)
 		}
 		chk.attempt += n
@@ -100,7 +128,7 @@ func (r *Runtime) runTask(ctx context.Context, env *taskpb.Envelope) error {
 		}
 		return asynq.RevokeTask
 	}
-	a.started = time.Now()
+	a.started, a.number = time.Now(), chk.attempt+1
 	r.metrics.queueWait.WithLabelValues(a.typ).Observe(max(0, a.started.Sub(chk.due).Seconds()))
 	key := attemptKey{a.id, chk.attempt + 1}
 	maxResult := r.opts.MaxResultBytes
@@ -108,6 +136,7 @@ func (r *Runtime) runTask(ctx context.Context, env *taskpb.Envelope) error {
 		maxResult = max(maxResult, maxSpilledResult)
 	}
 	rep := newReporter(w, key, r.opts.MaxLogLines, maxResult)
+	rep.traceID, rep.requestID = a.traceID, a.requestID
 
 	hctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
@@ -126,7 +155,12 @@ func (r *Runtime) runTask(ctx context.Context, env *taskpb.Envelope) error {
 			cancel(errStartRejected)
 		}
 	})
-	w.addLog(attemptStartLog(key, a.started, r.opts.WorkerID, a.queue))
+	start := attemptStartLog(key, a.started, r.opts.WorkerID, a.queue)
+	start.traceID = a.traceID
+	w.addLog(start)
+	if ce := r.log.Check(zap.DebugLevel, "attempt started"); ce != nil {
+		ce.Write(a.fields(logging.TaskType(a.typ), zap.String("queue", a.queue))...)
+	}
 
 	res := r.call(hctx, env, rep)
 	res.err = rep.masking().error(res.err)
@@ -334,15 +368,20 @@ func (r *Runtime) record(a attempt, key attemptKey, o outcome, result []byte, re
 	}
 	// The attempt's last log line rides in the same flush as its outcome.
 	w := r.writerFor(a.id)
-	w.addLog(attemptEndLog(key, op))
+	end := attemptEndLog(key, op)
+	end.traceID = a.traceID
+	w.addLog(end)
 	w.finish(op)
 	select {
 	case res := <-op.done:
 		if res.err != nil {
-			r.log.Error("task outcome not recorded", zap.String("task_id", a.id), zap.Int("attempt", key.attempt), zap.Error(res.err))
+			r.log.Error("task outcome not recorded", a.fields(zap.Error(res.err))...)
 		}
 	case <-time.After(r.opts.FinishWait):
-		r.log.Error("task outcome not yet recorded; it stays queued for the database", zap.String("task_id", a.id), zap.Int("attempt", key.attempt))
+		r.log.Error("task outcome not yet recorded; it stays queued for the database", a.fields()...)
+	}
+	if ce := r.log.Check(zap.DebugLevel, "attempt finished"); ce != nil {
+		ce.Write(a.fields(zap.String("status", o.status), zap.String("outcome", o.attempt), zap.Int64("duration_ms", op.durationMs))...)
 	}
 
 	r.metrics.duration.WithLabelValues(a.typ).Observe(now.Sub(a.started).Seconds())

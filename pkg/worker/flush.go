@@ -191,7 +191,7 @@ func (w *writer) exec(b *batch, atomic bool) error {
 	if len(b.logs) > 0 {
 		lines := make([]lifecycle.LogLine, len(b.logs))
 		for i, l := range b.logs {
-			lines[i] = lifecycle.LogLine{ID: l.key.id, Attempt: l.key.attempt, At: l.ts, Level: l.level, Message: l.msg, Fields: l.fields}
+			lines[i] = lifecycle.LogLine{ID: l.key.id, Attempt: l.key.attempt, At: l.ts, Level: l.level, Message: l.msg, Fields: l.fields, TraceID: l.traceID}
 		}
 		stmts = append(stmts, stmt{"logs", lifecycle.AppendLogs(lines)})
 	}

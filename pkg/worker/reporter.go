@@ -11,7 +11,10 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"go.uber.org/zap"
+
 	"github.com/taskforge/taskforge/pkg/job"
+	"github.com/taskforge/taskforge/pkg/logging"
 )
 
 // Limits on what one attempt may write.
@@ -34,6 +37,9 @@ type reporter struct {
 	key       attemptKey
 	maxLogs   int
 	maxResult int
+	// traceID is the attempt's trace, written with each log line;
+	// requestID is the request that created the task (see LogFields).
+	traceID, requestID string
 
 	mu      sync.Mutex
 	closed  bool
@@ -56,6 +62,12 @@ func (r *reporter) TaskID() string { return r.key.id }
 
 // Attempt implements job.Reporter.
 func (r *reporter) Attempt() int { return r.key.attempt }
+
+// LogFields are the fields of a handler's own log lines (job.LogFields).
+func (r *reporter) LogFields() []zap.Field {
+	return []zap.Field{logging.TaskID(r.key.id), logging.Attempt(r.key.attempt),
+		zap.String(logging.FieldTraceID, r.traceID), logging.RequestID(r.requestID)}
+}
 
 // Progress implements job.Reporter. The fraction is clamped to 0..1; a NaN
 // keeps the step and message but not the fraction's change.
@@ -90,7 +102,7 @@ func (r *reporter) Log(level, message string, fields map[string]any) {
 	}
 	r.logs++
 	r.w.addLog(logRow{key: r.key, ts: time.Now().UTC(), level: normLevel(level), msg: clean(r.mask.text(message), maxLogLen),
-		fields: r.mask.fields(fieldsJSON(fields))})
+		fields: r.mask.fields(fieldsJSON(fields)), traceID: r.traceID})
 }
 
 // SetResult implements job.Reporter.
@@ -124,7 +136,7 @@ func (r *reporter) close() []byte {
 	r.closed = true
 	if r.dropped > 0 {
 		r.w.addLog(logRow{key: r.key, ts: time.Now().UTC(), level: job.Warn,
-			msg: fmt.Sprintf("%d more log lines were dropped: an attempt keeps at most %d", r.dropped, r.maxLogs), fields: "{}"})
+			msg: fmt.Sprintf("%d more log lines were dropped: an attempt keeps at most %d", r.dropped, r.maxLogs), fields: "{}", traceID: r.traceID})
 	}
 	return r.result
 }

@@ -18,7 +18,7 @@ func (r *Runtime) acquireSlot(ctx context.Context, a attempt, limit int) (func()
 	for {
 		ok, err := r.sem.Acquire(ctx, a.typ, a.id, limit)
 		if err != nil {
-			r.log.Warn("type slot not acquired", zap.String("task_id", a.id), zap.Error(err))
+			r.log.Warn("type slot not acquired", a.fields(zap.Error(err))...)
 			if !a.final {
 				return nil, fmt.Errorf("%w: %w", ErrNoSlot, err)
 			}
@@ -54,7 +54,7 @@ func (r *Runtime) acquireSlot(ctx context.Context, a attempt, limit int) (func()
 				held, err := r.sem.Renew(rctx, a.typ, a.id)
 				cancel()
 				if err != nil || !held {
-					r.log.Warn("type slot lease not renewed", zap.String("task_id", a.id), zap.Bool("held", held), zap.Error(err))
+					r.log.Warn("type slot lease not renewed", a.fields(zap.Bool("held", held), zap.Error(err))...)
 				}
 			}
 		}
@@ -66,7 +66,7 @@ func (r *Runtime) acquireSlot(ctx context.Context, a attempt, limit int) (func()
 		rctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		if err := r.sem.Release(rctx, a.typ, a.id); err != nil {
-			r.log.Warn("type slot not released; its lease will end", zap.String("task_id", a.id), zap.Error(err))
+			r.log.Warn("type slot not released; its lease will end", a.fields(zap.Error(err))...)
 		}
 	}, nil
 }

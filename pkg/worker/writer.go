@@ -110,11 +110,12 @@ type progressState struct {
 
 // logRow is one buffered log line.
 type logRow struct {
-	key    attemptKey
-	ts     time.Time
-	level  string
-	msg    string
-	fields string
+	key     attemptKey
+	ts      time.Time
+	level   string
+	msg     string
+	fields  string
+	traceID string
 }
 
 // writer is the batched state writer. Transitions that a task waits for

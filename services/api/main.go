@@ -53,6 +53,7 @@ import (
 	"github.com/taskforge/taskforge/pkg/schedule"
 	"github.com/taskforge/taskforge/pkg/store"
 	"github.com/taskforge/taskforge/pkg/taskservice"
+	"github.com/taskforge/taskforge/pkg/tracing"
 	"github.com/taskforge/taskforge/pkg/trigger"
 	"github.com/taskforge/taskforge/pkg/upload"
 	"github.com/taskforge/taskforge/services/api/internal/live"
@@ -107,6 +108,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	flags, cfg, log := st.Flags, st.Config, st.Log
 	defer func() { _ = log.Sync() }()
+	// Last: the spans of the drain are exported too.
+	defer st.StopTracing(cfg.API.ShutdownTimeout)
 
 	cmd, rest := "serve", []string(nil)
 	if len(flags.Args) > 0 {
@@ -399,7 +402,8 @@ func serve(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 		return fmt.Errorf("api: listen %s: %w", cfg.API.Addr, err)
 	}
 	srv := &http.Server{
-		Handler: handler, ReadHeaderTimeout: min(cfg.API.ReadTimeout, 10*time.Second), ReadTimeout: cfg.API.ReadTimeout,
+		// With tracing on, a server span per request (named after its route).
+		Handler: tracing.Handler(handler, "api"), ReadHeaderTimeout: min(cfg.API.ReadTimeout, 10*time.Second), ReadTimeout: cfg.API.ReadTimeout,
 		WriteTimeout: cfg.API.WriteTimeout, IdleTimeout: cfg.API.IdleTimeout, MaxHeaderBytes: maxHeaderBytes,
 		ErrorLog: zap.NewStdLog(log.Named("http")),
 	}

@@ -52,6 +52,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	cfg, log := st.Config, st.Log
 	defer func() { _ = log.Sync() }()
+	// Last: the spans of the drain are exported too.
+	defer st.StopTracing(cfg.Monitor.ShutdownTimeout)
 
 	// Redis, readiness and metrics. The monitor needs only Redis, so its
 	// readiness checks only Redis.

@@ -60,6 +60,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	cfg, log := st.Config, st.Log
 	defer func() { _ = log.Sync() }()
+	// Last: the spans of the drain are exported too.
+	defer st.StopTracing(cfg.Scheduler.ShutdownTimeout)
 	sc := cfg.Scheduler
 
 	// Dependencies: PostgreSQL, Redis, readiness and metrics.

@@ -68,6 +68,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	cfg, log := st.Config, st.Log
 	defer func() { _ = log.Sync() }()
+	// Last: the spans of the drain are exported too.
+	defer st.StopTracing(cfg.Worker.ShutdownTimeout)
 	wc := cfg.Worker
 
 	// Dependencies: PostgreSQL, Redis, readiness and metrics, the egress

@@ -641,7 +641,10 @@ type LogLine struct {
 	Fields  map[string]interface{} `json:"fields"`
 	Level   LogLineLevel           `json:"level"`
 	Message string                 `json:"message"`
-	Ts      time.Time              `json:"ts"`
+
+	// TraceId The trace of the attempt that wrote the line; empty when tracing was off.
+	TraceId *string   `json:"trace_id,omitempty"`
+	Ts      time.Time `json:"ts"`
 }
 
 // LogLineLevel defines model for LogLine.Level.
@@ -921,6 +924,9 @@ type Task struct {
 	Status         Status      `json:"status"`
 	TaskId         string      `json:"task_id"`
 	TimeoutSeconds int         `json:"timeout_seconds"`
+
+	// TraceId The OpenTelemetry trace (32 hex digits) the task was created in, to open in a trace viewer; empty when tracing was off. The worker's span of the first attempt is in it.
+	TraceId *string `json:"trace_id,omitempty"`
 
 	// TriggerId The event trigger that created the task.
 	TriggerId *string   `json:"trigger_id,omitempty"`

@@ -16,6 +16,7 @@ import (
 	"github.com/taskforge/taskforge/pkg/auth"
 	"github.com/taskforge/taskforge/pkg/logging"
 	"github.com/taskforge/taskforge/pkg/problem"
+	"github.com/taskforge/taskforge/pkg/tracing"
 )
 
 // HeaderRequestID carries the request id in and out.
@@ -76,6 +77,7 @@ func (s *Server) observe(next echo.HandlerFunc) echo.HandlerFunc {
 			}
 			status := c.Response().Status
 			elapsed := time.Since(start)
+			tracing.SetRoute(c.Request().Context(), c.Request().Method, route)
 			s.metrics.requests.WithLabelValues(c.Request().Method, route, strconv.Itoa(status)).Inc()
 			s.metrics.duration.WithLabelValues(c.Request().Method, route).Observe(elapsed.Seconds())
 			fields := []zap.Field{

@@ -90,7 +90,7 @@ func (s *Server) doCreateTask(c echo.Context, d *createAudit) error {
 			return err
 		}
 	}
-	req.CreatedBy, req.Role = p.ID, string(p.Role)
+	req.CreatedBy, req.Role, req.RequestID = p.ID, string(p.Role), requestID(c)
 	created, err := s.tasks.Create(c.Request().Context(), req)
 	if err != nil {
 		return err

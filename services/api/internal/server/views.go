@@ -61,6 +61,7 @@ type taskView struct {
 	CreatedBy         string            `json:"created_by"`
 	CallbackURL       *string           `json:"callback_url"`
 	CancelRequested   bool              `json:"cancel_requested"`
+	TraceID           string            `json:"trace_id"`
 	ScheduleID        *string           `json:"schedule_id"`
 	TriggerID         *string           `json:"trigger_id"`
 }
@@ -78,6 +79,7 @@ func taskDetails(t store.Task) taskView {
 		Error: errorView(t.Error), CreatedBy: t.CreatedBy, CallbackURL: t.CallbackURL,
 		CancelRequested: t.CancelRequested, ScheduleID: t.ScheduleID, TriggerID: t.TriggerID,
 	}
+	v.TraceID = t.TraceID
 	if len(v.Params) == 0 {
 		v.Params = json.RawMessage(`{}`)
 	}
@@ -165,6 +167,7 @@ type logLine struct {
 	Message string          `json:"message"`
 	Attempt int             `json:"attempt"`
 	Fields  json.RawMessage `json:"fields"`
+	TraceID string          `json:"trace_id"`
 }
 
 type attemptView struct {
@@ -203,7 +206,8 @@ func logsView(l taskservice.Logs) taskLogs {
 		if len(fields) == 0 || string(fields) == "null" {
 			fields = json.RawMessage(`{}`)
 		}
-		out.Logs[i] = logLine{TS: ln.TS.UTC(), Level: ln.Level, Message: ln.Message, Attempt: ln.Attempt, Fields: fields}
+		out.Logs[i] = logLine{TS: ln.TS.UTC(), Level: ln.Level, Message: ln.Message, Attempt: ln.Attempt, Fields: fields,
+			TraceID: ln.TraceID}
 	}
 	for i, a := range l.Attempts {
 		out.Attempts[i] = attemptView{Attempt: a.Attempt, Worker: a.Worker, StartedAt: a.StartedAt.UTC(),
