@@ -192,6 +192,11 @@ func parseRow(rec []string, c csvColumns, line int) (Bar, error) {
 	return b, nil
 }
 
+// ParseVolume reads a volume as the Stooq CSV parser does: empty means 0;
+// integers and decimal or exponent forms (rounded) are accepted; negative
+// values are not.
+func ParseVolume(s string) (int64, error) { return parseVolume(s) }
+
 // parseVolume reads a volume: empty means 0; integers and decimal or exponent
 // forms (rounded) are accepted; negative values are not.
 func parseVolume(s string) (int64, error) {

@@ -824,6 +824,158 @@ func (x *GenerateDigestParams) GetRecipients() []string {
 	return nil
 }
 
+type ImportPricesParams struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// upload_id of the file to import (upl_…); the task's creator must own it
+	// (admins any).
+	UploadId string `protobuf:"bytes,1,opt,name=upload_id,json=uploadId,proto3" json:"upload_id,omitempty"`
+	// format is csv (default: a header symbol,date,open,high,low,close,volume)
+	// or stooq (one symbol's Stooq daily CSV, Date,Open,High,Low,Close,Volume;
+	// symbol is then required).
+	Format string `protobuf:"bytes,2,opt,name=format,proto3" json:"format,omitempty"`
+	// symbol the stooq format's rows belong to.
+	Symbol string `protobuf:"bytes,3,opt,name=symbol,proto3" json:"symbol,omitempty"`
+	// max_bad_ratio is the share of rejected rows past which the whole file
+	// fails and nothing is kept; 0 means 0.01.
+	MaxBadRatio float64 `protobuf:"fixed64,4,opt,name=max_bad_ratio,json=maxBadRatio,proto3" json:"max_bad_ratio,omitempty"`
+	// create_assets creates the unknown symbols as equity assets; otherwise
+	// their rows are rejected.
+	CreateAssets  bool `protobuf:"varint,5,opt,name=create_assets,json=createAssets,proto3" json:"create_assets,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ImportPricesParams) Reset() {
+	*x = ImportPricesParams{}
+	mi := &file_taskforge_v1_params_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ImportPricesParams) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ImportPricesParams) ProtoMessage() {}
+
+func (x *ImportPricesParams) ProtoReflect() protoreflect.Message {
+	mi := &file_taskforge_v1_params_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ImportPricesParams.ProtoReflect.Descriptor instead.
+func (*ImportPricesParams) Descriptor() ([]byte, []int) {
+	return file_taskforge_v1_params_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *ImportPricesParams) GetUploadId() string {
+	if x != nil {
+		return x.UploadId
+	}
+	return ""
+}
+
+func (x *ImportPricesParams) GetFormat() string {
+	if x != nil {
+		return x.Format
+	}
+	return ""
+}
+
+func (x *ImportPricesParams) GetSymbol() string {
+	if x != nil {
+		return x.Symbol
+	}
+	return ""
+}
+
+func (x *ImportPricesParams) GetMaxBadRatio() float64 {
+	if x != nil {
+		return x.MaxBadRatio
+	}
+	return 0
+}
+
+func (x *ImportPricesParams) GetCreateAssets() bool {
+	if x != nil {
+		return x.CreateAssets
+	}
+	return false
+}
+
+type ImportHoldingsParams struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// upload_id of the CSV portfolio_id,symbol,quantity,cost_basis (upl_…); the
+	// task's creator must own it (admins any).
+	UploadId string `protobuf:"bytes,1,opt,name=upload_id,json=uploadId,proto3" json:"upload_id,omitempty"`
+	// portfolio_id the rows belong to; when set, the file's portfolio_id column
+	// may be absent or empty, and rows naming another portfolio are rejected.
+	PortfolioId string `protobuf:"bytes,2,opt,name=portfolio_id,json=portfolioId,proto3" json:"portfolio_id,omitempty"`
+	// mode is replace (default: each portfolio's holdings become the file's)
+	// or merge (the file's positions are added or updated, others kept).
+	Mode          string `protobuf:"bytes,3,opt,name=mode,proto3" json:"mode,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ImportHoldingsParams) Reset() {
+	*x = ImportHoldingsParams{}
+	mi := &file_taskforge_v1_params_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ImportHoldingsParams) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ImportHoldingsParams) ProtoMessage() {}
+
+func (x *ImportHoldingsParams) ProtoReflect() protoreflect.Message {
+	mi := &file_taskforge_v1_params_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ImportHoldingsParams.ProtoReflect.Descriptor instead.
+func (*ImportHoldingsParams) Descriptor() ([]byte, []int) {
+	return file_taskforge_v1_params_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *ImportHoldingsParams) GetUploadId() string {
+	if x != nil {
+		return x.UploadId
+	}
+	return ""
+}
+
+func (x *ImportHoldingsParams) GetPortfolioId() string {
+	if x != nil {
+		return x.PortfolioId
+	}
+	return ""
+}
+
+func (x *ImportHoldingsParams) GetMode() string {
+	if x != nil {
+		return x.Mode
+	}
+	return ""
+}
+
 // ScheduleFireParams is the payload of the scheduler's internal fire job: the
 // worker turns it into the schedule's real task through the creation path.
 type ScheduleFireParams struct {
@@ -837,7 +989,7 @@ type ScheduleFireParams struct {
 
 func (x *ScheduleFireParams) Reset() {
 	*x = ScheduleFireParams{}
-	mi := &file_taskforge_v1_params_proto_msgTypes[12]
+	mi := &file_taskforge_v1_params_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -849,7 +1001,7 @@ func (x *ScheduleFireParams) String() string {
 func (*ScheduleFireParams) ProtoMessage() {}
 
 func (x *ScheduleFireParams) ProtoReflect() protoreflect.Message {
-	mi := &file_taskforge_v1_params_proto_msgTypes[12]
+	mi := &file_taskforge_v1_params_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -862,7 +1014,7 @@ func (x *ScheduleFireParams) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScheduleFireParams.ProtoReflect.Descriptor instead.
 func (*ScheduleFireParams) Descriptor() ([]byte, []int) {
-	return file_taskforge_v1_params_proto_rawDescGZIP(), []int{12}
+	return file_taskforge_v1_params_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ScheduleFireParams) GetScheduleId() string {
@@ -948,7 +1100,17 @@ const file_taskforge_v1_params_proto_rawDesc = "" +
 	"\x04date\x18\x02 \x01(\tR\x04date\x12\x1e\n" +
 	"\n" +
 	"recipients\x18\x03 \x03(\tR\n" +
-	"recipients\"R\n" +
+	"recipients\"\xb0\x01\n" +
+	"\x12ImportPricesParams\x12!\n" +
+	"\tupload_id\x18\x01 \x01(\tB\x04\x90\xb5\x18\x01R\buploadId\x12\x16\n" +
+	"\x06format\x18\x02 \x01(\tR\x06format\x12\x16\n" +
+	"\x06symbol\x18\x03 \x01(\tR\x06symbol\x12\"\n" +
+	"\rmax_bad_ratio\x18\x04 \x01(\x01R\vmaxBadRatio\x12#\n" +
+	"\rcreate_assets\x18\x05 \x01(\bR\fcreateAssets\"p\n" +
+	"\x14ImportHoldingsParams\x12!\n" +
+	"\tupload_id\x18\x01 \x01(\tB\x04\x90\xb5\x18\x01R\buploadId\x12!\n" +
+	"\fportfolio_id\x18\x02 \x01(\tR\vportfolioId\x12\x12\n" +
+	"\x04mode\x18\x03 \x01(\tR\x04mode\"R\n" +
 	"\x12ScheduleFireParams\x12\x1f\n" +
 	"\vschedule_id\x18\x01 \x01(\tR\n" +
 	"scheduleId\x12\x1b\n" +
@@ -966,7 +1128,7 @@ func file_taskforge_v1_params_proto_rawDescGZIP() []byte {
 	return file_taskforge_v1_params_proto_rawDescData
 }
 
-var file_taskforge_v1_params_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
+var file_taskforge_v1_params_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
 var file_taskforge_v1_params_proto_goTypes = []any{
 	(*RefreshAllPricesParams)(nil), // 0: taskforge.v1.RefreshAllPricesParams
 	(*RefreshPortfolioParams)(nil), // 1: taskforge.v1.RefreshPortfolioParams
@@ -980,13 +1142,15 @@ var file_taskforge_v1_params_proto_goTypes = []any{
 	(*SendAlertParams)(nil),        // 9: taskforge.v1.SendAlertParams
 	(*WebhookCallbackParams)(nil),  // 10: taskforge.v1.WebhookCallbackParams
 	(*GenerateDigestParams)(nil),   // 11: taskforge.v1.GenerateDigestParams
-	(*ScheduleFireParams)(nil),     // 12: taskforge.v1.ScheduleFireParams
-	nil,                            // 13: taskforge.v1.WebhookCallbackParams.HeadersEntry
-	(*structpb.Value)(nil),         // 14: google.protobuf.Value
+	(*ImportPricesParams)(nil),     // 12: taskforge.v1.ImportPricesParams
+	(*ImportHoldingsParams)(nil),   // 13: taskforge.v1.ImportHoldingsParams
+	(*ScheduleFireParams)(nil),     // 14: taskforge.v1.ScheduleFireParams
+	nil,                            // 15: taskforge.v1.WebhookCallbackParams.HeadersEntry
+	(*structpb.Value)(nil),         // 16: google.protobuf.Value
 }
 var file_taskforge_v1_params_proto_depIdxs = []int32{
-	13, // 0: taskforge.v1.WebhookCallbackParams.headers:type_name -> taskforge.v1.WebhookCallbackParams.HeadersEntry
-	14, // 1: taskforge.v1.WebhookCallbackParams.payload:type_name -> google.protobuf.Value
+	15, // 0: taskforge.v1.WebhookCallbackParams.headers:type_name -> taskforge.v1.WebhookCallbackParams.HeadersEntry
+	16, // 1: taskforge.v1.WebhookCallbackParams.payload:type_name -> google.protobuf.Value
 	2,  // [2:2] is the sub-list for method output_type
 	2,  // [2:2] is the sub-list for method input_type
 	2,  // [2:2] is the sub-list for extension type_name
@@ -1006,7 +1170,7 @@ func file_taskforge_v1_params_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_taskforge_v1_params_proto_rawDesc), len(file_taskforge_v1_params_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   14,
+			NumMessages:   16,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -390,6 +390,48 @@ func checkWebhook(m proto.Message) []FieldError {
 	return errs
 }
 
+// checkUploadID holds an upload id to its shape (upl_ and a lower-case ULID).
+func checkUploadID(id string) []FieldError {
+	ok := len(id) == 30 && strings.HasPrefix(id, "upl_")
+	for _, r := range id[min(len(id), 4):] {
+		ok = ok && (r >= 'a' && r <= 'z' || r >= '0' && r <= '9')
+	}
+	if !ok {
+		return []FieldError{{Field: "upload_id", Message: "must be an upload id (upl_…, from POST /api/v1/uploads)"}}
+	}
+	return nil
+}
+
+func checkImportPrices(m proto.Message) []FieldError {
+	p := m.(*taskpb.ImportPricesParams)
+	errs := checkUploadID(p.GetUploadId())
+	switch p.GetFormat() {
+	case "", "csv":
+		if p.GetSymbol() != "" {
+			errs = append(errs, FieldError{Field: "symbol", Message: "is only for format stooq: the csv format names the symbol per row"})
+		}
+	case "stooq":
+		if strings.TrimSpace(p.GetSymbol()) == "" {
+			errs = append(errs, FieldError{Field: "symbol", Message: "is required for format stooq"})
+		}
+	default:
+		errs = append(errs, FieldError{Field: "format", Message: "must be csv or stooq"})
+	}
+	if r := p.GetMaxBadRatio(); !(r >= 0 && r <= 1) {
+		errs = append(errs, FieldError{Field: "max_bad_ratio", Message: "must be a fraction between 0 and 1"})
+	}
+	return errs
+}
+
+func checkImportHoldings(m proto.Message) []FieldError {
+	p := m.(*taskpb.ImportHoldingsParams)
+	errs := checkUploadID(p.GetUploadId())
+	if mode := p.GetMode(); mode != "" && mode != "replace" && mode != "merge" {
+		errs = append(errs, FieldError{Field: "mode", Message: "must be replace or merge"})
+	}
+	return errs
+}
+
 func checkDigest(m proto.Message) []FieldError {
 	p := m.(*taskpb.GenerateDigestParams)
 	var errs []FieldError

@@ -1,4 +1,4 @@
-// Package tasks describes Taskforge's task types: the registry of the twelve
+// Package tasks describes Taskforge's task types: the registry of the fourteen
 // types (category, default priority, timeout, retry policy, who may create them,
 // params message), typed params decoding and validation, the Asynq envelope, the
 // retry policy's delays and the state machine.
@@ -23,7 +23,9 @@ const (
 	DataRefresh  Category = "data_refresh"
 	Maintenance  Category = "maintenance"
 	Notification Category = "notification"
-	Internal     Category = "internal"
+	// Import holds the consumers of uploads (import_prices, import_holdings).
+	Import   Category = "import"
+	Internal Category = "internal"
 )
 
 // Permissions needed to create a task of a type.
@@ -46,6 +48,8 @@ const (
 	TypeSendAlert        = "send_alert"
 	TypeWebhookCallback  = "webhook_callback"
 	TypeGenerateDigest   = "generate_digest"
+	TypeImportPrices     = "import_prices"
+	TypeImportHoldings   = "import_holdings"
 	// TypeScheduleFire is the scheduler's internal job; it is not a user task.
 	TypeScheduleFire = "taskforge:schedule_fire"
 )
@@ -187,8 +191,10 @@ func categoryOrder(c Category) int {
 		return 1
 	case Notification:
 		return 2
+	case Import:
+		return 3
 	}
-	return 3
+	return 4
 }
 
 // recipientLogFields are the log fields a notification handler would name an
@@ -200,6 +206,7 @@ func newRegistry() map[string]Spec {
 	const (
 		refreshTimeout = 600 * time.Second
 		reportTimeout  = 1800 * time.Second
+		importTimeout  = 1800 * time.Second
 		cleanupTimeout = 3600 * time.Second
 	)
 	m := map[string]Spec{}
@@ -244,6 +251,12 @@ func newRegistry() map[string]Spec {
 		Description: "Email a daily or weekly summary.", EstimatedDuration: 10,
 		NewParams: func() proto.Message { return &taskpb.GenerateDigestParams{} }, Check: checkDigest,
 		Sensitive: Sensitive{Params: []string{"recipients"}, Log: recipientLogFields}})
+	add(Spec{Name: TypeImportPrices, Category: Import, Priority: "normal", Timeout: importTimeout,
+		Description: "Import daily prices from an uploaded CSV.", EstimatedDuration: 30,
+		NewParams: func() proto.Message { return &taskpb.ImportPricesParams{} }, Check: checkImportPrices})
+	add(Spec{Name: TypeImportHoldings, Category: Import, Priority: "normal", Timeout: importTimeout,
+		Description: "Replace or merge portfolio holdings from an uploaded CSV.", EstimatedDuration: 10,
+		NewParams: func() proto.Message { return &taskpb.ImportHoldingsParams{} }, Check: checkImportHoldings})
 	add(Spec{Name: TypeScheduleFire, Category: Internal, Priority: "critical", Timeout: 30 * time.Second,
 		Retry:       RetryPolicy{MaxRetries: 5, RetryDelay: 1, ExponentialBackoff: true, MaxRetryDelay: 30},
 		Description: "Create a schedule's task for one fire time.", EstimatedDuration: 1,

@@ -32,6 +32,8 @@ func TestRegistryHasTheSpecificationsTypes(t *testing.T) {
 		"send_alert":         {tasks.Notification, 300 * time.Second, "high", tasks.PermCreate},
 		"webhook_callback":   {tasks.Notification, 300 * time.Second, "high", tasks.PermCreate},
 		"generate_digest":    {tasks.Notification, 300 * time.Second, "high", tasks.PermCreate},
+		"import_prices":      {tasks.Import, 1800 * time.Second, "normal", tasks.PermCreate},
+		"import_holdings":    {tasks.Import, 1800 * time.Second, "normal", tasks.PermCreate},
 	}
 	all := tasks.All()
 	require.Len(t, all, len(want))
@@ -75,6 +77,13 @@ func TestDecodeParams(t *testing.T) {
 		{"camel name accepted", "calculate_metrics", `{"portfolioId":"pf"}`, nil},
 		{"cleanup target", "cleanup_old_data", `{"targets":["users"]}`, []string{"params.targets"}},
 		{"summary needs a portfolio", "generate_reports", `{"report":"portfolio_summary"}`, []string{"params.portfolio_id"}},
+		{"import ok", "import_prices", `{"upload_id":"upl_01hz3k8c2m4n5p6q7r8s9t0v1w"}`, nil},
+		{"import needs an upload", "import_prices", `{}`, []string{"params.upload_id"}},
+		{"import upload id shape", "import_prices", `{"upload_id":"res_01hz3k8c2m4n5p6q7r8s9t0v1w"}`, []string{"params.upload_id"}},
+		{"stooq needs a symbol", "import_prices", `{"upload_id":"upl_01hz3k8c2m4n5p6q7r8s9t0v1w","format":"stooq"}`, []string{"params.symbol"}},
+		{"import format", "import_prices", `{"upload_id":"upl_01hz3k8c2m4n5p6q7r8s9t0v1w","format":"xlsx"}`, []string{"params.format"}},
+		{"bad ratio", "import_prices", `{"upload_id":"upl_01hz3k8c2m4n5p6q7r8s9t0v1w","max_bad_ratio":2}`, []string{"params.max_bad_ratio"}},
+		{"holdings mode", "import_holdings", `{"upload_id":"upl_01hz3k8c2m4n5p6q7r8s9t0v1w","mode":"append"}`, []string{"params.mode"}},
 		{"report dates", "generate_reports", `{"report":"risk","period_start":"2024-02-01","period_end":"2024-01-01"}`, []string{"params.period_end"}},
 	}
 	for _, tc := range cases {

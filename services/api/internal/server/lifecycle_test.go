@@ -300,11 +300,14 @@ func TestQueuesStatsTypesAndDocument(t *testing.T) {
 	tt, err := viewer.ListTaskTypesWithResponse(ctx)
 	require.NoError(t, err)
 	require.Equal(t, http.StatusOK, tt.StatusCode())
-	require.Len(t, tt.JSON200.Items, 12)
+	require.Len(t, tt.JSON200.Items, 14)
 	types := map[string]client.TaskType{}
 	for _, it := range tt.JSON200.Items {
 		types[it.Name] = it
 	}
+	require.Equal(t, client.TaskTypeCategory("import"), types["import_prices"].Category)
+	require.Equal(t, 1800, types["import_holdings"].TimeoutSeconds)
+	require.Equal(t, []any{"upload_id"}, types["import_prices"].ParamsSchema["required"])
 	require.True(t, types["backup_data"].AdminOnly)
 	require.False(t, types["send_email"].AdminOnly)
 	require.Equal(t, 600, types["refresh_portfolio"].TimeoutSeconds)

@@ -14,10 +14,17 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
+	"go.uber.org/zap"
 
 	"github.com/taskforge/taskforge/pkg/audit"
+	"github.com/taskforge/taskforge/pkg/portfolio"
+	"github.com/taskforge/taskforge/pkg/queue"
+	"github.com/taskforge/taskforge/pkg/tasks"
+	"github.com/taskforge/taskforge/pkg/worker"
 	"github.com/taskforge/taskforge/pkg/problem/problemtest"
 	"github.com/taskforge/taskforge/pkg/store"
 	"github.com/taskforge/taskforge/pkg/upload"
@@ -238,4 +245,75 @@ func TestUploadOwnership(t *testing.T) {
 	require.NoError(t, b.pg.DB.Where("action = ? AND resource_id = ?", audit.ActionAdminOverride, up.ID).Take(&o).Error)
 	require.Equal(t, "key_admin", o.Actor)
 	require.Contains(t, string(o.Details), readUpload)
+}
+
+// TestUploadImportsThroughTheWorker: an operator's uploaded CSV becomes an
+// import_prices task (created through the API, run by the worker's real
+// handler) after which the prices are queryable, its bad row reported with
+// its line number; a file over max_bad_ratio fails and writes nothing; an
+// import_holdings replace, then a merge, change the operator's portfolio.
+func TestUploadImportsThroughTheWorker(t *testing.T) {
+	t.Parallel()
+	b := setupWith(t, setupOptions{secure: true})
+	require.NoError(t, queue.Register(ctx, b.rd.Client))
+	importer, err := portfolio.NewImporter(b.pg.DB, b.uploads, nil, portfolio.ImportOptions{})
+	require.NoError(t, err)
+	rt, err := worker.New(b.pg.DB, b.rd.Client, b.inspector, zap.NewNop(), worker.Options{
+		WorkerID: "imports-worker", Handlers: importer.Handlers(),
+		FlushInterval: 20 * time.Millisecond, Registerer: prometheus.NewRegistry(),
+	})
+	require.NoError(t, err)
+	serveTasks(t, b, rt, 2)
+	for _, q := range []string{
+		`INSERT INTO assets (symbol, name, kind) VALUES ('AAA', 'A', 'equity'), ('BBB', 'B', 'equity')`,
+		`INSERT INTO portfolios (id, name, owner) VALUES ('pf_ops', 'Ops', 'key_op')`,
+		`INSERT INTO holdings (portfolio_id, asset_symbol, quantity) VALUES ('pf_ops', 'AAA', 3)`,
+	} {
+		require.NoError(t, b.pg.DB.Exec(q).Error)
+	}
+	op := b.client(t, tokOp)
+	uploadCSV := func(name, content string) string {
+		body, ct := multipartBody(t, "file", name, "text/csv", []byte(content))
+		resp := b.raw(t, http.MethodPost, "/api/v1/uploads", tokOp, body, map[string]string{"Content-Type": ct})
+		require.Equal(t, http.StatusCreated, resp.StatusCode)
+		return decodeUpload(t, resp).UploadID
+	}
+	run := func(typ string, params map[string]any) store.Task {
+		id := create(t, op, createBody(typ, params))
+		require.Eventually(t, func() bool { return tasks.IsTerminal(taskRow(t, b, id).Status) }, 30*time.Second, 20*time.Millisecond)
+		return taskRow(t, b, id)
+	}
+
+	good := uploadCSV("prices.csv", "symbol,date,open,high,low,close,volume\n"+
+		"AAA,2024-01-02,10,11,9,10.5,1000\nAAA,2024-01-03,10.5,12,10,11.5,1100\nBBB,2024-01-02,20,21,19,20.5,5\nBBB,2024-01-03,20,19,21,20,5\n")
+	done := run(tasks.TypeImportPrices, map[string]any{"upload_id": good, "max_bad_ratio": 0.3})
+	require.Equal(t, tasks.StatusCompleted, done.Status, string(done.Result))
+	var res portfolio.ImportPricesResult
+	require.NoError(t, json.Unmarshal(done.Result, &res))
+	require.Equal(t, 3, res.RowsUpserted)
+	require.Equal(t, []portfolio.Rejected{{Line: 5, Reason: "low above high", Value: "21"}}, res.Rejected)
+	var closes []float64
+	require.NoError(t, b.pg.DB.Raw(`SELECT close FROM prices ORDER BY asset_symbol, date`).Scan(&closes).Error)
+	require.Equal(t, []float64{10.5, 11.5, 20.5}, closes)
+
+	bad := uploadCSV("bad.csv", "symbol,date,open,high,low,close,volume\nBBB,2024-02-01,1,1,1,1,1\nBBB,2024-02-02,x,1,1,1,1\n")
+	failed := run(tasks.TypeImportPrices, map[string]any{"upload_id": bad})
+	require.Equal(t, tasks.StatusFailed, failed.Status)
+	var n int64
+	require.NoError(t, b.pg.DB.Raw(`SELECT count(*) FROM prices WHERE date >= '2024-02-01'`).Scan(&n).Error)
+	require.Zero(t, n, "a file over max_bad_ratio writes nothing")
+
+	positions := uploadCSV("holdings.csv", "portfolio_id,symbol,quantity,cost_basis\npf_ops,BBB,4,80\n")
+	replaced := run(tasks.TypeImportHoldings, map[string]any{"upload_id": positions})
+	require.Equal(t, tasks.StatusCompleted, replaced.Status, string(replaced.Result))
+	held := func() []string {
+		var out []string
+		require.NoError(t, b.pg.DB.Raw(`SELECT asset_symbol || '=' || quantity FROM holdings WHERE portfolio_id = 'pf_ops' ORDER BY 1`).Scan(&out).Error)
+		return out
+	}
+	require.Equal(t, []string{"BBB=4"}, held())
+	more := uploadCSV("more.csv", "symbol,quantity\nAAA,2\n")
+	merged := run(tasks.TypeImportHoldings, map[string]any{"upload_id": more, "portfolio_id": "pf_ops", "mode": "merge"})
+	require.Equal(t, tasks.StatusCompleted, merged.Status, string(merged.Result))
+	require.Equal(t, []string{"AAA=2", "BBB=4"}, held())
 }

@@ -1,6 +1,6 @@
 // Package handlers is the one place where the worker registers a handler per
-// task type. Handlers live in pkg packages (portfolio for data refresh,
-// maintenance and notifyjob for the others); each adds its registration here.
+// task type. Handlers live in pkg packages (portfolio for data refresh and
+// imports, maintenance and notifyjob for the others); each adds its registration here.
 // A type without a handler is accepted by the API and fails permanently in the
 // worker with "no handler registered for type X".
 package handlers
@@ -24,6 +24,7 @@ import (
 	"github.com/taskforge/taskforge/pkg/result"
 	"github.com/taskforge/taskforge/pkg/schedule"
 	"github.com/taskforge/taskforge/pkg/secret"
+	"github.com/taskforge/taskforge/pkg/upload"
 )
 
 // Deps are what the handlers are built from.
@@ -116,6 +117,22 @@ func Build(d Deps) (map[string]job.Handler, error) {
 		DB: d.DB, DatabaseURL: d.Config.Database.URL, Results: results,
 		Retention: d.Config.Retention, PublicURL: d.Config.API.PublicURL,
 	})); err != nil {
+		return nil, err
+	}
+
+	// Imports: import_prices, import_holdings, reading uploads from the same
+	// result storage.
+	uploads, err := upload.New(d.DB, results, upload.Options{
+		MaxBytes: d.Config.API.UploadLimit, TTL: d.Config.Storage.ResultTTL, LinkTTL: d.Config.Storage.LinkTTL})
+	if err != nil {
+		return nil, err
+	}
+	importer, err := portfolio.NewImporter(d.DB, uploads, d.Log.Named("import"), portfolio.ImportOptions{
+		IsAdmin: portfolio.AdminFunc(notifyjob.KeyAdmins(d.DB, auth.BootstrapPrincipalID))})
+	if err != nil {
+		return nil, err
+	}
+	if err := add(importer.Handlers()); err != nil {
 		return nil, err
 	}
 
