@@ -55,6 +55,9 @@ const (
 	ActionTriggerDelete          = "trigger.delete"
 	ActionTriggerRotate          = "trigger.rotate_secret"
 	ActionTriggerDeliveryRefused = "trigger.delivery_refused"
+	// Workflows: creation and cancel.
+	ActionWorkflowCreate = "workflow.create"
+	ActionWorkflowCancel = "workflow.cancel"
 	// ActionAdminOverride records an admin acting on (or reading) a resource
 	// created by someone else.
 	ActionAdminOverride = "admin.override"
@@ -70,6 +73,7 @@ const (
 	ResourceAPIKey   = "api_key"
 	ResourceQueue    = "queue"
 	ResourceTrigger  = "trigger"
+	ResourceWorkflow = "workflow"
 )
 
 // Limits of a query page.

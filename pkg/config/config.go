@@ -44,6 +44,7 @@ type Config struct {
 	Notify    NotifyConfig    `mapstructure:"notify"`
 	Push      PushConfig      `mapstructure:"push"`
 	Tracing   TracingConfig   `mapstructure:"tracing"`
+	Workflows WorkflowsConfig `mapstructure:"workflows"`
 }
 
 // Defaults returns the configuration used when nothing overrides it.
@@ -107,8 +108,9 @@ func Defaults() Config {
 		Events: EventsConfig{KeepAlive: 15 * time.Second, WriteTimeout: 10 * time.Second, MaxStreams: 10000,
 			MaxStreamsPerCaller: 20, Buffer: 64, StreamMax: 100000, History: 1000, HistoryTTL: 15 * time.Minute,
 			ResumeMax: 10000},
-		Notify:  NotifyDefaults(),
-		Tracing: TracingConfig{SampleRatio: 1},
+		Notify:    NotifyDefaults(),
+		Tracing:   TracingConfig{SampleRatio: 1},
+		Workflows: WorkflowsConfig{MaxSteps: 100, Sweep: 5 * time.Second},
 	}
 }
 

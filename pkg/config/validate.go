@@ -103,6 +103,7 @@ func (c Config) Validate() error {
 
 	c.validateEvents(bad, positive)
 	c.validateTracing(bad)
+	c.validateWorkflows(bad)
 
 	addr("monitor.addr", c.Monitor.Addr)
 	if c.Monitor.CollectInterval < 100*time.Millisecond {

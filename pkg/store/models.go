@@ -82,8 +82,12 @@ type Task struct {
 	ScheduleID        *string
 	FireTime          *time.Time
 	TriggerID         *string
-	QueueWaitMs       *int64
-	DurationMs        *int64
+	// WorkflowID and StepID tie a task to the workflow step it runs (unique
+	// together: a step has one task).
+	WorkflowID  *string
+	StepID      *string
+	QueueWaitMs *int64
+	DurationMs  *int64
 	// TraceID is the trace the task was created in (hex; empty without
 	// tracing), shown in the task view.
 	TraceID string
@@ -133,5 +137,43 @@ func Models() []any {
 		&TaskCallback{}, &CallbackSecret{}, &NotificationDelivery{},
 		&PushSubscription{},
 		&Trigger{}, &TriggerDelivery{}, &TriggerEvent{},
+		&Workflow{}, &WorkflowStep{}, &WorkflowWakeup{},
 	}
+}
+
+// Workflow is a row of workflows: a named DAG of steps (pkg/workflow).
+type Workflow struct {
+	ID              string
+	Name            string
+	Status          string
+	CreatedBy       string
+	Role            string
+	CancelRequested bool
+	CreatedAt       time.Time
+	UpdatedAt       time.Time
+	CompletedAt     *time.Time
+}
+
+// WorkflowStep is a row of workflow_steps: one step of a workflow as it was
+// asked for (params sealed as a task's are, under KeyID).
+type WorkflowStep struct {
+	WorkflowID     string `gorm:"primaryKey"`
+	StepID         string `gorm:"primaryKey"`
+	Position       int
+	Type           string
+	Params         JSON
+	KeyID          string
+	ParamsFrom     JSON
+	Priority       string
+	RetryPolicy    JSON
+	TimeoutSeconds *int
+	DependsOn      JSON
+	Error          string
+}
+
+// WorkflowWakeup is a row of workflow_wakeups: a workflow due an advance.
+type WorkflowWakeup struct {
+	ID         int64 `gorm:"primaryKey"`
+	WorkflowID string
+	QueuedAt   time.Time
 }

@@ -194,6 +194,9 @@ type CreateRequest struct {
 	// TriggerID ties a task to the event trigger that created it
 	// (pkg/trigger); its deduplication is the IdempotencyKey's.
 	TriggerID string
+	// WorkflowID and StepID tie a task to a workflow's step (pkg/workflow);
+	// the pair is unique, so a step creates its task at most once.
+	WorkflowID, StepID string
 }
 
 // Created is the outcome of Create.
@@ -378,7 +381,19 @@ func (s *Service) prepare(ctx context.Context, req CreateRequest) (store.Task, p
 		id := req.TriggerID
 		row.TriggerID = &id
 	}
+	if req.WorkflowID != "" && req.StepID != "" {
+		wf, step := req.WorkflowID, req.StepID
+		row.WorkflowID, row.StepID = &wf, &step
+	}
 	return row, msg, spec, nil
+}
+
+// Check validates req as Create would, without writing or enqueueing
+// anything: a workflow's steps are checked when the workflow is created and
+// their tasks created later.
+func (s *Service) Check(ctx context.Context, req CreateRequest) error {
+	_, _, _, err := s.prepare(ctx, req)
+	return err
 }
 
 func schemeOnly(raw string) error {
@@ -399,6 +414,8 @@ func (s *Service) existing(ctx context.Context, row store.Task) (Created, error)
 		err = q.Where("created_by = ? AND idempotency_key = ?", row.CreatedBy, *row.IdempotencyKey).Take(&found).Error
 	case row.ScheduleID != nil:
 		err = q.Where("schedule_id = ? AND fire_time = ?", *row.ScheduleID, *row.FireTime).Take(&found).Error
+	case row.WorkflowID != nil:
+		err = q.Where("workflow_id = ? AND step_id = ?", *row.WorkflowID, *row.StepID).Take(&found).Error
 	default:
 		return Created{}, fmt.Errorf("taskservice: insert of %s skipped without a unique key", row.ID)
 	}

@@ -29,6 +29,8 @@ type ListQuery struct {
 	ScheduleID string
 	// TriggerID keeps the tasks created by that event trigger when not empty.
 	TriggerID string
+	// WorkflowID keeps the tasks of that workflow's steps when not empty.
+	WorkflowID string
 	// CreatedAfter and CreatedBefore bound created_at (inclusive, exclusive).
 	CreatedAfter  *time.Time
 	CreatedBefore *time.Time
@@ -88,7 +90,7 @@ func decodeCursor(s, sort string) (cursor, error) {
 const listColumns = `id, type, status, priority, params, key_id, created_by, idempotency_key, request_hash,
 created_at, updated_at, scheduled_for, started_at, completed_at, progress, current_step, messages, attempt,
 retry_base, max_retries, retry_policy, timeout_seconds, estimated_duration, next_retry_at, result_url, error,
-worker_id, cancel_requested, callback_url, schedule_id, fire_time, trigger_id, queue_wait_ms, duration_ms, version`
+worker_id, cancel_requested, callback_url, schedule_id, fire_time, trigger_id, workflow_id, step_id, queue_wait_ms, duration_ms, version`
 
 // where is a conjunction of SQL conditions with their arguments.
 type where struct {
@@ -159,6 +161,9 @@ func (s *Service) List(ctx context.Context, p auth.Principal, q ListQuery) (Page
 	}
 	if q.TriggerID != "" {
 		w.add("trigger_id = ?", q.TriggerID)
+	}
+	if q.WorkflowID != "" {
+		w.add("workflow_id = ?", q.WorkflowID)
 	}
 	if q.CreatedAfter != nil {
 		w.add("created_at >= ?", q.CreatedAfter.UTC())

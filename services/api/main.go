@@ -55,6 +55,7 @@ import (
 	"github.com/taskforge/taskforge/pkg/taskservice"
 	"github.com/taskforge/taskforge/pkg/tracing"
 	"github.com/taskforge/taskforge/pkg/trigger"
+	"github.com/taskforge/taskforge/pkg/workflow"
 	"github.com/taskforge/taskforge/pkg/upload"
 	"github.com/taskforge/taskforge/services/api/internal/live"
 	"github.com/taskforge/taskforge/services/api/internal/server"
@@ -377,6 +378,16 @@ func serve(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 	if err != nil {
 		return err
 	}
+	// Workflows: a step's params wait sealed, as a schedule's do.
+	workflowMetrics, err := workflow.NewMetrics(deps.Registry)
+	if err != nil {
+		return err
+	}
+	workflows, err := workflow.New(deps.DB, tasks, log.Named("workflows"), workflow.Options{
+		MaxSteps: cfg.Workflows.MaxSteps, Keyring: sealer, Metrics: workflowMetrics})
+	if err != nil {
+		return err
+	}
 	// Uploads: files for tasks to consume, in the results' storage.
 	uploads, err := upload.New(deps.DB, results, upload.Options{
 		MaxBytes: cfg.API.UploadLimit, TTL: cfg.Storage.ResultTTL, LinkTTL: cfg.Storage.LinkTTL})
@@ -391,6 +402,7 @@ func serve(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 		CORSAllowOrigins: cfg.API.CORSAllowOrigins, HSTS: cfg.API.HSTS, ClientIP: clientIP,
 		Priorities: priorities, AuditMinRetention: cfg.Retention.AuditMin, CallbackKeys: callbackKeys,
 		Push: pushSubs, VAPIDPublicKey: cfg.Push.VAPIDPublicKey, Uploads: uploads, Triggers: triggers, UploadObserver: triggers,
+		Workflows: workflows,
 		Live: hub, Streams: server.StreamOptions{KeepAlive: cfg.Events.KeepAlive, WriteTimeout: cfg.Events.WriteTimeout,
 			History: cfg.Events.History, ResumeMax: cfg.Events.ResumeMax},
 	})

@@ -32,6 +32,7 @@ import (
 	"github.com/taskforge/taskforge/pkg/schedule"
 	"github.com/taskforge/taskforge/pkg/taskservice"
 	"github.com/taskforge/taskforge/pkg/trigger"
+	"github.com/taskforge/taskforge/pkg/workflow"
 )
 
 // usage describes the service for --help.
@@ -146,6 +147,18 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 
+	// Workflows: the scheduler advances them as their steps end (a
+	// notification from PostgreSQL) and sweeps those left due by a crash.
+	workflowMetrics, err := workflow.NewMetrics(deps.Registry)
+	if err != nil {
+		return err
+	}
+	workflows, err := workflow.New(deps.DB, svc, log.Named("workflows"), workflow.Options{
+		MaxSteps: cfg.Workflows.MaxSteps, Keyring: keys, Metrics: workflowMetrics})
+	if err != nil {
+		return err
+	}
+
 	// Admin endpoints.
 	admin, err := health.Listen(sc.AdminAddr, deps.Checker.Mux(deps.Registry))
 	if err != nil {
@@ -159,7 +172,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	// Work runs under its own context so that shutdown can be bounded.
 	work, stopWork := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
-	workErr := make(chan error, 4)
+	workErr := make(chan error, 5)
 	start := func(name string, f func(context.Context) error) {
 		wg.Add(1)
 		go func() {
@@ -175,6 +188,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	start("cron", runner.Run)
 	start("reconciler", reconciler.Run)
 	start("triggers", dispatcher.Run)
+	start("workflows", func(ctx context.Context) error { return workflows.Run(ctx, cfg.Workflows.Sweep) })
 
 	var runErr error
 	select {

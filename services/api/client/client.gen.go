@@ -416,6 +416,63 @@ func (e WhoAmIRole) Valid() bool {
 	}
 }
 
+// Defines values for WorkflowStatus.
+const (
+	WorkflowStatusCancelled WorkflowStatus = "cancelled"
+	WorkflowStatusCompleted WorkflowStatus = "completed"
+	WorkflowStatusFailed    WorkflowStatus = "failed"
+	WorkflowStatusPending   WorkflowStatus = "pending"
+	WorkflowStatusRunning   WorkflowStatus = "running"
+)
+
+// Valid indicates whether the value is a known member of the WorkflowStatus enum.
+func (e WorkflowStatus) Valid() bool {
+	switch e {
+	case WorkflowStatusCancelled:
+		return true
+	case WorkflowStatusCompleted:
+		return true
+	case WorkflowStatusFailed:
+		return true
+	case WorkflowStatusPending:
+		return true
+	case WorkflowStatusRunning:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for WorkflowStepStatus.
+const (
+	WorkflowStepStatusCancelled WorkflowStepStatus = "cancelled"
+	WorkflowStepStatusCompleted WorkflowStepStatus = "completed"
+	WorkflowStepStatusFailed    WorkflowStepStatus = "failed"
+	WorkflowStepStatusPending   WorkflowStepStatus = "pending"
+	WorkflowStepStatusRetrying  WorkflowStepStatus = "retrying"
+	WorkflowStepStatusRunning   WorkflowStepStatus = "running"
+)
+
+// Valid indicates whether the value is a known member of the WorkflowStepStatus enum.
+func (e WorkflowStepStatus) Valid() bool {
+	switch e {
+	case WorkflowStepStatusCancelled:
+		return true
+	case WorkflowStepStatusCompleted:
+		return true
+	case WorkflowStepStatusFailed:
+		return true
+	case WorkflowStepStatusPending:
+		return true
+	case WorkflowStepStatusRetrying:
+		return true
+	case WorkflowStepStatusRunning:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for ListTasksParamsSort.
 const (
 	CreatedAt         ListTasksParamsSort = "created_at"
@@ -915,15 +972,18 @@ type Task struct {
 	Progress float64                `json:"progress"`
 
 	// Result The result (JSON), absent in lists and when stored elsewhere (see result_url).
-	Result         interface{} `json:"result,omitempty"`
-	ResultUrl      *string     `json:"result_url,omitempty"`
-	RetryPolicy    RetryPolicy `json:"retry_policy"`
-	ScheduleId     *string     `json:"schedule_id,omitempty"`
-	ScheduledFor   time.Time   `json:"scheduled_for"`
-	StartedAt      *time.Time  `json:"started_at,omitempty"`
-	Status         Status      `json:"status"`
-	TaskId         string      `json:"task_id"`
-	TimeoutSeconds int         `json:"timeout_seconds"`
+	Result       interface{} `json:"result,omitempty"`
+	ResultUrl    *string     `json:"result_url,omitempty"`
+	RetryPolicy  RetryPolicy `json:"retry_policy"`
+	ScheduleId   *string     `json:"schedule_id,omitempty"`
+	ScheduledFor time.Time   `json:"scheduled_for"`
+	StartedAt    *time.Time  `json:"started_at,omitempty"`
+	Status       Status      `json:"status"`
+
+	// StepId The workflow step the task runs.
+	StepId         *string `json:"step_id,omitempty"`
+	TaskId         string  `json:"task_id"`
+	TimeoutSeconds int     `json:"timeout_seconds"`
 
 	// TraceId The OpenTelemetry trace (32 hex digits) the task was created in, to open in a trace viewer; empty when tracing was off. The worker's span of the first attempt is in it.
 	TraceId *string `json:"trace_id,omitempty"`
@@ -932,6 +992,9 @@ type Task struct {
 	TriggerId *string   `json:"trigger_id,omitempty"`
 	Type      string    `json:"type"`
 	UpdatedAt time.Time `json:"updated_at"`
+
+	// WorkflowId The workflow whose step the task runs.
+	WorkflowId *string `json:"workflow_id,omitempty"`
 }
 
 // TaskCreated defines model for TaskCreated.
@@ -1228,6 +1291,80 @@ type WhoAmI struct {
 // WhoAmIRole defines model for WhoAmI.Role.
 type WhoAmIRole string
 
+// Workflow defines model for Workflow.
+type Workflow struct {
+	CancelRequested bool           `json:"cancel_requested"`
+	CompletedAt     *time.Time     `json:"completed_at"`
+	CreatedAt       time.Time      `json:"created_at"`
+	CreatedBy       string         `json:"created_by"`
+	Name            string         `json:"name"`
+	Status          WorkflowStatus `json:"status"`
+
+	// Steps Absent in lists.
+	Steps     *[]WorkflowStep `json:"steps,omitempty"`
+	UpdatedAt time.Time       `json:"updated_at"`
+
+	// WorkflowId Example: wf_01hz3k8c2m4n5p6q7r8s9t0v1w
+	WorkflowId string `json:"workflow_id"`
+}
+
+// WorkflowInput defines model for WorkflowInput.
+type WorkflowInput struct {
+	// Name Example: daily_refresh
+	Name  string              `json:"name"`
+	Steps []WorkflowStepInput `json:"steps"`
+}
+
+// WorkflowList defines model for WorkflowList.
+type WorkflowList struct {
+	Items      []Workflow `json:"items"`
+	NextCursor *string    `json:"next_cursor"`
+}
+
+// WorkflowStatus defines model for WorkflowStatus.
+type WorkflowStatus string
+
+// WorkflowStep defines model for WorkflowStep.
+type WorkflowStep struct {
+	DependsOn []string `json:"depends_on"`
+
+	// Error Why the step failed without a task (its params_from could not be resolved or its params were refused).
+	Error *string `json:"error,omitempty"`
+	Id    string  `json:"id"`
+
+	// Status The task's status; without a task, pending (waiting for dependencies), cancelled (a dependency failed or was cancelled, or the workflow was) or failed (see error).
+	Status WorkflowStepStatus `json:"status"`
+
+	// TaskId Null until the step's task exists (or when it never will).
+	TaskId *string `json:"task_id"`
+	Type   string  `json:"type"`
+}
+
+// WorkflowStepStatus The task's status; without a task, pending (waiting for dependencies), cancelled (a dependency failed or was cancelled, or the workflow was) or failed (see error).
+type WorkflowStepStatus string
+
+// WorkflowStepInput defines model for WorkflowStepInput.
+type WorkflowStepInput struct {
+	DependsOn *[]string `json:"depends_on,omitempty"`
+
+	// Id Example: prices
+	Id     string                  `json:"id"`
+	Params *map[string]interface{} `json:"params,omitempty"`
+
+	// ParamsFrom Param name → JSON Pointer into {"steps": {"<step id>": {"result": …}}}.
+	//
+	// Example: {"portfolio_id":"/steps/pick/result/portfolio_id"}
+	ParamsFrom *map[string]string `json:"params_from,omitempty"`
+	Priority   *Priority          `json:"priority,omitempty"`
+
+	// RetryPolicy Fields left out take the task type's default.
+	RetryPolicy    *RetryPolicyInput `json:"retry_policy,omitempty"`
+	TimeoutSeconds *int              `json:"timeout_seconds,omitempty"`
+
+	// Type Example: refresh_all_prices
+	Type string `json:"type"`
+}
+
 // Cursor defines model for Cursor.
 type Cursor = string
 
@@ -1248,6 +1385,9 @@ type TriggerID = string
 
 // UploadID Example: upl_01hz3k8c2m4n5p6q7r8s9t0v1w
 type UploadID = string
+
+// WorkflowID Example: wf_01hz3k8c2m4n5p6q7r8s9t0v1w
+type WorkflowID = string
 
 // BadRequest RFC 9457 problem details: the shape of every error answer of the API, its authentication and rate limits, result downloads and the monitor.
 type BadRequest = Problem
@@ -1376,9 +1516,12 @@ type ListTasksParams struct {
 	ScheduleId *string `form:"schedule_id,omitempty" json:"schedule_id,omitempty"`
 
 	// TriggerId Tasks created by this event trigger.
-	TriggerId *string              `form:"trigger_id,omitempty" json:"trigger_id,omitempty"`
-	Sort      *ListTasksParamsSort `form:"sort,omitempty" json:"sort,omitempty"`
-	Limit     *Limit               `form:"limit,omitempty" json:"limit,omitempty"`
+	TriggerId *string `form:"trigger_id,omitempty" json:"trigger_id,omitempty"`
+
+	// WorkflowId Tasks of this workflow's steps.
+	WorkflowId *string              `form:"workflow_id,omitempty" json:"workflow_id,omitempty"`
+	Sort       *ListTasksParamsSort `form:"sort,omitempty" json:"sort,omitempty"`
+	Limit      *Limit               `form:"limit,omitempty" json:"limit,omitempty"`
 
 	// Cursor The next_cursor of the previous page (opaque).
 	Cursor *Cursor `form:"cursor,omitempty" json:"cursor,omitempty"`
@@ -1459,6 +1602,15 @@ type DownloadUploadParams struct {
 	Sig *string `form:"sig,omitempty" json:"sig,omitempty"`
 }
 
+// ListWorkflowsParams defines parameters for ListWorkflows.
+type ListWorkflowsParams struct {
+	Status *WorkflowStatus `form:"status,omitempty" json:"status,omitempty"`
+	Limit  *Limit          `form:"limit,omitempty" json:"limit,omitempty"`
+
+	// Cursor The next_cursor of the previous page (opaque).
+	Cursor *Cursor `form:"cursor,omitempty" json:"cursor,omitempty"`
+}
+
 // CreateAPIKeyJSONRequestBody defines body for CreateAPIKey for application/json ContentType.
 type CreateAPIKeyJSONRequestBody = CreateAPIKeyRequest
 
@@ -1491,6 +1643,9 @@ type CreateUploadJSONRequestBody = CreateUploadJSONBody
 
 // CreateUploadMultipartRequestBody defines body for CreateUpload for multipart/form-data ContentType.
 type CreateUploadMultipartRequestBody CreateUploadMultipartBody
+
+// CreateWorkflowJSONRequestBody defines body for CreateWorkflow for application/json ContentType.
+type CreateWorkflowJSONRequestBody = WorkflowInput
 
 // RequestEditorFn is the function signature for the RequestEditor callback function
 type RequestEditorFn func(ctx context.Context, req *http.Request) error
@@ -2128,6 +2283,70 @@ type ClientInterface interface {
 	//
 	// Corresponds with GET /api/v1/whoami (the `WhoAmI` operationId).
 	WhoAmI(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// ListWorkflows List workflows, newest first, in keyset pages.
+	//
+	// Admins see every workflow, others their own.
+	//
+	// Corresponds with GET /api/v1/workflows (the `ListWorkflows` operationId).
+	ListWorkflows(ctx context.Context, params *ListWorkflowsParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// CreateWorkflowWithBody Create a workflow, a DAG of task steps (operator or admin).
+	//
+	// Each step is a task (`type`, `params`, `priority`, `retry_policy`,
+	// `timeout_seconds`, as in `POST /tasks`) created, through the task
+	// service and owned by the caller, once every step in its `depends_on`
+	// has completed; steps without dependencies start at once and
+	// independent branches run in parallel. `params_from` takes params from
+	// completed dependencies' results: param name → JSON Pointer into
+	// `{"steps": {"<step id>": {"result": …}}}`, resolved when the step's
+	// task is created (a pointer to nothing fails the step with the reason).
+	// A step that fails (after its retries) or is cancelled cancels every
+	// step that depends on it, without running them, and the workflow ends
+	// `failed`. An unknown dependency, a cycle, a repeated step id, too many
+	// steps or params invalid for the type are a 422 naming the step and
+	// field; a type only admins may create needs an admin.
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with POST /api/v1/workflows (the `CreateWorkflow` operationId).
+	CreateWorkflowWithBody(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// CreateWorkflow Create a workflow, a DAG of task steps (operator or admin).
+	//
+	// Each step is a task (`type`, `params`, `priority`, `retry_policy`,
+	// `timeout_seconds`, as in `POST /tasks`) created, through the task
+	// service and owned by the caller, once every step in its `depends_on`
+	// has completed; steps without dependencies start at once and
+	// independent branches run in parallel. `params_from` takes params from
+	// completed dependencies' results: param name → JSON Pointer into
+	// `{"steps": {"<step id>": {"result": …}}}`, resolved when the step's
+	// task is created (a pointer to nothing fails the step with the reason).
+	// A step that fails (after its retries) or is cancelled cancels every
+	// step that depends on it, without running them, and the workflow ends
+	// `failed`. An unknown dependency, a cycle, a repeated step id, too many
+	// steps or params invalid for the type are a 422 naming the step and
+	// field; a type only admins may create needs an admin.
+	//
+	// Takes a body of the `application/json` content type.
+	//
+	// Corresponds with POST /api/v1/workflows (the `CreateWorkflow` operationId).
+	CreateWorkflow(ctx context.Context, body CreateWorkflowJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// CancelWorkflow Cancel a workflow.
+	//
+	// No further step is created; every step task not yet ended is
+	// cancelled (a running one is told to stop, as `DELETE /tasks/{id}`
+	// does). The workflow ends `cancelled` once its running steps stopped.
+	// A workflow that has ended: 409.
+	//
+	// Corresponds with DELETE /api/v1/workflows/{workflow_id} (the `CancelWorkflow` operationId).
+	CancelWorkflow(ctx context.Context, workflowId WorkflowID, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// GetWorkflow A workflow with its steps' states (its owner or an admin; 404 to anyone else).
+	//
+	// Corresponds with GET /api/v1/workflows/{workflow_id} (the `GetWorkflow` operationId).
+	GetWorkflow(ctx context.Context, workflowId WorkflowID, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// ConsoleIndex The web console's page (no credentials; its API calls send them).
 	//
@@ -3242,6 +3461,120 @@ func (c *Client) DownloadUpload(ctx context.Context, uploadId UploadID, params *
 // Corresponds with GET /api/v1/whoami (the `WhoAmI` operationId).
 func (c *Client) WhoAmI(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewWhoAmIRequest(c.Server)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// ListWorkflows List workflows, newest first, in keyset pages.
+//
+// Admins see every workflow, others their own.
+//
+// Corresponds with GET /api/v1/workflows (the `ListWorkflows` operationId).
+func (c *Client) ListWorkflows(ctx context.Context, params *ListWorkflowsParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewListWorkflowsRequest(c.Server, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// CreateWorkflowWithBody Create a workflow, a DAG of task steps (operator or admin).
+//
+// Each step is a task (`type`, `params`, `priority`, `retry_policy`,
+// `timeout_seconds`, as in `POST /tasks`) created, through the task
+// service and owned by the caller, once every step in its `depends_on`
+// has completed; steps without dependencies start at once and
+// independent branches run in parallel. `params_from` takes params from
+// completed dependencies' results: param name → JSON Pointer into
+// `{"steps": {"<step id>": {"result": …}}}`, resolved when the step's
+// task is created (a pointer to nothing fails the step with the reason).
+// A step that fails (after its retries) or is cancelled cancels every
+// step that depends on it, without running them, and the workflow ends
+// `failed`. An unknown dependency, a cycle, a repeated step id, too many
+// steps or params invalid for the type are a 422 naming the step and
+// field; a type only admins may create needs an admin.
+//
+// Takes any type of body and a specified content type.
+//
+// Corresponds with POST /api/v1/workflows (the `CreateWorkflow` operationId).
+func (c *Client) CreateWorkflowWithBody(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewCreateWorkflowRequestWithBody(c.Server, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// CreateWorkflow Create a workflow, a DAG of task steps (operator or admin).
+//
+// Each step is a task (`type`, `params`, `priority`, `retry_policy`,
+// `timeout_seconds`, as in `POST /tasks`) created, through the task
+// service and owned by the caller, once every step in its `depends_on`
+// has completed; steps without dependencies start at once and
+// independent branches run in parallel. `params_from` takes params from
+// completed dependencies' results: param name → JSON Pointer into
+// `{"steps": {"<step id>": {"result": …}}}`, resolved when the step's
+// task is created (a pointer to nothing fails the step with the reason).
+// A step that fails (after its retries) or is cancelled cancels every
+// step that depends on it, without running them, and the workflow ends
+// `failed`. An unknown dependency, a cycle, a repeated step id, too many
+// steps or params invalid for the type are a 422 naming the step and
+// field; a type only admins may create needs an admin.
+//
+// Takes a body of the `application/json` content type.
+//
+// Corresponds with POST /api/v1/workflows (the `CreateWorkflow` operationId).
+func (c *Client) CreateWorkflow(ctx context.Context, body CreateWorkflowJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewCreateWorkflowRequest(c.Server, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// CancelWorkflow Cancel a workflow.
+//
+// No further step is created; every step task not yet ended is
+// cancelled (a running one is told to stop, as `DELETE /tasks/{id}`
+// does). The workflow ends `cancelled` once its running steps stopped.
+// A workflow that has ended: 409.
+//
+// Corresponds with DELETE /api/v1/workflows/{workflow_id} (the `CancelWorkflow` operationId).
+func (c *Client) CancelWorkflow(ctx context.Context, workflowId WorkflowID, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewCancelWorkflowRequest(c.Server, workflowId)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// GetWorkflow A workflow with its steps' states (its owner or an admin; 404 to anyone else).
+//
+// Corresponds with GET /api/v1/workflows/{workflow_id} (the `GetWorkflow` operationId).
+func (c *Client) GetWorkflow(ctx context.Context, workflowId WorkflowID, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewGetWorkflowRequest(c.Server, workflowId)
 	if err != nil {
 		return nil, err
 	}
@@ -4649,6 +4982,18 @@ func NewListTasksRequest(server string, params *ListTasksParams) (*http.Request,
 
 		}
 
+		if params.WorkflowId != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "workflow_id", *params.WorkflowId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
 		if params.Sort != nil {
 
 			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "sort", *params.Sort, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
@@ -5592,6 +5937,192 @@ func NewWhoAmIRequest(server string) (*http.Request, error) {
 	return req, nil
 }
 
+// NewListWorkflowsRequest constructs an http.Request for the ListWorkflows method
+func NewListWorkflowsRequest(server string, params *ListWorkflowsParams) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/v1/workflows")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if params.Status != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "status", *params.Status, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Limit != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "limit", *params.Limit, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Cursor != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "cursor", *params.Cursor, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewCreateWorkflowRequest calls the generic CreateWorkflow builder with application/json body
+func NewCreateWorkflowRequest(server string, body CreateWorkflowJSONRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = bytes.NewReader(buf)
+	return NewCreateWorkflowRequestWithBody(server, "application/json", bodyReader)
+}
+
+// NewCreateWorkflowRequestWithBody constructs an http.Request for the CreateWorkflow method, with any body, and a specified content type
+func NewCreateWorkflowRequestWithBody(server string, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/v1/workflows")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	return req, nil
+}
+
+// NewCancelWorkflowRequest constructs an http.Request for the CancelWorkflow method
+func NewCancelWorkflowRequest(server string, workflowId WorkflowID) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "workflow_id", workflowId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/v1/workflows/%s", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodDelete, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewGetWorkflowRequest constructs an http.Request for the GetWorkflow method
+func NewGetWorkflowRequest(server string, workflowId WorkflowID) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "workflow_id", workflowId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/v1/workflows/%s", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
 // NewConsoleIndexRequest constructs an http.Request for the ConsoleIndex method
 func NewConsoleIndexRequest(server string) (*http.Request, error) {
 	var err error
@@ -6406,6 +6937,76 @@ type ClientWithResponsesInterface interface {
 	//
 	// Corresponds with GET /api/v1/whoami (the `WhoAmI` operationId).
 	WhoAmIWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*WhoAmIResponse, error)
+
+	// ListWorkflowsWithResponse List workflows, newest first, in keyset pages.
+	//
+	// Admins see every workflow, others their own.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /api/v1/workflows (the `ListWorkflows` operationId).
+	ListWorkflowsWithResponse(ctx context.Context, params *ListWorkflowsParams, reqEditors ...RequestEditorFn) (*ListWorkflowsResponse, error)
+
+	// CreateWorkflowWithBodyWithResponse Create a workflow, a DAG of task steps (operator or admin).
+	//
+	// Each step is a task (`type`, `params`, `priority`, `retry_policy`,
+	// `timeout_seconds`, as in `POST /tasks`) created, through the task
+	// service and owned by the caller, once every step in its `depends_on`
+	// has completed; steps without dependencies start at once and
+	// independent branches run in parallel. `params_from` takes params from
+	// completed dependencies' results: param name → JSON Pointer into
+	// `{"steps": {"<step id>": {"result": …}}}`, resolved when the step's
+	// task is created (a pointer to nothing fails the step with the reason).
+	// A step that fails (after its retries) or is cancelled cancels every
+	// step that depends on it, without running them, and the workflow ends
+	// `failed`. An unknown dependency, a cycle, a repeated step id, too many
+	// steps or params invalid for the type are a 422 naming the step and
+	// field; a type only admins may create needs an admin.
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /api/v1/workflows (the `CreateWorkflow` operationId).
+	CreateWorkflowWithBodyWithResponse(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*CreateWorkflowResponse, error)
+
+	// CreateWorkflowWithResponse Create a workflow, a DAG of task steps (operator or admin).
+	//
+	// Each step is a task (`type`, `params`, `priority`, `retry_policy`,
+	// `timeout_seconds`, as in `POST /tasks`) created, through the task
+	// service and owned by the caller, once every step in its `depends_on`
+	// has completed; steps without dependencies start at once and
+	// independent branches run in parallel. `params_from` takes params from
+	// completed dependencies' results: param name → JSON Pointer into
+	// `{"steps": {"<step id>": {"result": …}}}`, resolved when the step's
+	// task is created (a pointer to nothing fails the step with the reason).
+	// A step that fails (after its retries) or is cancelled cancels every
+	// step that depends on it, without running them, and the workflow ends
+	// `failed`. An unknown dependency, a cycle, a repeated step id, too many
+	// steps or params invalid for the type are a 422 naming the step and
+	// field; a type only admins may create needs an admin.
+	//
+	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /api/v1/workflows (the `CreateWorkflow` operationId).
+	CreateWorkflowWithResponse(ctx context.Context, body CreateWorkflowJSONRequestBody, reqEditors ...RequestEditorFn) (*CreateWorkflowResponse, error)
+
+	// CancelWorkflowWithResponse Cancel a workflow.
+	//
+	// No further step is created; every step task not yet ended is
+	// cancelled (a running one is told to stop, as `DELETE /tasks/{id}`
+	// does). The workflow ends `cancelled` once its running steps stopped.
+	// A workflow that has ended: 409.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with DELETE /api/v1/workflows/{workflow_id} (the `CancelWorkflow` operationId).
+	CancelWorkflowWithResponse(ctx context.Context, workflowId WorkflowID, reqEditors ...RequestEditorFn) (*CancelWorkflowResponse, error)
+
+	// GetWorkflowWithResponse A workflow with its steps' states (its owner or an admin; 404 to anyone else).
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /api/v1/workflows/{workflow_id} (the `GetWorkflow` operationId).
+	GetWorkflowWithResponse(ctx context.Context, workflowId WorkflowID, reqEditors ...RequestEditorFn) (*GetWorkflowResponse, error)
 
 	// ConsoleIndexWithResponse The web console's page (no credentials; its API calls send them).
 	//
@@ -10773,6 +11374,415 @@ func (r WhoAmIResponse) ContentType() string {
 	return ""
 }
 
+// ListWorkflowsResponse429Headers the declared response headers of an HTTP 429 response for ListWorkflows
+type ListWorkflowsResponse429Headers struct {
+	RetryAfter *int
+}
+
+// ListWorkflowsResponse503Headers the declared response headers of an HTTP 503 response for ListWorkflows
+type ListWorkflowsResponse503Headers struct {
+	RetryAfter *int
+}
+
+type ListWorkflowsResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *WorkflowList
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *BadRequest
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Unauthorized
+	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
+	ApplicationproblemJSON429 *TooManyRequests
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *Unavailable
+	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
+	ApplicationproblemJSONDefault *Error
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *ListWorkflowsResponse429Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *ListWorkflowsResponse503Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r ListWorkflowsResponse) GetJSON200() *WorkflowList {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r ListWorkflowsResponse) GetApplicationproblemJSON400() *BadRequest {
+	return r.ApplicationproblemJSON400
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r ListWorkflowsResponse) GetApplicationproblemJSON401() *Unauthorized {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON429 returns the response for an HTTP 429 `application/problem+json` response
+func (r ListWorkflowsResponse) GetApplicationproblemJSON429() *TooManyRequests {
+	return r.ApplicationproblemJSON429
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r ListWorkflowsResponse) GetApplicationproblemJSON503() *Unavailable {
+	return r.ApplicationproblemJSON503
+}
+
+// GetApplicationproblemJSONDefault returns the response for an HTTP default `application/problem+json` response
+func (r ListWorkflowsResponse) GetApplicationproblemJSONDefault() *Error {
+	return r.ApplicationproblemJSONDefault
+}
+
+// GetBody returns the raw response body bytes
+func (r ListWorkflowsResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r ListWorkflowsResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r ListWorkflowsResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r ListWorkflowsResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// CreateWorkflowResponse201Headers the declared response headers of an HTTP 201 response for CreateWorkflow
+type CreateWorkflowResponse201Headers struct {
+	Location *string
+}
+
+// CreateWorkflowResponse429Headers the declared response headers of an HTTP 429 response for CreateWorkflow
+type CreateWorkflowResponse429Headers struct {
+	RetryAfter *int
+}
+
+// CreateWorkflowResponse503Headers the declared response headers of an HTTP 503 response for CreateWorkflow
+type CreateWorkflowResponse503Headers struct {
+	RetryAfter *int
+}
+
+type CreateWorkflowResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON201 the response for an HTTP 201 `application/json` response
+	JSON201 *Workflow
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *BadRequest
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Unauthorized
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Forbidden
+	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
+	ApplicationproblemJSON413 *PayloadTooLarge
+	// ApplicationproblemJSON415 the response for an HTTP 415 `application/problem+json` response
+	ApplicationproblemJSON415 *UnsupportedMediaType
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *Unprocessable
+	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
+	ApplicationproblemJSON429 *TooManyRequests
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *Unavailable
+	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
+	ApplicationproblemJSONDefault *Error
+	// Headers201 the parsed response headers for an HTTP 201 response
+	Headers201 *CreateWorkflowResponse201Headers
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *CreateWorkflowResponse429Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *CreateWorkflowResponse503Headers
+}
+
+// GetJSON201 returns the response for an HTTP 201 `application/json` response
+func (r CreateWorkflowResponse) GetJSON201() *Workflow {
+	return r.JSON201
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r CreateWorkflowResponse) GetApplicationproblemJSON400() *BadRequest {
+	return r.ApplicationproblemJSON400
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r CreateWorkflowResponse) GetApplicationproblemJSON401() *Unauthorized {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r CreateWorkflowResponse) GetApplicationproblemJSON403() *Forbidden {
+	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
+func (r CreateWorkflowResponse) GetApplicationproblemJSON413() *PayloadTooLarge {
+	return r.ApplicationproblemJSON413
+}
+
+// GetApplicationproblemJSON415 returns the response for an HTTP 415 `application/problem+json` response
+func (r CreateWorkflowResponse) GetApplicationproblemJSON415() *UnsupportedMediaType {
+	return r.ApplicationproblemJSON415
+}
+
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r CreateWorkflowResponse) GetApplicationproblemJSON422() *Unprocessable {
+	return r.ApplicationproblemJSON422
+}
+
+// GetApplicationproblemJSON429 returns the response for an HTTP 429 `application/problem+json` response
+func (r CreateWorkflowResponse) GetApplicationproblemJSON429() *TooManyRequests {
+	return r.ApplicationproblemJSON429
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r CreateWorkflowResponse) GetApplicationproblemJSON503() *Unavailable {
+	return r.ApplicationproblemJSON503
+}
+
+// GetApplicationproblemJSONDefault returns the response for an HTTP default `application/problem+json` response
+func (r CreateWorkflowResponse) GetApplicationproblemJSONDefault() *Error {
+	return r.ApplicationproblemJSONDefault
+}
+
+// GetBody returns the raw response body bytes
+func (r CreateWorkflowResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r CreateWorkflowResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r CreateWorkflowResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r CreateWorkflowResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// CancelWorkflowResponse429Headers the declared response headers of an HTTP 429 response for CancelWorkflow
+type CancelWorkflowResponse429Headers struct {
+	RetryAfter *int
+}
+
+// CancelWorkflowResponse503Headers the declared response headers of an HTTP 503 response for CancelWorkflow
+type CancelWorkflowResponse503Headers struct {
+	RetryAfter *int
+}
+
+type CancelWorkflowResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *Workflow
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Unauthorized
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Forbidden
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotFound
+	// ApplicationproblemJSON409 the response for an HTTP 409 `application/problem+json` response
+	ApplicationproblemJSON409 *Conflict
+	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
+	ApplicationproblemJSON429 *TooManyRequests
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *Unavailable
+	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
+	ApplicationproblemJSONDefault *Error
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *CancelWorkflowResponse429Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *CancelWorkflowResponse503Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r CancelWorkflowResponse) GetJSON200() *Workflow {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r CancelWorkflowResponse) GetApplicationproblemJSON401() *Unauthorized {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r CancelWorkflowResponse) GetApplicationproblemJSON403() *Forbidden {
+	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r CancelWorkflowResponse) GetApplicationproblemJSON404() *NotFound {
+	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON409 returns the response for an HTTP 409 `application/problem+json` response
+func (r CancelWorkflowResponse) GetApplicationproblemJSON409() *Conflict {
+	return r.ApplicationproblemJSON409
+}
+
+// GetApplicationproblemJSON429 returns the response for an HTTP 429 `application/problem+json` response
+func (r CancelWorkflowResponse) GetApplicationproblemJSON429() *TooManyRequests {
+	return r.ApplicationproblemJSON429
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r CancelWorkflowResponse) GetApplicationproblemJSON503() *Unavailable {
+	return r.ApplicationproblemJSON503
+}
+
+// GetApplicationproblemJSONDefault returns the response for an HTTP default `application/problem+json` response
+func (r CancelWorkflowResponse) GetApplicationproblemJSONDefault() *Error {
+	return r.ApplicationproblemJSONDefault
+}
+
+// GetBody returns the raw response body bytes
+func (r CancelWorkflowResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r CancelWorkflowResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r CancelWorkflowResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r CancelWorkflowResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// GetWorkflowResponse429Headers the declared response headers of an HTTP 429 response for GetWorkflow
+type GetWorkflowResponse429Headers struct {
+	RetryAfter *int
+}
+
+// GetWorkflowResponse503Headers the declared response headers of an HTTP 503 response for GetWorkflow
+type GetWorkflowResponse503Headers struct {
+	RetryAfter *int
+}
+
+type GetWorkflowResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *Workflow
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Unauthorized
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotFound
+	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
+	ApplicationproblemJSON429 *TooManyRequests
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *Unavailable
+	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
+	ApplicationproblemJSONDefault *Error
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *GetWorkflowResponse429Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *GetWorkflowResponse503Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r GetWorkflowResponse) GetJSON200() *Workflow {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r GetWorkflowResponse) GetApplicationproblemJSON401() *Unauthorized {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r GetWorkflowResponse) GetApplicationproblemJSON404() *NotFound {
+	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON429 returns the response for an HTTP 429 `application/problem+json` response
+func (r GetWorkflowResponse) GetApplicationproblemJSON429() *TooManyRequests {
+	return r.ApplicationproblemJSON429
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r GetWorkflowResponse) GetApplicationproblemJSON503() *Unavailable {
+	return r.ApplicationproblemJSON503
+}
+
+// GetApplicationproblemJSONDefault returns the response for an HTTP default `application/problem+json` response
+func (r GetWorkflowResponse) GetApplicationproblemJSONDefault() *Error {
+	return r.ApplicationproblemJSONDefault
+}
+
+// GetBody returns the raw response body bytes
+func (r GetWorkflowResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r GetWorkflowResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r GetWorkflowResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r GetWorkflowResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
 type ConsoleIndexResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -11965,6 +12975,106 @@ func (c *ClientWithResponses) WhoAmIWithResponse(ctx context.Context, reqEditors
 		return nil, err
 	}
 	return ParseWhoAmIResponse(rsp)
+}
+
+// ListWorkflowsWithResponse List workflows, newest first, in keyset pages.
+//
+// Admins see every workflow, others their own.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /api/v1/workflows (the `ListWorkflows` operationId).
+func (c *ClientWithResponses) ListWorkflowsWithResponse(ctx context.Context, params *ListWorkflowsParams, reqEditors ...RequestEditorFn) (*ListWorkflowsResponse, error) {
+	rsp, err := c.ListWorkflows(ctx, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseListWorkflowsResponse(rsp)
+}
+
+// CreateWorkflowWithBodyWithResponse Create a workflow, a DAG of task steps (operator or admin).
+//
+// Each step is a task (`type`, `params`, `priority`, `retry_policy`,
+// `timeout_seconds`, as in `POST /tasks`) created, through the task
+// service and owned by the caller, once every step in its `depends_on`
+// has completed; steps without dependencies start at once and
+// independent branches run in parallel. `params_from` takes params from
+// completed dependencies' results: param name → JSON Pointer into
+// `{"steps": {"<step id>": {"result": …}}}`, resolved when the step's
+// task is created (a pointer to nothing fails the step with the reason).
+// A step that fails (after its retries) or is cancelled cancels every
+// step that depends on it, without running them, and the workflow ends
+// `failed`. An unknown dependency, a cycle, a repeated step id, too many
+// steps or params invalid for the type are a 422 naming the step and
+// field; a type only admins may create needs an admin.
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /api/v1/workflows (the `CreateWorkflow` operationId).
+func (c *ClientWithResponses) CreateWorkflowWithBodyWithResponse(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*CreateWorkflowResponse, error) {
+	rsp, err := c.CreateWorkflowWithBody(ctx, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseCreateWorkflowResponse(rsp)
+}
+
+// CreateWorkflowWithResponse Create a workflow, a DAG of task steps (operator or admin).
+//
+// Each step is a task (`type`, `params`, `priority`, `retry_policy`,
+// `timeout_seconds`, as in `POST /tasks`) created, through the task
+// service and owned by the caller, once every step in its `depends_on`
+// has completed; steps without dependencies start at once and
+// independent branches run in parallel. `params_from` takes params from
+// completed dependencies' results: param name → JSON Pointer into
+// `{"steps": {"<step id>": {"result": …}}}`, resolved when the step's
+// task is created (a pointer to nothing fails the step with the reason).
+// A step that fails (after its retries) or is cancelled cancels every
+// step that depends on it, without running them, and the workflow ends
+// `failed`. An unknown dependency, a cycle, a repeated step id, too many
+// steps or params invalid for the type are a 422 naming the step and
+// field; a type only admins may create needs an admin.
+//
+// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /api/v1/workflows (the `CreateWorkflow` operationId).
+func (c *ClientWithResponses) CreateWorkflowWithResponse(ctx context.Context, body CreateWorkflowJSONRequestBody, reqEditors ...RequestEditorFn) (*CreateWorkflowResponse, error) {
+	rsp, err := c.CreateWorkflow(ctx, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseCreateWorkflowResponse(rsp)
+}
+
+// CancelWorkflowWithResponse Cancel a workflow.
+//
+// No further step is created; every step task not yet ended is
+// cancelled (a running one is told to stop, as `DELETE /tasks/{id}`
+// does). The workflow ends `cancelled` once its running steps stopped.
+// A workflow that has ended: 409.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with DELETE /api/v1/workflows/{workflow_id} (the `CancelWorkflow` operationId).
+func (c *ClientWithResponses) CancelWorkflowWithResponse(ctx context.Context, workflowId WorkflowID, reqEditors ...RequestEditorFn) (*CancelWorkflowResponse, error) {
+	rsp, err := c.CancelWorkflow(ctx, workflowId, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseCancelWorkflowResponse(rsp)
+}
+
+// GetWorkflowWithResponse A workflow with its steps' states (its owner or an admin; 404 to anyone else).
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /api/v1/workflows/{workflow_id} (the `GetWorkflow` operationId).
+func (c *ClientWithResponses) GetWorkflowWithResponse(ctx context.Context, workflowId WorkflowID, reqEditors ...RequestEditorFn) (*GetWorkflowResponse, error) {
+	rsp, err := c.GetWorkflow(ctx, workflowId, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseGetWorkflowResponse(rsp)
 }
 
 // ConsoleIndexWithResponse The web console's page (no credentials; its API calls send them).
@@ -16162,6 +17272,394 @@ func ParseWhoAmIResponse(rsp *http.Response) (*WhoAmIResponse, error) {
 			headers.RetryAfter = &value
 		}
 		response.Headers429 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseListWorkflowsResponse parses an HTTP response from a ListWorkflowsWithResponse call
+func ParseListWorkflowsResponse(rsp *http.Response) (*ListWorkflowsResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &ListWorkflowsResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest WorkflowList
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest TooManyRequests
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Unavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSONDefault = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 429:
+		var headers ListWorkflowsResponse429Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers429 = &headers
+	case rsp.StatusCode == 503:
+		var headers ListWorkflowsResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseCreateWorkflowResponse parses an HTTP response from a CreateWorkflowWithResponse call
+func ParseCreateWorkflowResponse(rsp *http.Response) (*CreateWorkflowResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &CreateWorkflowResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 201:
+		var dest Workflow
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON201 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest PayloadTooLarge
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
+		var dest UnsupportedMediaType
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON415 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
+		var dest Unprocessable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest TooManyRequests
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Unavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSONDefault = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 201:
+		var headers CreateWorkflowResponse201Headers
+		if values := rsp.Header.Values("Location"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Location", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.Location = &value
+		}
+		response.Headers201 = &headers
+	case rsp.StatusCode == 429:
+		var headers CreateWorkflowResponse429Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers429 = &headers
+	case rsp.StatusCode == 503:
+		var headers CreateWorkflowResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseCancelWorkflowResponse parses an HTTP response from a CancelWorkflowWithResponse call
+func ParseCancelWorkflowResponse(rsp *http.Response) (*CancelWorkflowResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &CancelWorkflowResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest Workflow
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest NotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 409:
+		var dest Conflict
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON409 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest TooManyRequests
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Unavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSONDefault = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 429:
+		var headers CancelWorkflowResponse429Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers429 = &headers
+	case rsp.StatusCode == 503:
+		var headers CancelWorkflowResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseGetWorkflowResponse parses an HTTP response from a GetWorkflowWithResponse call
+func ParseGetWorkflowResponse(rsp *http.Response) (*GetWorkflowResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &GetWorkflowResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest Workflow
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest NotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest TooManyRequests
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Unavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSONDefault = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 429:
+		var headers GetWorkflowResponse429Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers429 = &headers
+	case rsp.StatusCode == 503:
+		var headers GetWorkflowResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
 	}
 
 	return response, nil

@@ -306,13 +306,8 @@ type eventsQuery struct {
 
 func parseEventsQuery(c echo.Context) (eventsQuery, error) {
 	q := c.QueryParams()
-	for _, f := range []string{"workflow_id"} {
-		if q.Get(f) != "" {
-			return eventsQuery{}, badRequest(f, "is not supported: tasks do not record it")
-		}
-	}
 	eq := eventsQuery{list: taskservice.ListQuery{Type: q.Get("type"), Priority: q.Get("priority"), ScheduleID: q.Get("schedule_id"),
-		TriggerID: q.Get("trigger_id")}}
+		TriggerID: q.Get("trigger_id"), WorkflowID: q.Get("workflow_id")}}
 	if eq.list.Priority != "" && !queue.ValidPriority(eq.list.Priority) {
 		return eq, badRequest("priority", "must be critical, high, normal or low")
 	}
@@ -343,7 +338,8 @@ func (q eventsQuery) filter(p auth.Principal) live.Filter {
 			q.list.Priority != "" && t.Priority != q.list.Priority,
 			q.statuses != nil && !q.statuses[t.Status],
 			q.list.ScheduleID != "" && (t.ScheduleID == nil || *t.ScheduleID != q.list.ScheduleID),
-			q.list.TriggerID != "" && (t.TriggerID == nil || *t.TriggerID != q.list.TriggerID):
+			q.list.TriggerID != "" && (t.TriggerID == nil || *t.TriggerID != q.list.TriggerID),
+			q.list.WorkflowID != "" && (t.WorkflowID == nil || *t.WorkflowID != q.list.WorkflowID):
 			return false
 		}
 		return true

@@ -175,6 +175,13 @@ var routeAccess = map[string]access{
 	"GET /api/v1/triggers/:trigger_id/deliveries":     {own: outcomes{401, 403, 200, 200}},
 	"POST /api/v1/triggers/:trigger_id/rotate-secret": {own: outcomes{401, 403, 200, 200}},
 	"POST /api/v1/hooks/:trigger_id":                  {own: all(401)},
+	// Workflows: operators and admins create and cancel their own, a caller
+	// reads its own, admins every one (workflows_test.go holds own against
+	// another's).
+	"GET /api/v1/workflows":                 {own: authed(200)},
+	"POST /api/v1/workflows":                {own: outcomes{401, 403, 201, 201}},
+	"GET /api/v1/workflows/:workflow_id":    {own: authed(200)},
+	"DELETE /api/v1/workflows/:workflow_id": {own: outcomes{401, 403, 200, 200}},
 }
 
 // callers are the matrix's callers, in outcomes order.
@@ -198,6 +205,7 @@ var requestBodies = map[string]string{
 	"POST /api/v1/triggers":                `{"name":"matrix-%s","kind":"webhook","task":{"type":"refresh_all_prices"}}`,
 	"PATCH /api/v1/triggers/:trigger_id":   `{"enabled":true}`,
 	"POST /api/v1/hooks/:trigger_id":       `{"matrix":"%s"}`,
+	"POST /api/v1/workflows":               `{"name":"matrix-%s","steps":[{"id":"a","type":"refresh_all_prices"}]}`,
 	"POST /api/v1/push-subscriptions": `{"endpoint":"https://push.example.com/wpush/matrix-%s",` +
 		`"keys":{"p256dh":"` + testP256dh + `","auth":"` + testPushAuth + `"}}`,
 }
@@ -324,6 +332,9 @@ func (b testBundle) prepare(t *testing.T, key, route, owner, state string) (stri
 	}
 	if strings.Contains(path, ":trigger_id") {
 		path = strings.ReplaceAll(path, ":trigger_id", newTrigger(t, b, owner))
+	}
+	if strings.Contains(path, ":workflow_id") {
+		path = strings.ReplaceAll(path, ":workflow_id", insertWorkflow(t, b, owner))
 	}
 	if strings.Contains(path, ":subscription_id") {
 		path = strings.ReplaceAll(path, ":subscription_id", insertPushSub(t, b.pg.DB, owner, "webpush"))

@@ -25,6 +25,7 @@ import (
 	"github.com/taskforge/taskforge/pkg/taskservice"
 	"github.com/taskforge/taskforge/pkg/trigger"
 	"github.com/taskforge/taskforge/pkg/upload"
+	"github.com/taskforge/taskforge/pkg/workflow"
 	"github.com/taskforge/taskforge/services/api/internal/console"
 	"github.com/taskforge/taskforge/services/api/internal/live"
 )
@@ -117,6 +118,9 @@ type Options struct {
 	// UploadObserver is told of every stored upload (the upload triggers).
 	// If nil, nobody is.
 	UploadObserver upload.Observer
+	// Workflows runs the workflows (/api/v1/workflows). If nil, those routes
+	// answer 503.
+	Workflows *workflow.Service
 }
 
 // Server is the API's http.Handler.
@@ -140,6 +144,7 @@ type Server struct {
 	// and hookRate limit each webhook trigger; hookGuard is the hooks' limit
 	// per client address (they take no bearer token).
 	triggers  *trigger.Service
+	workflows *workflow.Service
 	limiter   *ratelimit.Limiter
 	hookRate  config.RateLimit
 	hookGuard echo.MiddlewareFunc
@@ -196,6 +201,7 @@ func New(o Options) (*Server, error) {
 		s.auditMin = config.Defaults().Retention.AuditMin
 	}
 	s.triggers, s.limiter, s.hookRate = o.Triggers, o.Limiter, o.HookRateLimit
+	s.workflows = o.Workflows
 	if s.hookRate == (config.RateLimit{}) {
 		s.hookRate = config.RateLimit{RPS: DefaultHookRateLimit.RPS, Burst: DefaultHookRateLimit.Burst}
 	}
@@ -260,6 +266,9 @@ func (s *Server) routes() {
 	// Event triggers: operators manage their own, admins every one; the
 	// webhook hooks are authorised by their signature.
 	s.registerTriggers(v1, authed)
+	// Workflows: operators and admins create and cancel them; a caller sees
+	// its own, admins every one.
+	s.registerWorkflows(v1, authed)
 	// Registry, monitoring and the contract.
 	v1.GET("/task-types", s.taskTypes, authed)
 	v1.GET("/queues", s.queues, authed)

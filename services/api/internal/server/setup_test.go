@@ -39,6 +39,7 @@ import (
 	"github.com/taskforge/taskforge/pkg/trigger"
 	"github.com/taskforge/taskforge/pkg/upload"
 	"github.com/taskforge/taskforge/pkg/worker"
+	"github.com/taskforge/taskforge/pkg/workflow"
 	"github.com/taskforge/taskforge/services/api/client"
 	"github.com/taskforge/taskforge/services/api/internal/live"
 )
@@ -176,6 +177,9 @@ type testBundle struct {
 	callbackKeys *callbackkey.Store
 	// triggers is set by the secure option too.
 	triggers *trigger.Service
+	// workflows runs the workflows on svc (its advancer is not running:
+	// tests advance by hand or start it).
+	workflows *workflow.Service
 	// hub and events are set by the streams option.
 	hub    *live.Hub
 	events *event.Publisher
@@ -261,7 +265,13 @@ func setupWith(t *testing.T, o setupOptions) testBundle {
 	if log == nil {
 		log = zap.NewNop()
 	}
-	opts := Options{Tasks: svc, Auth: principals, Checker: checker, Registry: reg, Log: log,
+	wopts := workflow.Options{}
+	if o.sealer != nil {
+		wopts.Keyring = o.sealer
+	}
+	workflows, err := workflow.New(db, svc, zap.NewNop(), wopts)
+	require.NoError(t, err)
+	opts := Options{Tasks: svc, Auth: principals, Checker: checker, Registry: reg, Log: log, Workflows: workflows,
 		OpenAPI: openapiDoc(t), Limiter: o.limiter, RateLimit: o.rateLimit, PerAddress: o.perAddress,
 		CORSAllowOrigins: o.cors, HSTS: o.hsts, ClientIP: o.clientIP}
 	if o.auth != nil {
@@ -283,7 +293,7 @@ func setupWith(t *testing.T, o setupOptions) testBundle {
 	var handler http.Handler
 	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { handler.ServeHTTP(w, r) }))
 	t.Cleanup(hs.Close)
-	b := testBundle{http: hs, svc: svc, pg: pg, rd: rd, inspector: insp, reg: reg, hub: hub, events: pub}
+	b := testBundle{http: hs, svc: svc, pg: pg, rd: rd, inspector: insp, reg: reg, hub: hub, events: pub, workflows: workflows}
 	if o.secure {
 		b.secureWith(t, &opts, db, o, hs.URL, log)
 	}

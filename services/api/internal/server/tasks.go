@@ -201,7 +201,8 @@ func sortFields(errs []tasks.FieldError) []tasks.FieldError {
 func (s *Server) listTasks(c echo.Context) error {
 	q := c.QueryParams()
 	lq := taskservice.ListQuery{Type: q.Get("type"), Priority: q.Get("priority"), Sort: q.Get("sort"), Cursor: q.Get("cursor"),
-		ScheduleID: q.Get("schedule_id"), TriggerID: q.Get("trigger_id")}
+		ScheduleID: q.Get("schedule_id"), TriggerID: q.Get("trigger_id"),
+		WorkflowID: q.Get("workflow_id")}
 	if v := q.Get("status"); v != "" {
 		lq.Statuses = strings.Split(v, ",")
 	}

@@ -64,6 +64,8 @@ type taskView struct {
 	TraceID           string            `json:"trace_id"`
 	ScheduleID        *string           `json:"schedule_id"`
 	TriggerID         *string           `json:"trigger_id"`
+	WorkflowID        *string           `json:"workflow_id"`
+	StepID            *string           `json:"step_id"`
 }
 
 // taskDetails renders a row whose params are already redacted (taskservice's
@@ -78,6 +80,7 @@ func taskDetails(t store.Task) taskView {
 		TimeoutSeconds: t.TimeoutSeconds, DurationMs: t.DurationMs, ResultURL: t.ResultURL,
 		Error: errorView(t.Error), CreatedBy: t.CreatedBy, CallbackURL: t.CallbackURL,
 		CancelRequested: t.CancelRequested, ScheduleID: t.ScheduleID, TriggerID: t.TriggerID,
+		WorkflowID: t.WorkflowID, StepID: t.StepID,
 	}
 	v.TraceID = t.TraceID
 	if len(v.Params) == 0 {

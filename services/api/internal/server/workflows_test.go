@@ -1,0 +1,119 @@
+package server
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/taskforge/taskforge/pkg/audit"
+	"github.com/taskforge/taskforge/pkg/store"
+	"github.com/taskforge/taskforge/pkg/workflow"
+	"github.com/taskforge/taskforge/services/api/client"
+)
+
+// insertWorkflow writes a pending workflow of one step owned by owner and
+// returns its id.
+func insertWorkflow(t *testing.T, b testBundle, owner string) string {
+	t.Helper()
+	now := time.Now().UTC()
+	wf := store.Workflow{ID: workflow.NewID(), Name: "matrix", Status: workflow.StatusPending, CreatedBy: owner, CreatedAt: now, UpdatedAt: now}
+	require.NoError(t, b.pg.DB.Create(&wf).Error)
+	require.NoError(t, b.pg.DB.Create(&store.WorkflowStep{WorkflowID: wf.ID, StepID: "a", Type: "refresh_all_prices",
+		Params: store.JSON(`{}`), ParamsFrom: store.JSON(`{}`), DependsOn: store.JSON(`[]`)}).Error)
+	return wf.ID
+}
+
+// TestWorkflowsOverHTTP: an operator creates a workflow (its root step's
+// task exists at once and lists by workflow_id), reads it and cancels it;
+// the bad ones are 422s naming the step and field; another operator and a
+// viewer do not see it; the create and cancel are audited.
+func TestWorkflowsOverHTTP(t *testing.T) {
+	t.Parallel()
+	b := setupWith(t, setupOptions{secure: true})
+	op, op2, viewer := b.client(t, tokOp), b.client(t, tokOp2), b.client(t, tokViewer)
+	later := func(id string, deps ...string) client.WorkflowStepInput {
+		d := deps
+		return client.WorkflowStepInput{Id: id, Type: "refresh_portfolio", DependsOn: &d,
+			Params: &map[string]interface{}{"portfolio_id": "pf_" + id}}
+	}
+	resp, err := op.CreateWorkflowWithResponse(ctx, client.WorkflowInput{Name: "nightly", Steps: []client.WorkflowStepInput{
+		later("b", "a"), later("a"),
+	}})
+	require.NoError(t, err)
+	require.Equal(t, http.StatusCreated, resp.StatusCode(), string(resp.Body))
+	wf := resp.JSON201
+	require.Equal(t, "/api/v1/workflows/"+wf.WorkflowId, resp.HTTPResponse.Header.Get("Location"))
+	require.Equal(t, client.WorkflowStatusRunning, wf.Status)
+	require.Len(t, *wf.Steps, 2)
+	a, bStep := (*wf.Steps)[0], (*wf.Steps)[1]
+	require.Equal(t, "a", a.Id, "steps are listed dependencies first")
+	require.NotNil(t, a.TaskId)
+	require.Nil(t, bStep.TaskId)
+	require.Equal(t, client.WorkflowStepStatusPending, bStep.Status)
+
+	tasks, err := op.ListTasksWithResponse(ctx, &client.ListTasksParams{WorkflowId: &wf.WorkflowId})
+	require.NoError(t, err)
+	require.Len(t, tasks.JSON200.Items, 1)
+	require.Equal(t, *a.TaskId, tasks.JSON200.Items[0].TaskId)
+	require.Equal(t, wf.WorkflowId, *tasks.JSON200.Items[0].WorkflowId)
+	require.Equal(t, "a", *tasks.JSON200.Items[0].StepId)
+
+	got, err := op.GetWorkflowWithResponse(ctx, wf.WorkflowId)
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, got.StatusCode())
+	for _, other := range []*client.ClientWithResponses{op2, viewer} {
+		r, err := other.GetWorkflowWithResponse(ctx, wf.WorkflowId)
+		require.NoError(t, err)
+		require.Equal(t, http.StatusNotFound, r.StatusCode(), "another caller does not see it")
+		d, err := other.CancelWorkflowWithResponse(ctx, wf.WorkflowId)
+		require.NoError(t, err)
+		require.Equal(t, http.StatusNotFound, d.StatusCode())
+	}
+	mine, err := op2.ListWorkflowsWithResponse(ctx, nil)
+	require.NoError(t, err)
+	require.Empty(t, mine.JSON200.Items)
+	all, err := b.client(t, tokAdmin).ListWorkflowsWithResponse(ctx, nil)
+	require.NoError(t, err)
+	require.Len(t, all.JSON200.Items, 1)
+	require.Nil(t, all.JSON200.Items[0].Steps, "a list shows no steps")
+
+	cancelled, err := op.CancelWorkflowWithResponse(ctx, wf.WorkflowId)
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, cancelled.StatusCode(), string(cancelled.Body))
+	require.Equal(t, client.WorkflowStatusCancelled, cancelled.JSON200.Status, "a pending root task is cancelled at once")
+	for _, s := range *cancelled.JSON200.Steps {
+		require.Equal(t, client.WorkflowStepStatusCancelled, s.Status, s.Id)
+	}
+	again, err := op.CancelWorkflowWithResponse(ctx, wf.WorkflowId)
+	require.NoError(t, err)
+	require.Equal(t, http.StatusConflict, again.StatusCode())
+
+	// Bad workflows: 422 naming the step and the field; nothing written.
+	for body, field := range map[string]string{
+		`{"name":"c","steps":[{"id":"a","type":"refresh_all_prices","depends_on":["b"]},{"id":"b","type":"refresh_all_prices","depends_on":["a"]}]}`: "steps[0].depends_on",
+		`{"name":"u","steps":[{"id":"a","type":"refresh_all_prices","depends_on":["zz"]}]}`:                                                          "steps[0].depends_on[0]",
+		`{"name":"d","steps":[{"id":"a","type":"refresh_all_prices"},{"id":"a","type":"refresh_all_prices"}]}`:                                       "steps[1].id",
+		`{"name":"p","steps":[{"id":"a","type":"calculate_metrics","params":{"portfolio_id":"x","window_days":1}}]}`:                                 "steps[0].params.window_days",
+		`{"name":"f","steps":[{"id":"a","type":"refresh_all_prices","callback_url":"https://example.com"}]}`:                                         "steps[0].callback_url",
+		`{"name":"t","steps":[{"id":"a","type":"nope"}]}`:                                                                                            "steps[0].type",
+		`{"name":"m","steps":[{"id":"a","type":"optimize_database"}]}`:                                                                               "steps[0].type",
+		`{"steps":[]}`: "name",
+	} {
+		code, out, _ := b.call(t, http.MethodPost, "/api/v1/workflows", tokOp, body)
+		require.Equal(t, http.StatusUnprocessableEntity, code, body+" → "+out)
+		require.Contains(t, out, `"field":"`+field+`"`, body+" → "+out)
+	}
+	code, _, _ := b.call(t, http.MethodPost, "/api/v1/workflows", tokOp, `{"name":`)
+	require.Equal(t, http.StatusBadRequest, code)
+	var n int64
+	require.NoError(t, b.pg.DB.Table("workflows").Count(&n).Error)
+	require.EqualValues(t, 1, n, "no refused workflow was written")
+
+	var actions []string
+	require.NoError(t, b.pg.DB.Table("audit_log").Where("resource_type = ?", audit.ResourceWorkflow).
+		Order("id").Pluck("action", &actions).Error)
+	require.Contains(t, strings.Join(actions, " "), audit.ActionWorkflowCreate+" "+audit.ActionWorkflowCancel)
+}
