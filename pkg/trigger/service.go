@@ -124,8 +124,13 @@ func (s *Service) Hook(ctx context.Context, id string) (store.Trigger, error) {
 }
 
 // Refuse records a delivery refused before it was verified (its body too
-// large, not JSON, over the rate limit).
+// large, not JSON). One over the trigger's rate limit is only counted: a
+// flood must not grow the deliveries without bound.
 func (s *Service) Refuse(ctx context.Context, row store.Trigger, header http.Header, body []byte, r *Refusal) {
+	if r.Status == http.StatusTooManyRequests {
+		s.metrics.deliveries.WithLabelValues(row.Kind, "refused").Inc()
+		return
+	}
 	s.record(ctx, row, header.Get(notify.HeaderWebhookID), nil, r, body)
 }
 

@@ -48,6 +48,9 @@ var (
 	ErrBadCursor = errors.New("invalid cursor")
 	// ErrNotWebhook: the operation needs a webhook trigger.
 	ErrNotWebhook = errors.New("not a webhook trigger")
+	// ErrOwnersTable: only admins watch tables whose rows belong to owners
+	// (a trigger's task would carry other owners' rows).
+	ErrOwnersTable = errors.New("only admins may watch holdings and portfolios")
 )
 
 // Kinds of trigger.
@@ -75,6 +78,11 @@ const (
 // Tables are the tables a database trigger may watch (the migration installs
 // their PostgreSQL triggers).
 var Tables = []string{"prices", "holdings", "portfolios", "assets", "benchmarks"}
+
+// ownersTables hold rows of one owner or another (portfolios and their
+// holdings): only an admin's database trigger may watch them. The others hold
+// market data every caller reads.
+var ownersTables = []string{"holdings", "portfolios"}
 
 // Operations are the changes a database trigger may watch.
 var Operations = []string{"insert", "update", "delete"}
@@ -198,6 +206,9 @@ func (s *Store) Create(ctx context.Context, in Input, owner auth.Principal) (Tri
 	if err := apply(&row, in, true); err != nil {
 		return Trigger{}, err
 	}
+	if err := mayWatch(row, owner); err != nil {
+		return Trigger{}, err
+	}
 	now := s.now()
 	row.ID, row.CreatedAt, row.UpdatedAt = NewID(), now, now
 	var secret string
@@ -212,6 +223,15 @@ func (s *Store) Create(ctx context.Context, in Input, owner auth.Principal) (Tri
 	v := View(row, now)
 	v.Secret = secret
 	return v, nil
+}
+
+// mayWatch refuses a database trigger on an owners' table to anyone but an
+// admin.
+func mayWatch(row store.Trigger, p auth.Principal) error {
+	if row.Kind == KindDatabase && row.Table != nil && slices.Contains(ownersTables, *row.Table) && !p.IsAdmin() {
+		return ErrOwnersTable
+	}
+	return nil
 }
 
 // visible scopes a query to the triggers p may manage: an admin's every
@@ -284,6 +304,9 @@ func (s *Store) Patch(ctx context.Context, p auth.Principal, id string, in Input
 		if err := apply(&row, in, false); err != nil {
 			return err
 		}
+		if err := mayWatch(row, p); err != nil {
+			return err
+		}
 		row.UpdatedAt = now
 		if err := tx.Save(&row).Error; err != nil {
 			return err
@@ -292,7 +315,7 @@ func (s *Store) Patch(ctx context.Context, p auth.Principal, id string, in Input
 		return nil
 	})
 	if err != nil {
-		if _, ok := tasks.AsValidation(err); ok {
+		if _, ok := tasks.AsValidation(err); ok || errors.Is(err, ErrOwnersTable) {
 			return Trigger{}, err
 		}
 		return Trigger{}, translate("patch trigger", err)

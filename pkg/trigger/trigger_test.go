@@ -26,6 +26,7 @@ import (
 var (
 	ctx      = context.Background()
 	operator = auth.Principal{ID: "key_op", Role: auth.Operator}
+	admin    = auth.Principal{ID: "key_admin", Role: auth.Admin}
 )
 
 // env is a trigger service on a test's own databases.
@@ -168,9 +169,12 @@ func TestDatabaseTriggerWhileNoDispatcherRuns(t *testing.T) {
 	e := newEnv(t)
 	tr := e.create(t, trigger.Input{Name: ptr("holdings"), Kind: ptr(trigger.KindDatabase), Table: ptr("holdings"),
 		Operations: []string{"insert"},
-		Task:       &trigger.Template{Type: "refresh_portfolio", ParamMap: map[string]string{"portfolio_id": "/row/portfolio_id"}}}, operator)
+		Task:       &trigger.Template{Type: "refresh_portfolio", ParamMap: map[string]string{"portfolio_id": "/row/portfolio_id"}}}, admin)
 	off := e.create(t, trigger.Input{Name: ptr("off"), Kind: ptr(trigger.KindDatabase), Table: ptr("holdings"), Enabled: ptr(false),
+		Task: &trigger.Template{Type: "refresh_all_prices"}}, admin)
+	_, err := e.svc.Store().Create(ctx, trigger.Input{Name: ptr("op"), Kind: ptr(trigger.KindDatabase), Table: ptr("holdings"),
 		Task: &trigger.Template{Type: "refresh_all_prices"}}, operator)
+	require.ErrorIs(t, err, trigger.ErrOwnersTable, "an operator's trigger would see other owners' holdings")
 	require.NoError(t, e.db.Exec(`INSERT INTO assets (symbol, name, kind) VALUES ('AAA', 'a', 'equity'), ('BBB', 'b', 'equity')`).Error)
 	require.NoError(t, e.db.Exec(`INSERT INTO portfolios (id, name) VALUES ('pf_one', 'one'), ('pf_two', 'two')`).Error)
 	require.NoError(t, e.db.Exec(`INSERT INTO holdings (portfolio_id, asset_symbol, quantity) VALUES ('pf_one', 'AAA', 1)`).Error)
@@ -206,7 +210,6 @@ func TestDatabaseTriggerWhileNoDispatcherRuns(t *testing.T) {
 func TestUploadTriggers(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	admin := auth.Principal{ID: "key_admin", Role: auth.Admin}
 	other := auth.Principal{ID: "key_op2", Role: auth.Operator}
 	in := func(name string, f trigger.Filter) trigger.Input {
 		return trigger.Input{Name: ptr(name), Kind: ptr(trigger.KindUpload), Filter: &f,

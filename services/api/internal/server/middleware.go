@@ -111,7 +111,9 @@ func (s *Server) limitBody(next echo.HandlerFunc) echo.HandlerFunc {
 		if s.uploads != nil && r.Method == http.MethodPost && c.Path() == uploadPath {
 			limit = s.uploadBodyLimit()
 		}
-		if r.ContentLength > limit {
+		// A webhook hook reads its body through the cap itself, so that
+		// the trigger's deliveries record the refusal too.
+		if r.ContentLength > limit && c.Path() != hookRoute {
 			return newError(http.StatusRequestEntityTooLarge, "payload-too-large",
 				fmt.Sprintf("the body exceeds %d bytes", limit))
 		}

@@ -15,7 +15,6 @@ import (
 
 	"github.com/taskforge/taskforge/pkg/audit"
 	"github.com/taskforge/taskforge/pkg/auth"
-	"github.com/taskforge/taskforge/pkg/notify"
 	"github.com/taskforge/taskforge/pkg/queue"
 	"github.com/taskforge/taskforge/pkg/store"
 	"github.com/taskforge/taskforge/pkg/tasks"
@@ -27,6 +26,10 @@ import (
 // webhook triggers' hooks under /api/v1/hooks, which take no bearer token:
 // the Standard Webhooks signature is their credential. The rules live in
 // pkg/trigger; these handlers map HTTP to them.
+
+// hookRoute is the webhook hooks' route (limitBody lets its handler refuse,
+// and record, an oversized body).
+const hookRoute = "/api/v1/hooks/:trigger_id"
 
 // triggerIDPattern is the shape of a trigger id; anything else is unknown.
 var triggerIDPattern = regexp.MustCompile(`^trg_[0-9a-z]{26}$`)
@@ -90,6 +93,8 @@ func triggerError(err error) error {
 		return errTriggerNotFound
 	case errors.Is(err, trigger.ErrBadCursor):
 		return badRequest("cursor", "is not a cursor of this list")
+	case errors.Is(err, trigger.ErrOwnersTable):
+		return newError(http.StatusForbidden, "forbidden", "only admins may watch holdings and portfolios: their rows belong to other owners")
 	case errors.Is(err, trigger.ErrNotWebhook):
 		return newError(http.StatusConflict, "conflict", "only webhook triggers have a secret")
 	case errors.Is(err, trigger.ErrUnavailable):
@@ -435,11 +440,11 @@ func (s *Server) deliverHook(c echo.Context) error {
 // status and the reason (never the body or the signature).
 func (s *Server) recordRefusedDelivery(c echo.Context, row store.Trigger, r *trigger.Refusal) {
 	details := map[string]any{"status": r.Status, "reason": r.Reason}
-	if wid := c.Request().Header.Get(notify.HeaderWebhookID); wid != "" && len(wid) <= trigger.MaxWebhookID {
-		details["webhook_id"] = wid
-	}
+	// One row per trigger, status and minute (with a count), so that a flood
+	// of bad deliveries cannot grow the audit log without bound.
 	s.record(c, audit.Entry{Actor: "hook:" + row.ID, Action: audit.ActionTriggerDeliveryRefused,
-		ResourceType: audit.ResourceTrigger, ResourceID: row.ID, Outcome: audit.Denied, Details: details})
+		ResourceType: audit.ResourceTrigger, ResourceID: row.ID, Outcome: audit.Denied, Details: details,
+		Aggregate: row.ID + "|" + strconv.Itoa(r.Status)})
 }
 
 func hookKind(status int) string {
