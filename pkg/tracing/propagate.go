@@ -44,7 +44,11 @@ func Headers(ctx context.Context, requestID string) map[string]string {
 	if !sc.IsValid() && requestID == "" {
 		return nil
 	}
-	h := make(map[string]string, 4)
+	size := 1
+	if sc.IsValid() {
+		size = 4
+	}
+	h := make(map[string]string, size)
 	if sc.IsValid() {
 		traceContext.Inject(ctx, propagation.MapCarrier(h))
 		h[HeaderEnqueuedAt] = strconv.FormatInt(time.Now().UnixMilli(), 10)

@@ -14,7 +14,7 @@ import (
 )
 
 // traced turns tracing on for the test with a recording provider.
-func traced(t *testing.T) *tracetest.SpanRecorder {
+func traced(t testing.TB) *tracetest.SpanRecorder {
 	t.Helper()
 	rec := tracetest.NewSpanRecorder()
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
