@@ -47,6 +47,11 @@ func TestStack(t *testing.T) {
 			key := s.newKey(t, admin, "e2e-cli", client.CreateAPIKeyRequestRoleOperator)
 			s.cli(t, s.client(key), key)
 		})
+		t.Run("workflow", func(t *testing.T) {
+			t.Parallel()
+			key := s.newKey(t, admin, "e2e-workflow", client.CreateAPIKeyRequestRoleOperator)
+			s.dailyRefreshWorkflow(t, s.client(key), key)
+		})
 	})
 	t.Run("monitoring", func(t *testing.T) { s.monitoring(t, admin, operator) })
 	require.Empty(t, s.errorLines(), "no service logs an error while the stack is used as documented")

@@ -130,14 +130,18 @@ func (s *Service) Create(ctx context.Context, p auth.Principal, def Definition, 
 			if !ok {
 				return View{}, err
 			}
+			refused := false
 			for _, fe := range v.Errors {
 				// A param taken from a dependency's result is not there yet.
 				if _, from := st.ParamsFrom[strings.TrimPrefix(fe.Field, "params.")]; from {
 					continue
 				}
 				errs = append(errs, tasks.FieldError{Field: fmt.Sprintf("steps[%d].%s", i, fe.Field), Message: fe.Message})
+				refused = true
 			}
-			continue
+			if refused {
+				continue
+			}
 		}
 		row, err := s.stepRow(id, pos, spec, st)
 		if err != nil {

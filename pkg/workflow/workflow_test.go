@@ -300,7 +300,9 @@ func TestAdvanceAfterACrashCreatesTheStepOnce(t *testing.T) {
 func TestParamsFromADependencysResult(t *testing.T) {
 	b, _ := newBench(t)
 	b.listen()
-	fromA := step("b", "placeholder", "a")
+	// b's required portfolio_id exists only once a has run.
+	fromA := step("b", "", "a")
+	fromA.Task.Params = json.RawMessage(`{"window_days":30}`)
 	fromA.ParamsFrom = map[string]string{"portfolio_id": "/steps/a/result/next"}
 	bad := step("c", "pf_c", "a")
 	bad.ParamsFrom = map[string]string{"portfolio_id": "/steps/a/result/missing"}
@@ -309,7 +311,7 @@ func TestParamsFromADependencysResult(t *testing.T) {
 	require.Equal(t, workflow.StatusCompleted, stepOf(v, "b").Status)
 	var row store.Task
 	require.NoError(t, b.env.PG.DB.Take(&row, "id = ?", stepOf(v, "b").TaskID).Error)
-	require.JSONEq(t, `{"portfolio_id":"pf_a_next"}`, string(row.Params))
+	require.JSONEq(t, `{"portfolio_id":"pf_a_next","window_days":30}`, string(row.Params))
 	c := stepOf(v, "c")
 	require.Equal(t, workflow.StatusFailed, c.Status)
 	require.Empty(t, c.TaskID)

@@ -174,6 +174,7 @@ TASKFORGE_TOKEN or the context. Contexts are kept in the config file
 	root.AddCommand(
 		a.tasksCommand(),
 		a.schedulesCommand(),
+		a.workflowsCommand(),
 		a.taskTypesCommand(),
 		a.queuesCommand(),
 		a.statsCommand(),
