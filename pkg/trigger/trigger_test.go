@@ -35,7 +35,10 @@ type env struct {
 	svc *trigger.Service
 }
 
-func newEnv(t *testing.T) env {
+func newEnv(t *testing.T) env { return newEnvB(t) }
+
+// newEnvB is newEnv for tests and benchmarks.
+func newEnvB(t testing.TB) env {
 	t.Helper()
 	e := taskservicetest.New(t)
 	keys, err := secret.NewKeyring(map[string][]byte{"k": []byte("trigger-test-key-0123456789abcde")}, "k")

@@ -96,15 +96,16 @@ BEGIN
     END IF;
     -- A write that changes nothing (an upsert of identical values) is no
     -- change: only rows that differ from their old version count.
+    -- count(*) OVER () with LIMIT 1 counts every row but renders one.
     IF TG_OP = 'INSERT' THEN
-        SELECT count(*), (array_agg(to_jsonb(t)))[1] INTO n, first FROM new_rows t;
+        SELECT count(*) OVER (), to_jsonb(t) INTO n, first FROM new_rows t LIMIT 1;
     ELSIF TG_OP = 'UPDATE' THEN
-        SELECT count(*), (array_agg(to_jsonb(d)))[1] INTO n, first
-        FROM (SELECT * FROM new_rows EXCEPT ALL SELECT * FROM old_rows) d;
+        SELECT count(*) OVER (), to_jsonb(d) INTO n, first
+        FROM (SELECT * FROM new_rows EXCEPT ALL SELECT * FROM old_rows) d LIMIT 1;
     ELSE
-        SELECT count(*), (array_agg(to_jsonb(t)))[1] INTO n, first FROM old_rows t;
+        SELECT count(*) OVER (), to_jsonb(t) INTO n, first FROM old_rows t LIMIT 1;
     END IF;
-    IF n = 0 THEN
+    IF n IS NULL OR n = 0 THEN
         RETURN NULL;
     END IF;
     INSERT INTO trigger_events (trigger_id, table_name, operation, row_data, changes)

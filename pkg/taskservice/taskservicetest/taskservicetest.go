@@ -28,7 +28,7 @@ type Env struct {
 }
 
 // New builds an Env with default task service options.
-func New(t *testing.T) Env {
+func New(t testing.TB) Env {
 	t.Helper()
 	e := Env{PG: testenv.NewPostgres(t), RD: testenv.NewRedis(t)}
 	e.Client = asynq.NewClient(e.RD.Opt())
