@@ -16,6 +16,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/taskforge/taskforge/pkg/job"
+	"github.com/taskforge/taskforge/pkg/notify"
 	"github.com/taskforge/taskforge/pkg/queue"
 	"github.com/taskforge/taskforge/pkg/store"
 	"github.com/taskforge/taskforge/pkg/taskpb"
@@ -35,7 +36,11 @@ import (
 // its current step, log lines and attempt, without a reload; the statistics
 // charts and a queue paused and resumed by an admin; a viewer's own waiting
 // and failed tasks without cancel or retry controls; every screen at phone
-// width. No console error, no CSP violation, no request to another origin.
+// width; a webhook trigger created from the form, its secret shown once and
+// a signed delivery listed on its page; a workflow a → b drawn as a graph
+// whose nodes turn completed live, and a viewer's workflow without a cancel
+// control that an admin cancels. No console error, no CSP violation, no
+// request to another origin.
 func TestConsoleInBrowser(t *testing.T) {
 	if os.Getenv(testenv.EnvRedisAddr) == "" {
 		t.Skipf("%s is not set: run scripts/test.sh, which starts Redis and PostgreSQL", testenv.EnvRedisAddr)
@@ -45,12 +50,17 @@ func TestConsoleInBrowser(t *testing.T) {
 	require.NoError(t, queue.Register(ctx, b.rd.Client))
 
 	// calculate_metrics as the test drives it: portfolio "pf_fail" fails for
-	// good, any other takes four steps, one per value sent on steps.
+	// good, "pf_hold" runs until cancelled, any other takes four steps, one
+	// per value sent on steps.
 	steps := make(chan struct{})
 	handler := job.Typed(func(ctx context.Context, r job.Reporter, p *taskpb.CalculateMetricsParams) error {
-		if p.GetPortfolioId() == "pf_fail" {
+		switch p.GetPortfolioId() {
+		case "pf_fail":
 			r.Log("error", "no holdings", map[string]any{"portfolio": p.GetPortfolioId()})
 			return job.Permanent(errors.New("portfolio pf_fail has no holdings"))
+		case "pf_hold": // runs until it is cancelled
+			<-ctx.Done()
+			return ctx.Err()
 		}
 		for i := 1; i <= 4; i++ {
 			select {
@@ -100,8 +110,38 @@ func TestConsoleInBrowser(t *testing.T) {
 	viewerWaiting, viewerFailed := viewerTask("pf_viewer", &later), viewerTask("pf_fail", nil)
 	require.Eventually(t, func() bool { return statusOf(viewerFailed) == tasks.StatusFailed }, 20*time.Second, 20*time.Millisecond)
 
+	// The workflows' advancer, as the scheduler runs it.
+	wctx, stopWorkflows := context.WithCancel(ctx)
+	advancer := make(chan error, 1)
+	go func() { advancer <- b.workflows.Run(wctx, 100*time.Millisecond) }()
+	t.Cleanup(func() { stopWorkflows(); <-advancer })
+
 	chrome := browser.Start(t, 1280, 900)
 	origin := b.http.URL
+	// wider names the first element that sticks out of the viewport, if any.
+	wider := `(() => {
+		if (document.documentElement.scrollWidth <= window.innerWidth) return '';
+		for (const el of document.querySelectorAll('body *')) {
+			const r = el.getBoundingClientRect();
+			if (r.right > window.innerWidth + 1 && !el.closest('.scroll-x')) return el.tagName.toLowerCase() + (el.id ? '#' + el.id : '') + (el.className ? '.' + el.className : '') + ' (' + Math.round(r.right) + ' px)';
+		}
+		return 'the page (' + document.documentElement.scrollWidth + ' px)';
+	})()`
+	// fits checks that each screen fits a phone's width.
+	fits := func(tab *browser.Tab, screens ...string) {
+		t.Helper()
+		tab.Run("phone width", chromedp.EmulateViewport(390, 844))
+		for _, screen := range screens {
+			tab.Hash(screen)
+			tab.Until("the screen "+screen+" at 390 px", `document.readyState === 'complete' && !!document.querySelector('main h1') && !document.querySelector('main h1 + p.error')`)
+			var out string
+			tab.Eval(wider, &out)
+			if out != "" {
+				tab.Shoot("phone-" + strings.Trim(strings.ReplaceAll(screen, "/", "-"), "#-"))
+			}
+			require.Empty(t, out, "%s is wider than a 390 px viewport", screen)
+		}
+	}
 	tab := browser.Open(t, chrome, "operator")
 
 	// Sign in and see the demo tasks.
@@ -155,7 +195,102 @@ func TestConsoleInBrowser(t *testing.T) {
 	tab.Eval(`document.querySelector('#task-params').textContent`, &params)
 	require.Contains(t, params, `"window_days": 30`)
 
+	// A webhook trigger from the form: its secret is shown once.
+	tab.Hash("#/triggers")
+	tab.Until("the trigger form", `!!document.querySelector('#trigger-form #trg-type') && !!document.querySelector('#trigger-rows')`)
+	tab.Run("fill the trigger form", chromedp.SendKeys("#trg-name", "console-hook", chromedp.ByQuery),
+		chromedp.Evaluate(`(() => { const s = document.querySelector('#trg-type'); s.value = 'calculate_metrics'; s.dispatchEvent(new Event('change')); })()`, nil),
+		chromedp.WaitVisible("#trg-param-portfolio_id", chromedp.ByQuery),
+		chromedp.SetValue("#trg-param_map", `{"portfolio_id": "/body/portfolio"}`, chromedp.ByQuery),
+		chromedp.Click("#trg-submit", chromedp.ByQuery))
+	tab.Until("the new trigger's page with its secret", `location.hash.startsWith('#/triggers/trg_') && (document.querySelector('#trigger-secret')?.textContent || '').startsWith('whsec_')`)
+	var trg struct{ ID, Secret, Hook, Note string }
+	tab.Eval(`({ID: decodeURIComponent(location.hash.slice('#/triggers/'.length)), Secret: document.querySelector('#trigger-secret').textContent,
+		Hook: document.querySelector('#trigger-hook-url').textContent, Note: document.querySelector('#trigger-secret-box').textContent})`, &trg)
+	require.Equal(t, origin+"/api/v1/hooks/"+trg.ID, trg.Hook)
+	require.Contains(t, trg.Note, "shown once")
+	tab.Until("a copy button", `!!document.querySelector('#trigger-secret-copy')`)
+	key, err := notify.ParseSecret(trg.Secret)
+	require.NoError(t, err)
+	var row store.Trigger
+	require.NoError(t, b.pg.DB.Take(&row, "id = ?", trg.ID).Error)
+	require.Equal(t, "key_op", row.Owner)
+	tab.Run("reload the trigger's page", chromedp.Reload())
+	tab.Until("the trigger's page again", `!!document.querySelector('#trigger-facts') && !!document.querySelector('#delivery-rows td.empty')`)
+	var again bool
+	tab.Eval(fmt.Sprintf(`!!document.querySelector('#trigger-secret') || document.documentElement.outerHTML.includes(%q)`, trg.Secret), &again)
+	require.False(t, again, "the secret is shown once, not after a reload")
+	// A signed delivery appears on the page (live) with its task; a refused
+	// one with its reason.
+	code, body := b.deliver(t, trg.ID, "msg_console_1", []byte(`{"portfolio":"pf_fail"}`), time.Now(), "application/json", key)
+	require.Equal(t, 202, code, body)
+	hookTask := taskIDOf(t, body)
+	tab.Until("the accepted delivery", fmt.Sprintf(`!!document.querySelector('#delivery-rows tr[data-accepted="true"] a[href="#/tasks/%s"]')`, hookTask))
+	code, _ = b.deliver(t, trg.ID, "msg_console_2", []byte(`{"portfolio":"pf_fail"}`), time.Now(), "application/json", []byte("not the secret"))
+	require.Equal(t, 401, code)
+	tab.ClickLive("refresh the deliveries", "#deliveries-refresh")
+	tab.Until("the refused delivery", `(document.querySelector('#delivery-rows tr[data-accepted="false"] .error')?.textContent || '').length > 0`)
+	tab.Until("the trigger's task", fmt.Sprintf(`!!document.querySelector('#trigger-recent-tasks li[data-task-id=%q]')`, hookTask))
+	tab.Hash("#/tasks/" + hookTask)
+	tab.Until("the task links its trigger", fmt.Sprintf(`!!document.querySelector('#task-trigger a[href="#/triggers/%s"]')`, trg.ID))
+	tab.Hash("#/tasks?trigger_id=" + trg.ID)
+	tab.Until("the list by trigger", fmt.Sprintf(`document.querySelector('#f-trigger_id')?.value === %q && document.querySelectorAll('#task-rows tr[data-task-id]').length === 1 && !!document.querySelector('#task-rows tr[data-task-id=%q]')`, trg.ID, hookTask))
+
+	// A workflow a → b: its graph follows the steps live.
+	wf, err := op.CreateWorkflowWithResponse(ctx, client.WorkflowInput{Name: "console-graph", Steps: []client.WorkflowStepInput{
+		{Id: "a", Type: tasks.TypeCalculateMetrics, Params: &map[string]interface{}{"portfolio_id": "pf_wf_a"}},
+		{Id: "b", Type: tasks.TypeCalculateMetrics, Params: &map[string]interface{}{"portfolio_id": "pf_wf_b"}, DependsOn: &[]string{"a"}},
+	}})
+	require.NoError(t, err)
+	require.Equal(t, 201, wf.StatusCode(), string(wf.Body))
+	wfID := wf.JSON201.WorkflowId
+	tab.Hash("#/workflows")
+	tab.Until("the workflow list", fmt.Sprintf(`!!document.querySelector('#workflow-rows tr[data-workflow-id=%q]')`, wfID))
+	tab.Hash("#/workflows/" + wfID)
+	node := func(step string) string { return fmt.Sprintf(`document.querySelector('#workflow-svg g[data-step-id=%q]')?.dataset.status`, step) }
+	tab.Until("a running, b waiting", node("a")+` === 'running' && `+node("b")+` === 'pending'`)
+	tab.Eval(`window.__sameWorkflowPage = true`, nil)
+	var graph struct {
+		Edges, Nodes int
+		Linked, Cancel bool
+	}
+	tab.Eval(`({Edges: document.querySelectorAll('#workflow-svg path.wf-edge[data-from="a"][data-to="b"]').length,
+		Nodes: document.querySelectorAll('#workflow-svg g.wf-node').length,
+		Linked: !!document.querySelector('#workflow-svg a[href^="#/tasks/task_"] g[data-step-id="a"]'),
+		Cancel: !!document.querySelector('#cancel-workflow')})`, &graph)
+	require.Equal(t, 1, graph.Edges, "an arrow from a to b")
+	require.Equal(t, 2, graph.Nodes)
+	require.True(t, graph.Linked, "a's node links to its task")
+	require.True(t, graph.Cancel, "its owner may cancel it")
+	for i := 0; i < 4; i++ {
+		steps <- struct{}{}
+	}
+	tab.Until("a completed, b running", node("a")+` === 'completed' && `+node("b")+` === 'running'`)
+	for i := 0; i < 4; i++ {
+		steps <- struct{}{}
+	}
+	tab.Until("b completed", node("b")+` === 'completed' && document.querySelector('#workflow-steps li[data-step-id="b"]')?.dataset.status === 'completed'`)
+	tab.Until("the workflow completed", `document.querySelector('#workflow-status [data-status]').dataset.status === 'completed' && !document.querySelector('#cancel-workflow')`)
+	tab.Eval(`window.__sameWorkflowPage === true`, &same)
+	require.True(t, same, "the graph followed the workflow without a reload")
+	var stepTask string
+	tab.Eval(`document.querySelector('#workflow-steps li[data-step-id="b"] a').getAttribute('href').slice('#/tasks/'.length)`, &stepTask)
+	tab.Hash("#/tasks/" + stepTask)
+	tab.Until("the step's task links its workflow", fmt.Sprintf(`!!document.querySelector('#task-workflow a[href="#/workflows/%s"]')`, wfID))
+	fits(tab, "#/triggers", "#/triggers/"+trg.ID, "#/workflows", "#/workflows/"+wfID)
+
 	tab.CheckClean(origin)
+
+	// A workflow the viewer may see, still running (no API call makes one
+	// for a viewer, who may not create: it is handed over in the database).
+	held, err := op.CreateWorkflowWithResponse(ctx, client.WorkflowInput{Name: "console-held", Steps: []client.WorkflowStepInput{
+		{Id: "hold", Type: tasks.TypeCalculateMetrics, Params: &map[string]interface{}{"portfolio_id": "pf_hold"}},
+		{Id: "after", Type: tasks.TypeCalculateMetrics, Params: &map[string]interface{}{"portfolio_id": "pf_after"}, DependsOn: &[]string{"hold"}},
+	}})
+	require.NoError(t, err)
+	require.Equal(t, 201, held.StatusCode(), string(held.Body))
+	heldID := held.JSON201.WorkflowId
+	require.NoError(t, b.pg.DB.Model(&store.Workflow{}).Where("id = ?", heldID).Update("created_by", "key_viewer").Error)
 
 	// An admin, in a tab of its own: the statistics, and a queue paused and
 	// resumed on the queues screen.
@@ -188,7 +323,7 @@ func TestConsoleInBrowser(t *testing.T) {
 	var others bool
 	viewer.Eval(fmt.Sprintf(`!!document.querySelector('#task-rows tr[data-task-id=%q]')`, liveID), &others)
 	require.False(t, others, "a viewer lists its own tasks only")
-	noControls := `!document.querySelector('#new-task-link, #nav-new, #cancel-task, #retry-task, button[data-action], #schedule-form')`
+	noControls := `!document.querySelector('#new-task-link, #nav-new, #nav-triggers, #cancel-task, #retry-task, #cancel-workflow, button[data-action], #schedule-form, #trigger-form')`
 	var none bool
 	viewer.Eval(noControls, &none)
 	require.True(t, none, "no create control on the list")
@@ -211,26 +346,28 @@ func TestConsoleInBrowser(t *testing.T) {
 	viewer.Eval(noControls, &none)
 	require.True(t, none, "no queue controls")
 
+	viewer.Hash("#/workflows")
+	viewer.Until("the viewer's workflows", fmt.Sprintf(`!!document.querySelector('#workflow-rows tr[data-workflow-id=%q]') && document.querySelectorAll('#workflow-rows tr[data-workflow-id]').length === 1`, heldID))
+	viewer.Hash("#/workflows/" + heldID)
+	viewer.Until("the viewer's running workflow", node("hold")+` === 'running' && `+node("after")+` === 'pending' && document.querySelector('#workflow-status [data-status]').dataset.status === 'running'`)
+	viewer.Eval(noControls, &none)
+	require.True(t, none, "no cancel control on a viewer's workflow")
+
 	// At phone width every screen fits: nothing wider than the viewport.
-	viewer.Run("phone width", chromedp.EmulateViewport(390, 844))
-	// wider names the first element that sticks out of the viewport, if any.
-	wider := `(() => {
-		if (document.documentElement.scrollWidth <= window.innerWidth) return '';
-		for (const el of document.querySelectorAll('body *')) {
-			const r = el.getBoundingClientRect();
-			if (r.right > window.innerWidth + 1 && !el.closest('.scroll-x')) return el.tagName.toLowerCase() + (el.id ? '#' + el.id : '') + (el.className ? '.' + el.className : '') + ' (' + Math.round(r.right) + ' px)';
-		}
-		return 'the page (' + document.documentElement.scrollWidth + ' px)';
-	})()`
-	for _, screen := range []string{"#/tasks", "#/tasks/" + viewerFailed, "#/dead", "#/schedules", "#/stats"} {
-		viewer.Hash(screen)
-		viewer.Until("the screen "+screen+" at 390 px", `document.readyState === 'complete' && !!document.querySelector('main h1')`)
-		var out string
-		viewer.Eval(wider, &out)
-		if out != "" {
-			viewer.Shoot("phone-" + strings.Trim(strings.ReplaceAll(screen, "/", "-"), "#-"))
-		}
-		require.Empty(t, out, "%s is wider than a 390 px viewport", screen)
-	}
+	fits(viewer, "#/tasks", "#/tasks/"+viewerFailed, "#/dead", "#/schedules", "#/stats", "#/workflows", "#/workflows/"+heldID)
 	viewer.CheckClean(origin)
+
+	// An admin cancels the viewer's workflow from its page (in a tab of its
+	// own, in front: a page behind another runs no animation frame, which
+	// the waits poll on).
+	adminTab = browser.Open(t, chrome, "admin-cancel")
+	adminTab.Run("open the console", chromedp.Navigate(origin+"/console/#/workflows/"+heldID))
+	adminTab.SignIn(tokAdmin)
+	adminTab.Until("the held workflow", node("hold")+` === 'running'`)
+	adminTab.Confirm("cancel the workflow", "#cancel-workflow")
+	adminTab.Until("cancelled", `document.querySelector('#workflow-status')?.dataset.cancelRequested === 'true' || document.querySelector('#workflow-status [data-status]')?.dataset.status === 'cancelled'`)
+	var heldRow store.Workflow
+	require.NoError(t, b.pg.DB.Take(&heldRow, "id = ?", heldID).Error)
+	require.True(t, heldRow.CancelRequested || heldRow.Status == "cancelled", "the cancel reached the API")
+	adminTab.CheckClean(origin)
 }

@@ -9,8 +9,12 @@ const KEY = "taskforge.credential";
 const STATUSES = ["pending", "running", "retrying", "completed", "failed", "cancelled"];
 const PRIORITIES = ["critical", "high", "normal", "low"];
 const TERMINAL = new Set(["completed", "failed", "cancelled"]);
+// The task list's filters by what made a task: a schedule, a trigger, a workflow.
+const SOURCE_FILTERS = ["schedule_id", "trigger_id", "workflow_id"];
 
-const state = { token: null, me: null, types: null, cleanup: [], down: false };
+// freshSecret is a webhook trigger's secret from the answer that made it,
+// until the trigger's page has shown it once.
+const state = { token: null, me: null, types: null, cleanup: [], down: false, freshSecret: null };
 
 // ---------- DOM helpers ----------
 function h(tag, attrs, ...children) {
@@ -203,6 +207,7 @@ function signOut(message) {
   setCredential(null);
   state.me = null;
   state.types = null;
+  state.freshSecret = null;
   try { sessionStorage.clear(); } catch { /* storage off */ }
   $("#top").hidden = true;
   clear($("#nav"));
@@ -248,7 +253,10 @@ function showSignIn(message) {
 function navItems() {
   const items = [["#/tasks", "Tasks"]];
   if (canCreate()) items.push(["#/new", "New task"]);
-  items.push(["#/schedules", "Schedules"], ["#/dead", "Dead letters"], ["#/stats", "Queues & stats"]);
+  items.push(["#/schedules", "Schedules"]);
+  // Viewers may not read triggers (the API answers 403): no link for them.
+  if (canCreate()) items.push(["#/triggers", "Triggers"]);
+  items.push(["#/workflows", "Workflows"], ["#/dead", "Dead letters"], ["#/stats", "Queues & stats"]);
   if (isAdmin()) items.push(["#/keys", "API keys"], ["#/audit", "Audit log"]);
   return items;
 }
@@ -289,6 +297,8 @@ function route() {
     case "tasks": view = parts[1] ? taskDetail(main, decodeURIComponent(parts[1])) : taskList(main, params); break;
     case "new": view = newTask(main, params); break;
     case "schedules": view = schedules(main, parts[1] ? decodeURIComponent(parts[1]) : null); break;
+    case "triggers": view = parts[1] ? triggerDetail(main, decodeURIComponent(parts[1])) : triggers(main); break;
+    case "workflows": view = parts[1] ? workflowDetail(main, decodeURIComponent(parts[1])) : workflows(main, params); break;
     case "dead": view = deadLetters(main); break;
     case "stats": view = stats(main); break;
     case "keys": view = apiKeys(main); break;
@@ -353,6 +363,10 @@ async function taskList(main, params, opts = {}) {
       h("input", { id: "f-created_before", name: "created_before", type: "datetime-local", value: toLocalInput(q.created_before) })),
     h("div", {}, h("label", { for: "f-schedule_id", text: "Schedule id" }),
       h("input", { id: "f-schedule_id", name: "schedule_id", value: q.schedule_id || "", size: 16 })),
+    h("div", {}, h("label", { for: "f-trigger_id", text: "Trigger id" }),
+      h("input", { id: "f-trigger_id", name: "trigger_id", value: q.trigger_id || "", size: 16 })),
+    h("div", {}, h("label", { for: "f-workflow_id", text: "Workflow id" }),
+      h("input", { id: "f-workflow_id", name: "workflow_id", value: q.workflow_id || "", size: 16 })),
     h("div", {}, h("label", { for: "f-sort", text: "Sort" }),
       h("select", { id: "f-sort", name: "sort" }, [["-created_at", "newest first"], ["created_at", "oldest first"],
         ["-scheduled_for", "scheduled, latest first"], ["scheduled_for", "scheduled, earliest first"]]
@@ -364,7 +378,7 @@ async function taskList(main, params, opts = {}) {
     const out = new URLSearchParams();
     const st = fd.getAll("status");
     if (st.length) out.set("status", st.join(","));
-    for (const k of ["type", "priority", "schedule_id", "sort"]) if (fd.get(k)) out.set(k, fd.get(k));
+    for (const k of ["type", "priority", ...SOURCE_FILTERS, "sort"]) if (fd.get(k)) out.set(k, fd.get(k));
     for (const k of ["created_after", "created_before"]) if (fd.get(k)) out.set(k, new Date(fd.get(k)).toISOString());
     if (out.get("sort") === "-created_at") out.delete("sort");
     location.hash = `${opts.base || "#/tasks"}${out.toString() ? "?" + out : ""}`;
@@ -384,7 +398,7 @@ async function taskList(main, params, opts = {}) {
 
   const api_q = new URLSearchParams();
   if (fixedStatus) api_q.set("status", fixedStatus);
-  for (const k of ["status", "type", "priority", "created_after", "created_before", "schedule_id", "sort"]) {
+  for (const k of ["status", "type", "priority", "created_after", "created_before", ...SOURCE_FILTERS, "sort"]) {
     if (q[k] && !(fixedStatus && k === "status")) api_q.set(k, q[k]);
   }
   api_q.set("limit", "50");
@@ -409,7 +423,7 @@ async function taskList(main, params, opts = {}) {
 
   // Live rows: every task event the caller may see, with the list's filters.
   const eq = new URLSearchParams();
-  for (const k of ["status", "type", "priority", "schedule_id"]) if (api_q.get(k)) eq.set(k, api_q.get(k));
+  for (const k of ["status", "type", "priority", ...SOURCE_FILTERS]) if (api_q.get(k)) eq.set(k, api_q.get(k));
   const sortDefault = !api_q.get("sort") || api_q.get("sort") === "-created_at";
   stream(`/api/v1/events${eq.toString() ? "?" + eq : ""}`, (type, t) => {
     if (type !== "task" || !t.task_id) return;
@@ -545,6 +559,11 @@ async function taskDetail(main, id) {
       kv("Next retry", time(t.next_retry_at)), kv("Timeout", `${t.timeout_seconds} s`),
       kv("Retry policy", `${t.retry_policy.retry_delay} s${t.retry_policy.exponential_backoff ? ", exponential" : ""}, at most ${t.retry_policy.max_retry_delay} s`),
       t.schedule_id ? kv("Schedule", h("a", { href: `#/tasks?schedule_id=${encodeURIComponent(t.schedule_id)}`, text: t.schedule_id })) : null,
+      t.trigger_id ? kv("Trigger", h("span", { id: "task-trigger" }, canCreate()
+        ? h("a", { href: `#/triggers/${encodeURIComponent(t.trigger_id)}`, text: t.trigger_id }) : h("code", { text: t.trigger_id }),
+        " · ", h("a", { href: `#/tasks?trigger_id=${encodeURIComponent(t.trigger_id)}`, text: "its tasks" }))) : null,
+      t.workflow_id ? kv("Workflow", h("span", { id: "task-workflow" },
+        h("a", { href: `#/workflows/${encodeURIComponent(t.workflow_id)}`, text: t.workflow_id }), t.step_id ? ` (step ${t.step_id})` : "")) : null,
       t.cancel_requested && !TERMINAL.has(t.status) ? kv("Cancel", "requested") : null].filter(Boolean));
     params.textContent = JSON.stringify(t.params || {}, null, 2);
     clear(err);
@@ -805,6 +824,413 @@ async function scheduleForm(main, s) {
     }
   });
   main.append(form);
+}
+
+// ---------- shared form and copy helpers ----------
+function formRow(id, label, input, field, hint) {
+  return h("div", { class: "form-row" }, h("label", { for: id, text: label }), input,
+    hint ? h("span", { class: "hint muted", id: `${id}-hint`, text: hint }) : null,
+    h("span", { class: "field-error", id: `${id}-error`, "data-field": field }));
+}
+
+// copyText puts text on the clipboard; where the browser refuses, it selects
+// the text in el for the person to copy.
+async function copyText(text, el, status) {
+  try {
+    await navigator.clipboard.writeText(text);
+    status.textContent = "Copied.";
+  } catch {
+    const r = document.createRange();
+    r.selectNodeContents(el);
+    const sel = getSelection();
+    sel.removeAllRanges();
+    sel.addRange(r);
+    status.textContent = "Selected: press Ctrl+C (⌘C) to copy.";
+  }
+}
+function copyButton(id, label, text, el) {
+  const status = h("span", { class: "muted", role: "status", id: `${id}-status` });
+  return [h("button", { type: "button", class: "secondary", id, text: label, onclick: () => copyText(text, el, status) }), " ", status];
+}
+
+// ---------- triggers (operators and admins; viewers get 403) ----------
+const TRIGGER_KINDS = ["webhook", "database", "upload"];
+const TRIGGER_TABLES = ["prices", "holdings", "portfolios", "assets", "benchmarks"];
+const TRIGGER_OPS = ["insert", "update", "delete"];
+const TRIGGER_EVENTS = {
+  webhook: "An outside system POSTs signed JSON to the trigger's hook URL; the signing secret is shown once, after creation. The event is {\"body\": <the JSON body>, \"webhook_id\"}.",
+  database: "A change to the table makes the task (the changes within the debounce window make one). The event is {\"table\", \"operation\", \"row\", \"changes\"}.",
+  upload: "Each upload matching the filter makes the task. The event is {\"upload_id\", \"name\", \"size\", \"sha256\", \"content_type\"}.",
+};
+
+function triggerControls(tr, main) {
+  const enc = encodeURIComponent(tr.trigger_id);
+  const box = h("div", { class: "actions" });
+  box.append(h("button", { type: "button", class: "secondary", "data-action": "toggle", text: tr.enabled ? "Disable" : "Enable",
+    "aria-label": `${tr.enabled ? "Disable" : "Enable"} trigger ${tr.name}`, onclick: async () => {
+      try { await api("PATCH", `/api/v1/triggers/${enc}`, { enabled: !tr.enabled }); route(); } catch (e) { showError(main, e); }
+    } }));
+  if (tr.kind === "webhook") {
+    box.append(h("button", { type: "button", class: "secondary", "data-action": "rotate", text: "Rotate secret",
+      "aria-label": `Rotate the secret of trigger ${tr.name}`, onclick: async () => {
+        if (!(await confirmAction(`Rotate the signing secret of ${tr.name}? The new secret is shown once; the previous one keeps verifying only until its overlap ends.`))) return;
+        try {
+          const r = await api("POST", `/api/v1/triggers/${enc}/rotate-secret`);
+          state.freshSecret = { id: tr.trigger_id, secret: r.secret, previous_expires_at: r.previous_expires_at, rotated: true };
+          if (location.hash === `#/triggers/${enc}`) route(); else location.hash = `#/triggers/${enc}`;
+        } catch (e) { showError(main, e); }
+      } }));
+  }
+  box.append(h("button", { type: "button", class: "danger", "data-action": "delete", text: "Delete",
+    "aria-label": `Delete trigger ${tr.name}`, onclick: async () => {
+      if (!(await confirmAction(`Delete trigger ${tr.name}? Its deliveries go with it; the tasks it made stay.`))) return;
+      try {
+        await api("DELETE", `/api/v1/triggers/${enc}`);
+        if (location.hash === "#/triggers") route(); else location.hash = "#/triggers";
+      } catch (e) { showError(main, e); }
+    } }));
+  return box;
+}
+
+async function triggers(main) {
+  main.append(h("h1", { text: "Triggers" }));
+  if (!canCreate()) { main.append(h("p", { class: "notice", text: "Operators and admins only." })); return; }
+  const list = await api("GET", "/api/v1/triggers?limit=200");
+  const tbody = h("tbody", { id: "trigger-rows" });
+  main.append(h("div", { class: "table-wrap" }, h("table", { class: "wrap" },
+    h("caption", { class: "visually-hidden", text: "Triggers" }),
+    h("thead", {}, h("tr", {}, ["Name", "Kind", "Enabled", "Task type"].map((c) => h("th", { scope: "col", text: c })),
+      h("th", { scope: "col", class: "wide", text: "Created" }), h("th", { scope: "col", text: "" }))),
+    tbody)));
+  if (!list.items.length) tbody.append(h("tr", {}, h("td", { colspan: 6, class: "empty", text: "No triggers yet." })));
+  for (const tr of list.items) {
+    tbody.append(h("tr", { "data-trigger-id": tr.trigger_id, "data-name": tr.name, "data-enabled": String(tr.enabled) },
+      h("td", {}, h("a", { href: `#/triggers/${encodeURIComponent(tr.trigger_id)}`, text: tr.name })),
+      h("td", { text: tr.kind }), h("td", { text: tr.enabled ? "yes" : "no" }), h("td", { text: tr.task.type }),
+      h("td", { class: "wide" }, time(tr.created_at)), h("td", {}, triggerControls(tr, main))));
+  }
+  if (list.next_cursor) main.append(h("p", { class: "muted", text: "The first 200 triggers are shown." }));
+  main.append(await triggerForm(main));
+}
+
+async function triggerForm(main) {
+  const types = (await taskTypes()).filter((t) => isAdmin() || !t.admin_only);
+  const summary = h("div", { id: "trigger-summary" });
+  const name = h("input", { id: "trg-name", required: true, maxlength: 100 });
+  const kind = h("select", { id: "trg-kind" }, TRIGGER_KINDS.map((k) => h("option", { value: k, text: k })));
+  const enabled = h("input", { id: "trg-enabled", type: "checkbox", checked: true });
+  const table = h("select", { id: "trg-table" }, TRIGGER_TABLES.map((t) => h("option", { value: t, text: t })));
+  const ops = TRIGGER_OPS.map((o) => h("input", { type: "checkbox", id: `trg-op-${o}`, value: o }));
+  const debounce = h("input", { id: "trg-debounce_seconds", type: "number", min: 0, max: 86400, placeholder: "0" });
+  const ctype = h("input", { id: "trg-content_type", placeholder: "text/csv" });
+  const glob = h("input", { id: "trg-name_glob", placeholder: "prices-*.csv" });
+  const kindBox = h("fieldset", { id: "trg-kind-fields" });
+  const renderKind = () => {
+    clear(kindBox).append(h("legend", { text: `${kind.value} trigger` }), h("p", { class: "muted", text: TRIGGER_EVENTS[kind.value] }));
+    if (kind.value === "database") {
+      kindBox.append(formRow("trg-table", "Table", table, "table"),
+        h("fieldset", { id: "trg-operations" }, h("legend", { text: "Operations (none ticked: every one)" }),
+          ops.map((o) => h("label", { for: o.id, class: "inline" }, o, " ", o.value)),
+          h("span", { class: "field-error", id: "trg-operations-error", "data-field": "operations" })),
+        formRow("trg-debounce_seconds", "Debounce, seconds", debounce, "debounce_seconds", "Changes within this window make one task."));
+    } else if (kind.value === "upload") {
+      kindBox.append(formRow("trg-content_type", "Content type (empty: any)", ctype, "filter.content_type"),
+        formRow("trg-name_glob", "File name pattern (empty: any)", glob, "filter.name_glob"));
+    }
+  };
+  kind.addEventListener("change", renderKind);
+  renderKind();
+
+  const type = h("select", { id: "trg-type" }, types.map((t) => h("option", { value: t.name, text: `${t.name} (${t.category})` })));
+  const paramsBox = h("fieldset", { id: "trg-params" });
+  let collect;
+  const renderParams = () => {
+    clear(paramsBox).append(h("legend", { text: "Params" }), h("p", { class: "muted", text: "Leave empty a param that the param map supplies from the event." }));
+    const t = types.find((x) => x.name === type.value);
+    collect = paramsForm(paramsBox, t && t.params_schema, "trg-param-");
+  };
+  type.addEventListener("change", renderParams);
+  renderParams();
+  const paramMap = h("textarea", { id: "trg-param_map", rows: 3, placeholder: "{\"portfolio_id\": \"/body/portfolio\"}", spellcheck: "false" });
+  const prio = h("select", { id: "trg-priority" }, h("option", { value: "", text: "type default" }), PRIORITIES.map((p) => h("option", { value: p, text: p })));
+
+  const form = h("form", { class: "card", id: "trigger-form", novalidate: true }, h("h2", { text: "New trigger" }), summary,
+    formRow("trg-name", "Name", name, "name"), formRow("trg-kind", "Kind", kind, "kind"),
+    h("div", { class: "form-row" }, h("label", { for: "trg-enabled" }, enabled, " Enabled")), kindBox,
+    h("h3", { text: "The task it creates" }),
+    formRow("trg-type", "Task type", type, "task.type"), paramsBox,
+    formRow("trg-param_map", "Param map (JSON: param → JSON Pointer into the event)", paramMap, "task.param_map"),
+    formRow("trg-priority", "Priority", prio, "task.priority"),
+    h("button", { type: "submit", id: "trg-submit", text: "Create trigger" }));
+  form.addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const btn = $("#trg-submit");
+    btn.disabled = true;
+    try {
+      const task = { type: type.value, params: collect() };
+      const pm = paramMap.value.trim();
+      if (pm) {
+        try { task.param_map = JSON.parse(pm); } catch {
+          throw new APIError(422, { title: "Invalid JSON", errors: [{ field: "task.param_map", message: "is not valid JSON" }] });
+        }
+      }
+      if (prio.value) task.priority = prio.value;
+      const body = { name: name.value.trim(), kind: kind.value, enabled: enabled.checked, task };
+      if (kind.value === "database") {
+        body.table = table.value;
+        const picked = ops.filter((o) => o.checked).map((o) => o.value);
+        if (picked.length) body.operations = picked;
+        if (debounce.value) body.debounce_seconds = Number(debounce.value);
+      } else if (kind.value === "upload") {
+        const filter = {};
+        if (ctype.value.trim()) filter.content_type = ctype.value.trim();
+        if (glob.value.trim()) filter.name_glob = glob.value.trim();
+        if (Object.keys(filter).length) body.filter = filter;
+      }
+      const tr = await api("POST", "/api/v1/triggers", body);
+      // The secret is in this answer only: the trigger's page shows it once.
+      if (tr.secret) state.freshSecret = { id: tr.trigger_id, secret: tr.secret };
+      location.hash = `#/triggers/${encodeURIComponent(tr.trigger_id)}`;
+    } catch (err) {
+      if (err instanceof APIError && err.status !== 0) {
+        // The params form names its fields params.<name>; the API task.params.<name>.
+        for (const fe of (err.problem.errors || [])) if (fe.field.startsWith("task.params.")) fe.field = fe.field.slice("task.".length);
+        showFieldErrors(form, summary, err);
+      } else showError(main, err);
+    } finally { btn.disabled = false; }
+  });
+  return form;
+}
+
+async function triggerDetail(main, id) {
+  // A secret just made for this trigger is shown this once, then forgotten.
+  const fresh = state.freshSecret && state.freshSecret.id === id ? state.freshSecret : null;
+  state.freshSecret = null;
+  main.append(h("h1", {}, "Trigger ", h("code", { text: id })));
+  if (!canCreate()) { main.append(h("p", { class: "notice", text: "Operators and admins only." })); return; }
+  const enc = encodeURIComponent(id);
+  const tr = await api("GET", `/api/v1/triggers/${enc}`);
+  const hookURL = tr.hook_url ? new URL(tr.hook_url, location.origin).href : "";
+  if (fresh) {
+    const code = h("code", { id: "trigger-secret", class: "secret", text: fresh.secret });
+    main.append(h("div", { class: "card notice", id: "trigger-secret-box", role: "status" },
+      h("p", {}, h("strong", { text: fresh.rotated ? "The new signing secret is shown once." : "The signing secret is shown once." }),
+        " Copy it now into the system that will call the hook: neither the console nor the API shows it again (rotating makes a new one)."),
+      fresh.rotated && fresh.previous_expires_at ? h("p", {}, "The previous secret keeps verifying until ", time(fresh.previous_expires_at), ".") : null,
+      code, h("div", { class: "actions" }, copyButton("trigger-secret-copy", "Copy secret", fresh.secret, code)),
+      hookURL ? h("p", {}, "Hook URL: ", h("code", { class: "secret", text: hookURL })) : null));
+  }
+  const kv = (k, v) => [h("dt", { text: k }), h("dd", {}, v)];
+  const rows = [kv("Name", tr.name), kv("Kind", tr.kind), kv("Enabled", h("span", { id: "trigger-enabled", text: tr.enabled ? "yes" : "no" })),
+    kv("Owner", tr.owner), kv("Created", time(tr.created_at)), kv("Updated", time(tr.updated_at))];
+  if (tr.kind === "webhook") {
+    const url = h("code", { id: "trigger-hook-url", class: "secret", text: hookURL });
+    rows.push(kv("Hook URL", h("span", {}, url, " ", copyButton("trigger-hook-copy", "Copy URL", hookURL, url))));
+    if (tr.previous_secret_expires_at) rows.push(kv("Previous secret verifies until", time(tr.previous_secret_expires_at)));
+  } else if (tr.kind === "database") {
+    rows.push(kv("Table", tr.table), kv("Operations", (tr.operations || []).join(", ") || "every one"), kv("Debounce", `${tr.debounce_seconds || 0} s`));
+  } else if (tr.kind === "upload") {
+    rows.push(kv("Content type", (tr.filter && tr.filter.content_type) || "any"), kv("Name pattern", (tr.filter && tr.filter.name_glob) || "any"));
+  }
+  rows.push(kv("Task type", tr.task.type), kv("Priority", tr.task.priority),
+    kv("Tasks", h("a", { id: "trigger-tasks-link", href: `#/tasks?trigger_id=${enc}`, text: "every task it made" })));
+  const facts = h("dl", { class: "kv", id: "trigger-facts" }, rows.flat());
+  const taskPre = h("pre", { id: "trigger-task", text: JSON.stringify({ params: tr.task.params, param_map: tr.task.param_map }, null, 2) });
+  const dbody = h("tbody", { id: "delivery-rows" });
+  const recent = h("ul", { id: "trigger-recent-tasks" });
+  main.append(h("div", { class: "grid" },
+    h("div", { class: "card" }, h("h2", { text: "Details" }), facts, triggerControls(tr, main)),
+    h("div", { class: "card" }, h("h2", { text: "The task it creates" }), taskPre)),
+  h("div", { class: "card" }, h("h2", { text: "Recent deliveries" }),
+    h("div", { class: "actions" }, h("button", { type: "button", class: "secondary", id: "deliveries-refresh", text: "Refresh",
+      onclick: () => load().catch((e) => showError(main, e)) })),
+    h("div", { class: "table-wrap" }, h("table", { class: "wrap" }, h("caption", { class: "visually-hidden", text: "Deliveries" }),
+      h("thead", {}, h("tr", {}, h("th", { scope: "col", text: "Received" }), h("th", { scope: "col", class: "wide", text: "Webhook id" }),
+        h("th", { scope: "col", text: "Outcome" }), h("th", { scope: "col", class: "wide", text: "HTTP" }), h("th", { scope: "col", text: "Task or reason" }))),
+      dbody))),
+  h("div", { class: "card" }, h("h2", { text: "Recent tasks" }), recent,
+    h("p", {}, h("a", { href: `#/tasks?trigger_id=${enc}`, text: "All its tasks →" }))));
+  const load = async () => {
+    const [page, tasks] = await Promise.all([api("GET", `/api/v1/triggers/${enc}/deliveries?limit=50`),
+      api("GET", `/api/v1/tasks?trigger_id=${enc}&limit=10`)]);
+    clear(dbody);
+    if (!page.items.length) dbody.append(h("tr", {}, h("td", { colspan: 5, class: "empty", text: "No deliveries yet." })));
+    for (const d of page.items) {
+      dbody.append(h("tr", { "data-delivery-id": d.delivery_id, "data-accepted": String(d.accepted) },
+        h("td", {}, time(d.received_at)), h("td", { class: "wide" }, d.webhook_id ? h("code", { text: d.webhook_id }) : "—"),
+        h("td", {}, h("span", { class: `status status-${d.accepted ? "completed" : "failed"}`, text: d.accepted ? "accepted" : "refused" })),
+        h("td", { class: "num wide", text: d.status }),
+        h("td", {}, d.accepted && d.task_id ? h("a", { href: `#/tasks/${encodeURIComponent(d.task_id)}`, text: d.task_id }) : h("span", { class: "error", text: d.reason || "refused" }),
+          d.excerpt ? h("code", { class: "excerpt", text: d.excerpt }) : null)));
+    }
+    clear(recent);
+    if (!tasks.items.length) recent.append(h("li", { class: "muted", text: "No task yet." }));
+    for (const t of tasks.items) recent.append(h("li", { "data-task-id": t.task_id }, h("a", { href: `#/tasks/${encodeURIComponent(t.task_id)}`, text: t.task_id }), " ", statusBadge(t.status), " ", time(t.created_at)));
+  };
+  await load();
+  // Each task the trigger makes (an accepted delivery) reloads the lists.
+  let soon = null;
+  stream(`/api/v1/events?trigger_id=${enc}&limit=1`, (type) => {
+    if (type === "task") { clearTimeout(soon); soon = setTimeout(() => load().catch(() => {}), 300); }
+  });
+  state.cleanup.push(() => clearTimeout(soon));
+}
+
+// ---------- workflows ----------
+const WORKFLOW_STATUSES = ["pending", "running", "completed", "failed", "cancelled"];
+
+async function workflows(main, params) {
+  main.append(h("h1", { text: "Workflows" }));
+  const cur = params.get("status") || "";
+  const sel = h("select", { id: "wf-status", name: "status" }, h("option", { value: "", text: "any" }),
+    WORKFLOW_STATUSES.map((st) => h("option", { value: st, text: st, selected: st === cur })));
+  const form = h("form", { class: "card filters", id: "workflow-filters", "aria-label": "Filters" },
+    h("div", {}, h("label", { for: "wf-status", text: "Status" }), sel), h("button", { type: "submit", text: "Apply" }));
+  form.addEventListener("submit", (e) => {
+    e.preventDefault();
+    location.hash = `#/workflows${sel.value ? "?status=" + encodeURIComponent(sel.value) : ""}`;
+  });
+  const tbody = h("tbody", { id: "workflow-rows" });
+  const pager = h("div", { class: "actions" });
+  main.append(form, h("div", { class: "table-wrap" }, h("table", { class: "wrap" }, h("caption", { class: "visually-hidden", text: "Workflows" }),
+    h("thead", {}, h("tr", {}, ["Workflow", "Status", "Created"].map((c) => h("th", { scope: "col", text: c })),
+      ["Ended", "Created by"].map((c) => h("th", { scope: "col", class: "wide", text: c })))), tbody)), pager,
+  h("p", { class: "muted", text: "Workflows are created through the API (POST /api/v1/workflows) or the command-line client." }));
+  const load = async (cursor) => {
+    const q = new URLSearchParams({ limit: "50" });
+    if (cur) q.set("status", cur);
+    if (cursor) q.set("cursor", cursor);
+    const page = await api("GET", `/api/v1/workflows?${q}`);
+    if (!cursor) clear(tbody);
+    clear(pager);
+    if (!page.items.length && !cursor) tbody.append(h("tr", {}, h("td", { colspan: 5, class: "empty", text: "No workflows match." })));
+    for (const w of page.items) {
+      tbody.append(h("tr", { "data-workflow-id": w.workflow_id, "data-status": w.status },
+        h("td", {}, h("a", { href: `#/workflows/${encodeURIComponent(w.workflow_id)}`, text: w.name }), h("br"), h("code", { class: "muted", text: w.workflow_id })),
+        h("td", {}, statusBadge(w.status)), h("td", {}, time(w.created_at)),
+        h("td", { class: "wide" }, time(w.completed_at)), h("td", { class: "wide", text: w.created_by })));
+    }
+    if (page.next_cursor) pager.append(h("button", { type: "button", class: "secondary", id: "workflows-more", text: "Load more",
+      onclick: () => load(page.next_cursor).catch((e) => showError(main, e)) }));
+  };
+  await load();
+}
+
+// workflowGraph draws the steps as an SVG: one column per dependency depth
+// (a step sits one column right of its deepest dependency), an arrow from
+// each dependency to its dependent, each node coloured by its status and
+// linking to its task when it has one.
+function workflowGraph(steps) {
+  const byID = new Map(steps.map((st) => [st.id, st]));
+  const depth = new Map();
+  const depthOf = (st, seen) => {
+    if (depth.has(st.id)) return depth.get(st.id);
+    if (seen.has(st.id)) return 0; // the API refuses cycles; never loop on one
+    seen.add(st.id);
+    let d = 0;
+    for (const dep of st.depends_on || []) if (byID.has(dep)) d = Math.max(d, depthOf(byID.get(dep), seen) + 1);
+    depth.set(st.id, d);
+    return d;
+  };
+  const layers = [];
+  for (const st of steps) (layers[depthOf(st, new Set())] ||= []).push(st);
+  const NW = 170, NH = 58, GX = 60, GY = 18, PAD = 6;
+  const cols = Math.max(1, layers.length), rows = Math.max(1, ...layers.map((l) => l.length));
+  const W = PAD * 2 + cols * NW + (cols - 1) * GX, H = PAD * 2 + rows * NH + (rows - 1) * GY;
+  const pos = new Map();
+  layers.forEach((layer, x) => {
+    const off = ((rows - layer.length) * (NH + GY)) / 2;
+    layer.forEach((st, y) => pos.set(st.id, { x: PAD + x * (NW + GX), y: PAD + off + y * (NH + GY) }));
+  });
+  const clip = (t, n) => (t.length > n ? t.slice(0, n - 1) + "…" : t);
+  const svg = s("svg", { class: "wf", id: "workflow-svg", viewBox: `0 0 ${W} ${H}`, width: W, height: H, role: "group", "aria-label": "Graph of the workflow's steps" });
+  svg.append(s("defs", {}, s("marker", { id: "wf-arrow", viewBox: "0 0 10 10", refX: 10, refY: 5, markerWidth: 8, markerHeight: 8, orient: "auto" },
+    s("path", { d: "M0,0 L10,5 L0,10 z", class: "wf-arrowhead" }))));
+  if (!steps.length) svg.append(s("text", { x: PAD, y: 20 }, "No steps."));
+  for (const st of steps) {
+    for (const dep of st.depends_on || []) {
+      const a = pos.get(dep), b = pos.get(st.id);
+      if (!a || !b) continue;
+      const x1 = a.x + NW, y1 = a.y + NH / 2, x2 = b.x - 1, y2 = b.y + NH / 2, mx = (x1 + x2) / 2;
+      svg.append(s("path", { class: "wf-edge", d: `M${x1},${y1} C${mx},${y1} ${mx},${y2} ${x2},${y2}`, "marker-end": "url(#wf-arrow)", "data-from": dep, "data-to": st.id }));
+    }
+  }
+  for (const st of steps) {
+    const p = pos.get(st.id);
+    const g = s("g", { class: `wf-node wf-${st.status}`, "data-step-id": st.id, "data-status": st.status, transform: `translate(${p.x},${p.y})` },
+      s("title", {}, `${st.id} (${st.type}): ${st.status}${st.error ? " — " + st.error : ""}`),
+      s("rect", { width: NW, height: NH, rx: 6 }),
+      s("text", { x: 10, y: 18, class: "wf-id" }, clip(st.id, 22)),
+      s("text", { x: 10, y: 34 }, clip(st.type, 24)),
+      s("text", { x: 10, y: 50, class: "wf-state" }, st.status));
+    svg.append(st.task_id ? s("a", { href: `#/tasks/${encodeURIComponent(st.task_id)}`, "aria-label": `Step ${st.id}, ${st.type}, ${st.status}: its task` }, g) : g);
+  }
+  return svg;
+}
+
+async function workflowDetail(main, id) {
+  const enc = encodeURIComponent(id);
+  let wf = await api("GET", `/api/v1/workflows/${enc}`);
+  const status = h("span", { id: "workflow-status" });
+  const notice = h("p", { id: "workflow-notice", role: "status" });
+  const controls = h("div", { class: "actions", id: "workflow-controls" });
+  const facts = h("dl", { class: "kv", id: "workflow-facts" });
+  const graph = h("div", { id: "workflow-graph", class: "wf-graph" });
+  const list = h("ol", { id: "workflow-steps", class: "wf-steps" });
+  main.append(h("h1", {}, "Workflow ", h("code", { text: id })), notice,
+    h("div", { class: "card" }, h("p", {}, status, " ", h("strong", { id: "workflow-name", text: wf.name })), graph, controls),
+    h("div", { class: "grid" },
+      h("div", { class: "card" }, h("h2", { text: "Steps" }), list),
+      h("div", { class: "card" }, h("h2", { text: "Details" }), facts)));
+  const doCancel = async () => {
+    if (!(await confirmAction(`Cancel workflow ${wf.name}? No further step starts; running steps are told to stop.`))) return;
+    try {
+      render(await api("DELETE", `/api/v1/workflows/${enc}`));
+      notice.textContent = "Cancel requested.";
+    } catch (e) { notice.textContent = `Cancel failed: ${e.message}`; }
+  };
+  const render = (w) => {
+    wf = w;
+    clear(status).append(statusBadge(w.status));
+    status.dataset.cancelRequested = String(!!w.cancel_requested);
+    const kv = (k, v) => [h("dt", { text: k }), h("dd", {}, v)];
+    clear(facts);
+    append(facts, [kv("Name", w.name), kv("Status", w.status + (w.cancel_requested && !TERMINAL.has(w.status) ? " (cancel requested)" : "")),
+      kv("Created", time(w.created_at)), kv("Created by", w.created_by), kv("Updated", time(w.updated_at)), kv("Ended", time(w.completed_at)),
+      kv("Tasks", h("a", { id: "workflow-tasks-link", href: `#/tasks?workflow_id=${enc}`, text: "its step tasks" }))]);
+    const steps = w.steps || [];
+    clear(graph).append(workflowGraph(steps));
+    clear(list);
+    for (const st of steps) {
+      list.append(h("li", { "data-step-id": st.id, "data-status": st.status },
+        st.task_id ? h("a", { href: `#/tasks/${encodeURIComponent(st.task_id)}`, text: st.id }) : h("strong", { text: st.id }),
+        ` (${st.type}) `, statusBadge(st.status),
+        (st.depends_on || []).length ? ` after ${st.depends_on.join(", ")}` : "",
+        st.error ? h("span", { class: "error", text: ` — ${st.error}` }) : null));
+    }
+    clear(controls);
+    if (canCreate() && !TERMINAL.has(w.status) && !w.cancel_requested) {
+      controls.append(h("button", { type: "button", class: "danger", id: "cancel-workflow", "data-action": "cancel", text: "Cancel workflow", onclick: doCancel }));
+    }
+  };
+  render(wf);
+  // Live: each event of one of its tasks re-reads the workflow (one read at
+  // a time; events during a read make one more).
+  let reading = false, again = false;
+  const reread = async () => {
+    if (reading) { again = true; return; }
+    reading = true;
+    try {
+      do { again = false; render(await api("GET", `/api/v1/workflows/${enc}`)); } while (again);
+    } catch (e) {
+      if (!(e instanceof APIError && (e.status === 0 || e.status === 401))) notice.textContent = `Could not refresh: ${e.message}`;
+    } finally { reading = false; }
+  };
+  stream(`/api/v1/events?workflow_id=${enc}`, (type) => { if (type === "task") reread(); });
+  // The workflow's own status may change after its last task's event (the
+  // scheduler ends it): read it now and then until it has ended.
+  const timer = setInterval(() => { if (!TERMINAL.has(wf.status)) reread(); }, 5000);
+  state.cleanup.push(() => clearInterval(timer));
 }
 
 // ---------- dead letters ----------
