@@ -3,6 +3,8 @@ package workflow
 import (
 	"context"
 	"slices"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -31,11 +33,7 @@ func (s *Service) Run(ctx context.Context, sweep time.Duration) error {
 	var last time.Time
 	pass := func(ctx context.Context, ids []string) time.Duration {
 		slices.Sort(ids)
-		for _, id := range slices.Compact(ids) {
-			if err := s.Advance(ctx, id, ""); err != nil && ctx.Err() == nil {
-				s.log.Warn("workflow advance failed; the sweep retries it", zap.String("workflow_id", id), zap.Error(err))
-			}
-		}
+		s.advanceAll(ctx, slices.Compact(ids), "workflow advance failed; the sweep retries it")
 		if time.Since(last) >= sweep {
 			s.Sweep(ctx)
 			last = time.Now()
@@ -69,18 +67,38 @@ func (s *Service) Sweep(ctx context.Context) int {
 		}
 		return 0
 	}
-	n := 0
-	for _, id := range ids {
-		if err := s.Advance(ctx, id, ""); err != nil {
-			if ctx.Err() == nil {
-				s.log.Warn("workflow advance failed; the next sweep retries it", zap.String("workflow_id", id), zap.Error(err))
-			}
-			continue
-		}
-		n++
-	}
+	n := s.advanceAll(ctx, ids, "workflow advance failed; the next sweep retries it")
 	if n > 0 {
 		s.log.Info("workflows advanced by the sweep", zap.Int("count", n))
 	}
 	return n
+}
+
+// advancers bounds the advances that run at once: each waits mostly on
+// round trips (and its step creations join the task service's batches), so
+// a burst of ended steps is served in parallel rather than one by one.
+const advancers = 16
+
+// advanceAll advances the workflows ids, advancers at a time, logging each
+// failure with msg, and returns how many it advanced.
+func (s *Service) advanceAll(ctx context.Context, ids []string, msg string) int {
+	var wg sync.WaitGroup
+	var ok atomic.Int64
+	sem := make(chan struct{}, advancers)
+	for _, id := range ids {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			if err := s.Advance(ctx, id, ""); err != nil {
+				if ctx.Err() == nil {
+					s.log.Warn(msg, zap.String("workflow_id", id), zap.Error(err))
+				}
+				return
+			}
+			ok.Add(1)
+		}()
+	}
+	wg.Wait()
+	return int(ok.Load())
 }

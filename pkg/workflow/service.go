@@ -449,65 +449,70 @@ func status(steps []store.WorkflowStep, states map[string]stepState, cancelReque
 	return StatusPending
 }
 
-// Advance brings workflow id up to date in one transaction: it creates the
-// tasks of the steps that became ready, fails those whose params cannot be
-// resolved, sets the workflow's status and removes the wakeups it served.
-// An error (PostgreSQL or Redis unavailable) rolls it back; the wakeup stays
-// and a later advance does the work.
+// Advance brings workflow id up to date: it creates the tasks of the steps
+// that became ready (unique per workflow and step, so an advance racing this
+// one, or repeating one that died, gets the same task) and fails those whose
+// params cannot be resolved, holding no lock meanwhile; then, in one short
+// transaction with the workflow's row locked, it sets the status the rows
+// now give and removes the wakeups it served. An error (PostgreSQL or Redis
+// unavailable) leaves the wakeups for a later advance.
 func (s *Service) Advance(ctx context.Context, id, requestID string) error {
-	return s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
-		var served int64
-		if err := tx.Raw(`SELECT coalesce(max(id), 0) FROM workflow_wakeups WHERE workflow_id = ?`, id).Scan(&served).Error; err != nil {
-			return err
+	db := s.db.WithContext(ctx)
+	var served int64
+	if err := db.Raw(`SELECT coalesce(max(id), 0) FROM workflow_wakeups WHERE workflow_id = ?`, id).Scan(&served).Error; err != nil {
+		return translate("read workflow wakeups", err)
+	}
+	wf, steps, byStep, err := load(db, id, false)
+	if errors.Is(err, ErrNotFound) {
+		return nil // deleted with its wakeups
+	}
+	if err != nil {
+		return err
+	}
+	for more := true; more; {
+		more = false
+		states := derive(steps, byStep, wf.CancelRequested)
+		for i, st := range steps {
+			if !states[st.StepID].ready {
+				continue
+			}
+			req, rerr := s.request(wf, st, steps, byStep, requestID)
+			var created taskservice.Created
+			if rerr == nil {
+				created, rerr = s.creator.Create(ctx, req)
+			}
+			if v, ok := tasks.AsValidation(rerr); ok {
+				// The step fails without a task; its dependents are
+				// cancelled by the next derive.
+				msg := validationMessage(v)
+				if err := db.Model(&store.WorkflowStep{}).Where("workflow_id = ? AND step_id = ? AND error = ''", id, st.StepID).
+					Update("error", msg).Error; err != nil {
+					return translate("fail workflow step", err)
+				}
+				steps[i].Error = msg
+				more = true
+				s.log.Info("workflow step failed before its task", zap.String("workflow_id", id), zap.String("step_id", st.StepID), zap.String("error", msg))
+				continue
+			}
+			if rerr != nil {
+				return rerr
+			}
+			byStep[st.StepID] = stepTask{ID: created.Task.ID, StepID: st.StepID, Status: created.Task.Status}
+			if !created.Existing {
+				s.opts.Metrics.stepCreated(time.Since(readySince(wf, st, byStep)))
+			}
 		}
+	}
+	return db.Transaction(func(tx *gorm.DB) error {
 		wf, steps, byStep, err := load(tx, id, true)
 		if errors.Is(err, ErrNotFound) {
-			return nil // deleted with its wakeups
+			return nil
 		}
 		if err != nil {
 			return err
 		}
-		for {
-			states := derive(steps, byStep, wf.CancelRequested)
-			failedOne := false
-			for i, st := range steps {
-				if !states[st.StepID].ready {
-					continue
-				}
-				req, rerr := s.request(wf, st, steps, byStep, requestID)
-				var created taskservice.Created
-				if rerr == nil {
-					created, rerr = s.creator.Create(ctx, req)
-				}
-				if v, ok := tasks.AsValidation(rerr); ok {
-					msg := validationMessage(v)
-					if err := tx.Model(&store.WorkflowStep{}).Where("workflow_id = ? AND step_id = ?", id, st.StepID).
-						Update("error", msg).Error; err != nil {
-						return err
-					}
-					steps[i].Error = msg
-					failedOne = true
-					s.log.Info("workflow step failed before its task", zap.String("workflow_id", id), zap.String("step_id", st.StepID), zap.String("error", msg))
-					continue
-				}
-				if rerr != nil {
-					return rerr
-				}
-				byStep[st.StepID] = stepTask{ID: created.Task.ID, StepID: st.StepID, Status: created.Task.Status}
-				s.opts.Metrics.stepCreated(time.Since(readySince(wf, st, byStep)))
-			}
-			if !failedOne {
-				next := status(steps, states, wf.CancelRequested)
-				// The new tasks are pending, which moves no state derive
-				// reads: states hold, apart from a workflow now started.
-				if next == StatusPending && len(byStep) > 0 {
-					next = StatusRunning
-				}
-				if err := s.setStatus(tx, wf, next); err != nil {
-					return err
-				}
-				break
-			}
+		if err := s.setStatus(tx, wf, status(steps, derive(steps, byStep, wf.CancelRequested), wf.CancelRequested)); err != nil {
+			return err
 		}
 		return tx.Exec(`DELETE FROM workflow_wakeups WHERE workflow_id = ? AND id <= ?`, id, served).Error
 	})

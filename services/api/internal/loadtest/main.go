@@ -9,7 +9,7 @@
 //	                                     live events through the api and worker
 //	                                     binaries in DIR: publish-to-deliver
 //	                                     latency and memory per open stream
-//	loadtest system -bin DIR [-phases create,drain,e2e,list] [...]
+//	loadtest system -bin DIR [-phases create,drain,e2e,workflow,list] [...]
 //	                                     the four binaries in DIR with the
 //	                                     production configuration, driven over
 //	                                     HTTP, each figure next to an anchor
@@ -98,13 +98,14 @@ func run(ctx context.Context, args []string) error {
 	case "system":
 		var cfg systemConfig
 		fs.StringVar(&cfg.bin, "bin", "", "directory of the taskforge-api, -worker, -scheduler and -monitor binaries (scripts/lib.sh build_services)")
-		phases := fs.String("phases", "create,drain,e2e", "phases to run: create, drain, e2e, list")
+		phases := fs.String("phases", "create,drain,e2e", "phases to run: create, drain, e2e, workflow, list")
 		clients := fs.String("clients", "16,64", "create: concurrent clients of each measurement")
 		fs.IntVar(&cfg.creates, "creates", 10000, "create: requests per measurement")
 		fs.IntVar(&cfg.rounds, "rounds", 2, "create: measurements per client count")
 		fs.IntVar(&cfg.drain, "drain", 5000, "drain: tasks due at once")
 		runs := fs.String("runs", "1x50 4x50", "drain: worker servers x total concurrency of each measurement")
 		fs.IntVar(&cfg.e2e, "e2e", 5000, "end to end: tasks")
+		fs.IntVar(&cfg.flows, "workflows", 300, "workflow: two-step workflows")
 		fs.IntVar(&cfg.rows, "rows", 1000000, "list: task rows loaded")
 		fs.IntVar(&cfg.lists, "lists", 5000, "list: requests per measurement")
 		if err := fs.Parse(args[1:]); err != nil {
@@ -125,8 +126,8 @@ func run(ctx context.Context, args []string) error {
 		if cfg.runs, err = parseRuns(*runs); err != nil {
 			return err
 		}
-		if cfg.creates < 10 || cfg.drain < 1 || cfg.e2e < 1 || cfg.rows < 1 || cfg.lists < 10 || cfg.rounds < 1 {
-			return errors.New("system: -creates and -lists at least 10, -drain, -e2e, -rows and -rounds at least 1")
+		if cfg.creates < 10 || cfg.drain < 1 || cfg.e2e < 1 || cfg.rows < 1 || cfg.lists < 10 || cfg.rounds < 1 || cfg.flows < 1 {
+			return errors.New("system: -creates and -lists at least 10, -drain, -e2e, -rows, -rounds and -workflows at least 1")
 		}
 		return benchSystem(ctx, dbURL, redisAddr, cfg)
 	}

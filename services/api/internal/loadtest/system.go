@@ -42,6 +42,7 @@ type systemConfig struct {
 	e2e     int // end to end: tasks
 	rows    int // list: rows loaded
 	lists   int // list: requests per measurement
+	flows   int // workflow: two-step workflows
 }
 
 // serverRun is a worker configuration: Asynq servers and their total
@@ -80,12 +81,12 @@ func benchSystem(ctx context.Context, dbURL, redisAddr string, cfg systemConfig)
 	list := false
 	for _, p := range cfg.phases {
 		switch p {
-		case "create", "drain", "e2e":
+		case "create", "drain", "e2e", "workflow":
 			main = append(main, p)
 		case "list":
 			list = true
 		default:
-			return fmt.Errorf("system: unknown phase %q (create, drain, e2e, list)", p)
+			return fmt.Errorf("system: unknown phase %q (create, drain, e2e, workflow, list)", p)
 		}
 	}
 	if len(main) > 0 {
@@ -115,6 +116,8 @@ func benchSystem(ctx context.Context, dbURL, redisAddr string, cfg systemConfig)
 				err = b.drain(ctx)
 			case "e2e":
 				err = b.endToEnd(ctx)
+			case "workflow":
+				err = b.workflowSteps(ctx)
 			}
 			if err != nil {
 				return fmt.Errorf("%s: %w", p, err)
