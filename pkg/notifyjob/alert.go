@@ -78,7 +78,7 @@ func (s *Service) SendAlert(ctx context.Context, r job.Reporter, p *taskpb.SendA
 	}
 	res := AlertResult{Channel: ch, Recipients: len(p.GetRecipients())}
 	if toSubs {
-		out, err := s.sendToSubscriptions(ctx, r.TaskID(), principals, alert)
+		out, err := s.sendToSubscriptions(ctx, r, principals, alert)
 		res.Subscriptions, res.Removed = out.delivered, out.removed
 		if err != nil {
 			return fmt.Errorf("notifyjob: %s: %w", op, err)
@@ -116,7 +116,7 @@ func (s *Service) sendEach(ctx context.Context, r job.Reporter, ch string, sende
 			continue
 		}
 		done[to] = true
-		s.markDelivered(ctx, r.TaskID(), ch, to)
+		s.markDelivered(ctx, r, ch, to)
 	}
 	if skipped > 0 {
 		r.Log(job.Info, "recipients reached by an earlier attempt skipped", map[string]any{"channel": ch, "skipped": skipped})

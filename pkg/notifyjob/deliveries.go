@@ -9,6 +9,7 @@ import (
 	"go.uber.org/zap"
 	"gorm.io/gorm/clause"
 
+	"github.com/taskforge/taskforge/pkg/job"
 	"github.com/taskforge/taskforge/pkg/store"
 )
 
@@ -63,19 +64,20 @@ func (s *Service) recipientDigest(taskID, channel, recipient string) string {
 // markDelivered records that the task reached recipients on channel. A
 // failure is logged, not returned: the message is out, and failing the
 // attempt would only make a retry send it again.
-func (s *Service) markDelivered(ctx context.Context, taskID, channel string, recipients ...string) {
+func (s *Service) markDelivered(ctx context.Context, r job.Reporter, channel string, recipients ...string) {
 	if len(recipients) == 0 {
 		return
 	}
+	taskID := r.TaskID()
 	rows := make([]store.NotificationDelivery, len(recipients))
-	for i, r := range recipients {
-		rows[i] = store.NotificationDelivery{TaskID: taskID, Channel: channel, Recipient: s.recipientDigest(taskID, channel, r)}
+	for i, to := range recipients {
+		rows[i] = store.NotificationDelivery{TaskID: taskID, Channel: channel, Recipient: s.recipientDigest(taskID, channel, to)}
 	}
 	err := s.db.WithContext(context.WithoutCancel(ctx)).Clauses(clause.OnConflict{DoNothing: true}).
 		Omit("DeliveredAt").Create(&rows).Error
 	if err != nil {
-		s.log.Warn("delivery not recorded; a retry may send it again", zap.String("task_id", taskID),
-			zap.String("channel", channel), zap.Int("recipients", len(recipients)), zap.Error(store.Translate(err)))
+		s.log.Warn("delivery not recorded; a retry may send it again", job.LogFields(r,
+			zap.String("channel", channel), zap.Int("recipients", len(recipients)), zap.Error(store.Translate(err)))...)
 	}
 }
 

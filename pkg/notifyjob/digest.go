@@ -174,7 +174,7 @@ func (s *Service) GenerateDigest(ctx context.Context, r job.Reporter, p *taskpb.
 		if err := s.mailer.Send(ctx, notify.Message{To: to, Subject: d.Subject(), Text: text, HTML: html}); err != nil {
 			return deliveryError(op, err)
 		}
-		s.markDelivered(ctx, r.TaskID(), deliveryDigest, to...)
+		s.markDelivered(ctx, r, deliveryDigest, to...)
 	}
 	res := DigestResult{
 		Period: d.Period, Start: d.Start.Format(dateLayout), End: d.End.Format(dateLayout),

@@ -65,7 +65,7 @@ func (s *Service) SendEmail(ctx context.Context, r job.Reporter, p *taskpb.SendE
 		if err != nil {
 			return deliveryError(op, err)
 		}
-		s.markDelivered(ctx, r.TaskID(), deliveryEmail, append(append([]string(nil), p.GetTo()...), p.GetCc()...)...)
+		s.markDelivered(ctx, r, deliveryEmail, append(append([]string(nil), p.GetTo()...), p.GetCc()...)...)
 	}
 	r.Log(job.Info, "email sent", map[string]any{"recipients": n, "attachments": len(atts), "attachment_bytes": size})
 	s.log.Debug("email sent", job.LogFields(r, zap.Int("recipients", n), zap.Int("attachments", len(atts)))...)

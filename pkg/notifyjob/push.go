@@ -108,7 +108,8 @@ func (s *Service) alertPrincipals(ctx context.Context, r job.Reporter, op string
 // pushes only to the others). Subscriptions a push service reports gone (404,
 // 410) are deleted and do not fail the task. The error sums up the other
 // failures: it is permanent only if each of them is.
-func (s *Service) sendToSubscriptions(ctx context.Context, taskID string, principals []string, a notify.Alert) (pushOutcome, error) {
+func (s *Service) sendToSubscriptions(ctx context.Context, r job.Reporter, principals []string, a notify.Alert) (pushOutcome, error) {
+	taskID := r.TaskID()
 	var out pushOutcome
 	subs, err := s.subs.Store.ForPrincipals(ctx, principals)
 	if err != nil {
@@ -143,7 +144,7 @@ func (s *Service) sendToSubscriptions(ctx context.Context, taskID string, princi
 		switch {
 		case err == nil:
 			out.delivered++
-			s.markDelivered(ctx, taskID, deliveryPushSubscription, sub.ID)
+			s.markDelivered(ctx, r, deliveryPushSubscription, sub.ID)
 		case notify.IsGone(err):
 			gone = append(gone, sub.ID)
 		default:

@@ -26,16 +26,18 @@ import (
 func (r *Runtime) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	r.inflight.Add(1)
 	defer r.inflight.Done()
+	carried := tracing.FromHeaders(t.Headers())
 	env, err := tasks.DecodeEnvelope(t.Payload())
 	if err != nil {
-		id, _ := asynq.GetTaskID(ctx)
-		r.failUnstarted(id, KindBadParams, "the task's payload is not a Taskforge envelope")
+		a := attempt{requestID: carried.RequestID, traceID: tracing.TaskTraceID(ctx, carried)}
+		a.id, _ = asynq.GetTaskID(ctx)
+		r.failUnstarted(a, KindBadParams, "the task's payload is not a Taskforge envelope")
 		return fmt.Errorf("%w: %w", asynq.SkipRetry, err)
 	}
 	if spec, ok := tasks.LookupAny(env.GetType()); ok && spec.Category == tasks.Internal {
 		return r.runInternal(ctx, env)
 	}
-	return r.runTask(ctx, env, tracing.FromHeaders(t.Headers()))
+	return r.runTask(ctx, env, carried)
 }
 
 // attempt is what the middleware knows about the attempt it runs.
@@ -109,7 +111,7 @@ func (r *Runtime) runTask(ctx context.Context, env *taskpb.Envelope, carried tra
 		// Asynq counted deliveries of this message that left no attempt: a
 		// worker killed before its start was written. They ran (and may have
 		// had effects): record them as lost before this one.
-		n, err := r.recordUnrecorded(ctx, a.id, chk.attempt, missing)
+		n, err := r.recordUnrecorded(ctx, a, chk.attempt, missing)
 		if err != nil {
 			r.log.Warn("unrecorded attempts not written", a.fields(zap.Int("missing", missing), zap.Error(err))...)
 			return fmt.Errorf("%w: %w", ErrNoSlot, err)
@@ -168,7 +170,7 @@ func (r *Runtime) runTask(ctx context.Context, env *taskpb.Envelope, carried tra
 	if rejected.Load() {
 		// Asynq retries a delivery whose context it cancelled itself; the row
 		// is terminal, so the task leaves the queue.
-		r.removeFromAsynq(a.queue, a.id)
+		r.removeFromAsynq(a)
 		return asynq.RevokeTask
 	}
 	o := r.classify(ctx, hctx, a, res)
@@ -185,17 +187,17 @@ func (r *Runtime) runTask(ctx context.Context, env *taskpb.Envelope, carried tra
 	return r.record(a, key, o, result, resultURL)
 }
 
-// recordUnrecorded writes missing lost attempts after attempt (see
+// recordUnrecorded writes missing lost attempts after attempt number after (see
 // lifecycle.Lifecycle.Unrecorded) and returns how many the row took (0 when it had moved).
-func (r *Runtime) recordUnrecorded(ctx context.Context, id string, attempt, missing int) (int, error) {
+func (r *Runtime) recordUnrecorded(ctx context.Context, a attempt, after, missing int) (int, error) {
 	ctx, cancel := context.WithTimeout(ctx, r.opts.FinishWait)
 	defer cancel()
-	moved, err := r.lc.Unrecorded(ctx, id, attempt, missing)
+	moved, err := r.lc.Unrecorded(ctx, a.id, after, missing)
 	if err != nil || !moved {
 		return 0, err
 	}
 	r.log.Warn("attempts a killed worker ran without recording them written as lost",
-		zap.String("task_id", id), zap.Int("after_attempt", attempt), zap.Int("lost", missing))
+		a.fields(zap.Int("after_attempt", after), zap.Int("lost", missing))...)
 	return missing, nil
 }
 
@@ -290,7 +292,7 @@ func (r *Runtime) classify(ctx, hctx context.Context, a attempt, res callResult)
 	deadline, hasDeadline := ctx.Deadline()
 	switch {
 	case errors.Is(context.Cause(hctx), errCancelRequested) ||
-		(errors.Is(ctx.Err(), context.Canceled) && r.cancelRequested(a.id)):
+		(errors.Is(ctx.Err(), context.Canceled) && r.cancelRequested(a)):
 		o.status, o.attempt, o.kind = tasks.StatusCancelled, tasks.StatusCancelled, KindCancelled
 		o.err = errors.New("cancelled at the caller's request")
 		if res.abandoned {
@@ -398,7 +400,7 @@ func (r *Runtime) record(a attempt, key attemptKey, o outcome, result []byte, re
 		r.metrics.cancellations.WithLabelValues(a.typ).Inc()
 	}
 	if o.cancelAsynq {
-		r.removeFromAsynq(a.queue, a.id)
+		r.removeFromAsynq(a)
 	}
 	if o.status == tasks.StatusCompleted {
 		return nil
@@ -415,7 +417,8 @@ func (r *Runtime) writerFor(id string) *writer {
 
 // failUnstarted fails a task that never started an attempt (its payload was
 // unreadable, or it waited for a type slot until its timeout).
-func (r *Runtime) failUnstarted(id, kind, message string) {
+func (r *Runtime) failUnstarted(a attempt, kind, message string) {
+	id := a.id
 	if id == "" {
 		return
 	}
@@ -424,7 +427,7 @@ func (r *Runtime) failUnstarted(id, kind, message string) {
 	errJSON, _ := json.Marshal(taskError{Message: message, Kind: kind})
 	moved, err := r.lc.FailUnstarted(ctx, id, string(errJSON))
 	if err != nil {
-		r.log.Error("task failure not recorded", zap.String("task_id", id), zap.Error(err))
+		r.log.Error("task failure not recorded", a.fields(zap.Error(err))...)
 		return
 	}
 	if moved && r.opts.OnTerminal != nil {

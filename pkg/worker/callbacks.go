@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap"
 	"gorm.io/gorm"
 
+	"github.com/taskforge/taskforge/pkg/logging"
 	"github.com/taskforge/taskforge/pkg/notify"
 	"github.com/taskforge/taskforge/pkg/store"
 )
@@ -150,6 +151,17 @@ type claimed struct {
 	taskID   string
 	url      string
 	attempts int
+	// traceID and attempt are the task's creation trace and its attempt
+	// count, for the log lines, once the task was read.
+	traceID string
+	attempt int
+}
+
+// fields are the fields of the log lines about cb's task: task_id, the
+// task's attempt and trace_id (the request id does not outlive the attempt).
+func (cb claimed) fields(extra ...zap.Field) []zap.Field {
+	return append([]zap.Field{logging.TaskID(cb.taskID), logging.Attempt(cb.attempt),
+		zap.String(logging.FieldTraceID, cb.traceID)}, extra...)
 }
 
 // DeliverDue claims up to Batch due callbacks, delivers them concurrently and
@@ -198,6 +210,7 @@ func (c *Callbacks) deliver(ctx context.Context, cb claimed) {
 		c.retryLater(ctx, cb, fmt.Errorf("read task: %w", store.Translate(err)), false)
 		return
 	}
+	cb.traceID, cb.attempt = task.TraceID, task.Attempt
 	body, err := json.Marshal(c.payload(task))
 	if err != nil {
 		c.retryLater(ctx, cb, fmt.Errorf("encode task: %w", err), true)
@@ -214,7 +227,7 @@ func (c *Callbacks) deliver(ctx context.Context, cb claimed) {
 		_, err := c.db.ExecContext(context.WithoutCancel(ctx),
 			`UPDATE task_callbacks SET delivered_at = now(), last_error = '' WHERE id = $1`, cb.id)
 		if err != nil {
-			c.log.Warn("callback delivered but not marked; it may be sent again", zap.String("task_id", cb.taskID), zap.Error(err))
+			c.log.Warn("callback delivered but not marked; it may be sent again", cb.fields(zap.Error(err))...)
 		}
 		return
 	}
@@ -234,9 +247,9 @@ func (c *Callbacks) retryLater(ctx context.Context, cb claimed, cause error, per
 	msg := clean(cause.Error(), 1000)
 	if permanent || cb.attempts >= c.opts.MaxAttempts {
 		c.count.WithLabelValues("abandoned").Inc()
-		c.log.Warn("callback abandoned", zap.String("task_id", cb.taskID), zap.Int("attempts", cb.attempts), zap.String("error", msg))
+		c.log.Warn("callback abandoned", cb.fields(zap.Int("attempts", cb.attempts), zap.String("error", msg))...)
 		if _, err := c.db.ExecContext(ctx, `UPDATE task_callbacks SET abandoned_at = now(), last_error = $2 WHERE id = $1`, cb.id, msg); err != nil {
-			c.log.Warn("callback failure not recorded", zap.String("task_id", cb.taskID), zap.Error(err))
+			c.log.Warn("callback failure not recorded", cb.fields(zap.Error(err))...)
 		}
 		return
 	}
@@ -244,7 +257,7 @@ func (c *Callbacks) retryLater(ctx context.Context, cb claimed, cause error, per
 	delay := c.backoff(cb.attempts)
 	if _, err := c.db.ExecContext(ctx, `UPDATE task_callbacks SET next_attempt_at = now() + $2 * interval '1 millisecond', last_error = $3 WHERE id = $1`,
 		cb.id, delay.Milliseconds(), msg); err != nil {
-		c.log.Warn("callback failure not recorded", zap.String("task_id", cb.taskID), zap.Error(err))
+		c.log.Warn("callback failure not recorded", cb.fields(zap.Error(err))...)
 	}
 }
 

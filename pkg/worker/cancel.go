@@ -9,13 +9,13 @@ import (
 	"github.com/taskforge/taskforge/pkg/queue"
 )
 
-// cancelRequested reads a task's cancel_requested flag.
-func (r *Runtime) cancelRequested(id string) bool {
+// cancelRequested reads the cancel_requested flag of a's task.
+func (r *Runtime) cancelRequested(a attempt) bool {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	var flag bool
-	if err := r.db.QueryRowContext(ctx, `SELECT cancel_requested FROM tasks WHERE id = $1`, id).Scan(&flag); err != nil {
-		r.log.Warn("cancel flag not read", zap.String("task_id", id), zap.Error(err))
+	if err := r.db.QueryRowContext(ctx, `SELECT cancel_requested FROM tasks WHERE id = $1`, a.id).Scan(&flag); err != nil {
+		r.log.Warn("cancel flag not read", a.fields(zap.Error(err))...)
 		return false
 	}
 	return flag
@@ -24,7 +24,8 @@ func (r *Runtime) cancelRequested(id string) bool {
 // removeFromAsynq deletes a cancelled task from Asynq once its processor has
 // moved it out of the active set (to retry or, on the last delivery, to the
 // archive): a cancelled task must not stay a dead letter.
-func (r *Runtime) removeFromAsynq(qname, id string) {
+func (r *Runtime) removeFromAsynq(a attempt) {
+	qname, id := a.queue, a.id
 	if qname == "" {
 		return
 	}
@@ -34,7 +35,7 @@ func (r *Runtime) removeFromAsynq(qname, id string) {
 		for i := 0; i < 50; i++ {
 			got, err := queue.Remove(r.inspector, qname, id)
 			if err != nil {
-				r.log.Warn("cancelled task not removed from the queue; its next delivery will be revoked", zap.String("task_id", id), zap.Error(err))
+				r.log.Warn("cancelled task not removed from the queue; its next delivery will be revoked", a.fields(zap.Error(err))...)
 				return
 			}
 			if got != queue.Active {

@@ -33,7 +33,7 @@ func (r *Runtime) acquireSlot(ctx context.Context, a attempt, limit int) (func()
 		}
 		select {
 		case <-ctx.Done():
-			r.failUnstarted(a.id, KindTimeout, fmt.Sprintf("no free %s slot (limit %d) before the task's timeout", a.typ, limit))
+			r.failUnstarted(a, KindTimeout, fmt.Sprintf("no free %s slot (limit %d) before the task's timeout", a.typ, limit))
 			return nil, ctx.Err()
 		case <-time.After(500*time.Millisecond + rand.N(500*time.Millisecond)):
 		}
