@@ -55,11 +55,12 @@ func triggerTasks(t *testing.T, c *client.ClientWithResponses, id string) []clie
 	return resp.JSON200.Items
 }
 
-// TestTriggers drives a webhook trigger and a database trigger through the
-// four binaries: a signed delivery to the API makes the trigger's task
-// (again the same one for the same webhook-id; an unsigned one is 401), and a
-// change to holdings made in PostgreSQL becomes a task through the
-// scheduler's dispatcher; the workers run both to completion.
+// TestTriggers drives one trigger of each kind through the four binaries: a
+// signed delivery to the API makes the webhook trigger's task (again the same
+// one for the same webhook-id; an unsigned one is 401); a change to holdings
+// made in PostgreSQL becomes a task through the scheduler's dispatcher; an
+// uploaded CSV makes the upload trigger's import_prices, whose prices are
+// then in the database. The workers run all three to completion.
 func TestTriggers(t *testing.T) {
 	t.Parallel()
 	s := startStack(t)
@@ -107,4 +108,25 @@ func TestTriggers(t *testing.T) {
 		time.Minute, pollEvery, "the scheduler's dispatcher makes the change's task%s", s.logTails())
 	task := s.waitStatus(t, admin, made[0].TaskId, client.StatusCompleted, time.Minute)
 	require.Equal(t, "pf_demo_income", task.Params["portfolio_id"])
+
+	// Upload: a CSV matching the filter is imported.
+	up := s.createTrigger(t, `{"name":"e2e-upload","kind":"upload","filter":{"content_type":"text/csv","name_glob":"prices-*.csv"},
+		"task":{"type":"import_prices","params":{"create_assets":true},"param_map":{"upload_id":"/upload_id"}}}`)
+	upID := up["trigger_id"].(string)
+	csv := "symbol,date,open,high,low,close,volume\nE2ETRG,2024-01-02,10,11,9,10.5,1000\nE2ETRG,2024-01-03,10.5,12,10,11,1200\n"
+	req, err := http.NewRequest(http.MethodPost, s.api+"/api/v1/uploads?name=prices-e2e.csv", bytes.NewReader([]byte(csv)))
+	require.NoError(t, err)
+	req.Header.Set("Content-Type", "text/csv")
+	req.Header.Set("Authorization", "Bearer "+s.adminKey)
+	resp, err := (&http.Client{Timeout: 15 * time.Second}).Do(req)
+	require.NoError(t, err)
+	upBody, _ := io.ReadAll(resp.Body)
+	_ = resp.Body.Close()
+	require.Equal(t, http.StatusCreated, resp.StatusCode, string(upBody))
+	imports := triggerTasks(t, admin, upID)
+	require.Len(t, imports, 1, "the upload made the trigger's task")
+	s.waitStatus(t, admin, imports[0].TaskId, client.StatusCompleted, time.Minute)
+	var prices int64
+	require.NoError(t, s.pg.DB.Raw(`SELECT count(*) FROM prices WHERE asset_symbol = 'E2ETRG'`).Scan(&prices).Error)
+	require.EqualValues(t, 2, prices)
 }
