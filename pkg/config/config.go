@@ -59,6 +59,7 @@ func Defaults() Config {
 			EnqueueTimeout:   time.Second,
 			BodyLimit:        1 << 20,
 			UploadLimit:      100 << 20,
+			UploadTimeout:    10 * time.Minute,
 			CORSAllowOrigins: []string{},
 		},
 		Worker: WorkerConfig{

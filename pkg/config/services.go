@@ -40,6 +40,10 @@ type APIConfig struct {
 	// separate from BodyLimit; past it the upload is refused with 413 and
 	// nothing is stored. Default 104857600 (100 MiB).
 	UploadLimit int64 `mapstructure:"upload_limit"`
+	// UploadTimeout bounds the reading of one upload's body and the answer
+	// to it, in place of read_timeout and write_timeout, which would cut a
+	// large file on a slow link. Default 10m.
+	UploadTimeout time.Duration `mapstructure:"upload_timeout"`
 	// CORSAllowOrigins lists the origins allowed by CORS. Default empty (no CORS).
 	CORSAllowOrigins []string `mapstructure:"cors_allow_origins"`
 	// HSTS sends Strict-Transport-Security on every response; set it when

@@ -66,6 +66,7 @@ func (c Config) Validate() error {
 	if c.API.UploadLimit < 1024 {
 		bad("api.upload_limit", c.API.UploadLimit, "must be at least 1024")
 	}
+	positive("api.upload_timeout", c.API.UploadTimeout)
 
 	addr("worker.admin_addr", c.Worker.AdminAddr)
 	if c.Worker.Concurrency < 1 {

@@ -401,7 +401,7 @@ func serve(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 		Limiter: limiter, RateLimit: cfg.RateLimit, PerAddress: cfg.RateLimit.PerAddress,
 		CORSAllowOrigins: cfg.API.CORSAllowOrigins, HSTS: cfg.API.HSTS, ClientIP: clientIP,
 		Priorities: priorities, AuditMinRetention: cfg.Retention.AuditMin, CallbackKeys: callbackKeys,
-		Push: pushSubs, VAPIDPublicKey: cfg.Push.VAPIDPublicKey, Uploads: uploads, Triggers: triggers, UploadObserver: triggers,
+		Push: pushSubs, VAPIDPublicKey: cfg.Push.VAPIDPublicKey, Uploads: uploads, UploadTimeout: cfg.API.UploadTimeout, Triggers: triggers, UploadObserver: triggers,
 		Workflows: workflows,
 		Live: hub, Streams: server.StreamOptions{KeepAlive: cfg.Events.KeepAlive, WriteTimeout: cfg.Events.WriteTimeout,
 			History: cfg.Events.History, ResumeMax: cfg.Events.ResumeMax},

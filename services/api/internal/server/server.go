@@ -6,6 +6,7 @@ package server
 import (
 	"errors"
 	"net/http"
+	"time"
 
 	"github.com/labstack/echo/v4"
 	"github.com/prometheus/client_golang/prometheus"
@@ -118,6 +119,10 @@ type Options struct {
 	// UploadObserver is told of every stored upload (the upload triggers).
 	// If nil, nobody is.
 	UploadObserver upload.Observer
+	// UploadTimeout bounds reading an upload's body and answering it
+	// (api.upload_timeout), in place of the HTTP server's read and write
+	// timeouts. If zero, 10 minutes.
+	UploadTimeout time.Duration
 	// Workflows runs the workflows (/api/v1/workflows). If nil, those routes
 	// answer 503.
 	Workflows *workflow.Service
@@ -164,6 +169,7 @@ type Server struct {
 	// uploads keeps uploads; nil answers 503. uploadObserver may be nil.
 	uploads        *upload.Store
 	uploadObserver upload.Observer
+	uploadTimeout  time.Duration
 }
 
 // New builds the server and registers its routes.
@@ -196,7 +202,10 @@ func New(o Options) (*Server, error) {
 		openapi: o.OpenAPI, limit: o.BodyLimit, metrics: m, results: o.Results, schedules: o.Schedules,
 		keys: o.Keys, audit: o.Audit, hsts: o.HSTS, priorities: o.Priorities, auditMin: o.AuditMinRetention,
 		callbackKeys: o.CallbackKeys, push: o.Push, vapidPublicKey: o.VAPIDPublicKey,
-		uploads: o.Uploads, uploadObserver: o.UploadObserver}
+		uploads: o.Uploads, uploadObserver: o.UploadObserver, uploadTimeout: o.UploadTimeout}
+	if s.uploadTimeout <= 0 {
+		s.uploadTimeout = 10 * time.Minute
+	}
 	if s.auditMin <= 0 {
 		s.auditMin = config.Defaults().Retention.AuditMin
 	}

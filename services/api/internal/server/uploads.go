@@ -93,6 +93,12 @@ func (s *Server) doCreateUpload(c echo.Context, out *upload.Upload) error {
 	if !auth.Allowed(p, auth.CreateUpload) {
 		return errForbidden
 	}
+	// A large file on a slow link outlasts the server's read and write
+	// timeouts, which suit JSON bodies; this request gets its own.
+	rc := http.NewResponseController(c.Response())
+	deadline := time.Now().Add(s.uploadTimeout)
+	_ = rc.SetReadDeadline(deadline)
+	_ = rc.SetWriteDeadline(deadline)
 	r := c.Request()
 	name, declared, body, err := uploadSource(c)
 	if err != nil {

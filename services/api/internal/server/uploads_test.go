@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"mime/multipart"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"path/filepath"
 	"strings"
@@ -22,12 +23,12 @@ import (
 
 	"github.com/taskforge/taskforge/pkg/audit"
 	"github.com/taskforge/taskforge/pkg/portfolio"
-	"github.com/taskforge/taskforge/pkg/queue"
-	"github.com/taskforge/taskforge/pkg/tasks"
-	"github.com/taskforge/taskforge/pkg/worker"
 	"github.com/taskforge/taskforge/pkg/problem/problemtest"
+	"github.com/taskforge/taskforge/pkg/queue"
 	"github.com/taskforge/taskforge/pkg/store"
+	"github.com/taskforge/taskforge/pkg/tasks"
 	"github.com/taskforge/taskforge/pkg/upload"
+	"github.com/taskforge/taskforge/pkg/worker"
 	"github.com/taskforge/taskforge/services/api/client"
 )
 
@@ -316,4 +317,32 @@ func TestUploadImportsThroughTheWorker(t *testing.T) {
 	merged := run(tasks.TypeImportHoldings, map[string]any{"upload_id": more, "portfolio_id": "pf_ops", "mode": "merge"})
 	require.Equal(t, tasks.StatusCompleted, merged.Status, string(merged.Result))
 	require.Equal(t, []string{"AAA=2", "BBB=4"}, held())
+}
+
+// TestUploadOutlastsTheServerTimeouts: an upload slower than the HTTP
+// server's read and write timeouts (which suit JSON bodies) still completes
+// within api.upload_timeout.
+func TestUploadOutlastsTheServerTimeouts(t *testing.T) {
+	t.Parallel()
+	b := setupWith(t, setupOptions{secure: true})
+	hs := httptest.NewUnstartedServer(b.srv)
+	hs.Config.ReadTimeout, hs.Config.WriteTimeout = 200*time.Millisecond, 200*time.Millisecond
+	hs.Start()
+	t.Cleanup(hs.Close)
+	pr, pw := io.Pipe()
+	go func() {
+		_, _ = io.WriteString(pw, "a,b\n")
+		time.Sleep(600 * time.Millisecond) // a slow client: past both timeouts
+		_, _ = io.WriteString(pw, "1,2\n")
+		_ = pw.Close()
+	}()
+	req, err := http.NewRequest(http.MethodPost, hs.URL+"/api/v1/uploads?name=slow.csv", pr)
+	require.NoError(t, err)
+	req.Header.Set("Authorization", "Bearer "+tokOp)
+	req.Header.Set("Content-Type", "text/csv")
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	require.Equal(t, http.StatusCreated, resp.StatusCode)
+	require.EqualValues(t, 8, decodeUpload(t, resp).Size)
 }
