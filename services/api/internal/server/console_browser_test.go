@@ -231,10 +231,26 @@ func TestConsoleInBrowser(t *testing.T) {
 	tab.ClickLive("refresh the deliveries", "#deliveries-refresh")
 	tab.Until("the refused delivery", `(document.querySelector('#delivery-rows tr[data-accepted="false"] .error')?.textContent || '').length > 0`)
 	tab.Until("the trigger's task", fmt.Sprintf(`!!document.querySelector('#trigger-recent-tasks li[data-task-id=%q]')`, hookTask))
+	tab.Shoot("trigger")
+	// A rotation shows the new secret once, and it verifies; a disabled
+	// trigger answers 404.
+	tab.Confirm("rotate the secret", `#trigger-facts + .actions button[data-action="rotate"]`)
+	tab.Until("the new secret", fmt.Sprintf(`(document.querySelector('#trigger-secret')?.textContent || '').startsWith('whsec_') && document.querySelector('#trigger-secret').textContent !== %q`, trg.Secret))
+	var rotated string
+	tab.Eval(`document.querySelector('#trigger-secret').textContent`, &rotated)
+	key2, err := notify.ParseSecret(rotated)
+	require.NoError(t, err)
+	code, body = b.deliver(t, trg.ID, "msg_console_3", []byte(`{"portfolio":"pf_fail"}`), time.Now(), "application/json", key2)
+	require.Equal(t, 202, code, body)
+	hookTask2 := taskIDOf(t, body)
+	tab.ClickLive("disable the trigger", `#trigger-facts + .actions button[data-action="toggle"]`)
+	tab.Until("disabled", `document.querySelector('#trigger-enabled')?.textContent === 'no' && !document.querySelector('#trigger-secret')`)
+	code, _ = b.deliver(t, trg.ID, "msg_console_4", []byte(`{"portfolio":"pf_fail"}`), time.Now(), "application/json", key2)
+	require.Equal(t, 404, code, "a disabled trigger")
 	tab.Hash("#/tasks/" + hookTask)
 	tab.Until("the task links its trigger", fmt.Sprintf(`!!document.querySelector('#task-trigger a[href="#/triggers/%s"]')`, trg.ID))
 	tab.Hash("#/tasks?trigger_id=" + trg.ID)
-	tab.Until("the list by trigger", fmt.Sprintf(`document.querySelector('#f-trigger_id')?.value === %q && document.querySelectorAll('#task-rows tr[data-task-id]').length === 1 && !!document.querySelector('#task-rows tr[data-task-id=%q]')`, trg.ID, hookTask))
+	tab.Until("the list by trigger", fmt.Sprintf(`document.querySelector('#f-trigger_id')?.value === %q && document.querySelectorAll('#task-rows tr[data-task-id]').length === 2 && !!document.querySelector('#task-rows tr[data-task-id=%q]') && !!document.querySelector('#task-rows tr[data-task-id=%q]')`, trg.ID, hookTask, hookTask2))
 
 	// A workflow a → b: its graph follows the steps live.
 	wf, err := op.CreateWorkflowWithResponse(ctx, client.WorkflowInput{Name: "console-graph", Steps: []client.WorkflowStepInput{
@@ -271,6 +287,7 @@ func TestConsoleInBrowser(t *testing.T) {
 	}
 	tab.Until("b completed", node("b")+` === 'completed' && document.querySelector('#workflow-steps li[data-step-id="b"]')?.dataset.status === 'completed'`)
 	tab.Until("the workflow completed", `document.querySelector('#workflow-status [data-status]').dataset.status === 'completed' && !document.querySelector('#cancel-workflow')`)
+	tab.Shoot("workflow")
 	tab.Eval(`window.__sameWorkflowPage === true`, &same)
 	require.True(t, same, "the graph followed the workflow without a reload")
 	var stepTask string
@@ -278,6 +295,9 @@ func TestConsoleInBrowser(t *testing.T) {
 	tab.Hash("#/tasks/" + stepTask)
 	tab.Until("the step's task links its workflow", fmt.Sprintf(`!!document.querySelector('#task-workflow a[href="#/workflows/%s"]')`, wfID))
 	fits(tab, "#/triggers", "#/triggers/"+trg.ID, "#/workflows", "#/workflows/"+wfID)
+	tab.Hash("#/triggers")
+	tab.Confirm("delete the trigger", fmt.Sprintf(`#trigger-rows tr[data-trigger-id=%q] button[data-action="delete"]`, trg.ID))
+	tab.Until("the trigger deleted", fmt.Sprintf(`!!document.querySelector('#trigger-rows td.empty') && !document.querySelector('#trigger-rows tr[data-trigger-id=%q]')`, trg.ID))
 
 	tab.CheckClean(origin)
 

@@ -1012,19 +1012,19 @@ async function triggerDetail(main, id) {
   const tr = await api("GET", `/api/v1/triggers/${enc}`);
   const hookURL = tr.hook_url ? new URL(tr.hook_url, location.origin).href : "";
   if (fresh) {
-    const code = h("code", { id: "trigger-secret", class: "secret", text: fresh.secret });
+    const code = h("code", { id: "trigger-secret", class: "copyable", text: fresh.secret });
     main.append(h("div", { class: "card notice", id: "trigger-secret-box", role: "status" },
       h("p", {}, h("strong", { text: fresh.rotated ? "The new signing secret is shown once." : "The signing secret is shown once." }),
         " Copy it now into the system that will call the hook: neither the console nor the API shows it again (rotating makes a new one)."),
       fresh.rotated && fresh.previous_expires_at ? h("p", {}, "The previous secret keeps verifying until ", time(fresh.previous_expires_at), ".") : null,
       code, h("div", { class: "actions" }, copyButton("trigger-secret-copy", "Copy secret", fresh.secret, code)),
-      hookURL ? h("p", {}, "Hook URL: ", h("code", { class: "secret", text: hookURL })) : null));
+      hookURL ? h("p", {}, "Hook URL: ", h("code", { class: "copyable", text: hookURL })) : null));
   }
   const kv = (k, v) => [h("dt", { text: k }), h("dd", {}, v)];
   const rows = [kv("Name", tr.name), kv("Kind", tr.kind), kv("Enabled", h("span", { id: "trigger-enabled", text: tr.enabled ? "yes" : "no" })),
     kv("Owner", tr.owner), kv("Created", time(tr.created_at)), kv("Updated", time(tr.updated_at))];
   if (tr.kind === "webhook") {
-    const url = h("code", { id: "trigger-hook-url", class: "secret", text: hookURL });
+    const url = h("code", { id: "trigger-hook-url", class: "copyable", text: hookURL });
     rows.push(kv("Hook URL", h("span", {}, url, " ", copyButton("trigger-hook-copy", "Copy URL", hookURL, url))));
     if (tr.previous_secret_expires_at) rows.push(kv("Previous secret verifies until", time(tr.previous_secret_expires_at)));
   } else if (tr.kind === "database") {
