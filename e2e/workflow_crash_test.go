@@ -1,0 +1,82 @@
+package e2e
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/taskforge/taskforge/services/api/client"
+)
+
+// TestWorkflowSurvivesASchedulerKill: the scheduler, which advances
+// workflows, is killed (SIGKILL) while a step runs; the step completes with
+// nobody to advance its workflow, and the scheduler started again creates the
+// next step's task, exactly one, and the workflow completes.
+func TestWorkflowSurvivesASchedulerKill(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end test: needs PostgreSQL and Redis")
+	}
+	s := startStack(t)
+	admin := s.client(s.adminKey)
+	ctx := context.Background()
+	release := make(chan struct{})
+	hold := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	t.Cleanup(hold.Close)
+	hook := func(path string) *map[string]interface{} {
+		return &map[string]interface{}{"url": hold.URL + path, "payload": map[string]any{"step": path}}
+	}
+	deps := []string{"a"}
+	resp, err := admin.CreateWorkflowWithResponse(ctx, client.WorkflowInput{Name: "crash", Steps: []client.WorkflowStepInput{
+		{Id: "a", Type: "webhook_callback", Params: hook("/a")},
+		{Id: "b", Type: "webhook_callback", Params: hook("/b"), DependsOn: &deps},
+	}})
+	require.NoError(t, err)
+	require.Equal(t, http.StatusCreated, resp.StatusCode(), string(resp.Body))
+	id := resp.JSON201.WorkflowId
+	a := *(*resp.JSON201.Steps)[0].TaskId
+	s.waitStatus(t, admin, a, client.StatusRunning, taskWithin)
+
+	// The killed scheduler leaves the stack's processes: it exits by no
+	// SIGTERM of the stack's.
+	var sched *proc
+	for i, p := range s.procs {
+		if p.name == "scheduler" {
+			sched = p
+			s.procs = append(s.procs[:i], s.procs[i+1:]...)
+			break
+		}
+	}
+	require.NotNil(t, sched)
+	sched.Kill()
+	close(release) // a completes, and the next step waits for an advance
+	s.waitStatus(t, admin, a, client.StatusCompleted, taskWithin)
+	var wakeups int64
+	require.Eventually(t, func() bool {
+		require.NoError(t, s.pg.DB.Table("workflow_wakeups").Where("workflow_id = ?", id).Count(&wakeups).Error)
+		return wakeups > 0
+	}, eventWithin, pollEvery, "a's completion left its workflow due")
+	time.Sleep(time.Second) // nobody advances it meanwhile
+	var tasks int64
+	require.NoError(t, s.pg.DB.Table("tasks").Where("workflow_id = ?", id).Count(&tasks).Error)
+	require.EqualValues(t, 1, tasks, "no scheduler, no next step")
+
+	s.waitReady(s.start("scheduler", "scheduler", s.sched+"/readyz"))
+	require.Eventually(t, func() bool {
+		w, err := admin.GetWorkflowWithResponse(ctx, id)
+		require.NoError(t, err)
+		return w.JSON200 != nil && w.JSON200.Status == client.WorkflowStatusCompleted
+	}, taskWithin, pollEvery, "the restarted scheduler advanced the workflow%s", s.logTails())
+	require.NoError(t, s.pg.DB.Table("tasks").Where("workflow_id = ?", id).Count(&tasks).Error)
+	require.EqualValues(t, 2, tasks, "exactly one task for the next step")
+}
