@@ -146,8 +146,9 @@ type Server struct {
 	live      *live.Hub
 	streams   StreamOptions
 	// triggers fires event triggers; nil answers 503 (hooks 404). limiter
-	// and hookRate limit each webhook trigger; hookGuard is the hooks' limit
-	// per client address (they take no bearer token).
+	// (nil when rate limiting is off) and hookRate limit each webhook
+	// trigger; hookGuard is the hooks' limit per client address (they take
+	// no bearer token).
 	triggers  *trigger.Service
 	workflows *workflow.Service
 	limiter   *ratelimit.Limiter
@@ -209,7 +210,10 @@ func New(o Options) (*Server, error) {
 	if s.auditMin <= 0 {
 		s.auditMin = config.Defaults().Retention.AuditMin
 	}
-	s.triggers, s.limiter, s.hookRate = o.Triggers, o.Limiter, o.HookRateLimit
+	s.triggers, s.hookRate = o.Triggers, o.HookRateLimit
+	if o.RateLimit.Enabled {
+		s.limiter = o.Limiter
+	}
 	s.workflows = o.Workflows
 	if s.hookRate == (config.RateLimit{}) {
 		s.hookRate = config.RateLimit{RPS: DefaultHookRateLimit.RPS, Burst: DefaultHookRateLimit.Burst}
