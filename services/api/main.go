@@ -55,8 +55,8 @@ import (
 	"github.com/taskforge/taskforge/pkg/taskservice"
 	"github.com/taskforge/taskforge/pkg/tracing"
 	"github.com/taskforge/taskforge/pkg/trigger"
-	"github.com/taskforge/taskforge/pkg/workflow"
 	"github.com/taskforge/taskforge/pkg/upload"
+	"github.com/taskforge/taskforge/pkg/workflow"
 	"github.com/taskforge/taskforge/services/api/internal/live"
 	"github.com/taskforge/taskforge/services/api/internal/server"
 )
@@ -403,7 +403,7 @@ func serve(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 		Priorities: priorities, AuditMinRetention: cfg.Retention.AuditMin, CallbackKeys: callbackKeys,
 		Push: pushSubs, VAPIDPublicKey: cfg.Push.VAPIDPublicKey, Uploads: uploads, UploadTimeout: cfg.API.UploadTimeout, Triggers: triggers, UploadObserver: triggers,
 		Workflows: workflows,
-		Live: hub, Streams: server.StreamOptions{KeepAlive: cfg.Events.KeepAlive, WriteTimeout: cfg.Events.WriteTimeout,
+		Live:      hub, Streams: server.StreamOptions{KeepAlive: cfg.Events.KeepAlive, WriteTimeout: cfg.Events.WriteTimeout,
 			History: cfg.Events.History, ResumeMax: cfg.Events.ResumeMax},
 	})
 	if err != nil {
