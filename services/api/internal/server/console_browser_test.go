@@ -298,6 +298,28 @@ func TestConsoleInBrowser(t *testing.T) {
 	tab.Hash("#/triggers")
 	tab.Confirm("delete the trigger", fmt.Sprintf(`#trigger-rows tr[data-trigger-id=%q] button[data-action="delete"]`, trg.ID))
 	tab.Until("the trigger deleted", fmt.Sprintf(`!!document.querySelector('#trigger-rows td.empty') && !document.querySelector('#trigger-rows tr[data-trigger-id=%q]')`, trg.ID))
+	// A database trigger from the form (at phone width): a required param
+	// neither given nor mapped is named beside its field; the kind's fields
+	// are sent.
+	tab.Run("a database trigger without its param", chromedp.SendKeys("#trg-name", "console-db", chromedp.ByQuery),
+		chromedp.Evaluate(`(() => {
+			const pick = (sel, v) => { const s = document.querySelector(sel); s.value = v; s.dispatchEvent(new Event('change')); };
+			pick('#trg-kind', 'database');
+			pick('#trg-type', 'calculate_metrics');
+			pick('#trg-table', 'prices');
+			document.querySelector('#trg-op-insert').checked = true;
+		})()`, nil),
+		chromedp.SetValue("#trg-debounce_seconds", "30", chromedp.ByQuery), chromedp.Click("#trg-submit", chromedp.ByQuery))
+	tab.Until("the param's error", `(document.querySelector('#trg-param-portfolio_id-error')?.textContent || '') !== '' && document.querySelector('#trg-param-portfolio_id').getAttribute('aria-invalid') === 'true'`)
+	tab.Run("give the param", chromedp.SendKeys("#trg-param-portfolio_id", "pf_demo_1", chromedp.ByQuery),
+		chromedp.Click("#trg-submit", chromedp.ByQuery))
+	tab.Until("the database trigger's page", `location.hash.startsWith('#/triggers/trg_') && !!document.querySelector('#trigger-facts') && !document.querySelector('#trigger-secret')`)
+	var dbTrigger store.Trigger
+	require.NoError(t, b.pg.DB.Take(&dbTrigger, "name = ?", "console-db").Error)
+	require.Equal(t, "database", dbTrigger.Kind)
+	require.Equal(t, "prices", *dbTrigger.Table)
+	require.Equal(t, 30, dbTrigger.DebounceSeconds)
+	require.JSONEq(t, `["insert"]`, string(dbTrigger.Operations))
 
 	tab.CheckClean(origin)
 

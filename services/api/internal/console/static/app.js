@@ -953,6 +953,9 @@ async function triggerForm(main) {
   renderParams();
   const paramMap = h("textarea", { id: "trg-param_map", rows: 3, placeholder: "{\"portfolio_id\": \"/body/portfolio\"}", spellcheck: "false" });
   const prio = h("select", { id: "trg-priority" }, h("option", { value: "", text: "type default" }), PRIORITIES.map((p) => h("option", { value: p, text: p })));
+  const timeout = h("input", { id: "trg-timeout_seconds", type: "number", min: 1, max: 86400, placeholder: "type default" });
+  const retries = h("input", { id: "trg-max_retries", type: "number", min: 0, max: 25, placeholder: "type default" });
+  const callback = h("input", { id: "trg-callback_url", type: "url", placeholder: "empty: none", spellcheck: "false" });
 
   const form = h("form", { class: "card", id: "trigger-form", novalidate: true }, h("h2", { text: "New trigger" }), summary,
     formRow("trg-name", "Name", name, "name"), formRow("trg-kind", "Kind", kind, "kind"),
@@ -961,6 +964,9 @@ async function triggerForm(main) {
     formRow("trg-type", "Task type", type, "task.type"), paramsBox,
     formRow("trg-param_map", "Param map (JSON: param → JSON Pointer into the event)", paramMap, "task.param_map"),
     formRow("trg-priority", "Priority", prio, "task.priority"),
+    formRow("trg-timeout_seconds", "Timeout, seconds", timeout, "task.timeout_seconds"),
+    formRow("trg-max_retries", "Max retries", retries, "task.retry_policy"),
+    formRow("trg-callback_url", "Callback URL", callback, "task.callback_url", "POSTed each task on completion, signed with your callback secret."),
     h("button", { type: "submit", id: "trg-submit", text: "Create trigger" }));
   form.addEventListener("submit", async (e) => {
     e.preventDefault();
@@ -975,6 +981,9 @@ async function triggerForm(main) {
         }
       }
       if (prio.value) task.priority = prio.value;
+      if (timeout.value) task.timeout_seconds = Number(timeout.value);
+      if (retries.value) task.retry_policy = { max_retries: Number(retries.value) };
+      if (callback.value.trim()) task.callback_url = callback.value.trim();
       const body = { name: name.value.trim(), kind: kind.value, enabled: enabled.checked, task };
       if (kind.value === "database") {
         body.table = table.value;
