@@ -13,6 +13,7 @@ import (
 
 	"github.com/taskforge/taskforge/pkg/job"
 	"github.com/taskforge/taskforge/pkg/taskpb"
+	"github.com/taskforge/taskforge/pkg/upload"
 )
 
 // The modes of import_holdings.
@@ -57,11 +58,16 @@ type HoldingsImported struct {
 	Removed  int64 `json:"removed"`
 }
 
-// position is one row of an import_holdings file.
+// position is one row of an import_holdings file, parsed or rejected.
 type position struct {
 	line              int
 	portfolio, symbol string
 	quantity, cost    float64
+	// reason is why the row is rejected ("" when it parsed); value the
+	// offending value; spare is true for a rejected row that does not hold
+	// its portfolio back (it names another than the task's portfolio_id).
+	reason, value string
+	spare         bool
 }
 
 // ImportHoldings is the import_holdings handler: it reads the upload's
@@ -96,9 +102,7 @@ func (im *Importer) ImportHoldings(ctx context.Context, r job.Reporter, p *taskp
 	r.Progress(0, progressStepCheck, fmt.Sprintf("Reading %d bytes of %s", up.Size, up.ID))
 	res := ImportHoldingsResult{UploadID: up.ID, Mode: mode, Portfolios: []HoldingsImported{},
 		UnknownSymbols: []string{}, UnknownPortfolios: []string{}, PortfoliosSkipped: []string{}}
-	var rej rejections
-	bad := map[string]bool{} // portfolios with a rejected row
-	positions, err := im.readPositions(ctx, up.ID, only, &res, &rej, bad)
+	positions, err := im.readPositions(ctx, up, only, &res)
 	if err != nil {
 		return err
 	}
@@ -106,10 +110,10 @@ func (im *Importer) ImportHoldings(ctx context.Context, r job.Reporter, p *taskp
 	// The portfolios and symbols the rows name.
 	var pids, symbols []string
 	for _, ps := range positions {
-		if !slices.Contains(pids, ps.portfolio) {
+		if ps.portfolio != "" && !slices.Contains(pids, ps.portfolio) {
 			pids = append(pids, ps.portfolio)
 		}
-		if !slices.Contains(symbols, ps.symbol) {
+		if ps.reason == "" && !slices.Contains(symbols, ps.symbol) {
 			symbols = append(symbols, ps.symbol)
 		}
 	}
@@ -121,9 +125,21 @@ func (im *Importer) ImportHoldings(ctx context.Context, r job.Reporter, p *taskp
 	if err != nil {
 		return fmt.Errorf("portfolio: import holdings: %w", err)
 	}
+	// The rows in file order: rejected, for an unknown portfolio, for an
+	// unknown symbol (which holds its portfolio back), or good.
+	var rej rejections
+	bad := map[string]bool{} // portfolios with a rejected row
 	var good []position
 	for _, ps := range positions {
 		switch {
+		case ps.reason != "":
+			rej.add(ps.line, ps.reason, ps.value)
+			if !ps.spare {
+				bad[ps.portfolio] = true
+				if ps.portfolio != "" && !writable[ps.portfolio] {
+					appendCapped(&res.UnknownPortfolios, ps.portfolio)
+				}
+			}
 		case !writable[ps.portfolio]:
 			rej.add(ps.line, "unknown portfolio", ps.portfolio)
 			appendCapped(&res.UnknownPortfolios, ps.portfolio)
@@ -135,7 +151,6 @@ func (im *Importer) ImportHoldings(ctx context.Context, r job.Reporter, p *taskp
 			good = append(good, ps)
 		}
 	}
-	slices.SortFunc(rej.first, func(a, b Rejected) int { return a.Line - b.Line })
 	byPortfolio := map[string][]position{}
 	for _, ps := range good {
 		if !bad[ps.portfolio] {
@@ -200,14 +215,10 @@ func appendCapped(list *[]string, v string) {
 	}
 }
 
-// readPositions parses the file: rows with bad values, the wrong width or a
-// second position in the same (portfolio, symbol) are rejected (and their
-// portfolio set in bad); the others come back in file order.
-func (im *Importer) readPositions(ctx context.Context, uploadID, only string, res *ImportHoldingsResult, rej *rejections, bad map[string]bool) ([]position, error) {
-	up, err := im.uploads.Get(ctx, uploadID)
-	if err != nil {
-		return nil, job.Permanent(fmt.Errorf("%w: %s", ErrUploadNotFound, uploadID))
-	}
+// readPositions parses the file into its rows in file order: those with bad
+// values, the wrong width or a second position in the same (portfolio,
+// symbol) carry the reason they are rejected.
+func (im *Importer) readPositions(ctx context.Context, up upload.Upload, only string, res *ImportHoldingsResult) ([]position, error) {
 	rc, err := im.open(ctx, up)
 	if err != nil {
 		return nil, err
@@ -244,8 +255,7 @@ func (im *Importer) readPositions(ctx context.Context, uploadID, only string, re
 			pid = only
 		}
 		reject := func(reason, value string) {
-			rej.add(line, reason, value)
-			bad[pid] = true
+			out = append(out, position{line: line, portfolio: pid, reason: reason, value: value})
 		}
 		if !ok {
 			reject(fieldCountReason(len(rec), f.width), joined(rec))
@@ -253,7 +263,8 @@ func (im *Importer) readPositions(ctx context.Context, uploadID, only string, re
 		}
 		ps := position{line: line, portfolio: pid, symbol: f.field(rec, "symbol")}
 		if only != "" && pid != only {
-			rej.add(line, "names portfolio "+pid+", not the task's portfolio_id", pid)
+			out = append(out, position{line: line, portfolio: pid, spare: true,
+				reason: "names portfolio " + pid + ", not the task's portfolio_id", value: pid})
 			continue
 		}
 		if pid == "" {
