@@ -2,12 +2,19 @@ package tracing
 
 import (
 	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/otel"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/taskforge/taskforge/pkg/config"
 )
@@ -51,4 +58,45 @@ func TestClientSpansOnlyUnderASpan(t *testing.T) {
 	require.Len(t, ended, 2)
 	require.Equal(t, "evalsha", ended[0].Name())
 	require.Equal(t, parent.SpanContext().SpanID(), ended[0].Parent().SpanID())
+}
+
+// Setup exports to the configured endpoint's /v1/traces, and its shutdown
+// function flushes what the batch still holds.
+func TestSetupExportsToTheEndpointAndFlushes(t *testing.T) {
+	var mu sync.Mutex
+	var paths []string
+	var bodies int
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		paths = append(paths, r.Method+" "+r.URL.Path)
+		if len(body) > 0 {
+			bodies++
+		}
+		mu.Unlock()
+		w.Header().Set("Content-Type", "application/x-protobuf")
+	}))
+	defer srv.Close()
+	prevTracer, prevProvider := tracer, provider
+	t.Cleanup(func() {
+		on.Store(false)
+		tracer, provider = prevTracer, prevProvider
+		otel.SetTracerProvider(noop.NewTracerProvider())
+	})
+	// A long batch delay: only the flush sends the span.
+	t.Setenv("OTEL_BSP_SCHEDULE_DELAY", "60000")
+	t.Setenv("OTEL_SDK_DISABLED", "")
+	flush, err := Setup(context.Background(), config.TracingConfig{Enabled: true, Endpoint: srv.URL + "/", SampleRatio: 1}, "taskforge-test")
+	require.NoError(t, err)
+	require.True(t, Enabled())
+	_, span := Start(context.Background(), "work")
+	require.True(t, span.IsRecording())
+	span.End()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	require.NoError(t, flush(ctx))
+	mu.Lock()
+	defer mu.Unlock()
+	require.Equal(t, []string{"POST /v1/traces"}, paths)
+	require.Equal(t, 1, bodies)
 }
