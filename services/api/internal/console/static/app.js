@@ -906,7 +906,7 @@ async function triggers(main) {
   for (const tr of list.items) {
     tbody.append(h("tr", { "data-trigger-id": tr.trigger_id, "data-name": tr.name, "data-enabled": String(tr.enabled) },
       h("td", {}, h("a", { href: `#/triggers/${encodeURIComponent(tr.trigger_id)}`, text: tr.name })),
-      h("td", { text: tr.kind }), h("td", { text: tr.enabled ? "yes" : "no" }), h("td", { text: tr.task.type }),
+      h("td", { text: tr.kind }), h("td", { text: tr.enabled ? "yes" : "no" }), h("td", { text: (tr.task && tr.task.type) || "—" }),
       h("td", { class: "wide" }, time(tr.created_at)), h("td", {}, triggerControls(tr, main))));
   }
   if (list.next_cursor) main.append(h("p", { class: "muted", text: "The first 200 triggers are shown." }));
@@ -1041,10 +1041,11 @@ async function triggerDetail(main, id) {
   } else if (tr.kind === "upload") {
     rows.push(kv("Content type", (tr.filter && tr.filter.content_type) || "any"), kv("Name pattern", (tr.filter && tr.filter.name_glob) || "any"));
   }
-  rows.push(kv("Task type", tr.task.type), kv("Priority", tr.task.priority),
+  const task = tr.task || {};
+  rows.push(kv("Task type", task.type || "—"), kv("Priority", task.priority || "—"),
     kv("Tasks", h("a", { id: "trigger-tasks-link", href: `#/tasks?trigger_id=${enc}`, text: "every task it made" })));
   const facts = h("dl", { class: "kv", id: "trigger-facts" }, rows.flat());
-  const taskPre = h("pre", { id: "trigger-task", text: JSON.stringify({ params: tr.task.params, param_map: tr.task.param_map }, null, 2) });
+  const taskPre = h("pre", { id: "trigger-task", text: JSON.stringify({ params: task.params || {}, param_map: task.param_map || {} }, null, 2) });
   const dbody = h("tbody", { id: "delivery-rows" });
   const recent = h("ul", { id: "trigger-recent-tasks" });
   main.append(h("div", { class: "grid" },
