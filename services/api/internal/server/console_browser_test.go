@@ -263,11 +263,13 @@ func TestConsoleInBrowser(t *testing.T) {
 	tab.Hash("#/workflows")
 	tab.Until("the workflow list", fmt.Sprintf(`!!document.querySelector('#workflow-rows tr[data-workflow-id=%q]')`, wfID))
 	tab.Hash("#/workflows/" + wfID)
-	node := func(step string) string { return fmt.Sprintf(`document.querySelector('#workflow-svg g[data-step-id=%q]')?.dataset.status`, step) }
+	node := func(step string) string {
+		return fmt.Sprintf(`document.querySelector('#workflow-svg g[data-step-id=%q]')?.dataset.status`, step)
+	}
 	tab.Until("a running, b waiting", node("a")+` === 'running' && `+node("b")+` === 'pending'`)
 	tab.Eval(`window.__sameWorkflowPage = true`, nil)
 	var graph struct {
-		Edges, Nodes int
+		Edges, Nodes   int
 		Linked, Cancel bool
 	}
 	tab.Eval(`({Edges: document.querySelectorAll('#workflow-svg path.wf-edge[data-from="a"][data-to="b"]').length,
