@@ -269,16 +269,18 @@ func TestConsoleInBrowser(t *testing.T) {
 	tab.Until("a running, b waiting", node("a")+` === 'running' && `+node("b")+` === 'pending'`)
 	tab.Eval(`window.__sameWorkflowPage = true`, nil)
 	var graph struct {
-		Edges, Nodes   int
-		Linked, Cancel bool
+		Edges, Nodes              int
+		Linked, Focusable, Cancel bool
 	}
 	tab.Eval(`({Edges: document.querySelectorAll('#workflow-svg path.wf-edge[data-from="a"][data-to="b"]').length,
 		Nodes: document.querySelectorAll('#workflow-svg g.wf-node').length,
 		Linked: !!document.querySelector('#workflow-svg a[href^="#/tasks/task_"] g[data-step-id="a"]'),
+		Focusable: (() => { const a = document.querySelector('#workflow-svg a'); a.focus(); return document.activeElement === a; })(),
 		Cancel: !!document.querySelector('#cancel-workflow')})`, &graph)
 	require.Equal(t, 1, graph.Edges, "an arrow from a to b")
 	require.Equal(t, 2, graph.Nodes)
 	require.True(t, graph.Linked, "a's node links to its task")
+	require.True(t, graph.Focusable, "a node's link takes the keyboard focus")
 	require.True(t, graph.Cancel, "its owner may cancel it")
 	for i := 0; i < 4; i++ {
 		steps <- struct{}{}
