@@ -460,7 +460,7 @@ func (s *stack) failThenRetry(t *testing.T, operator *client.ClientWithResponses
 func (s *stack) scheduleRuns(t *testing.T, admin, operator *client.ClientWithResponses) {
 	ctx := context.Background()
 	p := map[string]any{"benchmark": "^NDX", "lookback_days": 3}
-	in := client.ScheduleInput{Name: "e2e-benchmark-every-second", Cron: "@every 1s", Type: "refresh_benchmark", Params: &p}
+	in := client.ScheduleInput{Name: "e2e-benchmark-every-second", Cron: "@every 1s", Type: ptr("refresh_benchmark"), Params: &p}
 	denied, err := operator.CreateScheduleWithResponse(ctx, in)
 	require.NoError(t, err)
 	require.Equal(t, http.StatusForbidden, denied.StatusCode(), "operators may not create schedules: %s", denied.Body)

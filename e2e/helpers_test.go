@@ -227,3 +227,6 @@ func waitQueuesDrained(t *testing.T, admin *client.ClientWithResponses, within t
 		return true
 	}, within, pollEvery, "the queues did not drain")
 }
+
+// ptr returns a pointer to v (the client's optional fields).
+func ptr[T any](v T) *T { return &v }

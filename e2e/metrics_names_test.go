@@ -160,7 +160,7 @@ func (s *stack) metricsWorkload(t *testing.T) func() {
 
 	// A schedule that fires every second, disabled after its first run.
 	p := map[string]any{"benchmark": "^NDX", "lookback_days": 3}
-	created, err := admin.CreateScheduleWithResponse(ctx, client.ScheduleInput{Name: "metrics-every-second", Cron: "@every 1s", Type: "refresh_benchmark", Params: &p})
+	created, err := admin.CreateScheduleWithResponse(ctx, client.ScheduleInput{Name: "metrics-every-second", Cron: "@every 1s", Type: ptr("refresh_benchmark"), Params: &p})
 	require.NoError(t, err)
 	require.Equalf(t, http.StatusCreated, created.StatusCode(), "create schedule: %s", created.Body)
 	require.Eventuallyf(t, func() bool {

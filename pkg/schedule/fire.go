@@ -20,6 +20,7 @@ import (
 	"github.com/taskforge/taskforge/pkg/tasks"
 	"github.com/taskforge/taskforge/pkg/taskservice"
 	"github.com/taskforge/taskforge/pkg/tracing"
+	"github.com/taskforge/taskforge/pkg/workflow"
 )
 
 // Creator is the one creation path of tasks (taskservice.Service).
@@ -49,6 +50,16 @@ type FireOptions struct {
 	// before the task service seals them again for the task. Required when
 	// schedules are stored sealed, else their secrets would be sealed twice.
 	Keyring Keyring
+	// Workflows starts the workflows of schedules that have one
+	// (*workflow.Service). If nil, such a schedule's fires fail (logged) and
+	// are retried.
+	Workflows WorkflowStarter
+}
+
+// WorkflowStarter starts a schedule fire's workflow, at most once per fire
+// (*workflow.Service).
+type WorkflowStarter interface {
+	CreateForFire(ctx context.Context, def workflow.Definition, fire workflow.Fire) (workflow.View, bool, error)
 }
 
 // Firer turns due ticks of schedules into tasks. It is the whole fire
@@ -216,6 +227,9 @@ func (f *Firer) fire(ctx context.Context, row store.Schedule, now time.Time, ske
 }
 
 func (f *Firer) create(ctx context.Context, row store.Schedule, t time.Time) (store.Task, error) {
+	if row.Workflow != nil {
+		return f.startWorkflow(ctx, row, t)
+	}
 	req := taskservice.CreateRequest{
 		Type: row.Type, Params: json.RawMessage(row.Params), TimeoutSeconds: row.TimeoutSeconds,
 		CreatedBy: "schedule:" + row.ID, ScheduleID: row.ID, FireTime: &t,
@@ -350,4 +364,40 @@ func (m *Metrics) delay(d time.Duration) {
 	if m != nil {
 		m.delays.Observe(d.Seconds())
 	}
+}
+
+// startWorkflow starts row's workflow for its fire at t and returns the task
+// of its first step (the schedule's last run, as a task schedule's).
+func (f *Firer) startWorkflow(ctx context.Context, row store.Schedule, t time.Time) (store.Task, error) {
+	if f.opts.Workflows == nil {
+		f.opts.Metrics.fired("failed", 1)
+		return store.Task{}, errors.New("schedule: this process cannot start workflows (FireOptions.Workflows)")
+	}
+	def, err := definition(f.opts.Keyring, row)
+	if err != nil {
+		f.opts.Metrics.fired("failed", 1)
+		return store.Task{}, err
+	}
+	v, existing, err := f.opts.Workflows.CreateForFire(ctx, def, workflow.Fire{ScheduleID: row.ID, Time: t})
+	if err != nil {
+		f.opts.Metrics.fired("failed", 1)
+		return store.Task{}, err
+	}
+	ft := t.UTC()
+	task := store.Task{CreatedAt: v.CreatedAt, FireTime: &ft}
+	for _, st := range v.Steps {
+		if st.TaskID != "" {
+			task.ID = st.TaskID
+			break
+		}
+	}
+	if existing {
+		f.opts.Metrics.fired("existing", 1)
+	} else {
+		f.opts.Metrics.fired("created", 1)
+		f.opts.Metrics.delay(v.CreatedAt.Sub(t))
+		f.log.Info("schedule fired a workflow", zap.String("schedule_id", row.ID), zap.String("workflow_id", v.ID),
+			zap.Time("fire_time", t), zap.Duration("delay", v.CreatedAt.Sub(t)))
+	}
+	return task, nil
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/taskforge/taskforge/pkg/store"
 	"github.com/taskforge/taskforge/pkg/tasks"
 	"github.com/taskforge/taskforge/pkg/taskservice"
+	"github.com/taskforge/taskforge/pkg/workflow"
 )
 
 // Errors of the package, translated to status codes at the API's edge.
@@ -52,6 +53,7 @@ type Schedule struct {
 	Timezone       string            `json:"timezone"`
 	Type           string            `json:"type"`
 	Params         json.RawMessage   `json:"params"`
+	Workflow       json.RawMessage   `json:"workflow,omitempty"`
 	Priority       string            `json:"priority"`
 	RetryPolicy    tasks.RetryPolicy `json:"retry_policy"`
 	TimeoutSeconds int               `json:"timeout_seconds"`
@@ -71,6 +73,9 @@ type Input struct {
 	Timezone *string         `json:"timezone"`
 	Type     *string         `json:"type"`
 	Params   json.RawMessage `json:"params"`
+	// Workflow, instead of Type and Params, starts a workflow at each fire:
+	// {"steps": [...]} as POST /api/v1/workflows takes them.
+	Workflow json.RawMessage `json:"workflow"`
 	Priority *string         `json:"priority"`
 	// RetryPolicy is a JSON object of the policy fields to set; the others
 	// keep the type's default (or, for a patch, the schedule's policy).
@@ -312,6 +317,9 @@ func View(row store.Schedule, now time.Time) Schedule {
 		LastRunAt: utc(row.LastRunAt), LastTaskID: row.LastTaskID, CreatedBy: row.CreatedBy,
 		CreatedAt: row.CreatedAt.UTC(), UpdatedAt: row.UpdatedAt.UTC(),
 	}
+	if row.Workflow != nil {
+		v.Workflow, v.Priority = redactSteps(row.Workflow), ""
+	}
 	if row.Priority != nil {
 		v.Priority = *row.Priority
 	}
@@ -381,12 +389,23 @@ func apply(row *store.Schedule, in Input, full bool) error {
 			errs = append(errs, *ferr)
 		}
 	}
+	if in.Workflow != nil || (row.Workflow != nil && in.Type == nil) {
+		errs = append(errs, applyWorkflow(row, in)...)
+		if in.Enabled != nil {
+			row.Enabled = *in.Enabled
+		}
+		if len(errs) > 0 {
+			return &tasks.ValidationError{Errors: errs}
+		}
+		return nil
+	}
 	typeChanged := false
 	if in.Type != nil {
 		typeChanged = *in.Type != row.Type
 		row.Type = *in.Type
+		row.Workflow = nil // a task from now on
 	} else if full {
-		bad("type", "is required")
+		bad("type", "is required (or workflow)")
 	}
 	spec, ok := tasks.Lookup(row.Type)
 	switch {
@@ -497,4 +516,46 @@ func translate(op string, err error) error {
 		return fmt.Errorf("%w: postgres: %s: %w", ErrUnavailable, op, err)
 	}
 	return fmt.Errorf("schedule: %s: %w", op, err)
+}
+
+// applyWorkflow applies in to a schedule that starts a workflow (in.Workflow
+// given, or the schedule has one and in names no type): the steps are
+// checked as workflow.CheckSteps does; a workflow's steps carry their own
+// type, params, priority, retry policy and timeout, so those fields are
+// refused beside it.
+func applyWorkflow(row *store.Schedule, in Input) []tasks.FieldError {
+	var errs []tasks.FieldError
+	for field, given := range map[string]bool{"type": in.Type != nil, "params": in.Params != nil, "priority": in.Priority != nil,
+		"retry_policy": in.RetryPolicy != nil, "timeout_seconds": in.TimeoutSeconds != nil} {
+		if given {
+			errs = append(errs, tasks.FieldError{Field: field, Message: "is not set on a schedule that starts a workflow: each step has its own"})
+		}
+	}
+	if in.Workflow == nil {
+		return errs
+	}
+	var body map[string]json.RawMessage
+	if err := json.Unmarshal(in.Workflow, &body); err != nil || body == nil {
+		return append(errs, tasks.FieldError{Field: "workflow", Message: `must be an object: {"steps": [...]}`})
+	}
+	for k := range body {
+		if k != "steps" {
+			errs = append(errs, tasks.FieldError{Field: "workflow." + k, Message: "unknown field"})
+		}
+	}
+	steps, err := workflow.ParseSteps(body["steps"], "workflow.steps")
+	if v, ok := tasks.AsValidation(err); ok {
+		return append(errs, v.Errors...)
+	}
+	errs = append(errs, workflow.CheckSteps(steps, workflow.DefaultMaxSteps, "workflow.steps")...)
+	if len(errs) > 0 {
+		return errs
+	}
+	b, err := json.Marshal(map[string]json.RawMessage{"steps": body["steps"]})
+	if err != nil {
+		return append(errs, tasks.FieldError{Field: "workflow", Message: err.Error()})
+	}
+	row.Workflow, row.Type, row.Params = store.JSON(b), "", store.JSON("{}")
+	row.Priority, row.RetryPolicy, row.TimeoutSeconds = nil, nil, nil
+	return nil
 }

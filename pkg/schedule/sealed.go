@@ -75,6 +75,14 @@ func (s *Store) seal(row *store.Schedule) error {
 	if s.keys == nil {
 		return nil
 	}
+	if row.Workflow != nil {
+		sealed, err := sealSteps(s.keys, row.Workflow)
+		if err != nil {
+			return err
+		}
+		row.Workflow = sealed
+		return nil
+	}
 	msg, err := openParams(s.keys, *row)
 	if err != nil {
 		if _, ok := tasks.AsValidation(err); ok && row.Type != "" {

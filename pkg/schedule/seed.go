@@ -14,11 +14,26 @@ type Seed struct {
 	Cron   string
 	Type   string
 	Params string
+	// Workflow, instead of Type and Params, is the steps of the workflow
+	// each fire starts ({"steps": [...]}).
+	Workflow string
 }
+
+// dailyRefresh is the daily refresh as a workflow: prices, then the
+// benchmarks, then every portfolio revalued, then each demo portfolio's
+// metrics.
+const dailyRefresh = `{"steps": [
+  {"id": "prices", "type": "refresh_all_prices"},
+  {"id": "benchmarks", "type": "refresh_benchmark", "depends_on": ["prices"]},
+  {"id": "portfolios", "type": "refresh_portfolio", "params": {"all": true}, "depends_on": ["benchmarks"]},
+  {"id": "metrics-balanced", "type": "calculate_metrics", "params": {"portfolio_id": "pf_demo_balanced"}, "depends_on": ["portfolios"]},
+  {"id": "metrics-growth", "type": "calculate_metrics", "params": {"portfolio_id": "pf_demo_growth"}, "depends_on": ["portfolios"]},
+  {"id": "metrics-income", "type": "calculate_metrics", "params": {"portfolio_id": "pf_demo_income"}, "depends_on": ["portfolios"]}
+]}`
 
 // Seeds are the specification's four schedules, in UTC.
 var Seeds = []Seed{
-	{Name: "daily_refresh", Cron: "0 9 * * *", Type: "refresh_all_prices", Params: `{}`},
+	{Name: "daily_refresh", Cron: "0 9 * * *", Workflow: dailyRefresh},
 	{Name: "hourly_update", Cron: "0 * * * *", Type: "refresh_portfolio", Params: `{"all": true}`},
 	// The risk report covers every portfolio; portfolio_summary would need one.
 	{Name: "weekly_report", Cron: "0 10 * * MON", Type: "generate_reports", Params: `{"report": "risk"}`},
@@ -52,6 +67,9 @@ func (s *Store) SeedDefaults(ctx context.Context, seeds []Seed) (int, error) {
 		for _, sd := range seeds {
 			name, cron, typ := sd.Name, sd.Cron, sd.Type
 			in := Input{Name: &name, Cron: &cron, Type: &typ, Params: json.RawMessage(sd.Params)}
+			if sd.Workflow != "" {
+				in = Input{Name: &name, Cron: &cron, Workflow: json.RawMessage(sd.Workflow)}
+			}
 			if _, err := txs.Create(ctx, in, SeedCreator); err != nil {
 				return err
 			}

@@ -13,6 +13,7 @@ import (
 	"github.com/taskforge/taskforge/pkg/job"
 	"github.com/taskforge/taskforge/pkg/tasks"
 	"github.com/taskforge/taskforge/pkg/taskservice"
+	"github.com/taskforge/taskforge/pkg/workflow"
 )
 
 // WorkerHandlers builds what the worker registers for schedules: the fire
@@ -39,7 +40,15 @@ func WorkerHandlers(db *gorm.DB, rc redis.UniversalClient, sc config.SchedulerCo
 	if err != nil {
 		return nil, err
 	}
-	f, err := NewFirer(db, svc, log, FireOptions{CatchUp: sc.CatchUp, Keyring: keys, Metrics: metrics})
+	wopts := workflow.Options{}
+	if keys != nil {
+		wopts.Keyring = keys
+	}
+	workflows, err := workflow.New(db, svc, log.Named("workflows"), wopts)
+	if err != nil {
+		return nil, err
+	}
+	f, err := NewFirer(db, svc, log, FireOptions{CatchUp: sc.CatchUp, Keyring: keys, Metrics: metrics, Workflows: workflows})
 	if err != nil {
 		return nil, err
 	}

@@ -152,6 +152,10 @@ type Workflow struct {
 	CreatedAt       time.Time
 	UpdatedAt       time.Time
 	CompletedAt     *time.Time
+	// ScheduleID and FireTime name the schedule fire that started the
+	// workflow (unique together).
+	ScheduleID *string
+	FireTime   *time.Time
 }
 
 // WorkflowStep is a row of workflow_steps: one step of a workflow as it was

@@ -10,6 +10,9 @@ type Schedule struct {
 	Timezone string
 	Type     string
 	Params   JSON
+	// Workflow, when set, is the steps of the workflow each fire starts
+	// (Type is empty then): {"steps": [...]}, secret params sealed.
+	Workflow JSON
 	// Priority, RetryPolicy and TimeoutSeconds are nil for the type's default.
 	Priority       *string
 	RetryPolicy    JSON

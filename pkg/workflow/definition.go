@@ -294,3 +294,35 @@ func mergeParams(params json.RawMessage, values map[string]any) (json.RawMessage
 	}
 	return json.Marshal(obj)
 }
+
+// CheckSteps checks steps as a schedule keeps them for its fires: the graph
+// (Validate's rules, field names under prefix) and each step's type and
+// params, params taken from a dependency's result aside. What only the task
+// service knows (URL and recipient policies) is checked when a fire creates
+// the workflow.
+func CheckSteps(steps []Step, maxSteps int, prefix string) []tasks.FieldError {
+	_, errs := Definition{Name: "-", Steps: steps}.Validate(maxSteps)
+	for i := range errs {
+		errs[i].Field = prefix + strings.TrimPrefix(errs[i].Field, "steps")
+	}
+	if len(errs) > 0 {
+		return errs
+	}
+	for i, st := range steps {
+		at := fmt.Sprintf("%s[%d]", prefix, i)
+		spec, ok := tasks.Lookup(st.Task.Type)
+		if !ok {
+			errs = append(errs, tasks.FieldError{Field: at + ".type", Message: fmt.Sprintf("unknown task type %q", st.Task.Type)})
+			continue
+		}
+		_, err := tasks.DecodeParams(spec, st.Task.Params, "params")
+		if v, ok := tasks.AsValidation(err); ok {
+			for _, fe := range v.Errors {
+				if _, from := st.ParamsFrom[strings.TrimPrefix(fe.Field, "params.")]; !from {
+					errs = append(errs, tasks.FieldError{Field: at + "." + fe.Field, Message: fe.Message})
+				}
+			}
+		}
+	}
+	return errs
+}

@@ -103,12 +103,36 @@ func NewID() string { return "wf_" + strings.ToLower(ulid.Make().String()) }
 // now (Redis down), the workflow stays due and the scheduler's sweep creates
 // them: the answer is the workflow either way.
 func (s *Service) Create(ctx context.Context, p auth.Principal, def Definition, requestID string) (View, error) {
+	v, _, err := s.create(ctx, p, def, requestID, nil)
+	return v, err
+}
+
+// Fire names one fire of a schedule: a schedule starts its workflow at
+// most once per fire time.
+type Fire struct {
+	ScheduleID string
+	Time       time.Time
+}
+
+// Principal is who a schedule's workflows belong to: schedules are an
+// admin's, and run with nobody present.
+func (f Fire) Principal() auth.Principal {
+	return auth.Principal{ID: "schedule:" + f.ScheduleID, Name: "schedule", Role: auth.Admin}
+}
+
+// CreateForFire creates the workflow def for one fire of a schedule, or
+// returns the one that fire created already (existing true).
+func (s *Service) CreateForFire(ctx context.Context, def Definition, fire Fire) (View, bool, error) {
+	return s.create(ctx, fire.Principal(), def, "", &fire)
+}
+
+func (s *Service) create(ctx context.Context, p auth.Principal, def Definition, requestID string, fire *Fire) (View, bool, error) {
 	if !p.CanCreate() {
-		return View{}, ErrForbidden
+		return View{}, false, ErrForbidden
 	}
 	order, errs := def.Validate(s.opts.MaxSteps)
 	if len(errs) > 0 {
-		return View{}, &tasks.ValidationError{Errors: errs}
+		return View{}, false, &tasks.ValidationError{Errors: errs}
 	}
 	index := map[string]int{}
 	for i, st := range def.Steps {
@@ -120,7 +144,7 @@ func (s *Service) Create(ctx context.Context, p auth.Principal, def Definition, 
 		i := index[st.ID]
 		spec, ok := tasks.Lookup(st.Task.Type)
 		if ok && !auth.CanCreateType(p, spec) {
-			return View{}, &tasks.ValidationError{Errors: []tasks.FieldError{{Field: fmt.Sprintf("steps[%d].type", i),
+			return View{}, false, &tasks.ValidationError{Errors: []tasks.FieldError{{Field: fmt.Sprintf("steps[%d].type", i),
 				Message: "only admins may create " + string(spec.Category) + " tasks"}}}
 		}
 		req := st.Task
@@ -128,7 +152,7 @@ func (s *Service) Create(ctx context.Context, p auth.Principal, def Definition, 
 		if err := s.creator.Check(ctx, req); err != nil {
 			v, ok := tasks.AsValidation(err)
 			if !ok {
-				return View{}, err
+				return View{}, false, err
 			}
 			refused := false
 			for _, fe := range v.Errors {
@@ -145,19 +169,30 @@ func (s *Service) Create(ctx context.Context, p auth.Principal, def Definition, 
 		}
 		row, err := s.stepRow(id, pos, spec, st)
 		if err != nil {
-			return View{}, err
+			return View{}, false, err
 		}
 		rows = append(rows, row)
 	}
 	if len(errs) > 0 {
-		return View{}, &tasks.ValidationError{Errors: errs}
+		return View{}, false, &tasks.ValidationError{Errors: errs}
 	}
 	now := time.Now().UTC().Truncate(time.Microsecond)
 	wf := store.Workflow{ID: id, Name: strings.TrimSpace(def.Name), Status: StatusPending, CreatedBy: p.ID, Role: string(p.Role),
 		CreatedAt: now, UpdatedAt: now}
+	if fire != nil {
+		sid, ft := fire.ScheduleID, fire.Time.UTC().Truncate(time.Microsecond)
+		wf.ScheduleID, wf.FireTime = &sid, &ft
+	}
+	existing := ""
 	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
-		if err := tx.Create(&wf).Error; err != nil {
-			return err
+		res := tx.Clauses(clause.OnConflict{DoNothing: true}).Create(&wf)
+		if res.Error != nil {
+			return res.Error
+		}
+		if res.RowsAffected == 0 {
+			// This fire's workflow exists.
+			return tx.Model(&store.Workflow{}).Where("schedule_id = ? AND fire_time = ?", wf.ScheduleID, wf.FireTime).
+				Pluck("id", &existing).Error
 		}
 		if err := tx.Create(&rows).Error; err != nil {
 			return err
@@ -165,13 +200,18 @@ func (s *Service) Create(ctx context.Context, p auth.Principal, def Definition, 
 		return tx.Exec(`INSERT INTO workflow_wakeups (workflow_id) VALUES (?)`, id).Error
 	})
 	if err != nil {
-		return View{}, translate("create workflow", err)
+		return View{}, false, translate("create workflow", err)
+	}
+	if existing != "" {
+		v, err := s.view(ctx, s.db, existing)
+		return v, true, err
 	}
 	s.opts.Metrics.created()
 	if err := s.Advance(ctx, id, requestID); err != nil {
 		s.log.Warn("workflow created; its first steps wait for the sweep", zap.String("workflow_id", id), zap.Error(err))
 	}
-	return s.view(ctx, s.db, id)
+	v, err := s.view(ctx, s.db, id)
+	return v, false, err
 }
 
 // stepRow is the workflow_steps row of st at pos, its params sealed.

@@ -111,8 +111,21 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	// Workflows: the scheduler advances them as their steps end (a
+	// notification from PostgreSQL) and sweeps those left due by a crash; a
+	// schedule's fire may start one.
+	workflowMetrics, err := workflow.NewMetrics(deps.Registry)
+	if err != nil {
+		return err
+	}
+	workflows, err := workflow.New(deps.DB, svc, log.Named("workflows"), workflow.Options{
+		MaxSteps: cfg.Workflows.MaxSteps, Keyring: keys, Metrics: workflowMetrics})
+	if err != nil {
+		return err
+	}
+
 	firer, err := schedule.NewFirer(deps.DB, svc, log, schedule.FireOptions{
-		CatchUp: sc.CatchUp, Metrics: schedule.NewMetrics(deps.Registry), Keyring: keys,
+		CatchUp: sc.CatchUp, Metrics: schedule.NewMetrics(deps.Registry), Keyring: keys, Workflows: workflows,
 	})
 	if err != nil {
 		return err
@@ -143,18 +156,6 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	dispatcher, err := trigger.NewDispatcher(triggers, trigger.DispatcherOptions{})
-	if err != nil {
-		return err
-	}
-
-	// Workflows: the scheduler advances them as their steps end (a
-	// notification from PostgreSQL) and sweeps those left due by a crash.
-	workflowMetrics, err := workflow.NewMetrics(deps.Registry)
-	if err != nil {
-		return err
-	}
-	workflows, err := workflow.New(deps.DB, svc, log.Named("workflows"), workflow.Options{
-		MaxSteps: cfg.Workflows.MaxSteps, Keyring: keys, Metrics: workflowMetrics})
 	if err != nil {
 		return err
 	}

@@ -831,22 +831,31 @@ type Schedule struct {
 	NextRunAt *time.Time `json:"next_run_at"`
 
 	// Params The task type's params; secret fields are redacted.
-	Params         map[string]interface{} `json:"params"`
-	Priority       Priority               `json:"priority"`
-	RetryPolicy    RetryPolicy            `json:"retry_policy"`
-	TimeoutSeconds int                    `json:"timeout_seconds"`
+	Params map[string]interface{} `json:"params"`
+
+	// Priority critical, high, normal or low; empty for a schedule that starts a workflow.
+	//
+	// Example: normal
+	Priority       string      `json:"priority"`
+	RetryPolicy    RetryPolicy `json:"retry_policy"`
+	TimeoutSeconds int         `json:"timeout_seconds"`
 
 	// Timezone IANA name the cron is read in.
 	//
 	// Example: America/New_York
 	Timezone string `json:"timezone"`
 
-	// Type Example: refresh_all_prices
+	// Type The task type each fire creates; empty when the schedule starts a workflow.
+	//
+	// Example: refresh_all_prices
 	Type      string    `json:"type"`
 	UpdatedAt time.Time `json:"updated_at"`
+
+	// Workflow The workflow each fire starts (absent for a task schedule); secret params redacted.
+	Workflow *ScheduleWorkflow `json:"workflow,omitempty"`
 }
 
-// ScheduleInput defines model for ScheduleInput.
+// ScheduleInput A schedule creates a task of `type` (with params, priority, retry_policy, timeout_seconds) or starts a `workflow`; one of the two.
 type ScheduleInput struct {
 	Cron    string                  `json:"cron"`
 	Enabled *bool                   `json:"enabled,omitempty"`
@@ -862,7 +871,12 @@ type ScheduleInput struct {
 	RetryPolicy    *RetryPolicyInput `json:"retry_policy,omitempty"`
 	TimeoutSeconds *int              `json:"timeout_seconds,omitempty"`
 	Timezone       *string           `json:"timezone,omitempty"`
-	Type           string            `json:"type"`
+
+	// Type The task type each fire creates; absent with workflow.
+	Type *string `json:"type,omitempty"`
+
+	// Workflow The workflow each fire starts instead of a task: its steps as POST /api/v1/workflows takes them (named after the schedule, owned by it, started at most once per fire).
+	Workflow *ScheduleWorkflow `json:"workflow,omitempty"`
 }
 
 // ScheduleList defines model for ScheduleList.
@@ -885,7 +899,12 @@ type SchedulePatch struct {
 	RetryPolicy    *RetryPolicyInput `json:"retry_policy,omitempty"`
 	TimeoutSeconds *int              `json:"timeout_seconds,omitempty"`
 	Timezone       *string           `json:"timezone,omitempty"`
-	Type           *string           `json:"type,omitempty"`
+
+	// Type Makes the schedule create this task type (a schedule that started a workflow no longer does).
+	Type *string `json:"type,omitempty"`
+
+	// Workflow The workflow each fire starts instead of a task: its steps as POST /api/v1/workflows takes them (named after the schedule, owned by it, started at most once per fire).
+	Workflow *ScheduleWorkflow `json:"workflow,omitempty"`
 }
 
 // ScheduleRun defines model for ScheduleRun.
@@ -910,6 +929,11 @@ type ScheduleRun struct {
 type ScheduleRunList struct {
 	Items      []ScheduleRun `json:"items"`
 	NextCursor *string       `json:"next_cursor"`
+}
+
+// ScheduleWorkflow The workflow each fire starts instead of a task: its steps as POST /api/v1/workflows takes them (named after the schedule, owned by it, started at most once per fire).
+type ScheduleWorkflow struct {
+	Steps []WorkflowStepInput `json:"steps"`
 }
 
 // ServerSentEvents Server-sent events (text/event-stream), one after the other:

@@ -205,6 +205,7 @@ func (s *Server) deleteSchedule(c echo.Context) error {
 var scheduleFields = map[string]string{
 	"name": "string", "cron": "string", "timezone": "string", "type": "string", "params": "object",
 	"priority": "string", "retry_policy": "object", "timeout_seconds": "integer", "enabled": "boolean",
+	"workflow": "object",
 }
 
 // decodeSchedule reads a JSON object body. Malformed JSON is a 400; unknown fields
@@ -277,6 +278,12 @@ func decodeScheduleField(in *schedule.Input, name string, value json.RawMessage)
 			return errors.New("not an object")
 		}
 		in.RetryPolicy = value
+		return nil
+	case "workflow":
+		if t := bytes.TrimSpace(value); len(t) == 0 || t[0] != '{' {
+			return errors.New("not an object")
+		}
+		in.Workflow = value
 		return nil
 	}
 	return fmt.Errorf("unknown field %s", name)

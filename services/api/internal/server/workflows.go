@@ -58,82 +58,30 @@ func workflowError(err error) error {
 	return err
 }
 
-// stepFields are the fields of a step besides its task's.
-var stepFields = map[string]bool{"id": true, "depends_on": true, "params_from": true}
-
-// taskFieldsOfStep are the task fields a step may carry (a step is created
-// when it is ready, so it has no scheduled_for, callback or idempotency key
-// of its own).
-var taskFieldsOfStep = map[string]bool{"type": true, "params": true, "priority": true, "retry_policy": true, "timeout_seconds": true}
-
 // parseWorkflow decodes a workflow body, naming every wrong field
 // (steps[1].depends_on): malformed JSON → 400, wrong fields → 422.
 func parseWorkflow(body []byte) (workflow.Definition, error) {
-	var in struct {
-		Name  json.RawMessage   `json:"name"`
-		Steps []json.RawMessage `json:"steps"`
-	}
 	var def workflow.Definition
 	var top map[string]json.RawMessage
 	if err := json.Unmarshal(body, &top); err != nil || top == nil {
 		return def, badRequest("body", "must be a JSON object")
 	}
 	var errs []tasks.FieldError
-	bad := func(field, msg string) { errs = append(errs, tasks.FieldError{Field: field, Message: msg}) }
-	for name := range top {
-		if name != "name" && name != "steps" {
-			bad(name, "unknown field")
-		}
-	}
-	if json.Unmarshal(body, &in) != nil {
-		return def, &tasks.ValidationError{Errors: []tasks.FieldError{{Field: "steps", Message: "must be an array of step objects"}}}
-	}
-	if in.Name != nil && json.Unmarshal(in.Name, &def.Name) != nil {
-		bad("name", "must be a string")
-	}
-	for i, raw := range in.Steps {
-		prefix := fmt.Sprintf("steps[%d]", i)
-		var fields map[string]json.RawMessage
-		if json.Unmarshal(raw, &fields) != nil || fields == nil {
-			bad(prefix, "must be an object")
-			continue
-		}
-		var st workflow.Step
-		task := map[string]json.RawMessage{}
-		for name, v := range fields {
-			switch {
-			case name == "id":
-				if json.Unmarshal(v, &st.ID) != nil {
-					bad(prefix+".id", "must be a string")
-				}
-			case name == "depends_on":
-				if json.Unmarshal(v, &st.DependsOn) != nil {
-					bad(prefix+".depends_on", "must be an array of step ids")
-				}
-			case name == "params_from":
-				if json.Unmarshal(v, &st.ParamsFrom) != nil {
-					bad(prefix+".params_from", "must map param names to JSON Pointers (strings)")
-				}
-			case taskFieldsOfStep[name]:
-				task[name] = v
-			default:
-				bad(prefix+"."+name, "unknown field (a step has id, depends_on, params_from, type, params, priority, retry_policy and timeout_seconds)")
+	for name, v := range top {
+		switch name {
+		case "name":
+			if json.Unmarshal(v, &def.Name) != nil {
+				errs = append(errs, tasks.FieldError{Field: "name", Message: "must be a string"})
 			}
-		}
-		tb, _ := json.Marshal(task)
-		req, err := parseCreate(tb)
-		if err != nil {
-			var ve *tasks.ValidationError
-			if !errors.As(err, &ve) {
-				bad(prefix, "is not a valid task")
-				continue
+		case "steps":
+			steps, err := workflow.ParseSteps(v, "steps")
+			if ve, ok := tasks.AsValidation(err); ok {
+				errs = append(errs, ve.Errors...)
 			}
-			for _, fe := range ve.Errors {
-				bad(prefix+"."+fe.Field, fe.Message)
-			}
+			def.Steps = steps
+		default:
+			errs = append(errs, tasks.FieldError{Field: name, Message: "unknown field"})
 		}
-		st.Task = req
-		def.Steps = append(def.Steps, st)
 	}
 	if len(errs) > 0 {
 		return def, &tasks.ValidationError{Errors: sortFields(errs)}

@@ -117,3 +117,31 @@ func TestWorkflowsOverHTTP(t *testing.T) {
 		Order("id").Pluck("action", &actions).Error)
 	require.Contains(t, strings.Join(actions, " "), audit.ActionWorkflowCreate+" "+audit.ActionWorkflowCancel)
 }
+
+// TestScheduleWithAWorkflowOverHTTP: an admin creates a schedule that starts
+// a workflow; the answer shows its steps and no task type; a workflow beside
+// a type is a 422 naming type.
+func TestScheduleWithAWorkflowOverHTTP(t *testing.T) {
+	t.Parallel()
+	b := setupWith(t, setupOptions{secure: true})
+	admin := b.client(t, tokAdmin)
+	deps := []string{"prices"}
+	resp, err := admin.CreateScheduleWithResponse(ctx, client.ScheduleInput{Name: "flow", Cron: "0 9 * * *",
+		Workflow: &client.ScheduleWorkflow{Steps: []client.WorkflowStepInput{
+			{Id: "prices", Type: "refresh_all_prices"},
+			{Id: "all", Type: "refresh_portfolio", DependsOn: &deps, Params: &map[string]interface{}{"all": true}},
+		}}})
+	require.NoError(t, err)
+	require.Equal(t, http.StatusCreated, resp.StatusCode(), string(resp.Body))
+	require.Empty(t, resp.JSON201.Type)
+	require.NotNil(t, resp.JSON201.Workflow)
+	require.Len(t, resp.JSON201.Workflow.Steps, 2)
+	got, err := admin.GetScheduleWithResponse(ctx, resp.JSON201.Id)
+	require.NoError(t, err)
+	require.Equal(t, "all", got.JSON200.Workflow.Steps[1].Id)
+
+	code, out, _ := b.call(t, http.MethodPost, "/api/v1/schedules", tokAdmin,
+		`{"name":"both","cron":"0 9 * * *","type":"refresh_all_prices","workflow":{"steps":[{"id":"a","type":"refresh_all_prices"}]}}`)
+	require.Equal(t, http.StatusUnprocessableEntity, code, out)
+	require.Contains(t, out, `"field":"type"`)
+}

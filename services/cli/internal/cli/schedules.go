@@ -156,7 +156,7 @@ func (a *app) schedulesCreate() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			in := client.ScheduleInput{Name: f.name, Type: f.typ, Cron: f.cron, Enabled: &f.enabled}
+			in := client.ScheduleInput{Name: f.name, Type: &f.typ, Cron: f.cron, Enabled: &f.enabled}
 			if in.Params, err = f.buildParams(cmd, a, api, f.typ); err != nil {
 				return err
 			}
