@@ -203,10 +203,10 @@ func checkCalculateMetrics(m proto.Message) []FieldError {
 	p := m.(*taskpb.CalculateMetricsParams)
 	var errs []FieldError
 	if p.GetWindowDays() < 0 || p.GetWindowDays() > 3650 || (p.GetWindowDays() > 0 && p.GetWindowDays() < 2) {
-		errs = append(errs, FieldError{"window_days", "must be between 2 and 3650 (0 means 252)"})
+		errs = append(errs, FieldError{Field: "window_days", Message: "must be between 2 and 3650 (0 means 252)"})
 	}
 	if r := p.GetRiskFreeRate(); r < -1 || r > 1 {
-		errs = append(errs, FieldError{"risk_free_rate", "must be a fraction between -1 and 1"})
+		errs = append(errs, FieldError{Field: "risk_free_rate", Message: "must be a fraction between -1 and 1"})
 	}
 	return errs
 }
@@ -294,18 +294,18 @@ func checkReport(m proto.Message) []FieldError {
 	p := m.(*taskpb.GenerateReportsParams)
 	var errs []FieldError
 	if !slices.Contains([]string{"portfolio_summary", "risk", "task_activity"}, p.GetReport()) {
-		errs = append(errs, FieldError{"report", "must be portfolio_summary, risk or task_activity"})
+		errs = append(errs, FieldError{Field: "report", Message: "must be portfolio_summary, risk or task_activity"})
 	}
 	if p.GetReport() == "portfolio_summary" && p.GetPortfolioId() == "" {
-		errs = append(errs, FieldError{"portfolio_id", "is required for report portfolio_summary"})
+		errs = append(errs, FieldError{Field: "portfolio_id", Message: "is required for report portfolio_summary"})
 	}
 	if f := p.GetFormat(); f != "" && f != "csv" && f != "html" && f != "pdf" {
-		errs = append(errs, FieldError{"format", "must be csv, html or pdf"})
+		errs = append(errs, FieldError{Field: "format", Message: "must be csv, html or pdf"})
 	}
 	errs = append(errs, checkDate("period_start", p.GetPeriodStart())...)
 	errs = append(errs, checkDate("period_end", p.GetPeriodEnd())...)
 	if p.GetPeriodStart() != "" && p.GetPeriodEnd() != "" && p.GetPeriodStart() > p.GetPeriodEnd() {
-		errs = append(errs, FieldError{"period_end", "must not be before period_start"})
+		errs = append(errs, FieldError{Field: "period_end", Message: "must not be before period_start"})
 	}
 	return errs
 }
@@ -328,11 +328,11 @@ func checkEmail(m proto.Message) []FieldError {
 	errs = append(errs, checkAddresses("to", p.GetTo())...)
 	errs = append(errs, checkAddresses("cc", p.GetCc())...)
 	if strings.ContainsAny(p.GetSubject(), "\r\n") || len(p.GetSubject()) > 998 {
-		errs = append(errs, FieldError{"subject", "must be one line of at most 998 characters"})
+		errs = append(errs, FieldError{Field: "subject", Message: "must be one line of at most 998 characters"})
 	}
 	for _, a := range p.GetAttachments() {
 		if !strings.HasPrefix(a, "task_") {
-			errs = append(errs, FieldError{"attachments", fmt.Sprintf("%q is not a task id", a)})
+			errs = append(errs, FieldError{Field: "attachments", Message: fmt.Sprintf("%q is not a task id", a)})
 			break
 		}
 	}
@@ -343,13 +343,13 @@ func checkAlert(m proto.Message) []FieldError {
 	p := m.(*taskpb.SendAlertParams)
 	var errs []FieldError
 	if !slices.Contains([]string{"slack", "sms", "push"}, p.GetChannel()) {
-		errs = append(errs, FieldError{"channel", "must be slack, sms or push"})
+		errs = append(errs, FieldError{Field: "channel", Message: "must be slack, sms or push"})
 	}
 	if s := p.GetSeverity(); s != "" && !slices.Contains([]string{"info", "warning", "critical"}, s) {
-		errs = append(errs, FieldError{"severity", "must be info, warning or critical"})
+		errs = append(errs, FieldError{Field: "severity", Message: "must be info, warning or critical"})
 	}
 	if p.GetChannel() == "sms" && len(p.GetRecipients()) == 0 {
-		errs = append(errs, FieldError{"recipients", "sms needs at least one phone number"})
+		errs = append(errs, FieldError{Field: "recipients", Message: "sms needs at least one phone number"})
 	}
 	if len(p.GetPrincipals()) > 0 && p.GetChannel() != "push" {
 		errs = append(errs, FieldError{Field: "principals", Message: "only push alerts reach principals' subscriptions"})
@@ -376,14 +376,14 @@ func checkWebhook(m proto.Message) []FieldError {
 	p := m.(*taskpb.WebhookCallbackParams)
 	var errs []FieldError
 	if err := checkScheme(p.GetUrl()); err != nil {
-		errs = append(errs, FieldError{"url", err.Error()})
+		errs = append(errs, FieldError{Field: "url", Message: err.Error()})
 	}
 	if meth := p.GetMethod(); meth != "" && meth != "POST" && meth != "PUT" && meth != "PATCH" {
-		errs = append(errs, FieldError{"method", "must be POST, PUT or PATCH"})
+		errs = append(errs, FieldError{Field: "method", Message: "must be POST, PUT or PATCH"})
 	}
 	for k, v := range p.GetHeaders() {
 		if k == "" || strings.ContainsAny(k, " :\r\n") || strings.ContainsAny(v, "\r\n") {
-			errs = append(errs, FieldError{"headers", fmt.Sprintf("%q is not a valid header", k)})
+			errs = append(errs, FieldError{Field: "headers", Message: fmt.Sprintf("%q is not a valid header", k)})
 			break
 		}
 	}
@@ -436,7 +436,7 @@ func checkDigest(m proto.Message) []FieldError {
 	p := m.(*taskpb.GenerateDigestParams)
 	var errs []FieldError
 	if s := p.GetPeriod(); s != "" && s != "daily" && s != "weekly" {
-		errs = append(errs, FieldError{"period", "must be daily or weekly"})
+		errs = append(errs, FieldError{Field: "period", Message: "must be daily or weekly"})
 	}
 	errs = append(errs, checkDate("date", p.GetDate())...)
 	errs = append(errs, checkAddresses("recipients", p.GetRecipients())...)

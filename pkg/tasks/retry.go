@@ -27,15 +27,15 @@ const (
 func (p RetryPolicy) Validate(prefix string) []FieldError {
 	var errs []FieldError
 	if p.MaxRetries < 0 || p.MaxRetries > MaxRetriesLimit {
-		errs = append(errs, FieldError{prefix + ".max_retries", "must be between 0 and 25"})
+		errs = append(errs, FieldError{Field: prefix + ".max_retries", Message: "must be between 0 and 25"})
 	}
 	if p.RetryDelay < 1 || p.RetryDelay > MaxDelayLimit {
-		errs = append(errs, FieldError{prefix + ".retry_delay", "must be between 1 and 604800 seconds"})
+		errs = append(errs, FieldError{Field: prefix + ".retry_delay", Message: "must be between 1 and 604800 seconds"})
 	}
 	if p.MaxRetryDelay < 1 || p.MaxRetryDelay > MaxDelayLimit {
-		errs = append(errs, FieldError{prefix + ".max_retry_delay", "must be between 1 and 604800 seconds"})
+		errs = append(errs, FieldError{Field: prefix + ".max_retry_delay", Message: "must be between 1 and 604800 seconds"})
 	} else if p.MaxRetryDelay < p.RetryDelay {
-		errs = append(errs, FieldError{prefix + ".max_retry_delay", "must not be below retry_delay"})
+		errs = append(errs, FieldError{Field: prefix + ".max_retry_delay", Message: "must not be below retry_delay"})
 	}
 	return errs
 }
