@@ -75,13 +75,13 @@ func DecodeParams(spec Spec, raw json.RawMessage, prefix string) (proto.Message,
 			fd = desc.ByName(protoreflect.Name(name))
 		}
 		if fd == nil {
-			errs = append(errs, FieldError{path(name), "unknown field"})
+			errs = append(errs, FieldError{Field: path(name), Message: "unknown field"})
 			continue
 		}
 		one, _ := json.Marshal(map[string]json.RawMessage{name: value})
 		part := spec.NewParams()
 		if err := protojson.Unmarshal(one, part); err != nil {
-			errs = append(errs, FieldError{path(string(fd.Name())), "must be " + kindName(fd)})
+			errs = append(errs, FieldError{Field: path(string(fd.Name())), Message: "must be " + kindName(fd)})
 			continue
 		}
 		proto.Merge(msg, part)
@@ -89,7 +89,7 @@ func DecodeParams(spec Spec, raw json.RawMessage, prefix string) (proto.Message,
 	for i := 0; i < desc.Len(); i++ {
 		fd := desc.Get(i)
 		if IsRequired(fd) && !present(msg.ProtoReflect(), fd) {
-			errs = append(errs, FieldError{path(string(fd.Name())), "is required"})
+			errs = append(errs, FieldError{Field: path(string(fd.Name())), Message: "is required"})
 		}
 	}
 	if len(errs) == 0 && spec.Check != nil {
@@ -177,13 +177,13 @@ func checkLookback(m proto.Message) []FieldError {
 	case *taskpb.RefreshAllPricesParams:
 		days = p.GetLookbackDays()
 		if len(p.GetSymbols()) > 10000 {
-			return []FieldError{{"symbols", "at most 10000 symbols"}}
+			return []FieldError{{Field: "symbols", Message: "at most 10000 symbols"}}
 		}
 	case *taskpb.RefreshBenchmarkParams:
 		days = p.GetLookbackDays()
 	}
 	if days < 0 || days > 3650 {
-		return []FieldError{{"lookback_days", "must be between 0 and 3650"}}
+		return []FieldError{{Field: "lookback_days", Message: "must be between 0 and 3650"}}
 	}
 	return nil
 }
@@ -191,10 +191,10 @@ func checkLookback(m proto.Message) []FieldError {
 func checkRefreshPortfolio(m proto.Message) []FieldError {
 	p := m.(*taskpb.RefreshPortfolioParams)
 	if p.GetPortfolioId() == "" && !p.GetAll() {
-		return []FieldError{{"portfolio_id", "is required unless all is true"}}
+		return []FieldError{{Field: "portfolio_id", Message: "is required unless all is true"}}
 	}
 	if p.GetPortfolioId() != "" && p.GetAll() {
-		return []FieldError{{"portfolio_id", "must be empty when all is true"}}
+		return []FieldError{{Field: "portfolio_id", Message: "must be empty when all is true"}}
 	}
 	return nil
 }
@@ -219,11 +219,11 @@ var CleanupTargets = []string{"tasks", "task_logs", "prices", "results", "audit"
 func checkCleanup(m proto.Message) []FieldError {
 	p := m.(*taskpb.CleanupOldDataParams)
 	if p.GetOlderThanDays() < 0 {
-		return []FieldError{{"older_than_days", "must not be negative"}}
+		return []FieldError{{Field: "older_than_days", Message: "must not be negative"}}
 	}
 	for _, t := range p.GetTargets() {
 		if !slices.Contains(CleanupTargets, t) {
-			return []FieldError{{"targets", fmt.Sprintf("%q is not one of %s", t, strings.Join(CleanupTargets, ", "))}}
+			return []FieldError{{Field: "targets", Message: fmt.Sprintf("%q is not one of %s", t, strings.Join(CleanupTargets, ", "))}}
 		}
 	}
 	return nil
@@ -243,14 +243,14 @@ func CheckAuditRetention(p *taskpb.CleanupOldDataParams, minDays int) []FieldErr
 	if len(p.GetTargets()) > 0 && !slices.Contains(p.GetTargets(), "audit") {
 		return nil
 	}
-	return []FieldError{{"older_than_days", fmt.Sprintf(
+	return []FieldError{{Field: "older_than_days", Message: fmt.Sprintf(
 		"the audit log keeps at least %d days (retention.audit_min): use %d or more, or leave audit out of targets", minDays, minDays)}}
 }
 
 func checkTableNames(tables []string) []FieldError {
 	for _, t := range tables {
 		if !isIdent(t) {
-			return []FieldError{{"tables", fmt.Sprintf("%q is not a table name", t)}}
+			return []FieldError{{Field: "tables", Message: fmt.Sprintf("%q is not a table name", t)}}
 		}
 	}
 	return nil
@@ -263,7 +263,7 @@ func checkTables(m proto.Message) []FieldError {
 func checkBackup(m proto.Message) []FieldError {
 	p := m.(*taskpb.BackupDataParams)
 	if f := p.GetFormat(); f != "" && f != "pg_dump" && f != "jsonl" {
-		return []FieldError{{"format", "must be pg_dump or jsonl"}}
+		return []FieldError{{Field: "format", Message: "must be pg_dump or jsonl"}}
 	}
 	return checkTableNames(p.GetTables())
 }
@@ -285,7 +285,7 @@ func checkDate(field, v string) []FieldError {
 		return nil
 	}
 	if _, err := time.Parse(time.DateOnly, v); err != nil {
-		return []FieldError{{field, "must be a date YYYY-MM-DD"}}
+		return []FieldError{{Field: field, Message: "must be a date YYYY-MM-DD"}}
 	}
 	return nil
 }
@@ -312,11 +312,11 @@ func checkReport(m proto.Message) []FieldError {
 
 func checkAddresses(field string, addrs []string) []FieldError {
 	if len(addrs) > 100 {
-		return []FieldError{{field, "at most 100 addresses"}}
+		return []FieldError{{Field: field, Message: "at most 100 addresses"}}
 	}
 	for _, a := range addrs {
 		if _, err := mail.ParseAddress(a); err != nil || strings.ContainsAny(a, "\r\n") {
-			return []FieldError{{field, fmt.Sprintf("%q is not an email address", a)}}
+			return []FieldError{{Field: field, Message: fmt.Sprintf("%q is not an email address", a)}}
 		}
 	}
 	return nil

@@ -4,11 +4,9 @@ import (
 	"context"
 	"database/sql"
 	"errors"
-	"fmt"
 	"strconv"
 	"time"
 
-	"github.com/jackc/pgx/v5/stdlib"
 	"go.uber.org/zap"
 	"gorm.io/gorm"
 
@@ -81,56 +79,7 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 // notification (several pending ones wake one pass) and at least every Poll
 // or when a debounce window is due.
 func (d *Dispatcher) listen(ctx context.Context) error {
-	sqlDB, err := d.db.DB()
-	if err != nil {
-		return err
-	}
-	conn, err := sqlDB.Conn(ctx)
-	if err != nil {
-		return err
-	}
-	defer func() { _ = conn.Close() }()
-	return conn.Raw(func(dc any) error {
-		sc, ok := dc.(*stdlib.Conn)
-		if !ok {
-			return fmt.Errorf("trigger: listen needs a pgx connection, not %T", dc)
-		}
-		pc := sc.Conn()
-		if _, err := pc.Exec(ctx, "LISTEN "+Channel); err != nil {
-			return err
-		}
-		defer func() {
-			uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
-			defer cancel()
-			_, _ = pc.Exec(uctx, "UNLISTEN "+Channel)
-		}()
-		for {
-			wait := d.pass(ctx)
-			wctx, cancel := context.WithTimeout(ctx, wait)
-			_, err := pc.WaitForNotification(wctx)
-			cancel()
-			if ctx.Err() != nil {
-				return nil
-			}
-			if err != nil && !errors.Is(err, context.DeadlineExceeded) && !pc.PgConn().IsClosed() {
-				// A timeout is the poll; anything else on an open
-				// connection is unexpected but not fatal.
-				continue
-			}
-			if pc.PgConn().IsClosed() {
-				return fmt.Errorf("trigger: listen connection closed: %w", err)
-			}
-			// Drain the notifications already queued: one pass serves them all.
-			for {
-				dctx, cancel := context.WithTimeout(ctx, time.Millisecond)
-				_, err := pc.WaitForNotification(dctx)
-				cancel()
-				if err != nil {
-					break
-				}
-			}
-		}
-	})
+	return store.Listen(ctx, d.db, Channel, func(ctx context.Context, _ []string) time.Duration { return d.pass(ctx) })
 }
 
 // pass dispatches what is due and returns how long to wait for the next
