@@ -91,6 +91,9 @@ type Task struct {
 	// TraceID is the trace the task was created in (hex; empty without
 	// tracing), shown in the task view.
 	TraceID string
+	// RequestID is the id of the API request that created the task (empty
+	// for a schedule's, a trigger's or a workflow's).
+	RequestID string
 	// Version is bumped by a trigger on every update of the row: the strong
 	// ETag of the task and the order of its live events.
 	Version int64 `gorm:"->"`

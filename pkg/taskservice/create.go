@@ -364,6 +364,7 @@ func (s *Service) prepare(ctx context.Context, req CreateRequest) (store.Task, p
 		TimeoutSeconds:    timeout,
 		EstimatedDuration: s.estimates.estimate(ctx, spec),
 		TraceID:           tracing.TraceID(ctx),
+		RequestID:         req.RequestID,
 	}
 	if req.IdempotencyKey != "" {
 		k := req.IdempotencyKey

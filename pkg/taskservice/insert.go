@@ -46,17 +46,17 @@ const insertSQL = `
 INSERT INTO tasks (id, type, status, priority, params, key_id, created_by, idempotency_key, request_hash,
                    created_at, updated_at, scheduled_for, messages, max_retries, retry_policy,
                    timeout_seconds, estimated_duration, callback_url, schedule_id, fire_time, trigger_id, trace_id,
-                   workflow_id, step_id)
+                   workflow_id, step_id, request_id)
 SELECT id, type, 'pending', priority, params::jsonb, key_id, created_by, idem, hash,
        created_at, created_at, scheduled_for, '[]'::jsonb, max_retries, retry_policy::jsonb,
        timeout_seconds, estimated_duration, callback_url, schedule_id, fire_time, trigger_id, trace_id,
-       workflow_id, step_id
+       workflow_id, step_id, request_id
 FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
             $9::timestamptz[], $10::timestamptz[], $11::int[], $12::text[], $13::int[], $14::int[],
-            $15::text[], $16::text[], $17::timestamptz[], $18::text[], $19::text[], $20::text[], $21::text[])
+            $15::text[], $16::text[], $17::timestamptz[], $18::text[], $19::text[], $20::text[], $21::text[], $22::text[])
      AS t(id, type, priority, params, key_id, created_by, idem, hash, created_at, scheduled_for,
           max_retries, retry_policy, timeout_seconds, estimated_duration, callback_url, schedule_id, fire_time, trigger_id, trace_id,
-          workflow_id, step_id)
+          workflow_id, step_id, request_id)
 ON CONFLICT DO NOTHING
 RETURNING id`
 
@@ -69,7 +69,7 @@ func (ins *inserter) write(ctx context.Context, rows []*store.Task) ([]bool, err
 		created, scheduled                                        = make([]time.Time, n), make([]time.Time, n)
 		fires                                                     = make([]*time.Time, n)
 		triggers, workflows, steps                                = make([]*string, n), make([]*string, n), make([]*string, n)
-		traces                                                    = make([]string, n)
+		traces, requests                                          = make([]string, n), make([]string, n)
 		retries, timeouts, estimates                              = make([]int, n), make([]int, n), make([]int, n)
 	)
 	for i, t := range rows {
@@ -77,14 +77,14 @@ func (ins *inserter) write(ctx context.Context, rows []*store.Task) ([]bool, err
 		idems[i], hashes[i], created[i], scheduled[i] = t.IdempotencyKey, t.RequestHash, t.CreatedAt, t.ScheduledFor
 		retries[i], policies[i], timeouts[i], estimates[i] = t.MaxRetries, string(t.RetryPolicy), t.TimeoutSeconds, t.EstimatedDuration
 		callbacks[i], schedules[i], fires[i], triggers[i] = t.CallbackURL, t.ScheduleID, t.FireTime, t.TriggerID
-		traces[i], workflows[i], steps[i] = t.TraceID, t.WorkflowID, t.StepID
+		traces[i], workflows[i], steps[i], requests[i] = t.TraceID, t.WorkflowID, t.StepID, t.RequestID
 	}
 	sqlDB, err := ins.db.DB()
 	if err != nil {
 		return nil, translate("insert tasks", err)
 	}
 	res, err := sqlDB.QueryContext(ctx, insertSQL, ids, types, prios, params, keys, owners, idems, hashes,
-		created, scheduled, retries, policies, timeouts, estimates, callbacks, schedules, fires, triggers, traces, workflows, steps)
+		created, scheduled, retries, policies, timeouts, estimates, callbacks, schedules, fires, triggers, traces, workflows, steps, requests)
 	if err != nil {
 		return nil, translate("insert tasks", err)
 	}

@@ -61,8 +61,9 @@ func (s *Service) Requeue(ctx context.Context, row store.Task) error {
 	if row.Status == tasks.StatusRetrying && row.NextRetryAt != nil && row.NextRetryAt.After(time.Now()) {
 		opts = append(opts, asynq.ProcessAt(*row.NextRetryAt))
 	}
-	// The requeue's trace context (the reconciler's span) rides along.
-	_, err = s.client.EnqueueContext(ctx, asynq.NewTaskWithHeaders(row.Type, payload, tracing.Headers(ctx, "")), opts...)
+	// The requeue's trace context (the reconciler's span) and the creating
+	// request's id ride along.
+	_, err = s.client.EnqueueContext(ctx, asynq.NewTaskWithHeaders(row.Type, payload, tracing.Headers(ctx, row.RequestID)), opts...)
 	switch {
 	case err == nil, errors.Is(err, asynq.ErrTaskIDConflict):
 		return nil

@@ -9,6 +9,7 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/stretchr/testify/require"
 
+	"github.com/taskforge/taskforge/pkg/auth"
 	"github.com/taskforge/taskforge/pkg/store"
 	"github.com/taskforge/taskforge/pkg/tasks"
 	"github.com/taskforge/taskforge/pkg/taskservice"
@@ -75,4 +76,38 @@ func TestRequeueRefuses(t *testing.T) {
 	}
 	_, err := b.inspector.GetTaskInfo("normal", base.ID)
 	require.Error(t, err, "nothing was enqueued")
+}
+
+// TestTheCreatingRequestTravelsWithEveryDelivery: the id of the request that
+// created a task is kept with the row, and the first delivery, a reconciler's
+// requeue and a manual retry all carry it to the worker.
+func TestTheCreatingRequestTravelsWithEveryDelivery(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	c, err := b.svc.Create(ctx, taskservice.CreateRequest{
+		Type: "refresh_portfolio", Params: json.RawMessage(`{"portfolio_id":"pf_1"}`), Priority: "high", CreatedBy: "u1",
+		RequestID: "req-created-it",
+	})
+	require.NoError(t, err)
+	headerOf := func() string {
+		t.Helper()
+		info, err := b.inspector.GetTaskInfo("high", c.Task.ID)
+		require.NoError(t, err)
+		return info.Headers["request_id"]
+	}
+	var row store.Task
+	require.NoError(t, b.pg.DB.Take(&row, "id = ?", c.Task.ID).Error)
+	require.Equal(t, "req-created-it", row.RequestID)
+	require.Equal(t, "req-created-it", headerOf(), "the first delivery")
+
+	require.NoError(t, b.inspector.DeleteTask("high", row.ID))
+	require.NoError(t, b.svc.Requeue(ctx, row))
+	require.Equal(t, "req-created-it", headerOf(), "a requeue")
+
+	require.NoError(t, b.inspector.DeleteTask("high", row.ID))
+	require.NoError(t, b.pg.DB.Exec(`UPDATE tasks SET status = 'failed', completed_at = now() WHERE id = ?`, row.ID).Error)
+	_, err = b.svc.Retry(ctx, auth.Principal{ID: "u1", Role: auth.Operator}, row.ID)
+	require.NoError(t, err)
+	require.Equal(t, "req-created-it", headerOf(), "a manual retry")
 }

@@ -59,7 +59,7 @@ func (s *Service) Retry(ctx context.Context, p auth.Principal, id string) (store
 				return fmt.Errorf("%w: redis: %v", ErrUnavailable, err)
 			}
 		}
-		return s.enqueue(ctx, updated, spec, msg, "")
+		return s.enqueue(ctx, updated, spec, msg, updated.RequestID)
 	})
 	if err == nil && !ok {
 		err = ErrConflict
