@@ -50,7 +50,7 @@ func TestStack(t *testing.T) {
 		t.Run("workflow", func(t *testing.T) {
 			t.Parallel()
 			key := s.newKey(t, admin, "e2e-workflow", client.CreateAPIKeyRequestRoleOperator)
-			s.dailyRefreshWorkflow(t, s.client(key), key)
+			s.dailyRefreshWorkflow(t, admin, s.client(key), key)
 		})
 	})
 	t.Run("monitoring", func(t *testing.T) { s.monitoring(t, admin, operator) })

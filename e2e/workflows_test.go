@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/taskforge/taskforge/pkg/schedule"
 	"github.com/taskforge/taskforge/pkg/testenv"
 	"github.com/taskforge/taskforge/services/api/client"
 )
@@ -17,8 +19,10 @@ import (
 // dailyRefreshWorkflow runs the daily refresh as a workflow through the four
 // binaries, created and followed with the CLI: prices, then the benchmark,
 // then each demo portfolio revalued, then its metrics. Every step runs once,
-// after its dependencies completed, and the workflow ends completed.
-func (s *stack) dailyRefreshWorkflow(t *testing.T, operator *client.ClientWithResponses, key string) {
+// after its dependencies completed, and the workflow ends completed. Then the
+// seeded daily_refresh schedule's own workflow, fired by a schedule every
+// second until its first workflow exists, runs to completed too.
+func (s *stack) dailyRefreshWorkflow(t *testing.T, admin, operator *client.ClientWithResponses, key string) {
 	portfolios := []string{"pf_demo_balanced", "pf_demo_growth", "pf_demo_income"}
 	steps := []map[string]any{
 		{"id": "prices", "type": "refresh_all_prices"},
@@ -79,4 +83,50 @@ func (s *stack) dailyRefreshWorkflow(t *testing.T, operator *client.ClientWithRe
 	require.Equal(t, cliOK, code)
 	require.Contains(t, out, "metrics-pf_demo_growth")
 	require.True(t, strings.Count(out, "completed") >= len(byStep), out)
+
+	s.seededRefreshFires(t, admin)
+}
+
+// seededRefreshFires creates a schedule with the seeded daily_refresh's
+// workflow firing every second, disables it once it started a workflow, and
+// waits until that workflow completed: the scheduler fires it, the worker's
+// fire job starts it, the scheduler advances it step by step.
+func (s *stack) seededRefreshFires(t *testing.T, admin *client.ClientWithResponses) {
+	ctx := context.Background()
+	var flow client.ScheduleWorkflow
+	require.NoError(t, json.Unmarshal([]byte(schedule.DailyRefresh), &flow))
+	created, err := admin.CreateScheduleWithResponse(ctx, client.ScheduleInput{Name: "e2e-seeded-refresh", Cron: "@every 1s", Workflow: &flow})
+	require.NoError(t, err)
+	require.Equal(t, http.StatusCreated, created.StatusCode(), string(created.Body))
+	var flows *client.WorkflowList
+	require.Eventually(t, func() bool {
+		l, err := admin.ListWorkflowsWithResponse(ctx, nil)
+		require.NoError(t, err)
+		flows = l.JSON200
+		for _, w := range flows.Items {
+			if w.Name == "e2e-seeded-refresh" {
+				return true
+			}
+		}
+		return false
+	}, taskWithin, pollEvery, "the schedule started its workflow%s", s.logTails())
+	off := false
+	_, err = admin.PatchScheduleWithResponse(ctx, created.JSON201.Id, client.SchedulePatch{Enabled: &off})
+	require.NoError(t, err)
+	var id string
+	for _, w := range flows.Items {
+		if w.Name == "e2e-seeded-refresh" {
+			id = w.WorkflowId
+		}
+	}
+	var w *client.Workflow
+	require.Eventually(t, func() bool {
+		r, err := admin.GetWorkflowWithResponse(ctx, id)
+		require.NoError(t, err)
+		w = r.JSON200
+		return w.Status == client.WorkflowStatusCompleted || w.Status == client.WorkflowStatusFailed
+	}, taskWithin, pollEvery, "the seeded workflow ended%s", s.logTails())
+	require.Equalf(t, client.WorkflowStatusCompleted, w.Status, "%+v", *w.Steps)
+	require.Len(t, *w.Steps, 6)
+	require.Equal(t, "schedule:"+created.JSON201.Id, w.CreatedBy)
 }

@@ -19,10 +19,10 @@ type Seed struct {
 	Workflow string
 }
 
-// dailyRefresh is the daily refresh as a workflow: prices, then the
-// benchmarks, then every portfolio revalued, then each demo portfolio's
-// metrics.
-const dailyRefresh = `{"steps": [
+// DailyRefresh is the seeded daily_refresh schedule's workflow: prices,
+// then the benchmarks, then every portfolio revalued, then each demo
+// portfolio's metrics.
+const DailyRefresh = `{"steps": [
   {"id": "prices", "type": "refresh_all_prices"},
   {"id": "benchmarks", "type": "refresh_benchmark", "depends_on": ["prices"]},
   {"id": "portfolios", "type": "refresh_portfolio", "params": {"all": true}, "depends_on": ["benchmarks"]},
@@ -33,7 +33,7 @@ const dailyRefresh = `{"steps": [
 
 // Seeds are the specification's four schedules, in UTC.
 var Seeds = []Seed{
-	{Name: "daily_refresh", Cron: "0 9 * * *", Workflow: dailyRefresh},
+	{Name: "daily_refresh", Cron: "0 9 * * *", Workflow: DailyRefresh},
 	{Name: "hourly_update", Cron: "0 * * * *", Type: "refresh_portfolio", Params: `{"all": true}`},
 	// The risk report covers every portfolio; portfolio_summary would need one.
 	{Name: "weekly_report", Cron: "0 10 * * MON", Type: "generate_reports", Params: `{"report": "risk"}`},
