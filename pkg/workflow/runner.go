@@ -2,7 +2,6 @@ package workflow
 
 import (
 	"context"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -31,9 +30,14 @@ func (s *Service) Run(ctx context.Context, sweep time.Duration) error {
 		sweep = DefaultSweep
 	}
 	var last time.Time
+	adv := &advancer{s: s, sem: make(chan struct{}, advancers), running: map[string]bool{}}
+	defer adv.wg.Wait()
 	pass := func(ctx context.Context, ids []string) time.Duration {
-		slices.Sort(ids)
-		s.advanceAll(ctx, slices.Compact(ids), "workflow advance failed; the sweep retries it")
+		// The listener goes back to listening at once: the advances run
+		// beside it.
+		for _, id := range ids {
+			adv.due(ctx, id)
+		}
 		if time.Since(last) >= sweep {
 			s.Sweep(ctx)
 			last = time.Now()
@@ -101,4 +105,54 @@ func (s *Service) advanceAll(ctx context.Context, ids []string, msg string) int 
 	}
 	wg.Wait()
 	return int(ok.Load())
+}
+
+// advancer runs the advances notifications ask for in the background,
+// advancers at a time and one at a time per workflow: a workflow named again
+// while its advance runs is advanced once more after it (the change may have
+// committed after that advance read the rows).
+type advancer struct {
+	s       *Service
+	sem     chan struct{}
+	wg      sync.WaitGroup
+	mu      sync.Mutex
+	running map[string]bool // workflow id → named again meanwhile
+}
+
+func (a *advancer) due(ctx context.Context, id string) {
+	a.mu.Lock()
+	if _, busy := a.running[id]; busy {
+		a.running[id] = true
+		a.mu.Unlock()
+		return
+	}
+	a.running[id] = false
+	a.mu.Unlock()
+	a.wg.Add(1)
+	go func() {
+		defer a.wg.Done()
+		for {
+			select {
+			case a.sem <- struct{}{}:
+			case <-ctx.Done():
+				a.mu.Lock()
+				delete(a.running, id)
+				a.mu.Unlock()
+				return
+			}
+			if err := a.s.Advance(ctx, id, ""); err != nil && ctx.Err() == nil {
+				a.s.log.Warn("workflow advance failed; the sweep retries it", zap.String("workflow_id", id), zap.Error(err))
+			}
+			<-a.sem
+			a.mu.Lock()
+			if a.running[id] {
+				a.running[id] = false
+				a.mu.Unlock()
+				continue
+			}
+			delete(a.running, id)
+			a.mu.Unlock()
+			return
+		}
+	}()
 }
