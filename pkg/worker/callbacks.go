@@ -151,17 +151,18 @@ type claimed struct {
 	taskID   string
 	url      string
 	attempts int
-	// traceID and attempt are the task's creation trace and its attempt
-	// count, for the log lines, once the task was read.
-	traceID string
-	attempt int
+	// traceID, requestID and attempt are the task's creation trace, the
+	// request that created it and its attempt count, for the log lines,
+	// once the task was read.
+	traceID, requestID string
+	attempt            int
 }
 
 // fields are the fields of the log lines about cb's task: task_id, the
-// task's attempt and trace_id (the request id does not outlive the attempt).
+// task's attempt, trace_id and the creating request_id.
 func (cb claimed) fields(extra ...zap.Field) []zap.Field {
 	return append([]zap.Field{logging.TaskID(cb.taskID), logging.Attempt(cb.attempt),
-		zap.String(logging.FieldTraceID, cb.traceID)}, extra...)
+		zap.String(logging.FieldTraceID, cb.traceID), logging.RequestID(cb.requestID)}, extra...)
 }
 
 // DeliverDue claims up to Batch due callbacks, delivers them concurrently and
@@ -210,7 +211,7 @@ func (c *Callbacks) deliver(ctx context.Context, cb claimed) {
 		c.retryLater(ctx, cb, fmt.Errorf("read task: %w", store.Translate(err)), false)
 		return
 	}
-	cb.traceID, cb.attempt = task.TraceID, task.Attempt
+	cb.traceID, cb.requestID, cb.attempt = task.TraceID, task.RequestID, task.Attempt
 	body, err := json.Marshal(c.payload(task))
 	if err != nil {
 		c.retryLater(ctx, cb, fmt.Errorf("encode task: %w", err), true)
