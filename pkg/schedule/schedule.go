@@ -8,7 +8,6 @@ package schedule
 import (
 	"context"
 	"crypto/rand"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -476,24 +475,16 @@ func apply(row *store.Schedule, in Input, full bool) error {
 	return nil
 }
 
-func clampLimit(limit int) int {
-	switch {
-	case limit <= 0:
-		return DefaultLimit
-	case limit > MaxLimit:
-		return MaxLimit
-	}
-	return limit
-}
+func clampLimit(limit int) int { return store.ClampLimit(limit, DefaultLimit, MaxLimit) }
 
-func encodeCursor(s string) string { return base64.RawURLEncoding.EncodeToString([]byte(s)) }
+func encodeCursor(s string) string { return store.EncodeCursor(s) }
 
 func decodeCursor(c string) (string, error) {
-	b, err := base64.RawURLEncoding.DecodeString(c)
-	if err != nil || len(b) == 0 || len(b) > 100 {
+	key, ok := store.DecodeCursor(c, 100)
+	if !ok {
 		return "", ErrBadCursor
 	}
-	return string(b), nil
+	return key, nil
 }
 
 func utc(t *time.Time) *time.Time {

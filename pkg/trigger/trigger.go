@@ -15,7 +15,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -758,24 +757,16 @@ func (f Filter) MatchUpload(name, contentType string) bool {
 	return true
 }
 
-func clampLimit(limit int) int {
-	switch {
-	case limit <= 0:
-		return DefaultLimit
-	case limit > MaxLimit:
-		return MaxLimit
-	}
-	return limit
-}
+func clampLimit(limit int) int { return store.ClampLimit(limit, DefaultLimit, MaxLimit) }
 
-func encodeCursor(s string) string { return base64.RawURLEncoding.EncodeToString([]byte(s)) }
+func encodeCursor(s string) string { return store.EncodeCursor(s) }
 
 func decodeCursor(c string) (string, error) {
-	b, err := base64.RawURLEncoding.DecodeString(c)
-	if err != nil || len(b) == 0 || len(b) > 64 {
+	key, ok := store.DecodeCursor(c, 64)
+	if !ok {
 		return "", ErrBadCursor
 	}
-	return string(b), nil
+	return key, nil
 }
 
 // translate maps a PostgreSQL error to the package's errors.
