@@ -538,7 +538,7 @@ func applyWorkflow(row *store.Schedule, in Input) []tasks.FieldError {
 	if v, ok := tasks.AsValidation(err); ok {
 		return append(errs, v.Errors...)
 	}
-	errs = append(errs, workflow.CheckSteps(steps, workflow.DefaultMaxSteps, "workflow.steps")...)
+	errs = append(errs, workflow.CheckSteps(steps, workflow.DefaultMaxSteps, "workflow.steps", false)...)
 	if len(errs) > 0 {
 		return errs
 	}

@@ -159,6 +159,12 @@ type Workflow struct {
 	// workflow (unique together).
 	ScheduleID *string
 	FireTime   *time.Time
+	// TriggerID and EventKey name the trigger event that started the
+	// workflow (unique together); Event is that event, for the steps'
+	// params_from.
+	TriggerID *string
+	EventKey  *string
+	Event     JSON
 }
 
 // WorkflowStep is a row of workflow_steps: one step of a workflow as it was

@@ -14,6 +14,9 @@ type Trigger struct {
 	TaskType  string
 	Params    JSON
 	ParamMap  JSON
+	// Workflow, when set, is the steps of the workflow each event starts
+	// ({"steps": [...]}; TaskType is empty then).
+	Workflow JSON
 	// Priority, RetryPolicy and TimeoutSeconds are nil for the type's default.
 	Priority       *string
 	RetryPolicy    JSON

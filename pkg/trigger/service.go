@@ -14,10 +14,12 @@ import (
 	"go.uber.org/zap"
 	"gorm.io/gorm"
 
+	"github.com/taskforge/taskforge/pkg/auth"
 	"github.com/taskforge/taskforge/pkg/notify"
 	"github.com/taskforge/taskforge/pkg/store"
 	"github.com/taskforge/taskforge/pkg/tasks"
 	"github.com/taskforge/taskforge/pkg/taskservice"
+	"github.com/taskforge/taskforge/pkg/workflow"
 )
 
 // Limits of a webhook delivery.
@@ -93,7 +95,19 @@ type Service struct {
 	log     *zap.Logger
 	metrics *Metrics
 	now     func() time.Time
+	// workflows starts the workflows of triggers that have one.
+	workflows WorkflowStarter
 }
+
+// WorkflowStarter starts a trigger event's workflow, at most once per event
+// key (*workflow.Service).
+type WorkflowStarter interface {
+	CreateForEvent(ctx context.Context, def workflow.Definition, ev workflow.Event) (workflow.View, bool, error)
+}
+
+// StartWorkflowsWith lets s start the workflows of triggers that have one;
+// until it is called, their events are refused as unavailable.
+func (s *Service) StartWorkflowsWith(w WorkflowStarter) { s.workflows = w }
 
 // New returns a Service. metrics may be nil (unregistered ones are used).
 func New(st *Store, svc *taskservice.Service, log *zap.Logger, metrics *Metrics) (*Service, error) {
@@ -246,6 +260,9 @@ func (s *Service) FireUpload(ctx context.Context, uploadedBy string, u UploadEve
 // the key with other params (a webhook-id sent again with another body) gives
 // the task already made. Bad params are a *Refusal (422).
 func (s *Service) fire(ctx context.Context, row store.Trigger, event any, key string) (string, error) {
+	if row.Workflow != nil {
+		return s.startWorkflow(ctx, row, event, key)
+	}
 	params, err := buildParams(row.Params, row.ParamMap, event)
 	if err != nil {
 		return "", &Refusal{Status: http.StatusUnprocessableEntity, Reason: "the event cannot be mapped: " + err.Error()}
@@ -332,4 +349,42 @@ func (s *Service) Uploaded(ctx context.Context, u store.Upload) {
 	if err != nil {
 		s.log.Warn("upload triggers partly failed", zap.String("upload_id", u.ID), zap.Int("fired", len(fired)), zap.Error(err))
 	}
+}
+
+// startWorkflow starts row's workflow for event, once per key, owned by the
+// trigger's owner, and returns the task of its first step (the delivery's
+// task). Steps refused for the event's values fail in the workflow with
+// their reason; a workflow that cannot be read is a *Refusal (422).
+func (s *Service) startWorkflow(ctx context.Context, row store.Trigger, event any, key string) (string, error) {
+	if s.workflows == nil {
+		return "", fmt.Errorf("%w: this process cannot start workflows", ErrUnavailable)
+	}
+	var body struct {
+		Steps json.RawMessage `json:"steps"`
+	}
+	if err := json.Unmarshal(row.Workflow, &body); err != nil {
+		return "", &Refusal{Status: http.StatusUnprocessableEntity, Reason: "the trigger's workflow cannot be read"}
+	}
+	steps, err := workflow.ParseSteps(body.Steps, "workflow.steps")
+	if err != nil {
+		return "", &Refusal{Status: http.StatusUnprocessableEntity, Reason: "the trigger's workflow cannot be read: " + err.Error()}
+	}
+	owner := auth.Principal{ID: row.Owner, Role: auth.Role(row.OwnerRole)}
+	v, _, err := s.workflows.CreateForEvent(ctx, workflow.Definition{Name: row.Name, Steps: steps},
+		workflow.Event{TriggerID: row.ID, Key: key, Owner: owner, Event: event})
+	if ve, ok := tasks.AsValidation(err); ok {
+		return "", &Refusal{Status: http.StatusUnprocessableEntity, Reason: "the workflow is refused: " + ve.Error()}
+	}
+	if errors.Is(err, taskservice.ErrUnavailable) {
+		return "", fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	if err != nil {
+		return "", err
+	}
+	for _, st := range v.Steps {
+		if st.TaskID != "" {
+			return st.TaskID, nil
+		}
+	}
+	return "", nil
 }

@@ -25,15 +25,18 @@ import (
 	"time"
 
 	"github.com/oklog/ulid/v2"
+	"google.golang.org/protobuf/encoding/protojson"
 	"gorm.io/gorm"
 	"gorm.io/gorm/clause"
 
 	"github.com/taskforge/taskforge/pkg/auth"
 	"github.com/taskforge/taskforge/pkg/notify"
 	"github.com/taskforge/taskforge/pkg/queue"
+	"github.com/taskforge/taskforge/pkg/secret"
 	"github.com/taskforge/taskforge/pkg/store"
 	"github.com/taskforge/taskforge/pkg/tasks"
 	"github.com/taskforge/taskforge/pkg/taskservice"
+	"github.com/taskforge/taskforge/pkg/workflow"
 )
 
 // Errors of the package, translated to status codes at the API's edge.
@@ -116,10 +119,14 @@ type Filter struct {
 
 // Input is a create or patch request; nil fields are absent.
 type Input struct {
-	Name            *string
-	Kind            *string
-	Enabled         *bool
-	Task            *Template
+	Name    *string
+	Kind    *string
+	Enabled *bool
+	Task    *Template
+	// Workflow, instead of Task, starts a workflow at each event:
+	// {"steps": [...]} as POST /api/v1/workflows takes them, whose
+	// params_from may point into the event (/event/…).
+	Workflow        json.RawMessage
 	Table           *string
 	Operations      []string
 	DebounceSeconds *int
@@ -145,7 +152,10 @@ type Trigger struct {
 	Enabled bool     `json:"enabled"`
 	Owner   string   `json:"owner"`
 	Task    TaskView `json:"task"`
-	HookURL string   `json:"hook_url,omitempty"`
+	// Workflow is the workflow each event starts, when the trigger starts
+	// one (Task is empty then).
+	Workflow json.RawMessage `json:"workflow,omitempty"`
+	HookURL  string          `json:"hook_url,omitempty"`
 	// Secret is set in the creation's answer only.
 	Secret                  string     `json:"secret,omitempty"`
 	PreviousSecretExpiresAt *time.Time `json:"previous_secret_expires_at,omitempty"`
@@ -440,7 +450,10 @@ func (s *Store) Deliveries(ctx context.Context, p auth.Principal, id string, lim
 
 // View renders a row as the API shows it (never its secrets).
 func View(row store.Trigger, now time.Time) Trigger {
-	spec, _ := tasks.Lookup(row.TaskType)
+	spec, ok := tasks.Lookup(row.TaskType)
+	if !ok {
+		spec.Retry = tasks.DefaultRetry // a trigger that starts a workflow
+	}
 	v := Trigger{ID: row.ID, Name: row.Name, Kind: row.Kind, Enabled: row.Enabled, Owner: row.Owner,
 		CreatedAt: row.CreatedAt.UTC(), UpdatedAt: row.UpdatedAt.UTC()}
 	t := TaskView{Type: row.TaskType, Params: json.RawMessage(row.Params), ParamMap: map[string]string{},
@@ -459,6 +472,9 @@ func View(row store.Trigger, now time.Time) Trigger {
 		t.TimeoutSeconds = *row.TimeoutSeconds
 	}
 	v.Task = t
+	if row.Workflow != nil {
+		v.Workflow = json.RawMessage(row.Workflow)
+	}
 	switch row.Kind {
 	case KindWebhook:
 		v.HookURL = HookPath(row.ID)
@@ -583,10 +599,16 @@ func apply(row *store.Trigger, in Input, full bool) error {
 	if row.Kind == KindUpload && len(row.Filter) == 0 {
 		row.Filter = store.JSON("{}")
 	}
-	if in.Task != nil {
+	switch {
+	case in.Workflow != nil && in.Task != nil:
+		bad("workflow", "a trigger creates a task or starts a workflow, not both")
+	case in.Workflow != nil:
+		errs = append(errs, applyWorkflow(row, in.Workflow)...)
+	case in.Task != nil:
 		errs = append(errs, applyTask(row, *in.Task)...)
-	} else if full {
-		bad("task", "is required")
+		row.Workflow = nil
+	case full:
+		bad("task", "is required (or workflow)")
 	}
 	if len(errs) > 0 {
 		slices.SortFunc(errs, func(a, b tasks.FieldError) int { return strings.Compare(a.Field, b.Field) })
@@ -782,4 +804,58 @@ func translate(op string, err error) error {
 		return fmt.Errorf("%w: postgres: %s: %v", ErrUnavailable, op, err)
 	}
 	return fmt.Errorf("trigger: %s: %w", op, err)
+}
+
+// applyWorkflow validates a trigger's workflow ({"steps": [...]}: the graph,
+// each step's type and params, params_from into a dependency's result or the
+// event) and writes it into row. Static params may not hold secrets: a
+// trigger's steps are kept in clear, so a secret comes from the event.
+func applyWorkflow(row *store.Trigger, raw json.RawMessage) []tasks.FieldError {
+	var body map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &body); err != nil || body == nil {
+		return []tasks.FieldError{{Field: "workflow", Message: `must be an object: {"steps": [...]}`}}
+	}
+	var errs []tasks.FieldError
+	for k := range body {
+		if k != "steps" {
+			errs = append(errs, tasks.FieldError{Field: "workflow." + k, Message: "unknown field"})
+		}
+	}
+	steps, err := workflow.ParseSteps(body["steps"], "workflow.steps")
+	if v, ok := tasks.AsValidation(err); ok {
+		return append(errs, v.Errors...)
+	}
+	errs = append(errs, workflow.CheckSteps(steps, workflow.DefaultMaxSteps, "workflow.steps", true)...)
+	for i, st := range steps {
+		if hasSecret(st.Task.Type, st.Task.Params) {
+			errs = append(errs, tasks.FieldError{Field: fmt.Sprintf("workflow.steps[%d].params", i),
+				Message: "a secret param cannot be kept in a trigger: take it from the event with params_from"})
+		}
+	}
+	if len(errs) > 0 {
+		return errs
+	}
+	b, _ := json.Marshal(map[string]json.RawMessage{"steps": body["steps"]})
+	row.Workflow, row.TaskType, row.Params, row.ParamMap = store.JSON(b), "", store.JSON("{}"), store.JSON("{}")
+	row.Priority, row.RetryPolicy, row.TimeoutSeconds, row.CallbackURL = nil, nil, nil, nil
+	return nil
+}
+
+// hasSecret reports whether params set a secret field of typ's params.
+func hasSecret(typ string, params json.RawMessage) bool {
+	spec, ok := tasks.Lookup(typ)
+	if !ok || len(params) == 0 {
+		return false
+	}
+	msg := spec.NewParams()
+	if protojson.Unmarshal(params, msg) != nil {
+		return false // CheckSteps names the bad params
+	}
+	plain, err := tasks.ParamsJSON(msg)
+	if err != nil {
+		return false
+	}
+	secret.Redact(msg)
+	redacted, err := tasks.ParamsJSON(msg)
+	return err == nil && !bytes.Equal(plain, redacted)
 }

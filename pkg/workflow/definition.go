@@ -56,6 +56,9 @@ type Step struct {
 type Definition struct {
 	Name  string
 	Steps []Step
+	// FromEvent lets ParamsFrom point into the event that starts the
+	// workflow too (/event/…): a trigger's workflows.
+	FromEvent bool
 }
 
 var stepIDPattern = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
@@ -124,6 +127,12 @@ func (d Definition) Validate(maxSteps int) ([]Step, []tasks.FieldError) {
 	for i, s := range d.Steps {
 		for name, ptr := range s.ParamsFrom {
 			f := fmt.Sprintf("steps[%d].params_from.%s", i, name)
+			if d.FromEvent && (ptr == "/event" || strings.HasPrefix(ptr, "/event/")) {
+				if _, err := splitPointer(ptr); err != nil {
+					bad(f, "%v", err)
+				}
+				continue
+			}
 			dep, err := pointerStep(ptr)
 			switch {
 			case name == "" || strings.ContainsAny(name, "/.~"):
@@ -300,8 +309,8 @@ func mergeParams(params json.RawMessage, values map[string]any) (json.RawMessage
 // params, params taken from a dependency's result aside. What only the task
 // service knows (URL and recipient policies) is checked when a fire creates
 // the workflow.
-func CheckSteps(steps []Step, maxSteps int, prefix string) []tasks.FieldError {
-	_, errs := Definition{Name: "-", Steps: steps}.Validate(maxSteps)
+func CheckSteps(steps []Step, maxSteps int, prefix string, fromEvent bool) []tasks.FieldError {
+	_, errs := Definition{Name: "-", Steps: steps, FromEvent: fromEvent}.Validate(maxSteps)
 	for i := range errs {
 		errs[i].Field = prefix + strings.TrimPrefix(errs[i].Field, "steps")
 	}

@@ -103,7 +103,7 @@ func NewID() string { return "wf_" + strings.ToLower(ulid.Make().String()) }
 // now (Redis down), the workflow stays due and the scheduler's sweep creates
 // them: the answer is the workflow either way.
 func (s *Service) Create(ctx context.Context, p auth.Principal, def Definition, requestID string) (View, error) {
-	v, _, err := s.create(ctx, p, def, requestID, nil)
+	v, _, err := s.create(ctx, p, def, requestID, nil, nil)
 	return v, err
 }
 
@@ -123,10 +123,27 @@ func (f Fire) Principal() auth.Principal {
 // CreateForFire creates the workflow def for one fire of a schedule, or
 // returns the one that fire created already (existing true).
 func (s *Service) CreateForFire(ctx context.Context, def Definition, fire Fire) (View, bool, error) {
-	return s.create(ctx, fire.Principal(), def, "", &fire)
+	return s.create(ctx, fire.Principal(), def, "", &fire, nil)
 }
 
-func (s *Service) create(ctx context.Context, p auth.Principal, def Definition, requestID string, fire *Fire) (View, bool, error) {
+// Event names one event of a trigger: a trigger starts its workflow at most
+// once per event key, owned by the trigger's owner; the steps' ParamsFrom
+// may point into the event (/event/…).
+type Event struct {
+	TriggerID string
+	Key       string
+	Owner     auth.Principal
+	Event     any
+}
+
+// CreateForEvent creates the workflow def for one event of a trigger, or
+// returns the one that event started already (existing true).
+func (s *Service) CreateForEvent(ctx context.Context, def Definition, ev Event) (View, bool, error) {
+	def.FromEvent = true
+	return s.create(ctx, ev.Owner, def, "", nil, &ev)
+}
+
+func (s *Service) create(ctx context.Context, p auth.Principal, def Definition, requestID string, fire *Fire, ev *Event) (View, bool, error) {
 	if !p.CanCreate() {
 		return View{}, false, ErrForbidden
 	}
@@ -183,6 +200,14 @@ func (s *Service) create(ctx context.Context, p auth.Principal, def Definition, 
 		sid, ft := fire.ScheduleID, fire.Time.UTC().Truncate(time.Microsecond)
 		wf.ScheduleID, wf.FireTime = &sid, &ft
 	}
+	if ev != nil {
+		b, err := json.Marshal(ev.Event)
+		if err != nil {
+			return View{}, false, fmt.Errorf("workflow: event: %w", err)
+		}
+		tid, key := ev.TriggerID, ev.Key
+		wf.TriggerID, wf.EventKey, wf.Event = &tid, &key, store.JSON(b)
+	}
 	existing := ""
 	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
 		res := tx.Clauses(clause.OnConflict{DoNothing: true}).Create(&wf)
@@ -190,9 +215,12 @@ func (s *Service) create(ctx context.Context, p auth.Principal, def Definition, 
 			return res.Error
 		}
 		if res.RowsAffected == 0 {
-			// This fire's workflow exists.
-			return tx.Model(&store.Workflow{}).Where("schedule_id = ? AND fire_time = ?", wf.ScheduleID, wf.FireTime).
-				Pluck("id", &existing).Error
+			// This fire's (or this event's) workflow exists.
+			q := tx.Model(&store.Workflow{}).Where("schedule_id = ? AND fire_time = ?", wf.ScheduleID, wf.FireTime)
+			if ev != nil {
+				q = tx.Model(&store.Workflow{}).Where("trigger_id = ? AND event_key = ?", wf.TriggerID, wf.EventKey)
+			}
+			return q.Pluck("id", &existing).Error
 		}
 		if err := tx.Create(&rows).Error; err != nil {
 			return err
@@ -639,6 +667,12 @@ func (s *Service) request(wf store.Workflow, st store.WorkflowStep, steps []stor
 	doc, err := resultsDoc(steps, byStep)
 	if err != nil {
 		return req, err
+	}
+	if len(wf.Event) > 0 {
+		var event any
+		if err := json.Unmarshal(wf.Event, &event); err == nil {
+			doc.(map[string]any)["event"] = event
+		}
 	}
 	values := map[string]any{}
 	names := make([]string, 0, len(from))

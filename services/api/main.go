@@ -388,6 +388,8 @@ func serve(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 	if err != nil {
 		return err
 	}
+	// A trigger's event may start a workflow (the webhook hooks).
+	triggers.StartWorkflowsWith(workflows)
 	// Uploads: files for tasks to consume, in the results' storage.
 	uploads, err := upload.New(deps.DB, results, upload.Options{
 		MaxBytes: cfg.API.UploadLimit, TTL: cfg.Storage.ResultTTL, LinkTTL: cfg.Storage.LinkTTL})

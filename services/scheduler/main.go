@@ -155,6 +155,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	// A trigger's event may start a workflow (the database triggers).
+	triggers.StartWorkflowsWith(workflows)
 	dispatcher, err := trigger.NewDispatcher(triggers, trigger.DispatcherOptions{})
 	if err != nil {
 		return err

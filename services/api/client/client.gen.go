@@ -1125,6 +1125,9 @@ type Trigger struct {
 	// TriggerId Example: trg_01hz3k8c2m4n5p6q7r8s9t0v1w
 	TriggerId string    `json:"trigger_id"`
 	UpdatedAt time.Time `json:"updated_at"`
+
+	// Workflow The workflow each event starts, for a trigger that starts one (its task's type is empty then).
+	Workflow *TriggerWorkflow `json:"workflow,omitempty"`
 }
 
 // TriggerKind defines model for Trigger.Kind.
@@ -1163,7 +1166,7 @@ type TriggerFilter struct {
 	NameGlob *string `json:"name_glob,omitempty"`
 }
 
-// TriggerInput defines model for TriggerInput.
+// TriggerInput A trigger creates its `task` at each event, or starts its `workflow`; one of the two.
 type TriggerInput struct {
 	// DebounceSeconds database triggers: the changes of a window are coalesced into one task.
 	DebounceSeconds *int  `json:"debounce_seconds,omitempty"`
@@ -1181,7 +1184,10 @@ type TriggerInput struct {
 	Table *TriggerInputTable `json:"table,omitempty"`
 
 	// Task The task a trigger creates, as in POST /api/v1/tasks, plus param_map.
-	Task TriggerTask `json:"task"`
+	Task *TriggerTask `json:"task,omitempty"`
+
+	// Workflow The workflow each event starts instead of a task: its steps as POST /api/v1/workflows takes them, owned by the trigger's owner, started at most once per event (a webhook-id, a database change or window, an upload). A step's params_from may also point into the event: /event/… (a webhook's {"body","webhook_id"}, a database change's {"table","operation","row","changes"}, an upload's {"upload_id","name","size","sha256","content_type"}). Static params may hold no secret.
+	Workflow *TriggerWorkflow `json:"workflow,omitempty"`
 }
 
 // TriggerInputKind defines model for TriggerInput.Kind.
@@ -1212,6 +1218,9 @@ type TriggerPatch struct {
 
 	// Task The task a trigger creates, as in POST /api/v1/tasks, plus param_map.
 	Task *TriggerTask `json:"task,omitempty"`
+
+	// Workflow The workflow each event starts instead of a task: its steps as POST /api/v1/workflows takes them, owned by the trigger's owner, started at most once per event (a webhook-id, a database change or window, an upload). A step's params_from may also point into the event: /event/… (a webhook's {"body","webhook_id"}, a database change's {"table","operation","row","changes"}, an upload's {"upload_id","name","size","sha256","content_type"}). Static params may hold no secret.
+	Workflow *TriggerWorkflow `json:"workflow,omitempty"`
 }
 
 // TriggerPatchOperations defines model for TriggerPatch.Operations.
@@ -1257,6 +1266,11 @@ type TriggerTaskView struct {
 	RetryPolicy    RetryPolicy            `json:"retry_policy"`
 	TimeoutSeconds int                    `json:"timeout_seconds"`
 	Type           string                 `json:"type"`
+}
+
+// TriggerWorkflow The workflow each event starts instead of a task: its steps as POST /api/v1/workflows takes them, owned by the trigger's owner, started at most once per event (a webhook-id, a database change or window, an upload). A step's params_from may also point into the event: /event/… (a webhook's {"body","webhook_id"}, a database change's {"table","operation","row","changes"}, an upload's {"upload_id","name","size","sha256","content_type"}). Static params may hold no secret.
+type TriggerWorkflow struct {
+	Steps []WorkflowStepInput `json:"steps"`
 }
 
 // TypeStats defines model for TypeStats.

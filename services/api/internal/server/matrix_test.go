@@ -71,6 +71,7 @@ func (b *testBundle) secureWith(t *testing.T, opts *Options, db *gorm.DB, o setu
 	require.NoError(t, err)
 	b.triggers, err = trigger.New(triggers, b.svc, log, nil)
 	require.NoError(t, err)
+	b.triggers.StartWorkflowsWith(b.workflows)
 	opts.Triggers, opts.HookRateLimit, opts.UploadObserver = b.triggers, o.hookRate, b.triggers
 	if o.bootstrap != "" || o.jwt != nil {
 		so := auth.ServiceOptions{BootstrapAdminKey: o.bootstrap, Keys: keys}

@@ -249,7 +249,7 @@ func (s *Server) checkTriggerTask(c echo.Context, in trigger.Input) error {
 // triggerFields are the request body's fields and the JSON kind each must have.
 var triggerFields = map[string]string{
 	"name": "string", "kind": "string", "enabled": "boolean", "task": "object", "table": "string",
-	"operations": "array", "debounce_seconds": "integer", "filter": "object",
+	"operations": "array", "debounce_seconds": "integer", "filter": "object", "workflow": "object",
 }
 
 // decodeTrigger reads a JSON object body: malformed JSON is a 400; unknown
@@ -314,6 +314,12 @@ func decodeTriggerField(in *trigger.Input, name string, value json.RawMessage) e
 		return json.Unmarshal(value, &in.Operations)
 	case "debounce_seconds":
 		return json.Unmarshal(value, &in.DebounceSeconds)
+	case "workflow":
+		if t := bytes.TrimSpace(value); len(t) == 0 || t[0] != '{' {
+			return errors.New("not an object")
+		}
+		in.Workflow = value
+		return nil
 	case "filter":
 		d := json.NewDecoder(bytes.NewReader(value))
 		d.DisallowUnknownFields()

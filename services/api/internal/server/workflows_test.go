@@ -1,6 +1,7 @@
 package server
 
 import (
+	"encoding/json"
 	"net/http"
 	"strings"
 	"testing"
@@ -9,7 +10,9 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/taskforge/taskforge/pkg/audit"
+	"github.com/taskforge/taskforge/pkg/notify"
 	"github.com/taskforge/taskforge/pkg/store"
+	"github.com/taskforge/taskforge/pkg/trigger"
 	"github.com/taskforge/taskforge/pkg/workflow"
 	"github.com/taskforge/taskforge/services/api/client"
 )
@@ -144,4 +147,46 @@ func TestScheduleWithAWorkflowOverHTTP(t *testing.T) {
 		`{"name":"both","cron":"0 9 * * *","type":"refresh_all_prices","workflow":{"steps":[{"id":"a","type":"refresh_all_prices"}]}}`)
 	require.Equal(t, http.StatusUnprocessableEntity, code, out)
 	require.Contains(t, out, `"field":"type"`)
+}
+
+// TestTriggerStartsAWorkflow: a webhook trigger may start a workflow at each
+// delivery; its first step takes a param from the delivery's body; the same
+// webhook-id starts no second workflow; a secret in a step's static params is
+// refused naming the field.
+func TestTriggerStartsAWorkflow(t *testing.T) {
+	t.Parallel()
+	b := setupWith(t, setupOptions{secure: true})
+	code, body, _ := b.call(t, http.MethodPost, "/api/v1/triggers", tokOp, `{"name":"flow-hook","kind":"webhook",
+		"workflow":{"steps":[
+			{"id":"value","type":"refresh_portfolio","params_from":{"portfolio_id":"/event/body/portfolio"}},
+			{"id":"metrics","type":"calculate_metrics","depends_on":["value"],"params_from":{"portfolio_id":"/steps/value/result/portfolio_id"}}]}}`)
+	require.Equal(t, http.StatusCreated, code, body)
+	var tr trigger.Trigger
+	require.NoError(t, json.Unmarshal([]byte(body), &tr))
+	require.Contains(t, string(tr.Workflow), `"metrics"`)
+	require.Empty(t, tr.Task.Type)
+	key, err := notify.ParseSecret(tr.Secret)
+	require.NoError(t, err)
+
+	payload := []byte(`{"portfolio":"pf_from_hook"}`)
+	for range 2 {
+		code, out := b.deliver(t, tr.ID, "msg_flow_1", payload, time.Now(), "application/json", key)
+		require.Equal(t, http.StatusAccepted, code, out)
+	}
+	var flows []store.Workflow
+	require.NoError(t, b.pg.DB.Where("trigger_id = ?", tr.ID).Find(&flows).Error)
+	require.Len(t, flows, 1, "one workflow per webhook-id")
+	require.Equal(t, "key_op", flows[0].CreatedBy, "owned by the trigger's owner")
+	var first store.Task
+	require.NoError(t, b.pg.DB.Where("workflow_id = ? AND step_id = 'value'", flows[0].ID).Take(&first).Error)
+	require.JSONEq(t, `{"portfolio_id":"pf_from_hook"}`, string(first.Params))
+
+	code, out, _ := b.call(t, http.MethodPost, "/api/v1/triggers", tokOp, `{"name":"secret-flow","kind":"webhook",
+		"workflow":{"steps":[{"id":"a","type":"webhook_callback","params":{"url":"https://hooks.example/x","secret":"kept-in-clear"}}]}}`)
+	require.Equal(t, http.StatusUnprocessableEntity, code, out)
+	require.Contains(t, out, `"field":"workflow.steps[0].params"`)
+	code, out, _ = b.call(t, http.MethodPost, "/api/v1/triggers", tokOp, `{"name":"stray","kind":"webhook",
+		"workflow":{"steps":[{"id":"a","type":"refresh_portfolio","params_from":{"portfolio_id":"/steps/b/result/x"}}]}}`)
+	require.Equal(t, http.StatusUnprocessableEntity, code, out)
+	require.Contains(t, out, `"field":"workflow.steps[0].params_from.portfolio_id"`)
 }
