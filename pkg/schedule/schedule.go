@@ -525,26 +525,9 @@ func applyWorkflow(row *store.Schedule, in Input) []tasks.FieldError {
 	if in.Workflow == nil {
 		return errs
 	}
-	var body map[string]json.RawMessage
-	if err := json.Unmarshal(in.Workflow, &body); err != nil || body == nil {
-		return append(errs, tasks.FieldError{Field: "workflow", Message: `must be an object: {"steps": [...]}`})
-	}
-	for k := range body {
-		if k != "steps" {
-			errs = append(errs, tasks.FieldError{Field: "workflow." + k, Message: "unknown field"})
-		}
-	}
-	steps, err := workflow.ParseSteps(body["steps"], "workflow.steps")
-	if v, ok := tasks.AsValidation(err); ok {
-		return append(errs, v.Errors...)
-	}
-	errs = append(errs, workflow.CheckSteps(steps, workflow.DefaultMaxSteps, "workflow.steps", false)...)
-	if len(errs) > 0 {
+	b, werrs := workflow.ParseBody(in.Workflow, false)
+	if errs = append(errs, werrs...); len(errs) > 0 {
 		return errs
-	}
-	b, err := json.Marshal(map[string]json.RawMessage{"steps": body["steps"]})
-	if err != nil {
-		return append(errs, tasks.FieldError{Field: "workflow", Message: err.Error()})
 	}
 	row.Workflow, row.Type, row.Params = store.JSON(b), "", store.JSON("{}")
 	row.Priority, row.RetryPolicy, row.TimeoutSeconds = nil, nil, nil

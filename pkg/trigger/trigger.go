@@ -811,21 +811,15 @@ func translate(op string, err error) error {
 // event) and writes it into row. Static params may not hold secrets: a
 // trigger's steps are kept in clear, so a secret comes from the event.
 func applyWorkflow(row *store.Trigger, raw json.RawMessage) []tasks.FieldError {
-	var body map[string]json.RawMessage
-	if err := json.Unmarshal(raw, &body); err != nil || body == nil {
-		return []tasks.FieldError{{Field: "workflow", Message: `must be an object: {"steps": [...]}`}}
+	b, errs := workflow.ParseBody(raw, true)
+	if len(errs) > 0 {
+		return errs
 	}
-	var errs []tasks.FieldError
-	for k := range body {
-		if k != "steps" {
-			errs = append(errs, tasks.FieldError{Field: "workflow." + k, Message: "unknown field"})
-		}
+	var body struct {
+		Steps json.RawMessage `json:"steps"`
 	}
-	steps, err := workflow.ParseSteps(body["steps"], "workflow.steps")
-	if v, ok := tasks.AsValidation(err); ok {
-		return append(errs, v.Errors...)
-	}
-	errs = append(errs, workflow.CheckSteps(steps, workflow.DefaultMaxSteps, "workflow.steps", true)...)
+	_ = json.Unmarshal(b, &body)
+	steps, _ := workflow.ParseSteps(body.Steps, "workflow.steps")
 	for i, st := range steps {
 		if hasSecret(st.Task.Type, st.Task.Params) {
 			errs = append(errs, tasks.FieldError{Field: fmt.Sprintf("workflow.steps[%d].params", i),
@@ -835,7 +829,6 @@ func applyWorkflow(row *store.Trigger, raw json.RawMessage) []tasks.FieldError {
 	if len(errs) > 0 {
 		return errs
 	}
-	b, _ := json.Marshal(map[string]json.RawMessage{"steps": body["steps"]})
 	row.Workflow, row.TaskType, row.Params, row.ParamMap = store.JSON(b), "", store.JSON("{}"), store.JSON("{}")
 	row.Priority, row.RetryPolicy, row.TimeoutSeconds, row.CallbackURL = nil, nil, nil, nil
 	return nil

@@ -88,3 +88,33 @@ var stepFieldKinds = map[string]string{
 	"params_from":     "must map param names to JSON Pointers (strings)",
 	"timeout_seconds": "must be an integer",
 }
+
+// ParseBody decodes and checks a workflow kept by a schedule or a trigger,
+// {"steps": [...]}, naming fields under "workflow" (CheckSteps' rules;
+// fromEvent lets params_from point into the event). It returns the body to
+// keep, normalised to its steps alone.
+func ParseBody(raw json.RawMessage, fromEvent bool) (json.RawMessage, []tasks.FieldError) {
+	var body map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &body); err != nil || body == nil {
+		return nil, []tasks.FieldError{{Field: "workflow", Message: `must be an object: {"steps": [...]}`}}
+	}
+	var errs []tasks.FieldError
+	for k := range body {
+		if k != "steps" {
+			errs = append(errs, tasks.FieldError{Field: "workflow." + k, Message: "unknown field"})
+		}
+	}
+	steps, err := ParseSteps(body["steps"], "workflow.steps")
+	if v, ok := tasks.AsValidation(err); ok {
+		return nil, append(errs, v.Errors...)
+	}
+	errs = append(errs, CheckSteps(steps, DefaultMaxSteps, "workflow.steps", fromEvent)...)
+	if len(errs) > 0 {
+		return nil, errs
+	}
+	b, err := json.Marshal(map[string]json.RawMessage{"steps": body["steps"]})
+	if err != nil {
+		return nil, []tasks.FieldError{{Field: "workflow", Message: err.Error()}}
+	}
+	return b, nil
+}
