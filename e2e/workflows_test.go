@@ -3,7 +3,6 @@ package e2e
 import (
 	"context"
 	"encoding/json"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -93,11 +92,20 @@ func (s *stack) dailyRefreshWorkflow(t *testing.T, admin, operator *client.Clien
 // fire job starts it, the scheduler advances it step by step.
 func (s *stack) seededRefreshFires(t *testing.T, admin *client.ClientWithResponses) {
 	ctx := context.Background()
-	var flow client.ScheduleWorkflow
-	require.NoError(t, json.Unmarshal([]byte(schedule.DailyRefresh), &flow))
-	created, err := admin.CreateScheduleWithResponse(ctx, client.ScheduleInput{Name: "e2e-seeded-refresh", Cron: "@every 1s", Workflow: &flow})
-	require.NoError(t, err)
-	require.Equal(t, http.StatusCreated, created.StatusCode(), string(created.Body))
+	// Created with the CLI, as an operator of the product would.
+	file := filepath.Join(t.TempDir(), "seeded.json")
+	require.NoError(t, os.WriteFile(file, []byte(schedule.DailyRefresh), 0o600))
+	home := t.TempDir()
+	env := []string{"PATH=" + os.Getenv("PATH"), "HOME=" + home, "XDG_CONFIG_HOME=" + filepath.Join(home, ".config"),
+		"TASKFORGE_URL=" + s.api, "TASKFORGE_TOKEN=" + s.adminKey}
+	out, errOut, code := testenv.RunBinary(t, filepath.Join(binDir, "cli"), env, "schedules", "create",
+		"--name", "e2e-seeded-refresh", "--cron", "@every 1s", "--workflow-file", file, "-o", "json")
+	require.Equalf(t, cliOK, code, "stdout %s\nstderr %s", out, errOut)
+	var sch client.Schedule
+	require.NoError(t, json.Unmarshal([]byte(out), &sch), out)
+	out, _, code = testenv.RunBinary(t, filepath.Join(binDir, "cli"), env, "schedules", "get", sch.Id)
+	require.Equal(t, cliOK, code)
+	require.Contains(t, out, "prices, benchmarks, portfolios, metrics-balanced", "the schedule shows its workflow's steps")
 	var flows *client.WorkflowList
 	require.Eventually(t, func() bool {
 		l, err := admin.ListWorkflowsWithResponse(ctx, nil)
@@ -111,7 +119,7 @@ func (s *stack) seededRefreshFires(t *testing.T, admin *client.ClientWithRespons
 		return false
 	}, taskWithin, pollEvery, "the schedule started its workflow%s", s.logTails())
 	off := false
-	_, err = admin.PatchScheduleWithResponse(ctx, created.JSON201.Id, client.SchedulePatch{Enabled: &off})
+	_, err := admin.PatchScheduleWithResponse(ctx, sch.Id, client.SchedulePatch{Enabled: &off})
 	require.NoError(t, err)
 	var id string
 	for _, w := range flows.Items {
@@ -128,5 +136,5 @@ func (s *stack) seededRefreshFires(t *testing.T, admin *client.ClientWithRespons
 	}, taskWithin, pollEvery, "the seeded workflow ended%s", s.logTails())
 	require.Equalf(t, client.WorkflowStatusCompleted, w.Status, "%+v", *w.Steps)
 	require.Len(t, *w.Steps, 6)
-	require.Equal(t, "schedule:"+created.JSON201.Id, w.CreatedBy)
+	require.Equal(t, "schedule:"+sch.Id, w.CreatedBy)
 }

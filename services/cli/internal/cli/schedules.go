@@ -4,7 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
+	"os"
+	"strings"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
@@ -84,7 +87,15 @@ func (a *app) scheduleCall(cmd *cobra.Command, do func(context.Context, *conn) (
 	return a.render(cmd.OutOrStdout(), raw, func(tw *tabwriter.Writer) {
 		row(tw, "ID:", s.Id)
 		row(tw, "Name:", s.Name)
-		row(tw, "Type:", s.Type)
+		if s.Workflow != nil {
+			var ids []string
+			for _, st := range s.Workflow.Steps {
+				ids = append(ids, st.Id)
+			}
+			row(tw, "Workflow:", strings.Join(ids, ", "))
+		} else {
+			row(tw, "Type:", s.Type)
+		}
 		row(tw, "Cron:", s.Cron+" ("+s.Timezone+")")
 		row(tw, "Enabled:", s.Enabled)
 		row(tw, "Priority:", s.Priority)
@@ -98,10 +109,10 @@ func (a *app) scheduleCall(cmd *cobra.Command, do func(context.Context, *conn) (
 
 // scheduleFlags are the fields of create and update.
 type scheduleFlags struct {
-	name, typ, cron, timezone, priority, paramsFile, timeout string
-	params                                                   []string
-	retries                                                  int
-	enabled                                                  bool
+	name, typ, cron, timezone, priority, paramsFile, timeout, workflowFile string
+	params                                                                 []string
+	retries                                                                int
+	enabled                                                                bool
 }
 
 func (f *scheduleFlags) register(cmd *cobra.Command) {
@@ -113,6 +124,7 @@ func (f *scheduleFlags) register(cmd *cobra.Command) {
 	fl.StringVar(&f.priority, "priority", "", "critical, high, normal or low (default: the type's)")
 	fl.StringArrayVarP(&f.params, "param", "p", nil, "a param as key=value, typed from the type's schema (repeatable)")
 	fl.StringVar(&f.paramsFile, "params-file", "", "params as a JSON object from FILE, or - for stdin")
+	fl.StringVar(&f.workflowFile, "workflow-file", "", `instead of --type: the workflow each fire starts, {"steps": [...]} from FILE, or - for stdin`)
 	fl.IntVar(&f.retries, "retries", 0, "maximum automatic retries of each task")
 	fl.StringVar(&f.timeout, "timeout", "", "each task's timeout: seconds or a duration")
 	fl.BoolVar(&f.enabled, "enabled", true, "whether it fires")
@@ -144,19 +156,29 @@ func (f *scheduleFlags) buildParams(cmd *cobra.Command, a *app, api *conn, typ s
 func (a *app) schedulesCreate() *cobra.Command {
 	var f scheduleFlags
 	cmd := &cobra.Command{
-		Use:     "create --name NAME --type TYPE --cron CRON [--param key=value ...]",
+		Use:     "create --name NAME --cron CRON (--type TYPE [--param key=value ...] | --workflow-file FILE)",
 		Short:   "Create a schedule",
 		Example: `  taskforge schedules create --name nightly_metrics --type calculate_metrics --cron "0 2 * * *" --param portfolio_id=pf_demo_growth`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if f.name == "" || f.typ == "" || f.cron == "" {
-				return usageErrorf("--name, --type and --cron are required")
+			if f.name == "" || f.cron == "" || (f.typ == "") == (f.workflowFile == "") {
+				return usageErrorf("--name, --cron and one of --type or --workflow-file are required")
 			}
 			api, err := a.connect()
 			if err != nil {
 				return err
 			}
-			in := client.ScheduleInput{Name: f.name, Type: &f.typ, Cron: f.cron, Enabled: &f.enabled}
+			in := client.ScheduleInput{Name: f.name, Cron: f.cron, Enabled: &f.enabled}
+			if f.typ != "" {
+				in.Type = &f.typ
+			}
+			if f.workflowFile != "" {
+				w, err := readWorkflowFile(cmd, f.workflowFile)
+				if err != nil {
+					return err
+				}
+				in.Workflow = w
+			}
 			if in.Params, err = f.buildParams(cmd, a, api, f.typ); err != nil {
 				return err
 			}
@@ -319,4 +341,33 @@ func (a *app) schedulesRuns() *cobra.Command {
 	cmd.Flags().IntVar(&limit, "limit", 0, "runs per page")
 	cmd.Flags().StringVar(&cursor, "cursor", "", "continue after a previous page")
 	return cmd
+}
+
+// readWorkflowFile reads a schedule's workflow, {"steps": [...]}, from file
+// (- for stdin).
+func readWorkflowFile(cmd *cobra.Command, file string) (*client.ScheduleWorkflow, error) {
+	b, err := readFileOrStdin(cmd, "--workflow-file", file)
+	if err != nil {
+		return nil, err
+	}
+	var w client.ScheduleWorkflow
+	if err := json.Unmarshal(b, &w); err != nil {
+		return nil, usageErrorf(`--workflow-file: not {"steps": [...]}: %v`, err)
+	}
+	return &w, nil
+}
+
+// readFileOrStdin reads file, or stdin for -, for the flag named flag.
+func readFileOrStdin(cmd *cobra.Command, flag, file string) ([]byte, error) {
+	var b []byte
+	var err error
+	if file == "-" {
+		b, err = io.ReadAll(io.LimitReader(cmd.InOrStdin(), 8<<20))
+	} else {
+		b, err = os.ReadFile(file)
+	}
+	if err != nil {
+		return nil, usageErrorf("%s: %v", flag, err)
+	}
+	return b, nil
 }

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -81,15 +80,9 @@ it ended (0 completed, 3 failed, 4 cancelled, 5 --timeout passed).`,
 			if file == "" {
 				return usageErrorf("-f FILE is required (- reads stdin)")
 			}
-			var b []byte
-			var err error
-			if file == "-" {
-				b, err = io.ReadAll(io.LimitReader(cmd.InOrStdin(), 8<<20))
-			} else {
-				b, err = os.ReadFile(file)
-			}
+			b, err := readFileOrStdin(cmd, "-f", file)
 			if err != nil {
-				return usageErrorf("-f: %v", err)
+				return err
 			}
 			var in client.WorkflowInput
 			if err := json.Unmarshal(b, &in); err != nil {
