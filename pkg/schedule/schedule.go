@@ -359,14 +359,9 @@ func apply(row *store.Schedule, in Input, full bool) error {
 	var errs []tasks.FieldError
 	bad := func(field, msg string) { errs = append(errs, tasks.FieldError{Field: field, Message: msg}) }
 	if in.Name != nil {
-		name := strings.TrimSpace(*in.Name)
-		switch {
-		case name == "":
-			bad("name", "must not be empty")
-		case len(name) > MaxNameLength:
-			bad("name", fmt.Sprintf("must be at most %d characters", MaxNameLength))
-		case strings.ContainsAny(name, "\r\n\t"):
-			bad("name", "must be one line")
+		name, problem := tasks.CheckName(*in.Name, MaxNameLength)
+		if problem != "" {
+			bad("name", problem)
 		}
 		row.Name = name
 	} else if full {

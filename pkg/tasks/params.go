@@ -442,3 +442,19 @@ func checkDigest(m proto.Message) []FieldError {
 	errs = append(errs, checkAddresses("recipients", p.GetRecipients())...)
 	return errs
 }
+
+// CheckName trims a resource's name (a schedule's, a trigger's) and says
+// what is wrong with it ("" when nothing): empty, longer than maxLen, or more
+// than one line.
+func CheckName(name string, maxLen int) (string, string) {
+	name = strings.TrimSpace(name)
+	switch {
+	case name == "":
+		return name, "must not be empty"
+	case len(name) > maxLen:
+		return name, fmt.Sprintf("must be at most %d characters", maxLen)
+	case strings.ContainsAny(name, "\r\n\t"):
+		return name, "must be one line"
+	}
+	return name, ""
+}

@@ -3,7 +3,6 @@ package workflow
 import (
 	"context"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -39,7 +38,9 @@ func (s *Service) Run(ctx context.Context, sweep time.Duration) error {
 			adv.due(ctx, id)
 		}
 		if time.Since(last) >= sweep {
-			s.Sweep(ctx)
+			for _, id := range s.leftDue(ctx) {
+				adv.due(ctx, id)
+			}
 			last = time.Now()
 		}
 		return max(time.Until(last.Add(sweep)), 10*time.Millisecond)
@@ -59,53 +60,22 @@ func (s *Service) Run(ctx context.Context, sweep time.Duration) error {
 	return nil
 }
 
-// Sweep advances every workflow with a wakeup older than a second and
-// returns how many it advanced.
-func (s *Service) Sweep(ctx context.Context) int {
+// leftDue returns the workflows (500 at most) with a wakeup older than a
+// second: left by a crash or an advance that failed.
+func (s *Service) leftDue(ctx context.Context) []string {
 	var ids []string
 	err := s.db.WithContext(ctx).Raw(`SELECT DISTINCT workflow_id FROM workflow_wakeups WHERE queued_at < ? LIMIT 500`,
 		time.Now().Add(-sweepAge)).Scan(&ids).Error
-	if err != nil {
-		if ctx.Err() == nil {
-			s.log.Warn("workflow sweep failed", zap.Error(err))
-		}
-		return 0
+	if err != nil && ctx.Err() == nil {
+		s.log.Warn("workflow sweep failed", zap.Error(err))
 	}
-	n := s.advanceAll(ctx, ids, "workflow advance failed; the next sweep retries it")
-	if n > 0 {
-		s.log.Info("workflows advanced by the sweep", zap.Int("count", n))
-	}
-	return n
+	return ids
 }
 
 // advancers bounds the advances that run at once: each waits mostly on
 // round trips (and its step creations join the task service's batches), so
 // a burst of ended steps is served in parallel rather than one by one.
 const advancers = 16
-
-// advanceAll advances the workflows ids, advancers at a time, logging each
-// failure with msg, and returns how many it advanced.
-func (s *Service) advanceAll(ctx context.Context, ids []string, msg string) int {
-	var wg sync.WaitGroup
-	var ok atomic.Int64
-	sem := make(chan struct{}, advancers)
-	for _, id := range ids {
-		sem <- struct{}{}
-		wg.Add(1)
-		go func() {
-			defer func() { <-sem; wg.Done() }()
-			if err := s.Advance(ctx, id, ""); err != nil {
-				if ctx.Err() == nil {
-					s.log.Warn(msg, zap.String("workflow_id", id), zap.Error(err))
-				}
-				return
-			}
-			ok.Add(1)
-		}()
-	}
-	wg.Wait()
-	return int(ok.Load())
-}
 
 // advancer runs the advances notifications ask for in the background,
 // advancers at a time and one at a time per workflow: a workflow named again

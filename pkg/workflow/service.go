@@ -114,16 +114,16 @@ type Fire struct {
 	Time       time.Time
 }
 
-// Principal is who a schedule's workflows belong to: schedules are an
+// principal is who a schedule's workflows belong to: schedules are an
 // admin's, and run with nobody present.
-func (f Fire) Principal() auth.Principal {
+func (f Fire) principal() auth.Principal {
 	return auth.Principal{ID: "schedule:" + f.ScheduleID, Name: "schedule", Role: auth.Admin}
 }
 
 // CreateForFire creates the workflow def for one fire of a schedule, or
 // returns the one that fire created already (existing true).
 func (s *Service) CreateForFire(ctx context.Context, def Definition, fire Fire) (View, bool, error) {
-	return s.create(ctx, fire.Principal(), def, "", &fire, nil)
+	return s.create(ctx, fire.principal(), def, "", &fire, nil)
 }
 
 // Event names one event of a trigger: a trigger starts its workflow at most
@@ -231,14 +231,14 @@ func (s *Service) create(ctx context.Context, p auth.Principal, def Definition, 
 		return View{}, false, translate("create workflow", err)
 	}
 	if existing != "" {
-		v, err := s.view(ctx, s.db, existing)
+		v, err := s.view(ctx, existing)
 		return v, true, err
 	}
 	s.opts.Metrics.created()
 	if err := s.Advance(ctx, id, requestID); err != nil {
 		s.log.Warn("workflow created; its first steps wait for the sweep", zap.String("workflow_id", id), zap.Error(err))
 	}
-	v, err := s.view(ctx, s.db, id)
+	v, err := s.view(ctx, id)
 	return v, false, err
 }
 
@@ -289,7 +289,7 @@ func orEmptySlice(s []string) []string {
 
 // Get returns workflow id if p may see it.
 func (s *Service) Get(ctx context.Context, p auth.Principal, id string) (View, error) {
-	v, err := s.view(ctx, s.db.WithContext(ctx), id)
+	v, err := s.view(ctx, id)
 	if err != nil {
 		return View{}, err
 	}
@@ -366,7 +366,7 @@ func (s *Service) Cancel(ctx context.Context, p auth.Principal, id, requestID st
 	if err := s.Advance(ctx, id, requestID); err != nil {
 		return View{}, err
 	}
-	return s.view(ctx, s.db.WithContext(ctx), id)
+	return s.view(ctx, id)
 }
 
 func isTerminal(status string) bool {
@@ -374,8 +374,8 @@ func isTerminal(status string) bool {
 }
 
 // view reads workflow id with its steps' states.
-func (s *Service) view(ctx context.Context, db *gorm.DB, id string) (View, error) {
-	wf, steps, byStep, err := load(db.WithContext(ctx), id, false)
+func (s *Service) view(ctx context.Context, id string) (View, error) {
+	wf, steps, byStep, err := load(s.db.WithContext(ctx), id, false)
 	if err != nil {
 		return View{}, err
 	}
@@ -671,7 +671,7 @@ func (s *Service) request(wf store.Workflow, st store.WorkflowStep, steps []stor
 	if len(wf.Event) > 0 {
 		var event any
 		if err := json.Unmarshal(wf.Event, &event); err == nil {
-			doc.(map[string]any)["event"] = event
+			doc["event"] = event
 		}
 	}
 	values := map[string]any{}
@@ -697,7 +697,7 @@ func (s *Service) request(wf store.Workflow, st store.WorkflowStep, steps []stor
 
 // resultsDoc is {"steps": {"<id>": {"result": …}}} over the completed steps'
 // results (a result spilled to storage is not passed: it reads as null).
-func resultsDoc(steps []store.WorkflowStep, byStep map[string]stepTask) (any, error) {
+func resultsDoc(steps []store.WorkflowStep, byStep map[string]stepTask) (map[string]any, error) {
 	results := map[string]any{}
 	for _, st := range steps {
 		t, ok := byStep[st.StepID]

@@ -106,6 +106,7 @@ func run(ctx context.Context, args []string) error {
 		runs := fs.String("runs", "1x50 4x50", "drain: worker servers x total concurrency of each measurement")
 		fs.IntVar(&cfg.e2e, "e2e", 5000, "end to end: tasks")
 		fs.IntVar(&cfg.flows, "workflows", 300, "workflow: two-step workflows")
+		fs.StringVar(&cfg.workerTaskCheck, "worker-task-check", "", "the worker's worker.task_check_interval (default: the configuration's, 100ms)")
 		fs.IntVar(&cfg.rows, "rows", 1000000, "list: task rows loaded")
 		fs.IntVar(&cfg.lists, "lists", 5000, "list: requests per measurement")
 		if err := fs.Parse(args[1:]); err != nil {

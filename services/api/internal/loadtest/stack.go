@@ -47,6 +47,9 @@ type stackOptions struct {
 	// workerServers and workerConcurrency set worker.servers and
 	// worker.concurrency (0: the defaults, 1 and 50).
 	workerServers, workerConcurrency int
+	// workerTaskCheck sets worker.task_check_interval ("": the default,
+	// 100ms).
+	workerTaskCheck string
 	// before runs on the migrated database before any binary starts (the
 	// list phase loads its rows).
 	before func(ctx context.Context, dbURL string) error
@@ -146,6 +149,9 @@ func startSystem(ctx context.Context, baseURL, redisAddr, bin string, o stackOpt
 	}
 	if o.workerConcurrency > 0 {
 		st.env = append(st.env, "TASKFORGE_WORKER_CONCURRENCY="+strconv.Itoa(o.workerConcurrency))
+	}
+	if o.workerTaskCheck != "" {
+		st.env = append(st.env, "TASKFORGE_WORKER_TASK_CHECK_INTERVAL="+o.workerTaskCheck)
 	}
 	start := func(name, ready string) (*service, error) {
 		s, err := startService(st.dir, name, filepath.Join(bin, "taskforge-"+name), st.env)

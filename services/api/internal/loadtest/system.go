@@ -43,6 +43,8 @@ type systemConfig struct {
 	rows    int // list: rows loaded
 	lists   int // list: requests per measurement
 	flows   int // workflow: two-step workflows
+	// workerTaskCheck sets the worker's task_check_interval ("": default).
+	workerTaskCheck string
 }
 
 // serverRun is a worker configuration: Asynq servers and their total
@@ -90,7 +92,8 @@ func benchSystem(ctx context.Context, dbURL, redisAddr string, cfg systemConfig)
 		}
 	}
 	if len(main) > 0 {
-		st, err := startSystem(ctx, dbURL, redisAddr, cfg.bin, stackOptions{dbName: "bench_system", redisDB: systemRedisDB})
+		st, err := startSystem(ctx, dbURL, redisAddr, cfg.bin, stackOptions{dbName: "bench_system", redisDB: systemRedisDB,
+			workerTaskCheck: cfg.workerTaskCheck})
 		if err != nil {
 			return err
 		}

@@ -18,7 +18,12 @@ import (
 // start (the pick-up alone). Both from the rows' timestamps.
 func (b *systemBench) workflowSteps(ctx context.Context) error {
 	n := b.cfg.flows
-	fmt.Printf("\nworkflow step overhead: one client creates %d two-step workflows, one after another, (webhook_callback a → b) through the API (operator key); "+
+	poll := b.cfg.workerTaskCheck
+	if poll == "" {
+		poll = "the default, 100ms"
+	}
+	fmt.Printf("\nworker.task_check_interval: %s\n", poll)
+	fmt.Printf("workflow step overhead: one client creates %d two-step workflows, one after another, (webhook_callback a → b) through the API (operator key); "+
 		"per workflow, b's start − a's completion (the advance by the scheduler, b's creation and enqueue, the worker's pick-up); "+
 		"anchor: %d plain webhook_callback tasks created the same way, their start − their row's creation\n", n, n)
 	done0, err := b.st.countStatus(ctx, "webhook_callback", "completed")

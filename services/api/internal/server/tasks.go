@@ -78,15 +78,7 @@ func (s *Server) doCreateTask(c echo.Context, d *createAudit) error {
 	if spec, ok := tasks.Lookup(req.Type); ok && !auth.CanCreateType(p, spec) {
 		return newError(http.StatusForbidden, "forbidden", "only admins may create "+string(spec.Category)+" tasks")
 	} else if ok {
-		priority := req.Priority
-		if priority == "" {
-			priority = spec.Priority
-		}
-		if !s.priorities.Allows(p, priority) {
-			return newError(http.StatusForbidden, "forbidden", "the "+string(p.Role)+" role may use priorities up to "+
-				s.priorities.Max(p)+" (auth.max_priority), not "+priority)
-		}
-		if err := s.checkCreate(spec, req); err != nil {
+		if err := s.createRules(p, spec, req); err != nil {
 			return err
 		}
 	}
@@ -103,6 +95,21 @@ func (s *Server) doCreateTask(c echo.Context, d *createAudit) error {
 	}
 	c.Response().Header().Set(echo.HeaderLocation, "/api/v1/tasks/"+created.Task.ID)
 	return writeJSON(c, status, createdView(created.Task))
+}
+
+// createRules are the API's own rules of a create, beside the task
+// service's: the caller's priority cap (auth.max_priority) and the extra
+// checks of some types.
+func (s *Server) createRules(p auth.Principal, spec tasks.Spec, req taskservice.CreateRequest) error {
+	priority := req.Priority
+	if priority == "" {
+		priority = spec.Priority
+	}
+	if !s.priorities.Allows(p, priority) {
+		return newError(http.StatusForbidden, "forbidden", "the "+string(p.Role)+" role may use priorities up to "+
+			s.priorities.Max(p)+" (auth.max_priority), not "+priority)
+	}
+	return s.checkCreate(spec, req)
 }
 
 func isJSON(contentType string) bool {

@@ -121,27 +121,22 @@ func (s *Server) doCreateWorkflow(c echo.Context) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	// The API's own rules of a create, per step: the caller's priority cap
-	// and the extra checks of some types.
+	// The API's own rules of a create, per step.
 	for i, st := range def.Steps {
 		spec, ok := tasks.Lookup(st.Task.Type)
 		if !ok {
 			continue // the service names the unknown type
 		}
-		priority := st.Task.Priority
-		if priority == "" {
-			priority = spec.Priority
-		}
-		if !s.priorities.Allows(p, priority) {
-			return "", newError(http.StatusForbidden, "forbidden", fmt.Sprintf("steps[%d]: the %s role may use priorities up to %s (auth.max_priority), not %s",
-				i, p.Role, s.priorities.Max(p), priority))
-		}
-		if err := s.checkCreate(spec, st.Task); err != nil {
+		if err := s.createRules(p, spec, st.Task); err != nil {
 			var ve *tasks.ValidationError
-			if errors.As(err, &ve) {
+			var ae *apiError
+			switch {
+			case errors.As(err, &ve):
 				for j := range ve.Errors {
 					ve.Errors[j].Field = fmt.Sprintf("steps[%d].%s", i, ve.Errors[j].Field)
 				}
+			case errors.As(err, &ae):
+				ae.Detail = fmt.Sprintf("steps[%d]: %s", i, ae.Detail)
 			}
 			return "", err
 		}
