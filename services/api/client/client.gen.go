@@ -1965,10 +1965,11 @@ type ClientInterface interface {
 
 	// CreateScheduleWithBody Create a cron schedule (admin).
 	//
-	// Each fire of the schedule creates one task of `type` with `params`,
-	// exactly once per fire time however many scheduler replicas run. The
-	// first fire is the first cron tick after creation. Invalid `cron` or
-	// `timezone` is a 422 naming the field.
+	// Each fire of the schedule creates one task of `type` with `params`
+	// (or, with `workflow` instead, starts that workflow), exactly once per
+	// fire time however many scheduler replicas run. The first fire is the
+	// first cron tick after creation. Invalid `cron` or `timezone` is a 422
+	// naming the field.
 	//
 	// Takes any type of body and a specified content type.
 	//
@@ -1977,10 +1978,11 @@ type ClientInterface interface {
 
 	// CreateSchedule Create a cron schedule (admin).
 	//
-	// Each fire of the schedule creates one task of `type` with `params`,
-	// exactly once per fire time however many scheduler replicas run. The
-	// first fire is the first cron tick after creation. Invalid `cron` or
-	// `timezone` is a 422 naming the field.
+	// Each fire of the schedule creates one task of `type` with `params`
+	// (or, with `workflow` instead, starts that workflow), exactly once per
+	// fire time however many scheduler replicas run. The first fire is the
+	// first cron tick after creation. Invalid `cron` or `timezone` is a 422
+	// naming the field.
 	//
 	// Takes a body of the `application/json` content type.
 	//
@@ -2175,7 +2177,9 @@ type ClientInterface interface {
 	// CreateTriggerWithBody Create an event trigger (operator or admin).
 	//
 	// Each event of the trigger creates its `task` through the task service,
-	// owned by the trigger's owner (the caller) and recording `trigger_id`.
+	// owned by the trigger's owner (the caller) and recording `trigger_id`
+	// (or, with `workflow` instead of `task`, starts that workflow once per
+	// event).
 	// `task.param_map` maps a param name to a JSON Pointer (RFC 6901) into the
 	// event, whose value replaces (or supplies) that param: a webhook's event is
 	// `{"body": <the JSON body>, "webhook_id"}`, a database change's
@@ -2194,7 +2198,9 @@ type ClientInterface interface {
 	// CreateTrigger Create an event trigger (operator or admin).
 	//
 	// Each event of the trigger creates its `task` through the task service,
-	// owned by the trigger's owner (the caller) and recording `trigger_id`.
+	// owned by the trigger's owner (the caller) and recording `trigger_id`
+	// (or, with `workflow` instead of `task`, starts that workflow once per
+	// event).
 	// `task.param_map` maps a param name to a JSON Pointer (RFC 6901) into the
 	// event, whose value replaces (or supplies) that param: a webhook's event is
 	// `{"body": <the JSON body>, "webhook_id"}`, a database change's
@@ -2812,10 +2818,11 @@ func (c *Client) ListSchedules(ctx context.Context, params *ListSchedulesParams,
 
 // CreateScheduleWithBody Create a cron schedule (admin).
 //
-// Each fire of the schedule creates one task of `type` with `params`,
-// exactly once per fire time however many scheduler replicas run. The
-// first fire is the first cron tick after creation. Invalid `cron` or
-// `timezone` is a 422 naming the field.
+// Each fire of the schedule creates one task of `type` with `params`
+// (or, with `workflow` instead, starts that workflow), exactly once per
+// fire time however many scheduler replicas run. The first fire is the
+// first cron tick after creation. Invalid `cron` or `timezone` is a 422
+// naming the field.
 //
 // Takes any type of body and a specified content type.
 //
@@ -2834,10 +2841,11 @@ func (c *Client) CreateScheduleWithBody(ctx context.Context, contentType string,
 
 // CreateSchedule Create a cron schedule (admin).
 //
-// Each fire of the schedule creates one task of `type` with `params`,
-// exactly once per fire time however many scheduler replicas run. The
-// first fire is the first cron tick after creation. Invalid `cron` or
-// `timezone` is a 422 naming the field.
+// Each fire of the schedule creates one task of `type` with `params`
+// (or, with `workflow` instead, starts that workflow), exactly once per
+// fire time however many scheduler replicas run. The first fire is the
+// first cron tick after creation. Invalid `cron` or `timezone` is a 422
+// naming the field.
 //
 // Takes a body of the `application/json` content type.
 //
@@ -3232,7 +3240,9 @@ func (c *Client) ListTriggers(ctx context.Context, params *ListTriggersParams, r
 // CreateTriggerWithBody Create an event trigger (operator or admin).
 //
 // Each event of the trigger creates its `task` through the task service,
-// owned by the trigger's owner (the caller) and recording `trigger_id`.
+// owned by the trigger's owner (the caller) and recording `trigger_id`
+// (or, with `workflow` instead of `task`, starts that workflow once per
+// event).
 // `task.param_map` maps a param name to a JSON Pointer (RFC 6901) into the
 // event, whose value replaces (or supplies) that param: a webhook's event is
 // `{"body": <the JSON body>, "webhook_id"}`, a database change's
@@ -3261,7 +3271,9 @@ func (c *Client) CreateTriggerWithBody(ctx context.Context, contentType string, 
 // CreateTrigger Create an event trigger (operator or admin).
 //
 // Each event of the trigger creates its `task` through the task service,
-// owned by the trigger's owner (the caller) and recording `trigger_id`.
+// owned by the trigger's owner (the caller) and recording `trigger_id`
+// (or, with `workflow` instead of `task`, starts that workflow once per
+// event).
 // `task.param_map` maps a param name to a JSON Pointer (RFC 6901) into the
 // event, whose value replaces (or supplies) that param: a webhook's event is
 // `{"body": <the JSON body>, "webhook_id"}`, a database change's
@@ -6579,10 +6591,11 @@ type ClientWithResponsesInterface interface {
 
 	// CreateScheduleWithBodyWithResponse Create a cron schedule (admin).
 	//
-	// Each fire of the schedule creates one task of `type` with `params`,
-	// exactly once per fire time however many scheduler replicas run. The
-	// first fire is the first cron tick after creation. Invalid `cron` or
-	// `timezone` is a 422 naming the field.
+	// Each fire of the schedule creates one task of `type` with `params`
+	// (or, with `workflow` instead, starts that workflow), exactly once per
+	// fire time however many scheduler replicas run. The first fire is the
+	// first cron tick after creation. Invalid `cron` or `timezone` is a 422
+	// naming the field.
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -6591,10 +6604,11 @@ type ClientWithResponsesInterface interface {
 
 	// CreateScheduleWithResponse Create a cron schedule (admin).
 	//
-	// Each fire of the schedule creates one task of `type` with `params`,
-	// exactly once per fire time however many scheduler replicas run. The
-	// first fire is the first cron tick after creation. Invalid `cron` or
-	// `timezone` is a 422 naming the field.
+	// Each fire of the schedule creates one task of `type` with `params`
+	// (or, with `workflow` instead, starts that workflow), exactly once per
+	// fire time however many scheduler replicas run. The first fire is the
+	// first cron tick after creation. Invalid `cron` or `timezone` is a 422
+	// naming the field.
 	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -6815,7 +6829,9 @@ type ClientWithResponsesInterface interface {
 	// CreateTriggerWithBodyWithResponse Create an event trigger (operator or admin).
 	//
 	// Each event of the trigger creates its `task` through the task service,
-	// owned by the trigger's owner (the caller) and recording `trigger_id`.
+	// owned by the trigger's owner (the caller) and recording `trigger_id`
+	// (or, with `workflow` instead of `task`, starts that workflow once per
+	// event).
 	// `task.param_map` maps a param name to a JSON Pointer (RFC 6901) into the
 	// event, whose value replaces (or supplies) that param: a webhook's event is
 	// `{"body": <the JSON body>, "webhook_id"}`, a database change's
@@ -6834,7 +6850,9 @@ type ClientWithResponsesInterface interface {
 	// CreateTriggerWithResponse Create an event trigger (operator or admin).
 	//
 	// Each event of the trigger creates its `task` through the task service,
-	// owned by the trigger's owner (the caller) and recording `trigger_id`.
+	// owned by the trigger's owner (the caller) and recording `trigger_id`
+	// (or, with `workflow` instead of `task`, starts that workflow once per
+	// event).
 	// `task.param_map` maps a param name to a JSON Pointer (RFC 6901) into the
 	// event, whose value replaces (or supplies) that param: a webhook's event is
 	// `{"body": <the JSON body>, "webhook_id"}`, a database change's
@@ -12414,10 +12432,11 @@ func (c *ClientWithResponses) ListSchedulesWithResponse(ctx context.Context, par
 
 // CreateScheduleWithBodyWithResponse Create a cron schedule (admin).
 //
-// Each fire of the schedule creates one task of `type` with `params`,
-// exactly once per fire time however many scheduler replicas run. The
-// first fire is the first cron tick after creation. Invalid `cron` or
-// `timezone` is a 422 naming the field.
+// Each fire of the schedule creates one task of `type` with `params`
+// (or, with `workflow` instead, starts that workflow), exactly once per
+// fire time however many scheduler replicas run. The first fire is the
+// first cron tick after creation. Invalid `cron` or `timezone` is a 422
+// naming the field.
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
@@ -12432,10 +12451,11 @@ func (c *ClientWithResponses) CreateScheduleWithBodyWithResponse(ctx context.Con
 
 // CreateScheduleWithResponse Create a cron schedule (admin).
 //
-// Each fire of the schedule creates one task of `type` with `params`,
-// exactly once per fire time however many scheduler replicas run. The
-// first fire is the first cron tick after creation. Invalid `cron` or
-// `timezone` is a 422 naming the field.
+// Each fire of the schedule creates one task of `type` with `params`
+// (or, with `workflow` instead, starts that workflow), exactly once per
+// fire time however many scheduler replicas run. The first fire is the
+// first cron tick after creation. Invalid `cron` or `timezone` is a 422
+// naming the field.
 //
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
@@ -12776,7 +12796,9 @@ func (c *ClientWithResponses) ListTriggersWithResponse(ctx context.Context, para
 // CreateTriggerWithBodyWithResponse Create an event trigger (operator or admin).
 //
 // Each event of the trigger creates its `task` through the task service,
-// owned by the trigger's owner (the caller) and recording `trigger_id`.
+// owned by the trigger's owner (the caller) and recording `trigger_id`
+// (or, with `workflow` instead of `task`, starts that workflow once per
+// event).
 // `task.param_map` maps a param name to a JSON Pointer (RFC 6901) into the
 // event, whose value replaces (or supplies) that param: a webhook's event is
 // `{"body": <the JSON body>, "webhook_id"}`, a database change's
@@ -12801,7 +12823,9 @@ func (c *ClientWithResponses) CreateTriggerWithBodyWithResponse(ctx context.Cont
 // CreateTriggerWithResponse Create an event trigger (operator or admin).
 //
 // Each event of the trigger creates its `task` through the task service,
-// owned by the trigger's owner (the caller) and recording `trigger_id`.
+// owned by the trigger's owner (the caller) and recording `trigger_id`
+// (or, with `workflow` instead of `task`, starts that workflow once per
+// event).
 // `task.param_map` maps a param name to a JSON Pointer (RFC 6901) into the
 // event, whose value replaces (or supplies) that param: a webhook's event is
 // `{"body": <the JSON body>, "webhook_id"}`, a database change's
