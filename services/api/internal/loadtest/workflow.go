@@ -26,6 +26,13 @@ func (b *systemBench) workflowSteps(ctx context.Context) error {
 	fmt.Printf("workflow step overhead: one client creates %d two-step workflows, one after another, (webhook_callback a → b) through the API (operator key); "+
 		"per workflow, b's start − a's completion (the advance by the scheduler, b's creation and enqueue, the worker's pick-up); "+
 		"anchor: %d plain webhook_callback tasks created the same way, their start − their row's creation\n", n, n)
+	// What the poll interval costs: the stack idle (nothing queued, nothing
+	// running) for 10 s, CPU by process as a share of one core.
+	const idleFor = 10 * time.Second
+	idle, _ := b.procs.window(func() error { time.Sleep(idleFor); return nil })
+	fmt.Printf("idle for %s: %% of one core  worker %.2f  redis %.2f  scheduler %.2f  api %.2f  postgres %.2f  (target: an idle worker below 2)\n",
+		idleFor, share(idle["worker"], idleFor), share(idle["redis"], idleFor), share(idle["scheduler"], idleFor),
+		share(idle["api"], idleFor), share(idle["postgres"], idleFor))
 	done0, err := b.st.countStatus(ctx, "webhook_callback", "completed")
 	if err != nil {
 		return err
@@ -116,3 +123,6 @@ func (b *systemBench) durations(ctx context.Context, query string, args ...any) 
 	}
 	return out, rows.Err()
 }
+
+// share is d as a percentage of one core over window.
+func share(d, window time.Duration) float64 { return 100 * d.Seconds() / window.Seconds() }
