@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
 	"github.com/taskforge/taskforge/pkg/testenv"
@@ -301,4 +302,116 @@ func (s *stack) waitAllCompleted(t *testing.T, ids []string, within time.Duratio
 		}
 		time.Sleep(pollEvery)
 	}
+}
+
+// TestSentinelLossyFailover makes the asynchronous replication lose tasks
+// and checks the repair: with the low queue paused (and the pause
+// replicated), the replica is frozen and cut off (the master drops its
+// replication link), tasks are created (acknowledged: their
+// rows committed and their messages on the master only), the master is
+// killed with SIGKILL and the replica thawed and promoted without them. The
+// test checks that the new master has none of those messages — the loss
+// happened — and that after the queue is resumed the reconciler enqueues
+// every one again: each completes with one completed attempt and its webhook
+// delivered once.
+func TestSentinelLossyFailover(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end test: needs redis-server, redis-sentinel and PostgreSQL")
+	}
+	sen := testenv.StartSentinels(t)
+	env := append(sentinelEnv(sen),
+		"TASKFORGE_SCHEDULER_RECONCILE_INTERVAL=2s",
+		"TASKFORGE_SCHEDULER_LOST_GRACE=5s",
+	)
+	s := startStackOn(t, testenv.Redis{Addr: sen.Master.Addr}, env...)
+	admin := s.client(s.adminKey)
+	ctx := context.Background()
+	low := client.Low
+	task := func(n int) client.CreateTaskRequest {
+		req := newTask("webhook_callback", params{
+			"url": s.hooks.srv.URL + "/webhook/lossy", "method": "POST", "payload": map[string]any{"n": n},
+		})
+		req.Priority = &low
+		return req
+	}
+
+	pause, err := admin.PauseQueueWithResponse(ctx, client.Low)
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, pause.StatusCode(), string(pause.Body))
+	master := redis.NewClient(&redis.Options{Addr: sen.Master.Addr})
+	defer master.Close()
+	// The pause reaches the replica before it is frozen.
+	replicated, err := master.Do(ctx, "WAIT", 1, 5000).Int()
+	require.NoError(t, err)
+	require.Equal(t, 1, replicated, "the replica acknowledged the writes so far")
+
+	// Frozen, the replica would still find in its socket what the master
+	// sent it meanwhile: the master also drops the replication link, so
+	// nothing written from now on reaches the replica.
+	sen.Replica.Freeze()
+	_, err = master.Do(ctx, "CLIENT", "KILL", "TYPE", "replica").Result()
+	require.NoError(t, err)
+	var acked []string
+	for i := range 20 {
+		acked = append(acked, create(t, admin, task(i)))
+	}
+	for _, id := range acked {
+		n, err := master.Exists(ctx, "asynq:{low}:t:"+id).Result()
+		require.NoError(t, err)
+		require.EqualValues(t, 1, n, "task %s enqueued on the master", id)
+	}
+	killed := time.Now()
+	sen.Master.Kill()
+	sen.Replica.Thaw()
+	sen.WaitMaster(sen.Replica.Addr, failoverBound)
+	t.Logf("the replica was promoted %s after the master was killed", time.Since(killed).Round(time.Millisecond))
+
+	promoted := redis.NewClient(&redis.Options{Addr: sen.Replica.Addr})
+	defer promoted.Close()
+	lost := 0
+	for _, id := range acked {
+		n, err := promoted.Exists(ctx, "asynq:{low}:t:"+id).Result()
+		require.NoError(t, err)
+		lost += int(n ^ 1)
+	}
+	require.Equal(t, len(acked), lost, "the new master lacks the messages sent while its replica was frozen")
+	paused, err := promoted.Exists(ctx, "asynq:{low}:paused").Result()
+	require.NoError(t, err)
+	require.EqualValues(t, 1, paused, "the pause was replicated")
+
+	// The services follow the new master; then the queue runs again.
+	deadline := time.Now().Add(failoverBound)
+	for {
+		resume, err := admin.ResumeQueueWithResponse(ctx, client.Low)
+		require.NoError(t, err)
+		if resume.StatusCode() == http.StatusOK {
+			break
+		}
+		require.Truef(t, time.Now().Before(deadline), "resume the low queue: %s %s%s", resume.Status(), resume.Body, s.logTails())
+		time.Sleep(200 * time.Millisecond)
+	}
+	s.waitAllCompleted(t, acked, 90*time.Second)
+	var twiceDone []string
+	require.NoError(t, s.pg.DB.Raw(`SELECT task_id FROM task_attempts WHERE outcome = 'completed' GROUP BY task_id HAVING count(*) > 1`).Scan(&twiceDone).Error)
+	require.Empty(t, twiceDone, "tasks with more than one completed attempt")
+	time.Sleep(2 * time.Second)
+	perTask := map[string]int{}
+	for _, r := range s.hooks.received("/webhook/lossy") {
+		perTask[r.Header.Get("Idempotency-Key")]++
+	}
+	for _, id := range acked {
+		require.Equalf(t, 1, perTask[id], "task %s delivered once", id)
+	}
+	_, metrics := s.get(t, s.sched+"/metrics", "")
+	var repairs float64
+	for _, line := range strings.Split(metrics, "\n") {
+		if strings.HasPrefix(line, "taskforge_reconciler_repairs_total{") {
+			var v float64
+			if _, err := fmt.Sscan(line[strings.LastIndexByte(line, ' ')+1:], &v); err == nil {
+				repairs += v
+			}
+		}
+	}
+	require.GreaterOrEqual(t, repairs, float64(len(acked)), "the reconciler repaired every lost task")
+	t.Logf("%d tasks lost by the failover, each enqueued again by the reconciler and completed once", lost)
 }
