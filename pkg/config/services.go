@@ -79,6 +79,16 @@ type WorkerConfig struct {
 	// empty; it bounds how late an idle worker picks up a new task (a schedule's
 	// fire included). Default 100ms (Asynq's own default is 1s).
 	TaskCheckInterval time.Duration `mapstructure:"task_check_interval"`
+	// BurstPoll is the task_check_interval of the burst server: an extra
+	// Asynq server (with a tenth of concurrency, at least 1) that runs while
+	// workflow steps run in the process and for BurstLinger after the last
+	// one, so that a workflow's next step starts within milliseconds instead
+	// of waiting for the next poll; an idle worker pays nothing for it. 0
+	// turns it off. Default 5ms.
+	BurstPoll time.Duration `mapstructure:"burst_poll"`
+	// BurstLinger is how long the burst server keeps running after the last
+	// workflow step started or ended in the process. Default 2s.
+	BurstLinger time.Duration `mapstructure:"burst_linger"`
 	// TypeLimits caps how many tasks of a type run at once across all workers,
 	// e.g. {backup_data: 2}. Default: backup_data 2, optimize_database 1.
 	TypeLimits map[string]int `mapstructure:"type_limits"`

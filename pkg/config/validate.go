@@ -90,6 +90,12 @@ func (c Config) Validate() error {
 	if c.Worker.TaskCheckInterval < 10*time.Millisecond {
 		bad("worker.task_check_interval", c.Worker.TaskCheckInterval, "must be at least 10ms")
 	}
+	if c.Worker.BurstPoll != 0 && c.Worker.BurstPoll < time.Millisecond {
+		bad("worker.burst_poll", c.Worker.BurstPoll, "must be 0 (off) or at least 1ms")
+	}
+	if c.Worker.BurstPoll != 0 && c.Worker.BurstLinger < 100*time.Millisecond {
+		bad("worker.burst_linger", c.Worker.BurstLinger, "must be at least 100ms")
+	}
 	if c.Worker.MaxMessages < 1 {
 		bad("worker.max_messages", c.Worker.MaxMessages, "must be at least 1")
 	}

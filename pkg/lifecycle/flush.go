@@ -71,6 +71,8 @@ type Due struct {
 	CancelRequested bool
 	// Due is when the task became due: the start of its queue wait.
 	Due time.Time
+	// Step is true for a workflow step's task.
+	Step bool
 }
 
 // Check reads, for the tasks ids, whether a delivery may start them; each
@@ -80,7 +82,7 @@ func Check(ids []string, each func(Due)) Statement {
 		pb.Queue(checkSQL, ids).Query(func(rows pgx.Rows) error {
 			for rows.Next() {
 				var d Due
-				if err := rows.Scan(&d.ID, &d.Status, &d.Attempt, &d.CancelRequested, &d.Due); err != nil {
+				if err := rows.Scan(&d.ID, &d.Status, &d.Attempt, &d.CancelRequested, &d.Due, &d.Step); err != nil {
 					return err
 				}
 				each(d)

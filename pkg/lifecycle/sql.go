@@ -48,7 +48,7 @@ var dueSQL = `CASE WHEN o.status = 'retrying' THEN COALESCE(o.next_retry_at, o.u
                 ELSE now() END`
 
 // checkSQL reads what a delivery needs to decide whether it may run.
-var checkSQL = `SELECT o.id, o.status, o.attempt, o.cancel_requested, ` + dueSQL + ` FROM tasks o WHERE o.id = ANY($1::text[])`
+var checkSQL = `SELECT o.id, o.status, o.attempt, o.cancel_requested, ` + dueSQL + `, o.workflow_id IS NOT NULL FROM tasks o WHERE o.id = ANY($1::text[])`
 
 // startSQL moves each task to running for a new attempt when its state allows
 // (pending, retrying, or running after a lost worker) and no cancel was

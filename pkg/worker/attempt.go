@@ -130,6 +130,12 @@ func (r *Runtime) runTask(ctx context.Context, env *taskpb.Envelope, carried tra
 		}
 		return asynq.RevokeTask
 	}
+	if chk.step {
+		// Its workflow's next steps come right after it ends: the burst
+		// server polls meanwhile, and a while after.
+		r.stepActivity()
+		defer r.stepActivity()
+	}
 	a.started, a.number = time.Now(), chk.attempt+1
 	r.metrics.queueWait.WithLabelValues(a.typ).Observe(max(0, a.started.Sub(chk.due).Seconds()))
 	key := attemptKey{a.id, chk.attempt + 1}

@@ -168,7 +168,7 @@ func (w *writer) exec(b *batch, atomic bool) error {
 			ids[i] = c.id
 		}
 		stmts = append(stmts, stmt{"check", lifecycle.Check(ids, func(d lifecycle.Due) {
-			checkRes[d.ID] = checkResult{found: true, status: d.Status, attempt: d.Attempt, cancelRequested: d.CancelRequested, due: d.Due}
+			checkRes[d.ID] = checkResult{found: true, status: d.Status, attempt: d.Attempt, cancelRequested: d.CancelRequested, due: d.Due, step: d.Step}
 		})})
 	}
 	if len(b.starts) > 0 {

@@ -157,6 +157,8 @@ type Runtime struct {
 	bg       sync.WaitGroup
 	stop     chan struct{}
 	closed   bool
+	// burst is the burst server workflow steps start (StartBurst), or nil.
+	burst *Burst
 }
 
 // activeTask is a task whose handler runs in this process.

@@ -37,7 +37,9 @@ type checkResult struct {
 	cancelRequested bool
 	// due is when the task became due: the start of its queue wait.
 	due time.Time
-	err error
+	// step is true for a workflow step's task.
+	step bool
+	err  error
 }
 
 // startOp asks to move a task to running for attempt (the row's attempt + 1).

@@ -188,6 +188,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return fmt.Errorf("worker: start asynq server: %w", err)
 		}
 	}
+	var burst *worker.Burst
+	if wc.BurstPoll > 0 {
+		burst = rt.StartBurst(deps.RedisOpt, worker.BurstOptions{
+			Server: worker.ServerOptions{QueueWeights: wc.QueueWeights, StrictPriority: wc.StrictPriority,
+				ShutdownTimeout: wc.ShutdownTimeout},
+			Poll: wc.BurstPoll, Linger: wc.BurstLinger, Concurrency: max(wc.Concurrency/10, 1),
+		})
+	}
 	cbCtx, cbStop := context.WithCancel(context.Background())
 	cbDone := make(chan struct{})
 	go func() { defer close(cbDone); callbacks.Run(cbCtx) }()
@@ -210,6 +218,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	for _, s := range servers {
 		wg.Add(1)
 		go func() { defer wg.Done(); s.Shutdown() }()
+	}
+	if burst != nil {
+		wg.Add(1)
+		go func() { defer wg.Done(); burst.Close() }()
 	}
 	wg.Wait()
 	closeCtx, cancel := context.WithTimeout(context.Background(), 15*time.Second)

@@ -158,29 +158,57 @@ func timeList(ctx context.Context, svc *taskservice.Service, p auth.Principal, q
 }
 
 // loadTasks writes rows tasks the fast way: drop the secondary indexes, INSERT ...
-// SELECT generate_series, recreate the indexes, VACUUM ANALYZE.
+// SELECT generate_series, recreate the indexes, VACUUM ANALYZE; on one
+// connection without the pool's statement_timeout (ten million rows take
+// minutes).
 func loadTasks(ctx context.Context, db *gorm.DB, rows int) error {
-	type index struct{ Name, Def string }
+	sqlDB, err := db.DB()
+	if err != nil {
+		return err
+	}
+	conn, err := sqlDB.Conn(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	exec := func(q string) error { _, err := conn.ExecContext(ctx, q); return err }
+	if err := exec(`SET statement_timeout = 0`); err != nil {
+		return err
+	}
+	type index struct{ name, def string }
 	var idx []index
-	if err := db.WithContext(ctx).Raw(`SELECT indexname AS name, indexdef AS def FROM pg_indexes
-		WHERE schemaname = 'public' AND tablename = 'tasks' AND indexname <> 'tasks_pkey'`).Scan(&idx).Error; err != nil {
+	res, err := conn.QueryContext(ctx, `SELECT indexname, indexdef FROM pg_indexes
+		WHERE schemaname = 'public' AND tablename = 'tasks' AND indexname <> 'tasks_pkey'`)
+	if err != nil {
+		return err
+	}
+	for res.Next() {
+		var i index
+		if err := res.Scan(&i.name, &i.def); err != nil {
+			res.Close()
+			return err
+		}
+		idx = append(idx, i)
+	}
+	res.Close()
+	if err := res.Err(); err != nil {
 		return err
 	}
 	for _, i := range idx {
-		if err := db.WithContext(ctx).Exec(`DROP INDEX ` + i.Name).Error; err != nil {
+		if err := exec(`DROP INDEX ` + i.name); err != nil {
 			return err
 		}
 	}
-	if err := db.WithContext(ctx).Exec(`SET maintenance_work_mem = '256MB'`).Error; err != nil {
+	if err := exec(`SET maintenance_work_mem = '256MB'`); err != nil {
 		return err
 	}
-	if err := db.WithContext(ctx).Exec(strings.ReplaceAll(loadSQL, "$1", fmt.Sprint(rows))).Error; err != nil {
+	if err := exec(strings.ReplaceAll(loadSQL, "$1", fmt.Sprint(rows))); err != nil {
 		return fmt.Errorf("load rows: %w", err)
 	}
 	for _, i := range idx {
-		if err := db.WithContext(ctx).Exec(i.Def).Error; err != nil {
-			return fmt.Errorf("recreate %s: %w", i.Name, err)
+		if err := exec(i.def); err != nil {
+			return fmt.Errorf("recreate %s: %w", i.name, err)
 		}
 	}
-	return db.WithContext(ctx).Exec(`VACUUM ANALYZE tasks`).Error
+	return exec(`VACUUM ANALYZE tasks`)
 }

@@ -106,6 +106,8 @@ func run(ctx context.Context, args []string) error {
 		runs := fs.String("runs", "1x50 4x50", "drain: worker servers x total concurrency of each measurement")
 		fs.IntVar(&cfg.e2e, "e2e", 5000, "end to end: tasks")
 		fs.IntVar(&cfg.flows, "workflows", 300, "workflow: two-step workflows")
+		fs.IntVar(&cfg.flowRate, "workflow-rate", 20, "workflow: workflows (and anchor tasks) created a second")
+		fs.StringVar(&cfg.workerBurstPoll, "worker-burst-poll", "", "the worker's worker.burst_poll (default: the configuration's, 5ms; 0: no burst server)")
 		fs.StringVar(&cfg.workerTaskCheck, "worker-task-check", "", "the worker's worker.task_check_interval (default: the configuration's, 100ms)")
 		fs.IntVar(&cfg.rows, "rows", 1000000, "list: task rows loaded")
 		fs.IntVar(&cfg.lists, "lists", 5000, "list: requests per measurement")
@@ -127,8 +129,8 @@ func run(ctx context.Context, args []string) error {
 		if cfg.runs, err = parseRuns(*runs); err != nil {
 			return err
 		}
-		if cfg.creates < 10 || cfg.drain < 1 || cfg.e2e < 1 || cfg.rows < 1 || cfg.lists < 10 || cfg.rounds < 1 || cfg.flows < 1 {
-			return errors.New("system: -creates and -lists at least 10, -drain, -e2e, -rows, -rounds and -workflows at least 1")
+		if cfg.creates < 10 || cfg.drain < 1 || cfg.e2e < 1 || cfg.rows < 1 || cfg.lists < 10 || cfg.rounds < 1 || cfg.flows < 1 || cfg.flowRate < 0 {
+			return errors.New("system: -creates and -lists at least 10, -drain, -e2e, -rows, -rounds and -workflows at least 1, -workflow-rate at least 0")
 		}
 		return benchSystem(ctx, dbURL, redisAddr, cfg)
 	}

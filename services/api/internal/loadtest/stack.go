@@ -50,6 +50,9 @@ type stackOptions struct {
 	// workerTaskCheck sets worker.task_check_interval ("": the default,
 	// 100ms).
 	workerTaskCheck string
+	// workerBurstPoll sets worker.burst_poll ("": the default, 5ms; "0":
+	// no burst server).
+	workerBurstPoll string
 	// before runs on the migrated database before any binary starts (the
 	// list phase loads its rows).
 	before func(ctx context.Context, dbURL string) error
@@ -152,6 +155,9 @@ func startSystem(ctx context.Context, baseURL, redisAddr, bin string, o stackOpt
 	}
 	if o.workerTaskCheck != "" {
 		st.env = append(st.env, "TASKFORGE_WORKER_TASK_CHECK_INTERVAL="+o.workerTaskCheck)
+	}
+	if o.workerBurstPoll != "" {
+		st.env = append(st.env, "TASKFORGE_WORKER_BURST_POLL="+o.workerBurstPoll)
 	}
 	start := func(name, ready string) (*service, error) {
 		s, err := startService(st.dir, name, filepath.Join(bin, "taskforge-"+name), st.env)

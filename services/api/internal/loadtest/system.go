@@ -43,8 +43,12 @@ type systemConfig struct {
 	rows    int // list: rows loaded
 	lists   int // list: requests per measurement
 	flows   int // workflow: two-step workflows
+	// flowRate paces the workflow phase's creates (a second).
+	flowRate int
 	// workerTaskCheck sets the worker's task_check_interval ("": default).
 	workerTaskCheck string
+	// workerBurstPoll sets the worker's burst_poll ("": default).
+	workerBurstPoll string
 }
 
 // serverRun is a worker configuration: Asynq servers and their total
@@ -93,7 +97,7 @@ func benchSystem(ctx context.Context, dbURL, redisAddr string, cfg systemConfig)
 	}
 	if len(main) > 0 {
 		st, err := startSystem(ctx, dbURL, redisAddr, cfg.bin, stackOptions{dbName: "bench_system", redisDB: systemRedisDB,
-			workerTaskCheck: cfg.workerTaskCheck})
+			workerTaskCheck: cfg.workerTaskCheck, workerBurstPoll: cfg.workerBurstPoll})
 		if err != nil {
 			return err
 		}
