@@ -635,6 +635,11 @@ func validationMessage(v *tasks.ValidationError) string {
 func (s *Service) request(wf store.Workflow, st store.WorkflowStep, steps []store.WorkflowStep, byStep map[string]stepTask, requestID string) (taskservice.CreateRequest, error) {
 	req := taskservice.CreateRequest{Type: st.Type, Priority: st.Priority, TimeoutSeconds: st.TimeoutSeconds,
 		CreatedBy: wf.CreatedBy, Role: wf.Role, RequestID: requestID, WorkflowID: wf.ID, StepID: st.StepID}
+	if wf.TriggerID != nil {
+		// The trigger's tasks (GET /tasks?trigger_id=) include its
+		// workflows' steps.
+		req.TriggerID = *wf.TriggerID
+	}
 	if len(st.RetryPolicy) > 0 && string(st.RetryPolicy) != "null" {
 		var p tasks.RetryPolicy
 		if err := json.Unmarshal(st.RetryPolicy, &p); err == nil {

@@ -180,8 +180,13 @@ func TestTriggerStartsAWorkflow(t *testing.T) {
 	var first store.Task
 	require.NoError(t, b.pg.DB.Where("workflow_id = ? AND step_id = 'value'", flows[0].ID).Take(&first).Error)
 	require.JSONEq(t, `{"portfolio_id":"pf_from_hook"}`, string(first.Params))
+	require.NotNil(t, first.TriggerID)
+	require.Equal(t, tr.ID, *first.TriggerID, "a step of a trigger's workflow is among the trigger's tasks")
+	code, out, _ := b.call(t, http.MethodGet, "/api/v1/tasks?trigger_id="+tr.ID, tokOp, "")
+	require.Equal(t, http.StatusOK, code, out)
+	require.Contains(t, out, first.ID)
 
-	code, out, _ := b.call(t, http.MethodPost, "/api/v1/triggers", tokOp, `{"name":"secret-flow","kind":"webhook",
+	code, out, _ = b.call(t, http.MethodPost, "/api/v1/triggers", tokOp, `{"name":"secret-flow","kind":"webhook",
 		"workflow":{"steps":[{"id":"a","type":"webhook_callback","params":{"url":"https://hooks.example/x","secret":"kept-in-clear"}}]}}`)
 	require.Equal(t, http.StatusUnprocessableEntity, code, out)
 	require.Contains(t, out, `"field":"workflow.steps[0].params"`)
