@@ -32,6 +32,18 @@ func sentinelEnv(sen *testenv.Sentinels) []string {
 	}
 }
 
+// startSentinelStack starts a master, a replica and three Sentinels, and the
+// services in sentinel mode on them, with the reconciler's repairs of what a
+// failover lost coming within seconds.
+func startSentinelStack(t *testing.T) (*testenv.Sentinels, *stack) {
+	sen := testenv.StartSentinels(t)
+	env := append(sentinelEnv(sen),
+		"TASKFORGE_SCHEDULER_RECONCILE_INTERVAL=2s",
+		"TASKFORGE_SCHEDULER_LOST_GRACE=5s",
+	)
+	return sen, startStackOn(t, testenv.Redis{Addr: sen.Master.Addr}, env...)
+}
+
 // readiness follows one service's /readyz from the moment of a failure:
 // when it first answered other than 200, and when it answered 200 again.
 type readiness struct {
@@ -54,13 +66,7 @@ func TestSentinelFailover(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end test: needs redis-server, redis-sentinel and PostgreSQL")
 	}
-	sen := testenv.StartSentinels(t)
-	env := append(sentinelEnv(sen),
-		// Repairs of what the failover lost come within seconds.
-		"TASKFORGE_SCHEDULER_RECONCILE_INTERVAL=2s",
-		"TASKFORGE_SCHEDULER_LOST_GRACE=5s",
-	)
-	s := startStackOn(t, testenv.Redis{Addr: sen.Master.Addr}, env...)
+	sen, s := startSentinelStack(t)
 	admin := s.client(s.adminKey)
 	timeout := 15
 	task := func(n int) client.CreateTaskRequest {
@@ -318,12 +324,7 @@ func TestSentinelLossyFailover(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end test: needs redis-server, redis-sentinel and PostgreSQL")
 	}
-	sen := testenv.StartSentinels(t)
-	env := append(sentinelEnv(sen),
-		"TASKFORGE_SCHEDULER_RECONCILE_INTERVAL=2s",
-		"TASKFORGE_SCHEDULER_LOST_GRACE=5s",
-	)
-	s := startStackOn(t, testenv.Redis{Addr: sen.Master.Addr}, env...)
+	sen, s := startSentinelStack(t)
 	admin := s.client(s.adminKey)
 	ctx := context.Background()
 	low := client.Low
