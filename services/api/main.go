@@ -424,6 +424,7 @@ func serve(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 	// Shutdown waits for idle connections: the event streams end first, so
 	// that their clients reconnect elsewhere.
 	srv.RegisterOnShutdown(hub.Shutdown)
+	serveShutdownFast(srv)
 	log.Info("api listening", zap.String("addr", ln.Addr().String()))
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
