@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -157,6 +158,42 @@ func TestConsoleOnTheStack(t *testing.T) {
 	require.Len(t, list.JSON200.Items, 1)
 	require.Equal(t, "30 4 * * *", list.JSON200.Items[0].Cron)
 	require.False(t, list.JSON200.Items[0].Enabled)
+
+	// A schedule that starts a workflow: a dangling dependency is refused
+	// beside the definition; a good one is created, and an edit of its cron
+	// keeps the definition.
+	tab.Hash("#/schedules")
+	tab.Run("a workflow schedule with a dangling dependency", chromedp.WaitVisible("#schedule-form", chromedp.ByQuery),
+		chromedp.Evaluate(`(() => { const s = document.querySelector('#sch-kind'); s.value = 'workflow'; s.dispatchEvent(new Event('change')); })()`, nil),
+		chromedp.WaitVisible("#sch-workflow", chromedp.ByQuery),
+		chromedp.SendKeys("#sch-name", "console-flow", chromedp.ByQuery), chromedp.SendKeys("#sch-cron", "0 5 * * *", chromedp.ByQuery),
+		chromedp.SetValue("#sch-timezone", "UTC", chromedp.ByQuery),
+		chromedp.SetValue("#sch-workflow", `{"steps":[{"id":"prices","type":"refresh_all_prices"},{"id":"metrics","type":"calculate_metrics","params":{"portfolio_id":"pf_demo_income"},"depends_on":["nope"]}]}`, chromedp.ByQuery),
+		chromedp.Click("#sch-submit", chromedp.ByQuery))
+	tab.Until("the error beside the definition", `/steps\[1\]|nope/.test(document.querySelector('#sch-workflow-error')?.textContent || '')`)
+	tab.Run("fix the dependency", chromedp.SetValue("#sch-workflow",
+		`{"steps":[{"id":"prices","type":"refresh_all_prices"},{"id":"metrics","type":"calculate_metrics","params":{"portfolio_id":"pf_demo_income"},"depends_on":["prices"]}]}`, chromedp.ByQuery),
+		chromedp.Click("#sch-submit", chromedp.ByQuery))
+	frow := `#schedule-rows tr[data-name="console-flow"]`
+	tab.Until("the workflow schedule listed", fmt.Sprintf(`document.querySelector('%s td:nth-child(4)')?.textContent === 'workflow'`, frow))
+	tab.ClickLive("edit the workflow schedule", frow+` a[data-action="edit"]`)
+	tab.Until("the form holds the workflow", `document.querySelector('#sch-kind')?.value === 'workflow' && document.querySelector('#sch-workflow').value.includes('"metrics"') && document.querySelector('#sch-task-part').hidden`)
+	tab.Run("change its cron", chromedp.SetValue("#sch-cron", "15 5 * * *", chromedp.ByQuery), chromedp.Click("#sch-submit", chromedp.ByQuery))
+	tab.Until("the edit", fmt.Sprintf(`location.hash === '#/schedules' && document.querySelector('%s code')?.textContent === '15 5 * * *'`, frow))
+	list, err = admin.ListSchedulesWithResponse(ctx, nil)
+	require.NoError(t, err)
+	var flow *client.Schedule
+	for i := range list.JSON200.Items {
+		if list.JSON200.Items[i].Name == "console-flow" {
+			flow = &list.JSON200.Items[i]
+		}
+	}
+	require.NotNil(t, flow, "the workflow schedule")
+	require.Equal(t, "15 5 * * *", flow.Cron)
+	require.Empty(t, flow.Type)
+	require.NotNil(t, flow.Workflow, "the edit kept the workflow")
+	steps, _ := json.Marshal(flow.Workflow)
+	require.Contains(t, string(steps), `"depends_on":["prices"]`)
 
 	// The API goes away: a banner says so. It comes back on the same address:
 	// the banner goes and the list loads again without anyone reloading.

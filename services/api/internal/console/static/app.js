@@ -764,7 +764,7 @@ async function schedules(main, editID) {
         } }));
     }
     tbody.append(h("tr", { "data-schedule-id": s.id, "data-name": s.name, "data-enabled": String(s.enabled) },
-      h("td", { text: s.name }), h("td", {}, h("code", { text: s.cron })), h("td", { text: s.timezone }), h("td", { text: s.type }),
+      h("td", { text: s.name }), h("td", {}, h("code", { text: s.cron })), h("td", { text: s.timezone }), h("td", { text: s.workflow ? "workflow" : s.type }),
       h("td", { text: s.enabled ? "yes" : "no" }), h("td", {}, time(s.next_run_at)), h("td", {}, time(s.last_run_at)), actions));
   }
   const editing = editID ? await api("GET", `/api/v1/schedules/${encodeURIComponent(editID)}`) : null;
@@ -801,17 +801,38 @@ async function scheduleForm(main, s) {
   };
   type.addEventListener("change", renderParams);
   renderParams();
+  // A schedule starts a task, or a workflow given as its JSON definition
+  // (the body of POST /api/v1/workflows).
+  const kind = h("select", { id: "sch-kind" }, h("option", { value: "task", text: "a task" }),
+    h("option", { value: "workflow", text: "a workflow", selected: !!(s && s.workflow) }));
+  const shownWorkflow = s && s.workflow ? JSON.stringify(s.workflow, null, 2) : "";
+  const wf = h("textarea", { id: "sch-workflow", rows: 8, spellcheck: "false", text: shownWorkflow,
+    placeholder: '{"steps": [{"id": "prices", "type": "refresh_all_prices"}, {"id": "values", "type": "refresh_portfolio", "params": {"all": true}, "depends_on": ["prices"]}]}' });
+  const taskPart = h("div", { id: "sch-task-part" }, row("sch-type", "Task type", type, "type"), paramsBox, row("sch-priority", "Priority", prio, "priority"));
+  const workflowPart = h("div", { id: "sch-workflow-part" }, formRow("sch-workflow", "Workflow (JSON)", wf, "workflow",
+    "Named steps, each a task with depends_on; as in POST /api/v1/workflows."));
+  const showKind = () => { taskPart.hidden = kind.value !== "task"; workflowPart.hidden = kind.value !== "workflow"; };
+  kind.addEventListener("change", showKind);
+  showKind();
   form.append(row("sch-name", "Name", name, "name"), row("sch-cron", "Cron", cron, "cron"), row("sch-timezone", "Time zone (IANA)", tz, "timezone"),
-    row("sch-type", "Task type", type, "type"), paramsBox, row("sch-priority", "Priority", prio, "priority"),
+    row("sch-kind", "Starts", kind, "kind"), taskPart, workflowPart,
     h("div", { class: "form-row" }, h("label", { for: "sch-enabled" }, enabled, " Enabled")),
     h("div", { class: "actions" }, h("button", { type: "submit", id: "sch-submit", text: s ? "Save schedule" : "Create schedule" }),
       s ? h("a", { href: "#/schedules", class: "button secondary", text: "Cancel edit" }) : null));
   form.addEventListener("submit", async (e) => {
     e.preventDefault();
     try {
-      const body = { name: name.value.trim(), cron: cron.value.trim(), timezone: tz.value.trim() || "UTC", type: type.value,
-        params: collect(), enabled: enabled.checked };
-      if (prio.value) body.priority = prio.value;
+      const body = { name: name.value.trim(), cron: cron.value.trim(), timezone: tz.value.trim() || "UTC", enabled: enabled.checked };
+      if (kind.value === "task") {
+        Object.assign(body, { type: type.value, params: collect() });
+        if (prio.value) body.priority = prio.value;
+      } else {
+        try {
+          body.workflow = JSON.parse(wf.value);
+        } catch {
+          throw new APIError(422, { title: "invalid workflow", errors: [{ field: "workflow", message: "must be a JSON object" }] });
+        }
+      }
       if (s) await api("PUT", `/api/v1/schedules/${encodeURIComponent(s.id)}`, body);
       else await api("POST", "/api/v1/schedules", body);
       location.hash = "#/schedules";
