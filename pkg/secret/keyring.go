@@ -27,6 +27,7 @@ import (
 
 	"github.com/taskforge/taskforge/pkg/config"
 	"github.com/taskforge/taskforge/pkg/job"
+	"github.com/taskforge/taskforge/pkg/tasks"
 )
 
 // Errors of opening a sealed value. Both are wrapped in job.Permanent by Open:
@@ -44,8 +45,9 @@ const (
 	nonceSize    = 12
 	keySize      = 32
 	maxKeyID     = 32
-	// Redacted replaces secret values in output.
-	Redacted = "***"
+	// Redacted replaces secret values in output (tasks.Redacted, which a
+	// secret param may not be).
+	Redacted = tasks.Redacted
 )
 
 // DevKeyID is the id of the development key used when no key is configured.

@@ -48,6 +48,11 @@ func AsValidation(err error) (*ValidationError, bool) {
 	return v, ok
 }
 
+// Redacted is what every view shows instead of a secret value. A secret param
+// given as Redacted is refused: it is a view sent back (a form filled from a
+// GET), and storing it would replace the secret with the mask.
+const Redacted = "***"
+
 // DecodeParams decodes JSON params into the type's message. Unknown fields,
 // wrong types, missing required fields and the type's own rules give a
 // ValidationError whose fields are prefixed with prefix (e.g. "params").
@@ -90,6 +95,11 @@ func DecodeParams(spec Spec, raw json.RawMessage, prefix string) (proto.Message,
 		fd := desc.Get(i)
 		if IsRequired(fd) && !present(msg.ProtoReflect(), fd) {
 			errs = append(errs, FieldError{Field: path(string(fd.Name())), Message: "is required"})
+		}
+		if IsSecret(fd) && fd.Kind() == protoreflect.StringKind && !fd.IsList() && !fd.IsMap() &&
+			msg.ProtoReflect().Get(fd).String() == Redacted {
+			errs = append(errs, FieldError{Field: path(string(fd.Name())),
+				Message: "is the mask (" + Redacted + ") shown instead of a secret: give the secret itself"})
 		}
 	}
 	if len(errs) == 0 && spec.Check != nil {

@@ -74,6 +74,7 @@ func TestDecodeParams(t *testing.T) {
 		{"push principals", "send_alert", `{"channel":"push","title":"t","message":"m","principals":["key_a"]}`, nil},
 		{"webhook scheme", "webhook_callback", `{"url":"ftp://x"}`, []string{"params.url"}},
 		{"webhook ok", "webhook_callback", `{"url":"https://example.com/h","payload":{"a":[1,2]},"secret":"s"}`, nil},
+		{"webhook secret sent back as its mask", "webhook_callback", `{"url":"https://example.com/h","secret":"***"}`, []string{"params.secret"}},
 		{"camel name accepted", "calculate_metrics", `{"portfolioId":"pf"}`, nil},
 		{"cleanup target", "cleanup_old_data", `{"targets":["users"]}`, []string{"params.targets"}},
 		{"summary needs a portfolio", "generate_reports", `{"report":"portfolio_summary"}`, []string{"params.portfolio_id"}},

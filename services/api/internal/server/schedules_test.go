@@ -216,6 +216,12 @@ func TestScheduleSecretParamsAreRedacted(t *testing.T) {
 	require.Equal(t, "https://example.com/h", r.body["params"].(map[string]any)["url"])
 	list := b.doSchedule(t, "viewer", http.MethodGet, "/api/v1/schedules", "")
 	require.NotContains(t, scheduleJSON(t, list.body), "s3cr3t")
+	// The view sent back (a form filled from it) would store the mask as the
+	// secret: refused, naming the field.
+	back := b.doSchedule(t, "admin", http.MethodPut, "/api/v1/schedules/"+r.body["id"].(string),
+		`{"name":"hook","cron":"@hourly","type":"webhook_callback","params":{"url":"https://example.com/h","secret":"***"}}`)
+	require.Equal(t, http.StatusUnprocessableEntity, back.code, back.body)
+	require.Equal(t, "params.secret", problemField(t, back))
 }
 
 func TestScheduleRunsArePaged(t *testing.T) {
