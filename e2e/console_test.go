@@ -106,6 +106,7 @@ func TestConsoleOnTheStack(t *testing.T) {
 	resume, err := admin.ResumeQueueWithResponse(ctx, client.Low)
 	require.NoError(t, err)
 	require.Equal(t, http.StatusOK, resume.StatusCode(), string(resume.Body))
+	s.waitStatus(t, admin, liveID, client.StatusCompleted, taskWithin)
 	tab.Until("completed", `document.querySelector('#task-status [data-status]').dataset.status === 'completed'`)
 	tab.Until("100 %", `document.querySelector('#task-progress-text').textContent === '100 %'`)
 	tab.Until("the result", `(document.querySelector('#task-result-json') || {}).textContent?.includes('"portfolio_id": "pf_demo_growth"')`)

@@ -382,13 +382,25 @@ func missing(tb testing.TB, what string) {
 // freePort returns a loopback TCP port that was free a moment ago.
 func freePort(tb testing.TB) int {
 	tb.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatalf("testenv: free port: %v", err)
+	// The kernel may hand out a port it gave a moment ago, before the first
+	// taker bound it: a port is given once per test process.
+	for range 100 {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			tb.Fatalf("testenv: free port: %v", err)
+		}
+		port := ln.Addr().(*net.TCPAddr).Port
+		_ = ln.Close()
+		if _, taken := givenPorts.LoadOrStore(port, true); !taken {
+			return port
+		}
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	tb.Fatalf("testenv: free port: every port offered was given already")
+	return 0
 }
+
+// givenPorts are the ports freePort returned.
+var givenPorts sync.Map
 
 // FreeAddr returns a loopback host:port that was free a moment ago, for a
 // server the test starts itself.
