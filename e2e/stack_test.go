@@ -228,6 +228,9 @@ func startStackOn(t *testing.T, rd testenv.Redis, extraEnv ...string) *stack {
 		"TASKFORGE_API_ADDR="+apiAddr,
 		"TASKFORGE_API_PUBLIC_URL="+s.api,
 		"TASKFORGE_API_SHUTDOWN_TIMEOUT=5s",
+		// A stream that heard nothing for this long re-reads its row (a
+		// publication lost under load), well within the tests' waits.
+		"TASKFORGE_EVENTS_KEEPALIVE=3s",
 		"TASKFORGE_WORKER_CALLBACK_SECRET="+s.callbackSecret,
 		"TASKFORGE_WORKER_SHUTDOWN_TIMEOUT=3s",
 		"TASKFORGE_WORKER_CONCURRENCY=6",
