@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -27,18 +28,7 @@ func TestWorkflowSurvivesASchedulerKill(t *testing.T) {
 	s := startStack(t)
 	admin := s.client(s.adminKey)
 	ctx := context.Background()
-	release := make(chan struct{})
-	hold := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		_, _ = io.Copy(io.Discard, r.Body)
-		select {
-		case <-release:
-		case <-r.Context().Done():
-		}
-	}))
-	t.Cleanup(hold.Close)
-	hook := func(path string) *map[string]interface{} {
-		return &map[string]interface{}{"url": hold.URL + path, "payload": map[string]any{"step": path}}
-	}
+	hook, release := heldReceiver(t, "")
 	deps := []string{"a"}
 	resp, err := admin.CreateWorkflowWithResponse(ctx, client.WorkflowInput{Name: "crash", Steps: []client.WorkflowStepInput{
 		{Id: "a", Type: "webhook_callback", Params: hook("/a")},
@@ -62,7 +52,7 @@ func TestWorkflowSurvivesASchedulerKill(t *testing.T) {
 	}
 	require.NotNil(t, sched)
 	sched.Kill()
-	close(release) // a completes, and the next step waits for an advance
+	release() // a completes, and the next step waits for an advance
 	s.waitStatus(t, admin, a, client.StatusCompleted, taskWithin)
 	var wakeups int64
 	require.Eventually(t, func() bool {
@@ -96,24 +86,7 @@ func TestWorkflowSurvivesAWorkerKill(t *testing.T) {
 	s := startStack(t)
 	admin := s.client(s.adminKey)
 	ctx := context.Background()
-	release := make(chan struct{})
-	hold := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		_, _ = io.Copy(io.Discard, r.Body)
-		if r.URL.Path == "/a" {
-			<-release
-		}
-	}))
-	t.Cleanup(hold.Close)
-	t.Cleanup(func() {
-		select {
-		case <-release:
-		default:
-			close(release)
-		}
-	})
-	hook := func(path string) *map[string]interface{} {
-		return &map[string]interface{}{"url": hold.URL + path, "payload": map[string]any{"step": path}}
-	}
+	hook, release := heldReceiver(t, "/a")
 	pause, err := admin.PauseQueueWithResponse(ctx, client.Low)
 	require.NoError(t, err)
 	require.Equal(t, http.StatusOK, pause.StatusCode(), string(pause.Body))
@@ -139,7 +112,7 @@ func TestWorkflowSurvivesAWorkerKill(t *testing.T) {
 	}
 	s.procs = kept
 	require.Len(t, workers, 2)
-	close(release)
+	release()
 	require.Eventually(t, func() bool {
 		var st string
 		require.NoError(t, s.pg.DB.Table("tasks").Select("status").Where("id = ?", a).Scan(&st).Error)
@@ -172,4 +145,29 @@ func TestWorkflowSurvivesAWorkerKill(t *testing.T) {
 	var attempts int64
 	require.NoError(t, s.pg.DB.Table("task_attempts").Where("task_id = ?", next[0].ID).Count(&attempts).Error)
 	require.EqualValues(t, 1, attempts, "the next step ran once")
+}
+
+// heldReceiver is the webhook receiver of the steps: hook(path) is a
+// webhook_callback's params posting to path; a request to held (every one
+// when held is "") is answered only once release is called (at the end of
+// the test at the latest).
+func heldReceiver(t *testing.T, held string) (hook func(path string) *map[string]interface{}, release func()) {
+	ch := make(chan struct{})
+	var once sync.Once
+	release = func() { once.Do(func() { close(ch) }) }
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		if held == "" || r.URL.Path == held {
+			select {
+			case <-ch:
+			case <-r.Context().Done():
+			}
+		}
+	}))
+	t.Cleanup(srv.Close)
+	t.Cleanup(release)
+	hook = func(path string) *map[string]interface{} {
+		return &map[string]interface{}{"url": srv.URL + path, "payload": map[string]any{"step": path}}
+	}
+	return hook, release
 }
