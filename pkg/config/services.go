@@ -73,7 +73,8 @@ type WorkerConfig struct {
 	// must exceed it. Default 30s.
 	ShutdownTimeout time.Duration `mapstructure:"shutdown_timeout"`
 	// FlushInterval is how often buffered progress, logs and state changes are
-	// written to PostgreSQL. Default 50ms.
+	// written to PostgreSQL; an attempt's start, progress and log lines wait one
+	// interval, or ride with its outcome when it ends sooner. Default 50ms.
 	FlushInterval time.Duration `mapstructure:"flush_interval"`
 	// TaskCheckInterval is how long a worker pauses after finding every queue
 	// empty; it bounds how late an idle worker picks up a new task (a schedule's

@@ -21,10 +21,10 @@ func (w *writer) run() {
 		case <-w.urgent:
 		case <-t.C:
 		case <-w.stop:
-			w.flush()
+			w.flush(true)
 			return
 		}
-		w.flush()
+		w.flush(false)
 	}
 }
 
@@ -41,12 +41,59 @@ func (b *batch) empty() bool {
 	return len(b.checks) == 0 && len(b.starts) == 0 && len(b.finishes) == 0 && len(b.progress) == 0 && len(b.logs) == 0
 }
 
-func (w *writer) take() *batch {
+// take removes from the buffer what the next flush writes: every check,
+// waited start and outcome, and what is buffered for an attempt once it is
+// one interval old or its outcome is queued. An attempt's lazy start holds
+// its progress and log lines with it, so that they never precede its start.
+// Holding makes most short attempts one combined write of start, progress
+// and outcome, and bounds a long attempt's progress writes to one per
+// interval. all takes everything (the last flush).
+func (w *writer) take(all bool) *batch {
+	now := time.Now()
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	b := &batch{checks: w.checks, starts: w.starts, finishes: w.finishes, progress: w.progress, logs: w.logs}
-	w.checks, w.starts, w.finishes, w.logs = nil, nil, nil, nil
-	w.progress = map[attemptKey]*progressState{}
+	b := &batch{checks: w.checks, finishes: w.finishes, progress: map[attemptKey]*progressState{}}
+	w.checks, w.finishes = nil, nil
+	if all {
+		b.starts, b.progress, b.logs = w.starts, w.progress, w.logs
+		w.starts, w.logs = nil, nil
+		w.progress = map[attemptKey]*progressState{}
+	} else {
+		ending := make(map[attemptKey]bool, len(b.finishes))
+		for _, f := range b.finishes {
+			ending[f.key] = true
+		}
+		ripe := func(k attemptKey, since time.Time) bool { return ending[k] || now.Sub(since) >= w.interval }
+		held := map[attemptKey]bool{}
+		starts := w.starts[:0]
+		for _, s := range w.starts {
+			k := attemptKey{s.id, s.attempt}
+			if s.onResult == nil || ripe(k, s.ts) {
+				b.starts = append(b.starts, s)
+				continue
+			}
+			held[k] = true
+			starts = append(starts, s)
+		}
+		clear(w.starts[len(starts):])
+		w.starts = starts
+		for k, p := range w.progress {
+			if !held[k] && ripe(k, p.since) {
+				b.progress[k] = p
+				delete(w.progress, k)
+			}
+		}
+		logs := w.logs[:0]
+		for _, l := range w.logs {
+			if !held[l.key] && ripe(l.key, l.ts) {
+				b.logs = append(b.logs, l)
+				continue
+			}
+			logs = append(logs, l)
+		}
+		clear(w.logs[len(logs):])
+		w.logs = logs
+	}
 	if w.dropped > 0 {
 		w.log.Warn("log lines dropped while the database was unreachable", zap.Int("lines", w.dropped))
 		w.dropped = 0
@@ -57,8 +104,8 @@ func (w *writer) take() *batch {
 // flush writes everything queued. Connection failures are retried with
 // backoff (the waiters keep waiting); a statement PostgreSQL rejects fails
 // only the operations of that statement.
-func (w *writer) flush() {
-	b := w.take()
+func (w *writer) flush(all bool) {
+	b := w.take(all)
 	backoff := 50 * time.Millisecond
 	for {
 		live := b.starts[:0]
@@ -93,7 +140,7 @@ func (w *writer) flush() {
 		time.Sleep(backoff)
 		backoff = min(backoff*2, 2*time.Second)
 		// Later operations join the retry so that order per task is kept.
-		more := w.take()
+		more := w.take(all)
 		b.checks = append(b.checks, more.checks...)
 		b.starts = append(b.starts, more.starts...)
 		b.finishes = append(b.finishes, more.finishes...)

@@ -108,6 +108,8 @@ type progressState struct {
 	fraction float64
 	step     string
 	msgs     []string
+	// since is when the first change not yet written was made.
+	since time.Time
 }
 
 // logRow is one buffered log line.
@@ -122,8 +124,9 @@ type logRow struct {
 
 // writer is the batched state writer. Transitions that a task waits for
 // (start, finish) wake it at once and everything queued meanwhile rides in the
-// same round trip (group commit); progress and log lines are written every
-// interval, or earlier with a waited transition. Each flush is one pgx batch:
+// same round trip (group commit); an attempt's lazy start, progress and log
+// lines wait until they are one interval old, or ride with its outcome (see
+// take). Each flush is one pgx batch:
 // all statements go to PostgreSQL in one round trip and run in one implicit
 // transaction, in this order: starts, progress, logs, finishes — so a task's
 // last progress and logs are written before its outcome.
@@ -234,7 +237,7 @@ func (w *writer) setProgress(k attemptKey, fraction float64, step, msg string) {
 	defer w.mu.Unlock()
 	p := w.progress[k]
 	if p == nil {
-		p = &progressState{}
+		p = &progressState{since: time.Now()}
 		w.progress[k] = p
 	}
 	p.fraction, p.step = fraction, step

@@ -199,12 +199,14 @@ func TestLazyStartAndOutcomeCombine(t *testing.T) {
 	require.NoError(t, pg.DB.Model(&store.TaskCallback{}).Where("task_id = ?", "task_q").Count(&cbs).Error)
 	require.EqualValues(t, 1, cbs)
 
-	// A lazy start whose row moved meanwhile is refused and says so.
+	// A lazy start whose row moved meanwhile is refused and says so, once
+	// it is an interval old.
+	short := newWriter(pg.SQL, testLifecycle(t, pg), zaptest.NewLogger(t), 20*time.Millisecond, 3, newMetrics(prometheus.NewRegistry()), nil)
+	t.Cleanup(func() { short.close(context.Background()) })
 	insertTask(t, pg, "task_r", "pending", nil)
 	got := make(chan startResult, 1)
-	w.lazyStart("task_r", "w1", 1, func(r startResult) { got <- r })
+	short.lazyStart("task_r", "w1", 1, func(r startResult) { got <- r })
 	require.NoError(t, lifecycletest.Force(pg.DB, "task_r", `status = 'cancelled', cancel_requested = true`))
-	w.wake()
 	select {
 	case r := <-got:
 		require.NoError(t, r.err)
@@ -212,4 +214,64 @@ func TestLazyStartAndOutcomeCombine(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("lazy start never answered")
 	}
+}
+
+// TestLazyStartWaitsAnInterval: a lazy start, with its attempt's progress and
+// log lines, stays out of flushes other operations wake until it is one
+// interval old; then it is written on its own, and the attempt's later
+// progress again waits an interval.
+func TestLazyStartWaitsAnInterval(t *testing.T) {
+	t.Parallel()
+	pg := testenv.NewPostgres(t)
+	const interval = 400 * time.Millisecond
+	w := newWriter(pg.SQL, testLifecycle(t, pg), zaptest.NewLogger(t), interval, 3, newMetrics(prometheus.NewRegistry()), nil)
+	t.Cleanup(func() { w.close(context.Background()) })
+	insertTask(t, pg, "task_h", "pending", nil)
+	insertTask(t, pg, "task_o", "pending", nil)
+	row := func(id string) store.Task {
+		var r store.Task
+		require.NoError(t, pg.DB.Where("id = ?", id).Take(&r).Error)
+		return r
+	}
+	logs := func(id string) int64 {
+		var n int64
+		require.NoError(t, pg.DB.Model(&store.TaskLog{}).Where("task_id = ?", id).Count(&n).Error)
+		return n
+	}
+
+	queued := time.Now()
+	started := make(chan startResult, 1)
+	w.lazyStart("task_h", "w1", 1, func(r startResult) { started <- r })
+	rep := newReporter(w, attemptKey{"task_h", 1}, 10, 100)
+	rep.Progress(0.25, "first", "m1")
+	rep.Log("info", "line one", nil)
+	// Another task's check wakes a flush at once: it does not carry the start.
+	require.True(t, w.check(context.Background(), "task_o").found)
+	if time.Since(queued) < interval/2 {
+		require.Equal(t, "pending", row("task_h").Status, "the start waits for its interval")
+		require.Zero(t, logs("task_h"), "log lines wait with their attempt's start")
+	}
+
+	select {
+	case r := <-started:
+		require.NoError(t, r.err)
+		require.True(t, r.started)
+	case <-time.After(5 * time.Second):
+		t.Fatal("lazy start never written")
+	}
+	require.GreaterOrEqual(t, time.Since(queued), interval, "written no sooner than an interval")
+	r := row("task_h")
+	require.Equal(t, "running", r.Status)
+	require.Equal(t, "first", r.CurrentStep, "the progress rode with its start")
+	require.EqualValues(t, 1, logs("task_h"))
+
+	// Progress of a running attempt waits an interval too.
+	changed := time.Now()
+	rep.Progress(0.5, "second", "")
+	require.True(t, w.check(context.Background(), "task_o").found)
+	if time.Since(changed) < interval/2 {
+		require.Equal(t, "first", row("task_h").CurrentStep)
+	}
+	require.Eventually(t, func() bool { return row("task_h").CurrentStep == "second" }, 5*time.Second, 10*time.Millisecond)
+	require.GreaterOrEqual(t, time.Since(changed), interval)
 }
