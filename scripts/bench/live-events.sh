@@ -12,6 +12,8 @@
 #   EVENTS_BENCH_TASK_STREAMS  per-task streams (default 10)
 #   EVENTS_BENCH_RATE          task completions per second (default 1000)
 #   EVENTS_BENCH_DURATION      length of the run (default 60s)
+#   EVENTS_BENCH_WORKER_SERVERS  the worker's Asynq servers (default 4: one
+#                              server fetches too slowly for 1000/s here)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 . scripts/lib.sh
@@ -23,4 +25,5 @@ build_services "$bin" api worker
 cd services/api
 go run ./internal/loadtest events -bin "$bin" \
   -streams "${EVENTS_BENCH_STREAMS:-1000}" -task-streams "${EVENTS_BENCH_TASK_STREAMS:-10}" \
-  -rate "${EVENTS_BENCH_RATE:-1000}" -duration "${EVENTS_BENCH_DURATION:-60s}"
+  -rate "${EVENTS_BENCH_RATE:-1000}" -duration "${EVENTS_BENCH_DURATION:-60s}" \
+  -worker-servers "${EVENTS_BENCH_WORKER_SERVERS:-4}"

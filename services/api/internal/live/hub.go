@@ -188,6 +188,9 @@ func (h *Hub) Delivered(d *Delivery) {
 	}
 }
 
+// Wrote counts one write of one or more events to a stream client.
+func (h *Hub) Wrote() { h.m.writes.Inc() }
+
 // Dropped counts a stream closed for a reason other than the hub's (a write
 // that passed its deadline).
 func (h *Hub) Dropped(reason string) { h.m.dropped.WithLabelValues(reason).Inc() }

@@ -14,6 +14,7 @@ import (
 type metrics struct {
 	open      prometheus.Gauge
 	delivered *prometheus.CounterVec
+	writes    prometheus.Counter
 	dropped   *prometheus.CounterVec
 	rejected  *prometheus.CounterVec
 	latency   prometheus.Histogram
@@ -29,6 +30,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "taskforge_events_delivered_total",
 			Help: "Live events written to stream clients, by kind (task, log).",
 		}, []string{"kind"}),
+		writes: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "taskforge_events_writes_total",
+			Help: "Writes of events to stream clients; a write carries the events waiting for its stream (delivered / writes is the batching).",
+		}),
 		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "taskforge_events_dropped_consumers_total",
 			Help: "Live event streams closed by the server because the client fell behind (slow) or a write passed its deadline (write).",
@@ -46,7 +51,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.open, m.delivered, m.dropped, m.rejected, m.latency} {
+	for _, c := range []prometheus.Collector{m.open, m.delivered, m.writes, m.dropped, m.rejected, m.latency} {
 		if err := reg.Register(c); err != nil {
 			var are prometheus.AlreadyRegisteredError
 			if errors.As(err, &are) {

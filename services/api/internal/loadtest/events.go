@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"database/sql"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
@@ -39,6 +40,8 @@ type eventsConfig struct {
 	callers     int
 	rate        float64
 	duration    time.Duration
+	// workerServers is the worker's worker.servers (0: its default).
+	workerServers int
 }
 
 // benchEvents measures live events through the real binaries: one API
@@ -129,6 +132,11 @@ func benchEvents(ctx context.Context, dbURL, redisAddr string, cfg eventsConfig)
 		"TASKFORGE_EGRESS_ALLOW_CIDRS=127.0.0.0/8",
 		"TASKFORGE_PRICES_PROVIDER=simulated",
 	}
+	servers := "the worker's default Asynq servers"
+	if cfg.workerServers > 0 {
+		env = append(env, "TASKFORGE_WORKER_SERVERS="+strconv.Itoa(cfg.workerServers))
+		servers = strconv.Itoa(cfg.workerServers) + " Asynq servers in the worker"
+	}
 
 	// --- The API.
 	api, err := startService(dir, "api", filepath.Join(cfg.bin, "taskforge-api"), env)
@@ -153,7 +161,7 @@ func benchEvents(ctx context.Context, dbURL, redisAddr string, cfg eventsConfig)
 	fmt.Printf("live events: %d GET /api/v1/events streams (%d operator keys, streams spread evenly: each sees its key's tasks) "+
 		"+ %d GET /api/v1/tasks/{id}/events streams (admin) on one API replica; %d webhook_callback tasks, completions paced at %.0f/s "+
 		"by their loopback receiver; api and worker binaries with TASKFORGE_ENV=production, logs at warn, API keys over HTTP on loopback; "+
-		"%d CPUs shared by everything\n", cfg.streams, cfg.callers, cfg.taskStreams, total, cfg.rate, runtime.NumCPU())
+		"%s; %d CPUs shared by everything\n", cfg.streams, cfg.callers, cfg.taskStreams, total, cfg.rate, servers, runtime.NumCPU())
 
 	metricsURL := apiURL + "/metrics"
 	s0, err := settledScrape(ctx, metricsURL, adminKey)
@@ -264,6 +272,16 @@ func benchEvents(ctx context.Context, dbURL, redisAddr string, cfg eventsConfig)
 			fmt.Fprintf(os.Stderr, "worker: %v\n%s\n", err, worker.tail())
 		}
 	}()
+	db, err := sql.Open("pgx", u)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	procs, err := newCPUProcs(ctx, db, redisAddr, namedPID{"api", api.pid()}, namedPID{"worker", worker.pid()})
+	if err != nil {
+		return err
+	}
+	cpuBefore := procs.sample()
 	pctx, stopProbe := context.WithCancel(ctx)
 	probeDone := make(chan []time.Duration, 1)
 	go func() {
@@ -286,6 +304,7 @@ func benchEvents(ctx context.Context, dbURL, redisAddr string, cfg eventsConfig)
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
+	cpu := procs.sample().sub(cpuBefore)
 	// Wait for the last events: until the API's delivered counter stops
 	// moving.
 	s4, err := settledScrape(ctx, metricsURL, adminKey)
@@ -331,10 +350,12 @@ func benchEvents(ctx context.Context, dbURL, redisAddr string, cfg eventsConfig)
 		cfg.streams, ms(pct(anchor, .50)), ms(pct(anchor, .99)), len(anchor))
 	fmt.Printf("completions: %d tasks reached the receiver at %.0f/s (target %.0f/s)\n", total, rate, cfg.rate)
 	fmt.Printf("deliveries: %d task events on the /events streams while recording (%.0f/s over the %.1f s from the worker's start to the last completion); completed events %d of %d expected; "+
-		"server: %0.f events written, dropped consumers slow %.0f write %.0f; %d stream read errors\n",
+		"server: %0.f events written in %.0f writes, dropped consumers slow %.0f write %.0f; %d stream read errors\n",
 		received, float64(received)/last.Sub(started).Seconds(), last.Sub(started).Seconds(), completed, expected,
-		run[`taskforge_events_delivered_total{kind="task"}`]+run[`taskforge_events_delivered_total{kind="log"}`],
+		run[`taskforge_events_delivered_total{kind="task"}`]+run[`taskforge_events_delivered_total{kind="log"}`], run[`taskforge_events_writes_total`],
 		run[`taskforge_events_dropped_consumers_total{reason="slow"}`], run[`taskforge_events_dropped_consumers_total{reason="write"}`], streamErrs)
+	fmt.Printf("CPU ms per task from the worker's start to the last completion: %s\n",
+		cpu.perTask(total, "api", "worker", "postgres", "redis", "load generator"))
 	a50, a99 := pct(anchor, .50), pct(anchor, .99)
 	line := func(name string, lat []time.Duration) {
 		if len(lat) == 0 {

@@ -88,6 +88,7 @@ func run(ctx context.Context, args []string) error {
 		fs.IntVar(&cfg.callers, "callers", 0, "operator keys the streams and tasks are spread over (0: streams/20, the default per-caller cap)")
 		fs.Float64Var(&cfg.rate, "rate", 1000, "task completions per second (the webhook receiver's pace)")
 		fs.DurationVar(&cfg.duration, "duration", time.Minute, "length of the run: rate x duration tasks")
+		fs.IntVar(&cfg.workerServers, "worker-servers", 0, "the worker's worker.servers (0: its default)")
 		if err := fs.Parse(args[1:]); err != nil {
 			return err
 		}

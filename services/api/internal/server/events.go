@@ -66,6 +66,13 @@ func RenderTask(t store.Task) ([]byte, error) {
 	return bytes.TrimRight(buf.Bytes(), "\n"), nil
 }
 
+// A write of the events stream carries at most coalesceEvents events, or
+// about coalesceBytes.
+const (
+	coalesceEvents = 32
+	coalesceBytes  = 32 << 10
+)
+
 // sse writes one stream: each write under its own deadline, flushed at once.
 type sse struct {
 	w       http.ResponseWriter
@@ -103,14 +110,31 @@ func (s *sse) write(b []byte) error {
 
 // event writes one event; data is one line of JSON.
 func (s *sse) event(id, kind string, data []byte) error {
-	s.buf = append(s.buf[:0], "id: "...)
+	s.add(id, kind, data)
+	return s.send()
+}
+
+// add buffers one event for the next send.
+func (s *sse) add(id, kind string, data []byte) {
+	s.buf = append(s.buf, "id: "...)
 	s.buf = append(s.buf, id...)
 	s.buf = append(s.buf, "\nevent: "...)
 	s.buf = append(s.buf, kind...)
 	s.buf = append(s.buf, "\ndata: "...)
 	s.buf = append(s.buf, data...)
 	s.buf = append(s.buf, "\n\n"...)
-	return s.write(s.buf)
+}
+
+// send writes the buffered events at once. A buffer grown past a few events is
+// let go, so that an idle stream holds little.
+func (s *sse) send() error {
+	err := s.write(s.buf)
+	if cap(s.buf) > 8<<10 {
+		s.buf = nil
+	} else {
+		s.buf = s.buf[:0]
+	}
+	return err
 }
 
 func (s *sse) keepAlive() error { return s.write([]byte(": keep-alive\n\n")) }
@@ -265,6 +289,7 @@ func (s *Server) taskEvents(c echo.Context) error {
 					return s.streamEnded(err)
 				}
 				version = d.Version
+				s.live.Wrote()
 				s.live.Delivered(d)
 				if d.Terminal {
 					return nil
@@ -274,6 +299,7 @@ func (s *Server) taskEvents(c echo.Context) error {
 			if err := out.event(taskEventID(d.ID, version), d.Kind, d.Data); err != nil {
 				return s.streamEnded(err)
 			}
+			s.live.Wrote()
 			s.live.Delivered(d)
 		case <-tick.C:
 			if !heard {
@@ -437,17 +463,40 @@ func (s *Server) events(c echo.Context) error {
 		case <-ctx.Done():
 			return nil
 		case d, ok := <-sub.C:
+			// The events already waiting go out with this one in one write:
+			// a worker's flush publishes many changes at once, and a write
+			// per event would cost a system call per event per stream.
+			var batch [coalesceEvents]*live.Delivery
+			n := 0
+			for more := ok; more; {
+				if event.After(d.ID, pos) {
+					pos = d.ID
+					out.add(d.ID, d.Kind, d.Data)
+					batch[n] = d
+					n++
+				}
+				if n == len(batch) || len(out.buf) >= coalesceBytes {
+					break
+				}
+				select {
+				case d, more = <-sub.C:
+					ok = more
+				default:
+					more = false
+				}
+			}
+			if n > 0 {
+				if err := out.send(); err != nil {
+					return s.streamEnded(err)
+				}
+				s.live.Wrote()
+				for _, d := range batch[:n] {
+					s.live.Delivered(d)
+				}
+			}
 			if !ok {
 				return nil
 			}
-			if !event.After(d.ID, pos) {
-				continue
-			}
-			pos = d.ID
-			if err := out.event(d.ID, d.Kind, d.Data); err != nil {
-				return s.streamEnded(err)
-			}
-			s.live.Delivered(d)
 		case <-tick.C:
 			if err := out.keepAlive(); err != nil {
 				return s.streamEnded(err)

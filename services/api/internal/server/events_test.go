@@ -16,6 +16,7 @@ import (
 	"go.uber.org/zap"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/taskforge/taskforge/pkg/event"
 	"github.com/taskforge/taskforge/pkg/job"
 	"github.com/taskforge/taskforge/pkg/lifecycle/lifecycletest"
 	"github.com/taskforge/taskforge/pkg/tasks"
@@ -428,4 +429,52 @@ func TestConditionalGets(t *testing.T) {
 	require.Equal(t, http.StatusOK, changed.StatusCode)
 	require.NotEqual(t, tag, changed.Header.Get("ETag"))
 	require.Equal(t, http.StatusOK, get("/api/v1/tasks", listTag).StatusCode)
+}
+
+// TestEventsStreamWritesWaitingEventsTogether: changes published at once
+// reach an /events stream complete and in order, in fewer writes than
+// events.
+func TestEventsStreamWritesWaitingEventsTogether(t *testing.T) {
+	t.Parallel()
+	b := streamsSetup(t, live.Options{})
+	op := b.client(t, tokOp)
+	s, err := b.streamClient(t, tokAdmin).Events(ctx, client.EventFilter{}, "")
+	require.NoError(t, err)
+	defer s.Close()
+	const n = 60
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = create(t, op, refreshAll)
+		require.Equal(t, ids[i], nextTask(t, s).TaskId)
+	}
+	writes, delivered := counter(t, b.reg, "taskforge_events_writes_total"), counter(t, b.reg, "taskforge_events_delivered_total")
+
+	evs := make([]event.Event, n)
+	for i, id := range ids {
+		evs[i] = event.Task(id, 1, "pending")
+	}
+	b.events.Publish(evs...)
+	for _, id := range ids {
+		require.Equal(t, id, nextTask(t, s).TaskId, "in the order published")
+	}
+	require.Eventually(t, func() bool { return counter(t, b.reg, "taskforge_events_delivered_total")-delivered == n }, 5*time.Second, 10*time.Millisecond)
+	wrote := counter(t, b.reg, "taskforge_events_writes_total") - writes
+	require.Positive(t, wrote)
+	require.Less(t, wrote, float64(n), "events waiting for the stream share a write")
+}
+
+// counter sums the samples of a counter in reg.
+func counter(t *testing.T, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	require.NoError(t, err)
+	sum := 0.0
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			for _, m := range mf.GetMetric() {
+				sum += m.GetCounter().GetValue()
+			}
+		}
+	}
+	return sum
 }
