@@ -10,7 +10,8 @@ type EventsConfig struct {
 	// the task. Default 15s.
 	KeepAlive time.Duration `mapstructure:"keepalive"`
 	// WriteTimeout bounds each write to a stream's client; a client that does
-	// not take an event within it is disconnected. Default 10s.
+	// not take an event within it (within ¾ of it at the least) is
+	// disconnected. Default 10s.
 	WriteTimeout time.Duration `mapstructure:"write_timeout"`
 	// MaxStreams caps the open streams of one API replica; past it a new
 	// stream gets 429. Default 10000.

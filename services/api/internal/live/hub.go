@@ -71,6 +71,17 @@ type Delivery struct {
 // Filter tells a subscription of every task which rows it shows.
 type Filter func(store.Task) bool
 
+// Interest is what a subscription receives: one task's events (TaskID set),
+// or the task events of every row Filter accepts (nil: every row). Owner,
+// when set, narrows those to the rows Owner created (store.Task.CreatedBy),
+// so that an event is offered only to the subscriptions of its row's owner
+// and to those without one, not to every open stream.
+type Interest struct {
+	TaskID string
+	Owner  string
+	Filter Filter
+}
+
 // Sub is one subscription. C delivers its events and is closed when the hub
 // drops it; Err then says why.
 type Sub struct {
@@ -78,8 +89,7 @@ type Sub struct {
 	c      chan *Delivery
 	hub    *Hub
 	caller string
-	taskID string
-	filter Filter
+	in     Interest
 	err    error
 	done   bool
 }
@@ -93,9 +103,12 @@ type Hub struct {
 	opts   Options
 	m      *metrics
 
-	mu       sync.Mutex
-	byTask   map[string]map[*Sub]struct{}
-	all      map[*Sub]struct{}
+	mu     sync.Mutex
+	byTask map[string]map[*Sub]struct{}
+	// byOwner holds the subscriptions of every task that have an Owner,
+	// anyOwner those that have none.
+	byOwner  map[string]map[*Sub]struct{}
+	anyOwner map[*Sub]struct{}
 	callers  map[string]int
 	open     int
 	closed   bool
@@ -123,17 +136,17 @@ func New(rdr *event.Reader, load Loader, render Renderer, log *zap.Logger, opts 
 		return nil, err
 	}
 	return &Hub{rdr: rdr, load: load, render: render, log: log, opts: opts, m: m,
-		byTask: map[string]map[*Sub]struct{}{}, all: map[*Sub]struct{}{}, callers: map[string]int{},
-		stop: make(chan struct{}), stopped: make(chan struct{})}, nil
+		byTask: map[string]map[*Sub]struct{}{}, byOwner: map[string]map[*Sub]struct{}{}, anyOwner: map[*Sub]struct{}{},
+		callers: map[string]int{},
+		stop:    make(chan struct{}), stopped: make(chan struct{})}, nil
 }
 
 // Reader is the hub's reader of the event streams (for snapshots and
 // resumption).
 func (h *Hub) Reader() *event.Reader { return h.rdr }
 
-// Subscribe opens a subscription for caller: to one task's events when
-// taskID is set, else to the task events of every row filter accepts.
-func (h *Hub) Subscribe(caller, taskID string, filter Filter) (*Sub, error) {
+// Subscribe opens a subscription for caller to what in says.
+func (h *Hub) Subscribe(caller string, in Interest) (*Sub, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	switch {
@@ -147,16 +160,14 @@ func (h *Hub) Subscribe(caller, taskID string, filter Filter) (*Sub, error) {
 		return nil, ErrTooManyForCaller
 	}
 	c := make(chan *Delivery, h.opts.Buffer)
-	s := &Sub{C: c, c: c, hub: h, caller: caller, taskID: taskID, filter: filter}
-	if taskID != "" {
-		set := h.byTask[taskID]
-		if set == nil {
-			set = map[*Sub]struct{}{}
-			h.byTask[taskID] = set
-		}
-		set[s] = struct{}{}
-	} else {
-		h.all[s] = struct{}{}
+	s := &Sub{C: c, c: c, hub: h, caller: caller, in: in}
+	switch {
+	case in.TaskID != "":
+		addSub(h.byTask, in.TaskID, s)
+	case in.Owner != "":
+		addSub(h.byOwner, in.Owner, s)
+	default:
+		h.anyOwner[s] = struct{}{}
 	}
 	h.open++
 	h.callers[caller]++
@@ -201,15 +212,13 @@ func (h *Hub) drop(s *Sub, err error) {
 		return
 	}
 	s.done, s.err = true, err
-	if s.taskID != "" {
-		if set := h.byTask[s.taskID]; set != nil {
-			delete(set, s)
-			if len(set) == 0 {
-				delete(h.byTask, s.taskID)
-			}
-		}
-	} else {
-		delete(h.all, s)
+	switch {
+	case s.in.TaskID != "":
+		removeSub(h.byTask, s.in.TaskID, s)
+	case s.in.Owner != "":
+		removeSub(h.byOwner, s.in.Owner, s)
+	default:
+		delete(h.anyOwner, s)
 	}
 	h.open--
 	if h.callers[s.caller]--; h.callers[s.caller] <= 0 {
@@ -220,6 +229,24 @@ func (h *Hub) drop(s *Sub, err error) {
 		h.m.dropped.WithLabelValues("slow").Inc()
 	}
 	close(s.c)
+}
+
+func addSub(m map[string]map[*Sub]struct{}, key string, s *Sub) {
+	set := m[key]
+	if set == nil {
+		set = map[*Sub]struct{}{}
+		m[key] = set
+	}
+	set[s] = struct{}{}
+}
+
+func removeSub(m map[string]map[*Sub]struct{}, key string, s *Sub) {
+	if set := m[key]; set != nil {
+		delete(set, s)
+		if len(set) == 0 {
+			delete(m, key)
+		}
+	}
 }
 
 // Start begins reading the shared stream from its current end.
@@ -234,12 +261,14 @@ func (h *Hub) Close(ctx context.Context) {
 	if !h.closed {
 		h.closed = true
 		close(h.stop)
-		for s := range h.all {
+		for s := range h.anyOwner {
 			h.drop(s, ErrShutdown)
 		}
-		for _, set := range h.byTask {
-			for s := range set {
-				h.drop(s, ErrShutdown)
+		for _, m := range []map[string]map[*Sub]struct{}{h.byTask, h.byOwner} {
+			for _, set := range m {
+				for s := range set {
+					h.drop(s, ErrShutdown)
+				}
 			}
 		}
 	}
@@ -342,7 +371,7 @@ func Render(entries []event.Entry, rows map[string]store.Task, render Renderer) 
 // dispatch delivers one batch read from the shared stream.
 func (h *Hub) dispatch(ctx context.Context, entries []event.Entry) {
 	h.mu.Lock()
-	anyAll := len(h.all) > 0
+	anyAll := len(h.anyOwner) > 0 || len(h.byOwner) > 0
 	want := map[string]bool{}
 	var keep []event.Entry
 	for _, e := range entries {
@@ -387,11 +416,19 @@ func (h *Hub) dispatch(ctx context.Context, entries []event.Entry) {
 			continue
 		}
 		row := rows[d.TaskID]
-		for s := range h.all {
-			if s.filter == nil || s.filter(row) {
-				h.send(s, d)
-			}
+		for s := range h.byOwner[row.CreatedBy] {
+			h.offer(s, row, d)
 		}
+		for s := range h.anyOwner {
+			h.offer(s, row, d)
+		}
+	}
+}
+
+// offer sends d to s if s's filter accepts row (h.mu held).
+func (h *Hub) offer(s *Sub, row store.Task, d *Delivery) {
+	if s.in.Filter == nil || s.in.Filter(row) {
+		h.send(s, d)
 	}
 }
 

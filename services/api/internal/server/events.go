@@ -27,7 +27,8 @@ type StreamOptions struct {
 	// task's stream that had nothing to send re-reads the task as often. If
 	// zero, 15s.
 	KeepAlive time.Duration
-	// WriteTimeout bounds each write to a client. If zero, 10s.
+	// WriteTimeout bounds each write to a client (a write has between ¾ of it
+	// and all of it). If zero, 10s.
 	WriteTimeout time.Duration
 	// History is the most events a resumed task stream replays (the per-task
 	// history's cap). If zero, 1000.
@@ -73,17 +74,22 @@ const (
 	coalesceBytes  = 32 << 10
 )
 
-// sse writes one stream: each write under its own deadline, flushed at once.
+// sse writes one stream: each write under a deadline, flushed at once.
 type sse struct {
 	w       http.ResponseWriter
 	rc      *http.ResponseController
 	timeout time.Duration
-	buf     []byte
+	// deadline is the connection's write deadline. A write moves it to
+	// timeout from now only when less than ¾ of timeout is left, so a write
+	// has between ¾ timeout and timeout to finish and a busy stream does not
+	// re-arm the connection's timer on every event.
+	deadline time.Time
+	buf      []byte
 }
 
 // open sends the stream's headers: no caching, no proxy buffering, no
-// compression, and the server's read and write timeouts lifted (each write
-// sets its own deadline).
+// compression, and the server's read and write timeouts lifted (the stream's
+// writes set their own deadline).
 func openSSE(c echo.Context, timeout time.Duration) (*sse, error) {
 	w := c.Response()
 	rc := http.NewResponseController(w)
@@ -99,8 +105,11 @@ func openSSE(c echo.Context, timeout time.Duration) (*sse, error) {
 }
 
 func (s *sse) write(b []byte) error {
-	if err := s.rc.SetWriteDeadline(time.Now().Add(s.timeout)); err != nil && !errors.Is(err, http.ErrNotSupported) {
-		return err
+	if now := time.Now(); s.deadline.Sub(now) < s.timeout*3/4 {
+		s.deadline = now.Add(s.timeout)
+		if err := s.rc.SetWriteDeadline(s.deadline); err != nil && !errors.Is(err, http.ErrNotSupported) {
+			return err
+		}
 	}
 	if _, err := s.w.Write(b); err != nil {
 		return err
@@ -195,7 +204,7 @@ func (s *Server) taskEvents(c echo.Context) error {
 	if s.live == nil {
 		return newError(http.StatusServiceUnavailable, "unavailable", "live events are not configured")
 	}
-	sub, err := s.live.Subscribe(p.ID, id, nil)
+	sub, err := s.live.Subscribe(p.ID, live.Interest{TaskID: id})
 	if err != nil {
 		return streamRefused(c, err)
 	}
@@ -384,7 +393,13 @@ func (s *Server) events(c echo.Context) error {
 	ctx := c.Request().Context()
 	p := principal(c)
 	filter := q.filter(p)
-	sub, err := s.live.Subscribe(p.ID, "", filter)
+	in := live.Interest{Filter: filter}
+	if !p.IsAdmin() {
+		// Only the caller's own rows pass the filter: the hub need not offer
+		// it anyone else's.
+		in.Owner = p.ID
+	}
+	sub, err := s.live.Subscribe(p.ID, in)
 	if err != nil {
 		return streamRefused(c, err)
 	}
