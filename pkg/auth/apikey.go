@@ -108,6 +108,16 @@ type KeyStore struct {
 	cacheTTL time.Duration
 	cache    sync.Map // HashKey(plaintext) → cachedKey
 	cached   atomic.Int64
+
+	// watched is set by Watch: the cache then serves keys only while
+	// listening is, i.e. while the announcements of key changes are heard.
+	watched   atomic.Bool
+	listening atomic.Bool
+	// mu orders remember against forget: gen counts forgets (and the
+	// listener's starts and stops), so that a row read before a key's
+	// change was announced is not cached after the announcement.
+	mu  sync.Mutex
+	gen uint64
 }
 
 // cachedKey is an accepted key's row and when it must be read again.
@@ -119,17 +129,74 @@ type cachedKey struct {
 // maxCachedKeys bounds the cache: past it, accepted keys are not cached.
 const maxCachedKeys = 10000
 
+// APIKeysChannel is the PostgreSQL notification channel on which every change
+// of a key that matters to authentication (revocation, expiry, role, name,
+// hash, deletion) is announced with the key's id, after it commits, by the
+// table's trigger (migration 00020): whoever changes the row, the announcement
+// follows.
+const APIKeysChannel = "taskforge_api_keys"
+
 // CacheFor keeps each accepted key's row in memory for ttl, so that a
 // request costs no database round trip for its credential: the key is
 // hashed and found by its hash, and its expiry is still checked on every
-// request. The price is that a key revoked through another replica (or the
-// CLI) stays valid here for up to ttl; one revoked through this KeyStore
-// stops at once. Unknown or refused keys are never cached. Zero turns the
-// cache off (the default); call it before the KeyStore is used.
+// request. A key revoked through this KeyStore stops at once; one revoked
+// elsewhere (another replica, the api binary's keys command, SQL) stops when
+// Watch hears of it, within milliseconds, and without Watch when its entry
+// ends, up to ttl later. Unknown or refused keys are never cached. Zero turns
+// the cache off (the default); call it before the KeyStore is used.
 func (s *KeyStore) CacheFor(ttl time.Duration) { s.cacheTTL = ttl }
+
+// Watch listens for the announcements on APIKeysChannel until ctx ends and
+// forgets each announced key. From its call on, the cache serves keys only
+// while the listening connection is up: when it fails, the whole cache is
+// dropped and every request reads its key's row (as with no cache) until the
+// listener is back, so that an announcement sent while nobody listened
+// cannot leave a revoked key cached. The entries' ttl stays the bound for a
+// connection that dies without telling. Watch holds one connection of the
+// pool. failed, if not nil, is told each failure of the listening connection
+// (Watch listens again a second later). The returned function waits until
+// Watch has stopped.
+func (s *KeyStore) Watch(ctx context.Context, failed func(error)) (wait func()) {
+	s.watched.Store(true)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			err := store.Listen(ctx, s.db, APIKeysChannel, func(_ context.Context, ids []string) time.Duration {
+				if !s.listening.Load() {
+					s.forgetAll()
+					s.listening.Store(true)
+				}
+				for _, id := range ids {
+					s.forget(id)
+				}
+				return time.Minute
+			})
+			s.listening.Store(false)
+			s.forgetAll()
+			if err != nil && ctx.Err() == nil && failed != nil {
+				failed(err)
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(time.Second):
+			}
+		}
+	}()
+	return func() { <-done }
+}
+
+// caching reports whether the cache may serve and take keys now.
+func (s *KeyStore) caching() bool {
+	return s.cacheTTL > 0 && (!s.watched.Load() || s.listening.Load())
+}
 
 // forget drops the cached rows of key id.
 func (s *KeyStore) forget(id string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.gen++
 	s.cache.Range(func(k, v any) bool {
 		if v.(cachedKey).row.ID == id {
 			s.cache.Delete(k)
@@ -139,8 +206,33 @@ func (s *KeyStore) forget(id string) {
 	})
 }
 
-// remember caches an accepted key's row.
-func (s *KeyStore) remember(hash string, row store.APIKey, now time.Time) {
+// forgetAll drops every cached row.
+func (s *KeyStore) forgetAll() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.gen++
+	s.cache.Range(func(k, _ any) bool {
+		s.cache.Delete(k)
+		s.cached.Add(-1)
+		return true
+	})
+}
+
+// generation is the count of forgets so far: a row read after it was taken
+// may be remembered only if it has not moved.
+func (s *KeyStore) generation() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.gen
+}
+
+// remember caches an accepted key's row, read when the generation was gen.
+func (s *KeyStore) remember(hash string, row store.APIKey, now time.Time, gen uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.gen != gen || !s.caching() {
+		return // the key (or every key) was forgotten while its row was read
+	}
 	if s.cached.Load() >= maxCachedKeys {
 		s.cache.Range(func(k, v any) bool {
 			if !now.Before(v.(cachedKey).until) {
@@ -270,7 +362,7 @@ func (s *KeyStore) Lookup(ctx context.Context, plaintext string) (store.APIKey, 
 		return store.APIKey{}, fmt.Errorf("%w: malformed api key", ErrUnauthenticated)
 	}
 	hash := HashKey(plaintext)
-	if s.cacheTTL > 0 {
+	if s.caching() {
 		if v, ok := s.cache.Load(hash); ok {
 			now := s.now()
 			if c := v.(cachedKey); now.Before(c.until) {
@@ -281,6 +373,10 @@ func (s *KeyStore) Lookup(ctx context.Context, plaintext string) (store.APIKey, 
 				return c.row, nil
 			}
 		}
+	}
+	var gen uint64
+	if s.cacheTTL > 0 {
+		gen = s.generation()
 	}
 	row, err := s.byPrefix(ctx, prefix)
 	switch {
@@ -306,7 +402,7 @@ func (s *KeyStore) Lookup(ctx context.Context, plaintext string) (store.APIKey, 
 	}
 	s.touch(ctx, row.ID, now)
 	if s.cacheTTL > 0 {
-		s.remember(hash, row, now)
+		s.remember(hash, row, now, gen)
 	}
 	return row, nil
 }

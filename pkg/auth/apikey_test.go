@@ -5,6 +5,7 @@ import (
 	"crypto/subtle"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -281,4 +282,83 @@ func TestAPIKeyCache(t *testing.T) {
 	require.ErrorIs(t, err, ErrUnauthenticated)
 	_, found := b.ks.cache.Load(HashKey(plain))
 	require.False(t, found)
+}
+
+// TestAPIKeyCacheWatch: with Watch, a cached key changed elsewhere (here by
+// SQL, as another replica or the keys command would) is forgotten as soon as
+// PostgreSQL announces it, long before its entry would end; a write of
+// last_used_at forgets nothing; while the listening connection is down the
+// cache is dropped and serves nothing, and it serves again once Watch
+// listens again.
+func TestAPIKeyCacheWatch(t *testing.T) {
+	t.Parallel()
+	b := setupKeys(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	b.ks.CacheFor(time.Hour) // the clock is frozen: only an announcement ends an entry
+	var failures atomic.Int32
+	wait := b.ks.Watch(ctx, func(error) { failures.Add(1) })
+	require.Eventually(t, b.ks.listening.Load, 10*time.Second, 5*time.Millisecond)
+
+	newKey := func(name string) CreatedKey {
+		t.Helper()
+		k, err := b.ks.Create(ctx, NewKey{Name: name, Role: Operator})
+		require.NoError(t, err)
+		_, err = b.ks.Authenticate(ctx, k.Plaintext)
+		require.NoError(t, err)
+		_, cached := b.ks.cache.Load(HashKey(k.Plaintext))
+		require.True(t, cached, name)
+		return k
+	}
+	sql := func(q string, args ...any) {
+		t.Helper()
+		require.NoError(t, b.pg.DB.Exec(q, args...).Error)
+	}
+	refusedSoon := func(k CreatedKey, reason string) {
+		t.Helper()
+		require.Eventually(t, func() bool {
+			_, err := b.ks.Authenticate(ctx, k.Plaintext)
+			return err != nil && strings.Contains(err.Error(), reason)
+		}, 5*time.Second, 5*time.Millisecond, "%s: still served from the cache", k.Key.Name)
+	}
+
+	revoked := newKey("revoked by hand")
+	sql(`UPDATE api_keys SET revoked_at = now() WHERE id = ?`, revoked.Key.ID)
+	refusedSoon(revoked, "revoked")
+
+	deleted := newKey("deleted")
+	sql(`DELETE FROM api_keys WHERE id = ?`, deleted.Key.ID)
+	refusedSoon(deleted, "unknown")
+
+	used, marker := newKey("used"), newKey("marker")
+	sql(`UPDATE api_keys SET last_used_at = now() - interval '1 hour' WHERE id = ?`, used.Key.ID)
+	sql(`UPDATE api_keys SET expires_at = now() - interval '1 second' WHERE id = ?`, marker.Key.ID)
+	// The marker's announcement comes after any of the first update's.
+	refusedSoon(marker, "expired")
+	_, cached := b.ks.cache.Load(HashKey(used.Plaintext))
+	require.True(t, cached, "a write of last_used_at forgets the key")
+
+	// The listening connection dies: nothing is served from memory or
+	// remembered until Watch listens again.
+	var killed int
+	require.NoError(t, b.pg.DB.Raw(`SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+WHERE datname = current_database() AND query = 'LISTEN `+APIKeysChannel+`'`).Scan(&killed).Error)
+	require.Equal(t, 1, killed)
+	require.Eventually(t, func() bool { return !b.ks.listening.Load() }, 5*time.Second, 5*time.Millisecond)
+	require.Zero(t, b.ks.cached.Load(), "the cache is dropped with the listener")
+	if !b.ks.listening.Load() {
+		_, err := b.ks.Authenticate(ctx, used.Plaintext)
+		require.NoError(t, err)
+		if !b.ks.listening.Load() {
+			_, cached = b.ks.cache.Load(HashKey(used.Plaintext))
+			require.False(t, cached, "remembered while nobody listens")
+		}
+	}
+	require.Eventually(t, b.ks.listening.Load, 10*time.Second, 5*time.Millisecond)
+	require.EqualValues(t, 1, failures.Load())
+	newKey("after the listener's return")
+
+	cancel()
+	wait()
+	require.False(t, b.ks.listening.Load())
 }

@@ -85,7 +85,8 @@ func Defaults() Config {
 		},
 		Auth: AuthConfig{JWTAlgorithms: []string{"HS256", "RS256", "ES256"},
 			JWTLeeway: 30 * time.Second, JWTMaxLifetime: 24 * time.Hour, JWTRevokedIDs: []string{},
-			MaxPriority: map[string]string{"viewer": "low", "operator": "high", "admin": "critical"}},
+			MaxPriority: map[string]string{"viewer": "low", "operator": "high", "admin": "critical"},
+			KeyCacheTTL: 30 * time.Second},
 		Crypto: CryptoConfig{Keys: map[string]string{}, ActiveKey: "dev"},
 		Egress: EgressConfig{
 			AllowCIDRs: []string{}, ConnectTimeout: 5 * time.Second, Timeout: 30 * time.Second,

@@ -35,11 +35,12 @@ type AuthConfig struct {
 	MaxPriority map[string]string `mapstructure:"max_priority"`
 	// KeyCacheTTL keeps each accepted API key's row in the API's memory for
 	// this long, so that a request costs no database read for its
-	// credential. A key revoked through another replica or the CLI stays
-	// valid on this one for up to this long (through the same replica: at
-	// once), so it is off by default: a revocation must take effect on every
-	// replica at once unless the operator chooses otherwise. 0 reads the row
-	// on every request. Default 0, at most 1m.
+	// credential. Every replica listens for the announcements of key changes
+	// (revocation, expiry, role; by any replica, the keys command or SQL:
+	// auth.APIKeysChannel) and forgets a changed key at once; while it cannot
+	// listen it serves no key from memory. The ttl bounds only a listening
+	// connection that died without telling. 0 reads the row on every
+	// request. Default 30s, at most 1m.
 	KeyCacheTTL time.Duration `mapstructure:"key_cache_ttl"`
 }
 

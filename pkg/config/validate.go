@@ -184,6 +184,9 @@ func (c Config) Validate() error {
 	if c.Auth.KeyCacheTTL < 0 || c.Auth.KeyCacheTTL > time.Minute {
 		bad("auth.key_cache_ttl", c.Auth.KeyCacheTTL, "must be between 0 and 1m")
 	}
+	if c.Auth.KeyCacheTTL > 0 && c.Database.MaxOpenConns == 1 {
+		bad("database.max_open_conns", c.Database.MaxOpenConns, "must be at least 2 while auth.key_cache_ttl is set (the API listens for key changes on one connection)")
+	}
 	if c.Auth.JWTLeeway < 0 || c.Auth.JWTLeeway > 5*time.Minute {
 		bad("auth.jwt_leeway", c.Auth.JWTLeeway, "must be between 0 and 5m")
 	}

@@ -307,6 +307,15 @@ func serve(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 		return err
 	}
 	keys.CacheFor(cfg.Auth.KeyCacheTTL)
+	if cfg.Auth.KeyCacheTTL > 0 {
+		// Cached keys are forgotten as soon as a change of theirs is
+		// announced, by any replica or by hand (auth.APIKeysChannel).
+		wctx, stopWatch := context.WithCancel(context.Background())
+		waitWatch := keys.Watch(wctx, func(err error) {
+			log.Warn("listening for API key changes failed; keys are read on every request until it is back", zap.Error(err))
+		})
+		defer func() { stopWatch(); waitWatch() }()
+	}
 	authn, err := authenticator(cfg, keys)
 	if err != nil {
 		return err
