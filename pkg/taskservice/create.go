@@ -128,6 +128,7 @@ type Service struct {
 	opts      Options
 	inserter  *inserter
 	estimates *estimator
+	totals    *totals
 	lc        *lifecycle.Lifecycle
 }
 
@@ -161,6 +162,7 @@ func New(db *gorm.DB, client *asynq.Client, inspector *asynq.Inspector, log *zap
 	s := &Service{db: db, client: client, inspector: inspector, log: log, opts: opts, lc: lc}
 	s.inserter = newInserter(db, opts.Inserters, opts.MaxBatch, max(opts.BatchLinger, 0))
 	s.estimates = newEstimator(db, 50, 30*time.Second)
+	s.totals = newTotals()
 	return s, nil
 }
 

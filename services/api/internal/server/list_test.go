@@ -211,6 +211,20 @@ FROM generate_series(1, ?) g`, n).Error)
 	require.InDelta(t, n, resp.JSON200.Total, float64(n)/5, "the estimate is close")
 	require.Len(t, resp.JSON200.Items, taskservice.DefaultListLimit)
 
+	// The estimate is reused for taskservice.TotalTTL only: rows added
+	// meanwhile show in a later page's total.
+	require.NoError(t, b.pg.DB.Exec(`
+INSERT INTO tasks (id, type, status, priority, created_by, created_at, scheduled_for, max_retries, retry_policy, timeout_seconds)
+SELECT 'task_more' || lpad(g::text, 21, '0'), 'refresh_all_prices', 'pending', 'normal', 'key_op',
+       now() - g * interval '1 second', now(), 3, '{}'::jsonb, 60
+FROM generate_series(1, ?) g`, n).Error)
+	require.NoError(t, b.pg.DB.Exec(`ANALYZE tasks`).Error)
+	time.Sleep(taskservice.TotalTTL)
+	resp, err = b.client(t, tokAdmin).ListTasksWithResponse(ctx, nil)
+	require.NoError(t, err)
+	require.True(t, resp.JSON200.TotalIsEstimate)
+	require.InDelta(t, 2*n, resp.JSON200.Total, float64(2*n)/5, "the estimate after TotalTTL counts the new rows")
+
 	// A narrow filter is counted exactly.
 	resp, err = b.client(t, tokAdmin).ListTasksWithResponse(ctx, &client.ListTasksParams{Status: ptr("running")})
 	require.NoError(t, err)
