@@ -14,6 +14,12 @@
 #   EVENTS_BENCH_DURATION      length of the run (default 60s)
 #   EVENTS_BENCH_WORKER_SERVERS  the worker's Asynq servers (default 4: one
 #                              server fetches too slowly for 1000/s here)
+#   EVENTS_BENCH_CALLERS       the runs, by number of operator keys the streams
+#                              are spread over (default "1000 0": one stream
+#                              per caller, each task seen by one stream, as
+#                              dashboards of many users; then 0, streams/20
+#                              keys with 20 streams each, the per-caller cap,
+#                              each task seen by 20 streams)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 . scripts/lib.sh
@@ -23,7 +29,11 @@ bin=$(mktemp -d "${TMPDIR:-/tmp}/taskforge-bench-bin.XXXXXX")
 trap 'rm -rf "$bin"' EXIT
 build_services "$bin" api worker
 cd services/api
-go run ./internal/loadtest events -bin "$bin" \
-  -streams "${EVENTS_BENCH_STREAMS:-1000}" -task-streams "${EVENTS_BENCH_TASK_STREAMS:-10}" \
-  -rate "${EVENTS_BENCH_RATE:-1000}" -duration "${EVENTS_BENCH_DURATION:-60s}" \
-  -worker-servers "${EVENTS_BENCH_WORKER_SERVERS:-4}"
+go build -o "$bin/loadtest" ./internal/loadtest
+for callers in ${EVENTS_BENCH_CALLERS:-1000 0}; do
+  "$bin/loadtest" events -bin "$bin" -callers "$callers" \
+    -streams "${EVENTS_BENCH_STREAMS:-1000}" -task-streams "${EVENTS_BENCH_TASK_STREAMS:-10}" \
+    -rate "${EVENTS_BENCH_RATE:-1000}" -duration "${EVENTS_BENCH_DURATION:-60s}" \
+    -worker-servers "${EVENTS_BENCH_WORKER_SERVERS:-4}"
+  echo
+done
