@@ -159,10 +159,14 @@ func TestRedactParams(t *testing.T) {
 		{"unparsable", "webhook_callback", `"secret"`, `{}`},
 		{"empty", "webhook_callback", ``, `{}`},
 	}
-	for _, tc := range cases {
-		got := taskservice.RedactParams(tc.typ, store.JSON(tc.in))
-		require.JSONEq(t, tc.want, string(got), tc.name)
-		require.True(t, json.Valid(got))
+	// Twice: the second answers come from RedactParams' memory, where the
+	// same params of two types ("json name", "unknown type") stay apart.
+	for pass := range 2 {
+		for _, tc := range cases {
+			got := taskservice.RedactParams(tc.typ, store.JSON(tc.in))
+			require.JSONEq(t, tc.want, string(got), "%s (pass %d)", tc.name, pass)
+			require.True(t, json.Valid(got))
+		}
 	}
 }
 

@@ -27,11 +27,11 @@ func TestTotalsRemembered(t *testing.T) {
 	_, ok = tt.get(owner.key(), now.Add(TotalTTL))
 	require.False(t, ok, "expired")
 
-	// Bounded: past maxTotals, at most half is kept.
+	// Bounded (pkg/memo).
 	for i := range maxTotals + 10 {
 		tt.put(fmt.Sprint(i), int64(i), now)
 	}
-	require.LessOrEqual(t, len(tt.m), maxTotals/2+11)
+	require.LessOrEqual(t, tt.m.Len(), maxTotals)
 	n, ok = tt.get(fmt.Sprint(maxTotals+9), now)
 	require.True(t, ok, "the newest entry is kept")
 	require.EqualValues(t, maxTotals+9, n)

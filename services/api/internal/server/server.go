@@ -171,6 +171,8 @@ type Server struct {
 	uploads        *upload.Store
 	uploadObserver upload.Observer
 	uploadTimeout  time.Duration
+	// listItems keeps rendered list items (GET /api/v1/tasks).
+	listItems *listItems
 }
 
 // New builds the server and registers its routes.
@@ -203,7 +205,7 @@ func New(o Options) (*Server, error) {
 		openapi: o.OpenAPI, limit: o.BodyLimit, metrics: m, results: o.Results, schedules: o.Schedules,
 		keys: o.Keys, audit: o.Audit, hsts: o.HSTS, priorities: o.Priorities, auditMin: o.AuditMinRetention,
 		callbackKeys: o.CallbackKeys, push: o.Push, vapidPublicKey: o.VAPIDPublicKey,
-		uploads: o.Uploads, uploadObserver: o.UploadObserver, uploadTimeout: o.UploadTimeout}
+		uploads: o.Uploads, uploadObserver: o.UploadObserver, uploadTimeout: o.UploadTimeout, listItems: newListItems()}
 	if s.uploadTimeout <= 0 {
 		s.uploadTimeout = 10 * time.Minute
 	}

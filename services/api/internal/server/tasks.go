@@ -230,7 +230,7 @@ func (s *Server) listTasks(c echo.Context) error {
 	// A page's ETag is the digest of its body: it changes with any item's
 	// version, the total or the cursor.
 	var body bytes.Buffer
-	if err := jsonEncoder(&body).Encode(listView(page)); err != nil {
+	if err := s.listItems.listBody(&body, page); err != nil {
 		return err
 	}
 	sum := sha256.Sum256(body.Bytes())

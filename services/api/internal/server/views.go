@@ -1,9 +1,12 @@
 package server
 
 import (
+	"bytes"
 	"encoding/json"
+	"strconv"
 	"time"
 
+	"github.com/taskforge/taskforge/pkg/memo"
 	"github.com/taskforge/taskforge/pkg/store"
 	"github.com/taskforge/taskforge/pkg/tasks"
 	"github.com/taskforge/taskforge/pkg/taskservice"
@@ -145,23 +148,68 @@ func errorView(raw store.JSON) *taskError {
 	return &taskError{Message: "unknown error"}
 }
 
-type taskList struct {
-	Items           []taskView `json:"items"`
-	NextCursor      *string    `json:"next_cursor"`
-	Total           int64      `json:"total"`
-	TotalIsEstimate bool       `json:"total_is_estimate"`
+// listItems keeps the JSON of list items by task id, with the row's version:
+// a row's version changes with every update of it, so a page of rows that
+// did not change since it was last shown (a dashboard polling its first
+// page) is answered without rendering them again. Items larger than
+// maxListItem bytes are rendered every time; at most 4096 are kept.
+type listItems struct {
+	m *memo.Map[string, renderedItem]
 }
 
-func listView(p taskservice.Page) taskList {
-	out := taskList{Items: make([]taskView, len(p.Items)), Total: p.Total, TotalIsEstimate: p.TotalIsEstimate}
+type renderedItem struct {
+	version int64
+	json    []byte
+}
+
+const maxListItem = 4 << 10
+
+func newListItems() *listItems { return &listItems{m: memo.New[string, renderedItem](4096)} }
+
+// render returns t's JSON as a list item (RenderTask of its list columns).
+func (l *listItems) render(t store.Task) ([]byte, error) {
+	if r, ok := l.m.Get(t.ID); ok && r.version == t.Version {
+		return r.json, nil
+	}
+	b, err := RenderTask(t)
+	if err != nil {
+		return nil, err
+	}
+	if len(b) <= maxListItem {
+		l.m.Put(t.ID, renderedItem{version: t.Version, json: b})
+	}
+	return b, nil
+}
+
+// listBody writes a list page as JSON: {"items":[…],"next_cursor":…,
+// "total":N,"total_is_estimate":…} and a newline, as encoding the page's
+// view would.
+func (l *listItems) listBody(buf *bytes.Buffer, p taskservice.Page) error {
+	buf.WriteString(`{"items":[`)
 	for i, t := range p.Items {
-		out.Items[i] = taskDetails(t)
+		if i > 0 {
+			buf.WriteByte(',')
+		}
+		b, err := l.render(t)
+		if err != nil {
+			return err
+		}
+		buf.Write(b)
 	}
-	if p.NextCursor != "" {
-		c := p.NextCursor
-		out.NextCursor = &c
+	buf.WriteString(`],"next_cursor":`)
+	if p.NextCursor == "" {
+		buf.WriteString("null")
+	} else if err := jsonEncoder(buf).Encode(p.NextCursor); err != nil {
+		return err
+	} else {
+		buf.Truncate(buf.Len() - 1) // Encode's newline
 	}
-	return out
+	buf.WriteString(`,"total":`)
+	buf.WriteString(strconv.FormatInt(p.Total, 10))
+	buf.WriteString(`,"total_is_estimate":`)
+	buf.WriteString(strconv.FormatBool(p.TotalIsEstimate))
+	buf.WriteString("}\n")
+	return nil
 }
 
 type logLine struct {
