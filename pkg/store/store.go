@@ -286,3 +286,26 @@ func FromConfig(c config.DatabaseConfig) Options {
 		LockTimeout: unlimited(c.LockTimeout), StatementTimeout: unlimited(c.StatementTimeout),
 	}
 }
+
+// WithPgx runs fn on one of db's pool connections as a pgx connection, for
+// the hot paths where database/sql and GORM stand in the way (pgx scans
+// straight into the fields and keeps the statement prepared). The
+// connection goes back to the pool when fn returns; fn must not keep it.
+func WithPgx(ctx context.Context, db *gorm.DB, fn func(*pgx.Conn) error) error {
+	sqlDB, err := db.DB()
+	if err != nil {
+		return err
+	}
+	conn, err := sqlDB.Conn(ctx)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = conn.Close() }()
+	return conn.Raw(func(dc any) error {
+		sc, ok := dc.(*stdlib.Conn)
+		if !ok {
+			return fmt.Errorf("store: not a pgx connection: %T", dc)
+		}
+		return fn(sc.Conn())
+	})
+}

@@ -2,14 +2,15 @@ package taskservice
 
 import (
 	"context"
-	"database/sql"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"gorm.io/gorm"
 
@@ -93,26 +94,49 @@ created_at, updated_at, scheduled_for, started_at, completed_at, progress, curre
 retry_base, max_retries, retry_policy, timeout_seconds, estimated_duration, next_retry_at, result_url, error,
 worker_id, cancel_requested, callback_url, schedule_id, fire_time, trigger_id, workflow_id, step_id, queue_wait_ms, duration_ms, version`
 
-// scanList reads rows of listColumns, in their order. It is the list's hot
-// path: GORM's reflective scan of a page of 50 took about 40% of the API's
-// CPU under scripts/bench/system-list.sh.
-func scanList(rows *sql.Rows, err error) ([]store.Task, error) {
-	if err != nil {
-		return nil, err
-	}
-	defer func() { _ = rows.Close() }()
+// queryList runs a page query (listColumns, "?" placeholders) and reads its
+// rows. It is the list's hot path: GORM's reflective scan of a page of 50
+// took about 40% of the API's CPU under scripts/bench/system-list.sh, and
+// database/sql's conversion of every value most of the rest; pgx scans
+// straight into the fields.
+func (s *Service) queryList(ctx context.Context, query string, args []any) ([]store.Task, error) {
 	out := make([]store.Task, 0, DefaultListLimit+1)
-	for rows.Next() {
-		var t store.Task
-		if err := rows.Scan(&t.ID, &t.Type, &t.Status, &t.Priority, &t.Params, &t.KeyID, &t.CreatedBy, &t.IdempotencyKey, &t.RequestHash,
-			&t.CreatedAt, &t.UpdatedAt, &t.ScheduledFor, &t.StartedAt, &t.CompletedAt, &t.Progress, &t.CurrentStep, &t.Messages, &t.Attempt,
-			&t.RetryBase, &t.MaxRetries, &t.RetryPolicy, &t.TimeoutSeconds, &t.EstimatedDuration, &t.NextRetryAt, &t.ResultURL, &t.Error,
-			&t.WorkerID, &t.CancelRequested, &t.CallbackURL, &t.ScheduleID, &t.FireTime, &t.TriggerID, &t.WorkflowID, &t.StepID, &t.QueueWaitMs, &t.DurationMs, &t.Version); err != nil {
-			return nil, err
+	err := store.WithPgx(ctx, s.db, func(c *pgx.Conn) error {
+		rows, err := c.Query(ctx, numbered(query), args...)
+		if err != nil {
+			return err
 		}
-		out = append(out, t)
+		defer rows.Close()
+		for rows.Next() {
+			var t store.Task
+			if err := rows.Scan(&t.ID, &t.Type, &t.Status, &t.Priority, &t.Params, &t.KeyID, &t.CreatedBy, &t.IdempotencyKey, &t.RequestHash,
+				&t.CreatedAt, &t.UpdatedAt, &t.ScheduledFor, &t.StartedAt, &t.CompletedAt, &t.Progress, &t.CurrentStep, &t.Messages, &t.Attempt,
+				&t.RetryBase, &t.MaxRetries, &t.RetryPolicy, &t.TimeoutSeconds, &t.EstimatedDuration, &t.NextRetryAt, &t.ResultURL, &t.Error,
+				&t.WorkerID, &t.CancelRequested, &t.CallbackURL, &t.ScheduleID, &t.FireTime, &t.TriggerID, &t.WorkflowID, &t.StepID, &t.QueueWaitMs, &t.DurationMs, &t.Version); err != nil {
+				return err
+			}
+			out = append(out, t)
+		}
+		return rows.Err()
+	})
+	return out, err
+}
+
+// numbered turns the "?" placeholders of query, as the where conditions
+// write them (GORM's), into PostgreSQL's $1, $2, ... A list query holds no
+// other question mark.
+func numbered(query string) string {
+	var b strings.Builder
+	n := 0
+	for _, r := range query {
+		if r != '?' {
+			b.WriteRune(r)
+			continue
+		}
+		n++
+		b.WriteString("$" + strconv.Itoa(n))
 	}
-	return out, rows.Err()
+	return b.String()
 }
 
 // where is a conjunction of SQL conditions with their arguments.
@@ -240,7 +264,7 @@ func (s *Service) List(ctx context.Context, p auth.Principal, q ListQuery) (Page
 		inner = fmt.Sprintf("SELECT id FROM (%s) u %s", strings.Join(parts, " UNION ALL "), order)
 	}
 	sql := fmt.Sprintf("SELECT %s FROM tasks WHERE id IN (%s) ORDER BY %s %s, id %s", listColumns, inner, key, dir, dir)
-	rows, err := scanList(s.db.WithContext(ctx).Raw(sql, args...).Rows())
+	rows, err := s.queryList(ctx, sql, args)
 	if err != nil {
 		return Page{}, translate("list tasks", err)
 	}
