@@ -190,27 +190,34 @@ func (s *Service) List(ctx context.Context, p auth.Principal, q ListQuery) (Page
 		return Page{}, badQuery("priority", "must be critical, high, normal or low")
 	}
 
-	var w where
+	var (
+		w  where
+		eq []string // the columns w holds equal to a value, in this order
+	)
+	equal := func(col string, v any) {
+		w.add(col+" = ?", v)
+		eq = append(eq, col)
+	}
 	if !p.IsAdmin() {
 		if p.ID == "" {
 			return Page{Items: []store.Task{}}, nil
 		}
-		w.add("created_by = ?", p.ID)
+		equal("created_by", p.ID)
 	}
 	if q.Type != "" {
-		w.add("type = ?", q.Type)
+		equal("type", q.Type)
 	}
 	if q.Priority != "" {
-		w.add("priority = ?", q.Priority)
+		equal("priority", q.Priority)
 	}
 	if q.ScheduleID != "" {
-		w.add("schedule_id = ?", q.ScheduleID)
+		equal("schedule_id", q.ScheduleID)
 	}
 	if q.TriggerID != "" {
-		w.add("trigger_id = ?", q.TriggerID)
+		equal("trigger_id", q.TriggerID)
 	}
 	if q.WorkflowID != "" {
-		w.add("workflow_id = ?", q.WorkflowID)
+		equal("workflow_id", q.WorkflowID)
 	}
 	if q.CreatedAfter != nil {
 		w.add("created_at >= ?", q.CreatedAfter.UTC())
@@ -240,8 +247,28 @@ func (s *Service) List(ctx context.Context, p auth.Principal, q ListQuery) (Page
 		dir = "DESC"
 	}
 	order := fmt.Sprintf("ORDER BY %s %s, id %s LIMIT %d", key, dir, dir, q.Limit+1)
-	// The page's ids come first, from an index (often index-only); the rows
-	// are read after, by primary key, for those ids alone.
+	if len(statuses) == 1 {
+		eq = append(eq, "status")
+	}
+	if len(statuses) <= 1 && directIndexes[key+"|"+strings.Join(eq, ",")] {
+		// One ordered range of an index that leads with the filter's
+		// columns and then the sort key: the page's rows are read from it
+		// directly.
+		one := page
+		if len(statuses) == 1 {
+			one = page.with("status = ?", statuses[0])
+		}
+		sql := fmt.Sprintf("SELECT %s FROM tasks WHERE %s %s", listColumns, one.sql(), order)
+		rows, err := s.queryList(ctx, sql, one.args)
+		if err != nil {
+			return Page{}, translate("list tasks", err)
+		}
+		return s.finishPage(ctx, rows, q, key, filters)
+	}
+	// Otherwise the page's ids come first, from an index (index-only where
+	// it carries the filter's columns, as the owner's covering index does);
+	// the rows are read after, by primary key, for those ids alone, so that
+	// rows the filter refuses are never visited.
 	var (
 		inner string
 		args  []any
@@ -268,6 +295,24 @@ func (s *Service) List(ctx context.Context, p auth.Principal, q ListQuery) (Page
 	if err != nil {
 		return Page{}, translate("list tasks", err)
 	}
+	return s.finishPage(ctx, rows, q, key, filters)
+}
+
+// directIndexes are the (sort key | equality columns) a tasks index serves as
+// one ordered range: it leads with those columns, then the key and id
+// (pkg/store/migrations 00001 and 00015). A page of such a filter is read
+// straight from the index: 51 rows cost a few buffers, where reading ids
+// first and then each row by primary key costs 51 index descents (about
+// 200 buffers, twice the page's CPU in PostgreSQL).
+var directIndexes = map[string]bool{
+	"created_at|": true, "created_at|status": true, "created_at|type": true, "created_at|priority": true,
+	"created_at|created_by": true, "created_at|created_by,status": true, "created_at|trigger_id": true,
+	"scheduled_for|": true, "scheduled_for|status": true,
+}
+
+// finishPage makes the page of rows (at most q.Limit+1): its cursor, the
+// params redacted, the total of filters.
+func (s *Service) finishPage(ctx context.Context, rows []store.Task, q ListQuery, key string, filters where) (Page, error) {
 	out := Page{Items: rows}
 	if len(rows) > q.Limit {
 		out.Items = rows[:q.Limit]
