@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/jackc/pgx/v5/stdlib"
+	"github.com/jackc/pgx/v5"
 	"gorm.io/gorm"
 )
 
@@ -16,21 +16,7 @@ import (
 // (nil) or the connection fails (the error; the caller polls and listens
 // again). channel must be a plain identifier.
 func Listen(ctx context.Context, db *gorm.DB, channel string, pass func(ctx context.Context, payloads []string) time.Duration) error {
-	sqlDB, err := db.DB()
-	if err != nil {
-		return err
-	}
-	conn, err := sqlDB.Conn(ctx)
-	if err != nil {
-		return err
-	}
-	defer func() { _ = conn.Close() }()
-	return conn.Raw(func(dc any) error {
-		sc, ok := dc.(*stdlib.Conn)
-		if !ok {
-			return fmt.Errorf("store: listen needs a pgx connection, not %T", dc)
-		}
-		pc := sc.Conn()
+	return WithPgx(ctx, db, func(pc *pgx.Conn) error {
 		if _, err := pc.Exec(ctx, "LISTEN "+channel); err != nil {
 			return err
 		}

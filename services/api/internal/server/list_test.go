@@ -197,12 +197,17 @@ func TestListTotalIsCapped(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	n := taskservice.CountCap + 500
-	require.NoError(t, b.pg.DB.Exec(`
+	// load inserts n pending tasks with ids prefix… and analyzes the table.
+	load := func(prefix string) {
+		t.Helper()
+		require.NoError(t, b.pg.DB.Exec(`
 INSERT INTO tasks (id, type, status, priority, created_by, created_at, scheduled_for, max_retries, retry_policy, timeout_seconds)
-SELECT 'task_bulk' || lpad(g::text, 21, '0'), 'refresh_all_prices', 'pending', 'normal', 'key_op',
+SELECT ? || lpad(g::text, 21, '0'), 'refresh_all_prices', 'pending', 'normal', 'key_op',
        now() - g * interval '1 second', now(), 3, '{}'::jsonb, 60
-FROM generate_series(1, ?) g`, n).Error)
-	require.NoError(t, b.pg.DB.Exec(`ANALYZE tasks`).Error)
+FROM generate_series(1, ?) g`, prefix, n).Error)
+		require.NoError(t, b.pg.DB.Exec(`ANALYZE tasks`).Error)
+	}
+	load("task_bulk")
 	resp, err := b.client(t, tokAdmin).ListTasksWithResponse(ctx, nil)
 	require.NoError(t, err)
 	require.Equal(t, http.StatusOK, resp.StatusCode())
@@ -213,12 +218,7 @@ FROM generate_series(1, ?) g`, n).Error)
 
 	// The estimate is reused for taskservice.TotalTTL only: rows added
 	// meanwhile show in a later page's total.
-	require.NoError(t, b.pg.DB.Exec(`
-INSERT INTO tasks (id, type, status, priority, created_by, created_at, scheduled_for, max_retries, retry_policy, timeout_seconds)
-SELECT 'task_more' || lpad(g::text, 21, '0'), 'refresh_all_prices', 'pending', 'normal', 'key_op',
-       now() - g * interval '1 second', now(), 3, '{}'::jsonb, 60
-FROM generate_series(1, ?) g`, n).Error)
-	require.NoError(t, b.pg.DB.Exec(`ANALYZE tasks`).Error)
+	load("task_more")
 	time.Sleep(taskservice.TotalTTL)
 	resp, err = b.client(t, tokAdmin).ListTasksWithResponse(ctx, nil)
 	require.NoError(t, err)
