@@ -122,3 +122,33 @@ func Ping(ctx context.Context, c redis.UniversalClient) error {
 // every key of one queue on one Cluster slot, so the name is the same in the
 // single, Sentinel and Cluster modes.
 func PendingListKey(q string) string { return "asynq:{" + q + "}:pending" }
+
+// TaskKey is the Redis hash in which Asynq v0.26 keeps task id of queue q
+// from its enqueue until it is deleted or its retention ends
+// (internal/base.TaskKey: "asynq:{<queue>}:t:<id>").
+func TaskKey(q, id string) string { return "asynq:{" + q + "}:t:" + id }
+
+// TaskRef names an Asynq task: its queue and id.
+type TaskRef struct{ Queue, ID string }
+
+// Held reports, for each ref, whether Asynq holds the task (its TaskKey
+// exists), with one pipelined round trip for all of them (in Cluster mode,
+// go-redis splits the pipeline by slot).
+func Held(ctx context.Context, c redis.UniversalClient, refs []TaskRef) ([]bool, error) {
+	if len(refs) == 0 {
+		return nil, nil
+	}
+	pipe := c.Pipeline()
+	cmds := make([]*redis.IntCmd, len(refs))
+	for i, r := range refs {
+		cmds[i] = pipe.Exists(ctx, TaskKey(r.Queue, r.ID))
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return nil, err
+	}
+	out := make([]bool, len(refs))
+	for i, cmd := range cmds {
+		out[i] = cmd.Val() == 1
+	}
+	return out, nil
+}

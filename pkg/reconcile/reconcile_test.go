@@ -3,11 +3,13 @@ package reconcile_test
 import (
 	"context"
 	"encoding/json"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/hibiken/asynq"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/zap"
 
@@ -317,4 +319,66 @@ func TestLostTaskThatFailsQueuesItsCallback(t *testing.T) {
 	}
 	require.EqualValues(t, 1, count(failed.ID))
 	require.Zero(t, count(retried.ID))
+}
+
+// inspections counts the commands of an inspector's Redis client: each
+// GetTaskInfo asks whether the queue exists (SISMEMBER) first.
+type inspections struct{ n atomic.Int64 }
+
+func (h *inspections) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (h *inspections) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		if cmd.Name() == "sismember" {
+			h.n.Add(1)
+		}
+		return next(ctx, cmd)
+	}
+}
+func (h *inspections) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
+}
+
+// TestPassOverHeldRowsInspectsNone: a pass over open rows that Asynq holds
+// (due now and scheduled ahead) finds them with pipelined checks, without
+// inspecting any one by one, and still repairs the one whose task vanished.
+func TestPassOverHeldRowsInspectsNone(t *testing.T) {
+	t.Parallel()
+	e := taskservicetest.New(t)
+	ctx := context.Background()
+	counted := redis.NewClient(&redis.Options{Addr: e.RD.Addr, DB: e.RD.DB})
+	t.Cleanup(func() { _ = counted.Close() })
+	var h inspections
+	counted.AddHook(&h)
+	insp := asynq.NewInspectorFromRedisClient(counted)
+	rec, err := reconcile.New(e.PG.DB, e.RD.Client, insp, e.Service, e.Log, nil, reconcile.Options{
+		BatchSize: 7, Now: func() time.Time { return time.Now().Add(time.Minute) },
+	})
+	require.NoError(t, err)
+
+	const n = 30
+	later := time.Now().Add(time.Hour)
+	var last string
+	for i := range n {
+		req := taskservice.CreateRequest{Type: tasks.TypeRefreshPortfolio, Params: json.RawMessage(`{"portfolio_id":"pf_1"}`), CreatedBy: "u1"}
+		if i%2 == 0 {
+			req.ScheduledFor = &later
+		}
+		c, err := e.Service.Create(ctx, req)
+		require.NoError(t, err)
+		last = c.Task.ID
+	}
+	rep, err := rec.Pass(ctx)
+	require.NoError(t, err)
+	require.True(t, rep.Ran)
+	require.Empty(t, rep.Repairs)
+	require.Zero(t, h.n.Load(), "held rows were inspected one by one")
+
+	// One task vanishes from Redis: only it is inspected, and requeued.
+	require.NoError(t, e.Inspector.DeleteTask("normal", last))
+	rep, err = rec.Pass(ctx)
+	require.NoError(t, err)
+	require.Equal(t, 1, rep.Repairs[reconcile.KindRequeued])
+	require.EqualValues(t, 1, h.n.Load())
+	_, err = e.Inspector.GetTaskInfo("normal", last)
+	require.NoError(t, err, "requeued")
 }
