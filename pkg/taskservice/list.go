@@ -109,9 +109,11 @@ func (s *Service) queryList(ctx context.Context, query string, args []any) ([]st
 		defer rows.Close()
 		for rows.Next() {
 			var t store.Task
-			if err := rows.Scan(&t.ID, &t.Type, &t.Status, &t.Priority, &t.Params, &t.KeyID, &t.CreatedBy, &t.IdempotencyKey, &t.RequestHash,
-				&t.CreatedAt, &t.UpdatedAt, &t.ScheduledFor, &t.StartedAt, &t.CompletedAt, &t.Progress, &t.CurrentStep, &t.Messages, &t.Attempt,
-				&t.RetryBase, &t.MaxRetries, &t.RetryPolicy, &t.TimeoutSeconds, &t.EstimatedDuration, &t.NextRetryAt, &t.ResultURL, &t.Error,
+			// The jsonb columns are read as their bytes ([]byte, store.JSON's
+			// own type), not through store.JSON's sql.Scanner.
+			if err := rows.Scan(&t.ID, &t.Type, &t.Status, &t.Priority, (*[]byte)(&t.Params), &t.KeyID, &t.CreatedBy, &t.IdempotencyKey, &t.RequestHash,
+				&t.CreatedAt, &t.UpdatedAt, &t.ScheduledFor, &t.StartedAt, &t.CompletedAt, &t.Progress, &t.CurrentStep, (*[]byte)(&t.Messages), &t.Attempt,
+				&t.RetryBase, &t.MaxRetries, (*[]byte)(&t.RetryPolicy), &t.TimeoutSeconds, &t.EstimatedDuration, &t.NextRetryAt, &t.ResultURL, (*[]byte)(&t.Error),
 				&t.WorkerID, &t.CancelRequested, &t.CallbackURL, &t.ScheduleID, &t.FireTime, &t.TriggerID, &t.WorkflowID, &t.StepID, &t.QueueWaitMs, &t.DurationMs, &t.Version); err != nil {
 				return err
 			}

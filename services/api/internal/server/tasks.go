@@ -230,6 +230,7 @@ func (s *Server) listTasks(c echo.Context) error {
 	// A page's ETag is the digest of its body: it changes with any item's
 	// version, the total or the cursor.
 	var body bytes.Buffer
+	body.Grow(256 + len(page.Items)*1024) // a list item is about 1 KiB
 	if err := s.listItems.listBody(&body, page); err != nil {
 		return err
 	}
