@@ -3,7 +3,12 @@
 // authentication, with who did it, to what, how it ended, from where and under
 // which request id. Rows are only inserted (an aggregated row's count is
 // raised, see Entry.Aggregate); no API deletes them (retention in
-// cleanup_old_data is the one thing that prunes them).
+// cleanup_old_data is the one thing that prunes them). One exception keeps
+// the log true: a task's creation row is written by the task service in the
+// task's own statement (NewRow, taskservice.CreateRequest.Audit), and when
+// that creation is undone before anyone was told of it (its enqueue failed)
+// the row goes with the task, in one statement, and the refusal is recorded
+// as any failure.
 package audit
 
 import (
@@ -139,23 +144,23 @@ func New(db *gorm.DB) (*Log, error) {
 // after it fails.
 func (l *Log) Close() { l.w.Close() }
 
-// Record inserts one row at once (no buffering, so nothing is lost when the
-// process stops). It returns an error if the row could not be written; the
-// caller logs it.
-func (l *Log) Record(ctx context.Context, e Entry) error {
+// NewRow checks e and makes its row, as Record writes it. A caller that
+// writes the row in a statement of its own (the task service writes a
+// creation's row with the task's) calls it.
+func NewRow(e Entry) (store.AuditEntry, error) {
 	if e.Action == "" {
-		return fmt.Errorf("audit: %w: action is empty", ErrInvalidEntry)
+		return store.AuditEntry{}, fmt.Errorf("audit: %w: action is empty", ErrInvalidEntry)
 	}
 	switch e.Outcome {
 	case Success, Failure, Denied:
 	default:
-		return fmt.Errorf("audit: %w: outcome %q", ErrInvalidEntry, e.Outcome)
+		return store.AuditEntry{}, fmt.Errorf("audit: %w: outcome %q", ErrInvalidEntry, e.Outcome)
 	}
 	details := []byte("{}")
 	if len(e.Details) > 0 {
 		b, err := json.Marshal(e.Details)
 		if err != nil {
-			return fmt.Errorf("audit: %w: details: %v", ErrInvalidEntry, err)
+			return store.AuditEntry{}, fmt.Errorf("audit: %w: details: %v", ErrInvalidEntry, err)
 		}
 		details = b
 	}
@@ -172,6 +177,17 @@ func (l *Log) Record(ctx context.Context, e Entry) error {
 	if e.Aggregate != "" {
 		key := clip(e.Action + "|" + ts.UTC().Truncate(time.Minute).Format(time.RFC3339) + "|" + e.Aggregate)
 		row.AggregateKey = &key
+	}
+	return row, nil
+}
+
+// Record inserts one row at once (no buffering, so nothing is lost when the
+// process stops). It returns an error if the row could not be written; the
+// caller logs it.
+func (l *Log) Record(ctx context.Context, e Entry) error {
+	row, err := NewRow(e)
+	if err != nil {
+		return err
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), writeTimeout)
 	defer cancel()

@@ -24,6 +24,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"gorm.io/gorm"
 
+	"github.com/taskforge/taskforge/pkg/audit"
 	"github.com/taskforge/taskforge/pkg/auth"
 	"github.com/taskforge/taskforge/pkg/lifecycle"
 	"github.com/taskforge/taskforge/pkg/queue"
@@ -199,6 +200,13 @@ type CreateRequest struct {
 	// WorkflowID and StepID tie a task to a workflow's step (pkg/workflow);
 	// the pair is unique, so a step creates its task at most once.
 	WorkflowID, StepID string
+	// Audit, if not nil, is the audit row of the creation's success
+	// (audit.NewRow), written by the task row's own statement when the row is
+	// inserted (its ResourceID is the new task's id): the creation and its
+	// record commit together, with no round trip of their own. If the
+	// creation is then undone (its enqueue failed), the row goes with the
+	// task. Created.Audited says whether it was written.
+	Audit *store.AuditEntry
 }
 
 // Created is the outcome of Create.
@@ -207,6 +215,8 @@ type Created struct {
 	// Existing is true when the task already existed for the idempotency key (or
 	// the schedule fire): the API answers 200 instead of 201.
 	Existing bool
+	// Audited is true when CreateRequest.Audit was written with the task.
+	Audited bool
 }
 
 // Create validates the request, writes the row and enqueues the task within
@@ -226,7 +236,7 @@ func (s *Service) Create(ctx context.Context, req CreateRequest) (Created, error
 	if err != nil {
 		return Created{}, err
 	}
-	inserted, err := s.inserter.insert(ctx, &row)
+	inserted, err := s.inserter.insert(ctx, &row, req.Audit)
 	if err != nil {
 		return Created{}, err
 	}
@@ -237,12 +247,12 @@ func (s *Service) Create(ctx context.Context, req CreateRequest) (Created, error
 	err = s.enqueue(ectx, &row, spec, msg, req.RequestID)
 	cancel()
 	if err != nil {
-		s.compensate(row.ID, err)
+		s.compensate(row.ID, req.Audit != nil, err)
 		return Created{}, err
 	}
 	row.Version = 1 // a new row's
 	s.lc.Publish(lifecycle.Changed(row))
-	return Created{Task: row}, nil
+	return Created{Task: row, Audited: req.Audit != nil}, nil
 }
 
 // prepare validates req and builds the row to insert.
@@ -479,11 +489,18 @@ func (s *Service) enqueueOptions(row *store.Task, policy tasks.RetryPolicy) []as
 
 // compensate removes a row whose enqueue failed, so that no orphan survives. If
 // PostgreSQL is down too, the reconciler re-enqueues the row later.
-func (s *Service) compensate(id string, cause error) {
+func (s *Service) compensate(id string, audited bool, cause error) {
 	ctx, cancel := context.WithTimeout(context.Background(), compensateDeadline)
 	defer cancel()
-	err := s.db.WithContext(ctx).Exec(`DELETE FROM tasks WHERE id = ? AND status = 'pending' AND attempt = 0`, id).Error
-	if err != nil {
+	q, args := `DELETE FROM tasks WHERE id = ? AND status = 'pending' AND attempt = 0`, []any{id}
+	if audited {
+		// The creation's audit row (CreateRequest.Audit) goes with it, in
+		// the same statement; the caller records the failure.
+		q = `WITH d AS (` + q + ` RETURNING id)
+DELETE FROM audit_log WHERE resource_id IN (SELECT id FROM d) AND resource_type = ? AND action = ?`
+		args = append(args, audit.ResourceTask, audit.ActionTaskCreate)
+	}
+	if err := s.db.WithContext(ctx).Exec(q, args...).Error; err != nil {
 		s.log.Error("orphan task row left for the reconciler", zap.String("task_id", id), zap.NamedError("cause", cause), zap.Error(err))
 	}
 }

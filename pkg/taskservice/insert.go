@@ -18,7 +18,14 @@ import (
 // target machine; batching removes that cap.
 type inserter struct {
 	db *gorm.DB
-	gc *groupcommit.Committer[*store.Task, bool]
+	gc *groupcommit.Committer[insertion, bool]
+}
+
+// insertion is a row to insert and, if not nil, the audit row of its
+// creation, written by the same statement when the row is.
+type insertion struct {
+	row   *store.Task
+	audit *store.AuditEntry
 }
 
 func newInserter(db *gorm.DB, workers, maxBatch int, linger time.Duration) *inserter {
@@ -34,8 +41,8 @@ func (ins *inserter) close() { ins.gc.Close() }
 // idempotency key or schedule fire — already had a row). When the caller's
 // ctx ends first the row may still be written: the reconciler treats an
 // unqueued pending row as an orphan to enqueue.
-func (ins *inserter) insert(ctx context.Context, row *store.Task) (bool, error) {
-	inserted, err := ins.gc.Do(ctx, row)
+func (ins *inserter) insert(ctx context.Context, row *store.Task, audit *store.AuditEntry) (bool, error) {
+	inserted, err := ins.gc.Do(ctx, insertion{row: row, audit: audit})
 	if errors.Is(err, groupcommit.ErrClosed) {
 		return false, fmt.Errorf("%w: service closed", ErrUnavailable)
 	}
@@ -43,6 +50,7 @@ func (ins *inserter) insert(ctx context.Context, row *store.Task) (bool, error) 
 }
 
 const insertSQL = `
+WITH t AS (
 INSERT INTO tasks (id, type, status, priority, params, key_id, created_by, idempotency_key, request_hash,
                    created_at, updated_at, scheduled_for, messages, max_retries, retry_policy,
                    timeout_seconds, estimated_duration, callback_url, schedule_id, fire_time, trigger_id, trace_id,
@@ -58,11 +66,38 @@ FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text
           max_retries, retry_policy, timeout_seconds, estimated_duration, callback_url, schedule_id, fire_time, trigger_id, trace_id,
           workflow_id, step_id, request_id)
 ON CONFLICT DO NOTHING
-RETURNING id`
+RETURNING id
+), a AS (
+INSERT INTO audit_log (ts, actor, action, resource_type, resource_id, outcome, client_ip, request_id, details, count)
+SELECT x.ts, x.actor, x.action, x.resource_type, x.resource_id, x.outcome, x.client_ip, x.request_id, x.details::jsonb, 1
+FROM unnest($23::timestamptz[], $24::text[], $25::text[], $26::text[], $27::text[], $28::text[], $29::text[], $30::text[], $31::text[])
+     AS x(ts, actor, action, resource_type, resource_id, outcome, client_ip, request_id, details)
+JOIN t ON t.id = x.resource_id
+)
+SELECT id FROM t`
 
-// write inserts rows and reports which were inserted.
-func (ins *inserter) write(ctx context.Context, rows []*store.Task) ([]bool, error) {
-	n := len(rows)
+// write inserts rows, and the audit rows of those inserted, and reports
+// which were inserted.
+func (ins *inserter) write(ctx context.Context, items []insertion) ([]bool, error) {
+	n := len(items)
+	rows := make([]*store.Task, n)
+	var (
+		ats                                                []time.Time
+		actors, actions, rtypes, rids, outcomes, ips, rqid []string
+		details                                            []string
+	)
+	for i, it := range items {
+		rows[i] = it.row
+		if a := it.audit; a != nil {
+			ats, actors, actions, rtypes = append(ats, a.TS), append(actors, a.Actor), append(actions, a.Action), append(rtypes, a.ResourceType)
+			rids, outcomes, ips, rqid = append(rids, it.row.ID), append(outcomes, a.Outcome), append(ips, a.ClientIP), append(rqid, a.RequestID)
+			d := string(a.Details)
+			if d == "" {
+				d = "{}"
+			}
+			details = append(details, d)
+		}
+	}
 	var (
 		ids, types, prios, params, keys, owners, hashes, policies = make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
 		idems, callbacks, schedules                               = make([]*string, n), make([]*string, n), make([]*string, n)
@@ -84,7 +119,8 @@ func (ins *inserter) write(ctx context.Context, rows []*store.Task) ([]bool, err
 		return nil, translate("insert tasks", err)
 	}
 	res, err := sqlDB.QueryContext(ctx, insertSQL, ids, types, prios, params, keys, owners, idems, hashes,
-		created, scheduled, retries, policies, timeouts, estimates, callbacks, schedules, fires, triggers, traces, workflows, steps, requests)
+		created, scheduled, retries, policies, timeouts, estimates, callbacks, schedules, fires, triggers, traces, workflows, steps, requests,
+		ats, actors, actions, rtypes, rids, outcomes, ips, rqid, details)
 	if err != nil {
 		return nil, translate("insert tasks", err)
 	}

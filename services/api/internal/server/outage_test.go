@@ -2,17 +2,23 @@ package server
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os/exec"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/hibiken/asynq"
+	"github.com/labstack/echo/v4"
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
+	"github.com/taskforge/taskforge/pkg/audit"
+	"github.com/taskforge/taskforge/pkg/auth"
 	"github.com/taskforge/taskforge/pkg/store"
 	"github.com/taskforge/taskforge/services/api/client"
 )
@@ -116,4 +122,55 @@ func TestPostgresDown(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, http.StatusServiceUnavailable, rz.StatusCode())
 	require.Equal(t, []string{"postgres"}, *rz.JSON503.Down)
+}
+
+// TestCreateAuditRowWithTheTask: a created task's audit row is written with
+// the task (one row, the request's actor, id and address, the type); a
+// create refused because Redis is away leaves neither the task nor a
+// success row, only the failure's.
+func TestCreateAuditRowWithTheTask(t *testing.T) {
+	t.Parallel()
+	addr, stop := ownRedis(t)
+	b := setupWith(t, setupOptions{secure: true, bootstrap: testBootstrap, redisOpt: asynq.RedisClientOpt{Addr: addr,
+		DialTimeout: 300 * time.Millisecond, ReadTimeout: 300 * time.Millisecond, WriteTimeout: 300 * time.Millisecond}})
+	rows := func() []store.AuditEntry {
+		t.Helper()
+		var out []store.AuditEntry
+		require.NoError(t, b.pg.DB.Where("action = ?", audit.ActionTaskCreate).Order("id").Find(&out).Error)
+		return out
+	}
+	post := func() (int, string, http.Header) {
+		t.Helper()
+		resp := b.raw(t, http.MethodPost, "/api/v1/tasks", testBootstrap, strings.NewReader(`{"type":"refresh_all_prices"}`),
+			map[string]string{"Content-Type": "application/json"})
+		body, err := io.ReadAll(resp.Body)
+		require.NoError(t, err)
+		return resp.StatusCode, string(body), resp.Header
+	}
+	code, body, header := post()
+	require.Equal(t, http.StatusCreated, code, body)
+	var task struct {
+		TaskID string `json:"task_id"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(body), &task))
+	got := rows()
+	require.Len(t, got, 1)
+	require.Equal(t, task.TaskID, got[0].ResourceID)
+	require.Equal(t, audit.ResourceTask, got[0].ResourceType)
+	require.Equal(t, audit.Success, got[0].Outcome)
+	require.Equal(t, auth.BootstrapPrincipalID, got[0].Actor)
+	require.Equal(t, header.Get(echo.HeaderXRequestID), got[0].RequestID)
+	require.Equal(t, "127.0.0.1", got[0].ClientIP)
+	require.JSONEq(t, `{"type":"refresh_all_prices"}`, string(got[0].Details))
+
+	stop()
+	code, body, _ = post()
+	require.Equal(t, http.StatusServiceUnavailable, code, body)
+	var n int64
+	require.NoError(t, b.pg.DB.Model(&store.Task{}).Count(&n).Error)
+	require.EqualValues(t, 1, n, "the refused task's row is gone")
+	got = rows()
+	require.Len(t, got, 2, "the first create's row and the refusal's")
+	require.Equal(t, audit.Failure, got[1].Outcome)
+	require.Empty(t, got[1].ResourceID)
 }

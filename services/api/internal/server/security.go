@@ -117,13 +117,20 @@ func (s *Server) record(c echo.Context, e audit.Entry) {
 	if s.audit == nil {
 		return
 	}
+	e = s.auditEntry(c, e)
+	if err := s.audit.Record(c.Request().Context(), e); err != nil {
+		s.log.Error("audit entry not recorded", logging.RequestID(e.RequestID), zap.String("action", e.Action), zap.Error(err))
+	}
+}
+
+// auditEntry completes e with the request's actor (unless set), client
+// address and request id.
+func (s *Server) auditEntry(c echo.Context, e audit.Entry) audit.Entry {
 	if e.Actor == "" {
 		e.Actor = principal(c).ID
 	}
 	e.ClientIP, e.RequestID = c.RealIP(), requestID(c)
-	if err := s.audit.Record(c.Request().Context(), e); err != nil {
-		s.log.Error("audit entry not recorded", logging.RequestID(e.RequestID), zap.String("action", e.Action), zap.Error(err))
-	}
+	return e
 }
 
 // outcome is the audit outcome of a handler's error: success, denied (403,

@@ -31,6 +31,9 @@ const HeaderIdempotencyKey = "Idempotency-Key"
 func (s *Server) createTask(c echo.Context) error {
 	var d createAudit
 	err := s.doCreateTask(c, &d)
+	if err == nil && d.audited {
+		return nil // its audit row was written with the task
+	}
 	details := map[string]any{}
 	if d.typ != "" {
 		details["type"] = trimmed(d.typ)
@@ -46,6 +49,8 @@ func (s *Server) createTask(c echo.Context) error {
 type createAudit struct {
 	typ, taskID string
 	replay      bool
+	// audited: the success's row was written with the task's.
+	audited bool
 }
 
 func (s *Server) doCreateTask(c echo.Context, d *createAudit) error {
@@ -83,11 +88,21 @@ func (s *Server) doCreateTask(c echo.Context, d *createAudit) error {
 		}
 	}
 	req.CreatedBy, req.Role, req.RequestID = p.ID, string(p.Role), requestID(c)
+	if s.audit != nil {
+		// The success's row, as createTask would record it, rides on the
+		// task's own statement (no statement of its own).
+		row, err := audit.NewRow(s.auditEntry(c, audit.Entry{Action: audit.ActionTaskCreate, ResourceType: audit.ResourceTask,
+			Outcome: audit.Success, Details: map[string]any{"type": trimmed(req.Type)}}))
+		if err != nil {
+			return err
+		}
+		req.Audit = &row
+	}
 	created, err := s.tasks.Create(c.Request().Context(), req)
 	if err != nil {
 		return err
 	}
-	d.taskID, d.replay = created.Task.ID, created.Existing
+	d.taskID, d.replay, d.audited = created.Task.ID, created.Existing, created.Audited
 	status := http.StatusCreated
 	if created.Existing {
 		status = http.StatusOK
