@@ -61,6 +61,11 @@ func (a *attempt) fields(extra ...zap.Field) []zap.Field {
 		zap.String(logging.FieldTraceID, a.traceID), logging.RequestID(a.requestID)}, extra...)
 }
 
+// terminalRecheck is how long a delivery that found its row ended (or
+// missing) waits before reading it once more (see runTask): a retry's commit
+// follows its enqueue by milliseconds.
+const terminalRecheck = 250 * time.Millisecond
+
 func (r *Runtime) runTask(ctx context.Context, env *taskpb.Envelope, carried tracing.Carried) (err error) {
 	a := attempt{id: env.GetTaskId(), typ: env.GetType(), policy: tasks.PolicyFromProto(env.GetRetryPolicy()),
 		requestID: carried.RequestID}
@@ -92,9 +97,23 @@ func (r *Runtime) runTask(ctx context.Context, env *taskpb.Envelope, carried tra
 
 	// Read the row: a terminal, cancelled or unknown task never runs.
 	w := r.writerFor(a.id)
-	checkCtx, cancelCheck := context.WithTimeout(ctx, r.opts.FinishWait)
-	chk := w.check(checkCtx, a.id)
-	cancelCheck()
+	read := func() checkResult {
+		checkCtx, cancelCheck := context.WithTimeout(ctx, r.opts.FinishWait)
+		defer cancelCheck()
+		return w.check(checkCtx, a.id)
+	}
+	chk := read()
+	if chk.err == nil && (!chk.found || tasks.IsTerminal(chk.status)) {
+		// A manual retry enqueues its delivery inside the transaction that
+		// moves the row back to pending, so that a failed enqueue undoes
+		// it: a delivery quick enough to beat the commit finds the row still
+		// ended. It is read once more a moment later before being dropped.
+		select {
+		case <-ctx.Done():
+		case <-time.After(terminalRecheck):
+			chk = read()
+		}
+	}
 	if chk.err != nil {
 		r.log.Warn("task state not read", a.fields(zap.Error(chk.err))...)
 		if a.final {

@@ -137,7 +137,12 @@ func (h *harness) cancel(id string, pubsub bool) {
 
 // retry follows the protocol's manual retry: failed|cancelled → pending with
 // retry_base = attempt, delete from Asynq, enqueue under the same id.
-func (h *harness) retry(id string) {
+func (h *harness) retry(id string) { h.t.Helper(); h.retryHolding(id, 0) }
+
+// retryHolding retries id as the task service does (the enqueue inside the
+// transaction that moves the row back to pending) and holds the commit for
+// hold after the enqueue.
+func (h *harness) retryHolding(id string, hold time.Duration) {
 	h.t.Helper()
 	lc, err := lifecycle.New(h.pg.DB, nil)
 	require.NoError(h.t, err)
@@ -154,6 +159,7 @@ func (h *harness) retry(id string) {
 		require.NoError(h.t, err)
 		_, err = h.cli.Enqueue(asynq.NewTask(row.Type, payload), asynq.TaskID(id), asynq.Queue(row.Priority),
 			asynq.MaxRetry(policy.MaxRetries), asynq.Timeout(time.Duration(row.TimeoutSeconds)*time.Second))
+		time.Sleep(hold)
 		return err
 	})
 	require.NoError(h.t, err)

@@ -343,6 +343,33 @@ func TestManualRetryGetsAFreshBudgetAndNextAttempt(t *testing.T) {
 	require.Equal(t, "completed", att[4].Outcome)
 }
 
+// TestManualRetryDeliveredBeforeItsCommit: a retry's delivery that reaches
+// the worker before the retry's transaction commits (the row still reads
+// failed) is not dropped: the worker reads the row again a moment later and
+// runs the task.
+func TestManualRetryDeliveredBeforeItsCommit(t *testing.T) {
+	t.Parallel()
+	var fail atomic.Bool
+	fail.Store(true)
+	h := newHarness(t, map[string]job.Handler{
+		tasks.TypeRefreshPortfolio: func(ctx context.Context, r job.Reporter, _ proto.Message) error {
+			if fail.Load() {
+				return errors.New("still broken")
+			}
+			return nil
+		},
+	})
+	task := h.create("", tasks.RetryPolicy{MaxRetries: 0, RetryDelay: 1, MaxRetryDelay: 1}, 0, "")
+	h.waitStatus(task.ID, tasks.StatusFailed, 15*time.Second)
+
+	fail.Store(false)
+	// The worker polls every 100 ms (±50 %): it takes the delivery while
+	// the commit is held.
+	h.retryHolding(task.ID, 200*time.Millisecond)
+	row := h.waitStatus(task.ID, tasks.StatusCompleted, 10*time.Second)
+	require.Equal(t, 2, row.Attempt)
+}
+
 func TestManualRetryOfCancelledTask(t *testing.T) {
 	t.Parallel()
 	var runs atomic.Int32
