@@ -183,7 +183,8 @@ func TestDiamondRunsInDependencyOrder(t *testing.T) {
 	v := b.create(step("d", "pf_d", "b", "c"), step("b", "pf_b", "a"), step("c", "pf_c", "a"), step("a", "pf_a"))
 	require.Equal(t, workflow.StatusRunning, v.Status)
 	require.NotEmpty(t, stepOf(v, "a").TaskID, "a step without dependencies starts at once")
-	require.Empty(t, stepOf(v, "b").TaskID)
+	// b may have its task already when a was quick; that it started only
+	// after a ended is checked below.
 	v = b.waitStatus(v.ID, workflow.StatusCompleted)
 	for _, s := range v.Steps {
 		require.Equal(t, workflow.StatusCompleted, s.Status, s.ID)
