@@ -311,9 +311,11 @@ func TestCancelRunningTask(t *testing.T) {
 	}
 }
 
-func TestManualRetryGetsAFreshBudgetAndNextAttempt(t *testing.T) {
-	t.Parallel()
-	var fail atomic.Bool
+// brokenHarness runs refresh_portfolio tasks that fail while fail is set
+// (it starts set).
+func brokenHarness(t *testing.T) (*harness, *atomic.Bool) {
+	t.Helper()
+	fail := new(atomic.Bool)
 	fail.Store(true)
 	h := newHarness(t, map[string]job.Handler{
 		tasks.TypeRefreshPortfolio: func(ctx context.Context, r job.Reporter, _ proto.Message) error {
@@ -323,6 +325,12 @@ func TestManualRetryGetsAFreshBudgetAndNextAttempt(t *testing.T) {
 			return nil
 		},
 	})
+	return h, fail
+}
+
+func TestManualRetryGetsAFreshBudgetAndNextAttempt(t *testing.T) {
+	t.Parallel()
+	h, fail := brokenHarness(t)
 	policy := tasks.RetryPolicy{MaxRetries: 1, RetryDelay: 1, MaxRetryDelay: 1}
 	task := h.create("", policy, 0, "")
 	h.waitStatus(task.ID, tasks.StatusFailed, 15*time.Second)
@@ -349,16 +357,7 @@ func TestManualRetryGetsAFreshBudgetAndNextAttempt(t *testing.T) {
 // runs the task.
 func TestManualRetryDeliveredBeforeItsCommit(t *testing.T) {
 	t.Parallel()
-	var fail atomic.Bool
-	fail.Store(true)
-	h := newHarness(t, map[string]job.Handler{
-		tasks.TypeRefreshPortfolio: func(ctx context.Context, r job.Reporter, _ proto.Message) error {
-			if fail.Load() {
-				return errors.New("still broken")
-			}
-			return nil
-		},
-	})
+	h, fail := brokenHarness(t)
 	task := h.create("", tasks.RetryPolicy{MaxRetries: 0, RetryDelay: 1, MaxRetryDelay: 1}, 0, "")
 	h.waitStatus(task.ID, tasks.StatusFailed, 15*time.Second)
 
