@@ -14,7 +14,8 @@ import (
 
 // newWriter returns the committer that inserts audit rows in batches
 // (pkg/groupcommit) without weakening Record's promise: each caller waits
-// until its own row is committed. Under load (an audit row per created task)
+// until its own row is committed. Under load (an audit row per mutation; a
+// created task's rides on the task's own statement instead, see NewRow)
 // the audit log costs a share of one round trip per request instead of a
 // round trip each; when idle a row is written alone, with no added latency.
 // One committer at a time: rows that arrive while a batch is written wait for
@@ -55,7 +56,7 @@ func aggregateKey(e *store.AuditEntry) string {
 }
 
 // insertSQL writes a batch as one statement of arrays (no per-row SQL, no
-// ORM reflection): the audit row of each created task rides on it.
+// ORM reflection).
 const insertSQL = `
 INSERT INTO audit_log (ts, actor, action, resource_type, resource_id, outcome, client_ip, request_id, details, count, aggregate_key)
 SELECT ts, actor, action, resource_type, resource_id, outcome, client_ip, request_id, details::jsonb, count, aggregate_key

@@ -82,15 +82,15 @@ func (ins *inserter) write(ctx context.Context, items []insertion) ([]bool, erro
 	n := len(items)
 	rows := make([]*store.Task, n)
 	var (
-		ats                                                []time.Time
-		actors, actions, rtypes, rids, outcomes, ips, rqid []string
-		details                                            []string
+		ats                                                         []time.Time
+		actors, actions, rtypes, rids, outcomes, ips, auditRequests []string
+		details                                                     []string
 	)
 	for i, it := range items {
 		rows[i] = it.row
 		if a := it.audit; a != nil {
 			ats, actors, actions, rtypes = append(ats, a.TS), append(actors, a.Actor), append(actions, a.Action), append(rtypes, a.ResourceType)
-			rids, outcomes, ips, rqid = append(rids, it.row.ID), append(outcomes, a.Outcome), append(ips, a.ClientIP), append(rqid, a.RequestID)
+			rids, outcomes, ips, auditRequests = append(rids, it.row.ID), append(outcomes, a.Outcome), append(ips, a.ClientIP), append(auditRequests, a.RequestID)
 			d := string(a.Details)
 			if d == "" {
 				d = "{}"
@@ -120,7 +120,7 @@ func (ins *inserter) write(ctx context.Context, items []insertion) ([]bool, erro
 	}
 	res, err := sqlDB.QueryContext(ctx, insertSQL, ids, types, prios, params, keys, owners, idems, hashes,
 		created, scheduled, retries, policies, timeouts, estimates, callbacks, schedules, fires, triggers, traces, workflows, steps, requests,
-		ats, actors, actions, rtypes, rids, outcomes, ips, rqid, details)
+		ats, actors, actions, rtypes, rids, outcomes, ips, auditRequests, details)
 	if err != nil {
 		return nil, translate("insert tasks", err)
 	}
