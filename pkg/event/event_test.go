@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -90,6 +91,89 @@ func TestPublishAndRead(t *testing.T) {
 	require.NoError(t, err)
 	require.Greater(t, ttl, time.Duration(0), "a task's history expires")
 	pub.Close(ctx)
+}
+
+// TestPublishManyInFewCalls: hundreds of events queued at once reach Redis in
+// a few script calls of many events each, in order, every one in the shared
+// stream and under the same id in its task's history, also after Redis forgot
+// the script.
+func TestPublishManyInFewCalls(t *testing.T) {
+	t.Parallel()
+	rd := testenv.NewRedis(t)
+	ctx := context.Background()
+	require.NoError(t, rd.Client.ScriptFlush(ctx).Err())
+	rc := redis.NewClient(&redis.Options{Addr: rd.Addr, DB: rd.DB})
+	t.Cleanup(func() { _ = rc.Close() })
+	calls := &scriptCalls{}
+	rc.AddHook(calls)
+	reg := prometheus.NewRegistry()
+	opts := event.Options{Prefix: "test:many"}
+	pub, err := event.NewPublisher(rc, zaptest.NewLogger(t), reg, opts)
+	require.NoError(t, err)
+	rdr, err := event.NewReader(rc, opts)
+	require.NoError(t, err)
+
+	const n = 250
+	tasks := []string{"task_x", "task_y", "task_z"}
+	var evs []event.Event
+	for i := range n {
+		evs = append(evs, event.Task(tasks[i%len(tasks)], int64(i+1), "running"))
+	}
+	pub.Publish(evs...)
+	pub.Close(ctx)
+
+	got, err := rdr.Read(ctx, event.Zero, 1000, 10*time.Millisecond)
+	require.NoError(t, err)
+	require.Len(t, got, n)
+	byTask := map[string][]string{}
+	for i, e := range got {
+		require.Equal(t, int64(i+1), e.Version, "in the order published")
+		require.Equal(t, tasks[i%len(tasks)], e.TaskID)
+		byTask[e.TaskID] = append(byTask[e.TaskID], e.ID)
+	}
+	for _, id := range tasks {
+		hist, err := rdr.Since(ctx, id, event.Zero, 1000)
+		require.NoError(t, err)
+		var ids []string
+		for _, e := range hist {
+			ids = append(ids, e.ID)
+		}
+		require.Equal(t, byTask[id], ids, "the history of %s", id)
+		ttl, err := rc.PTTL(ctx, opts.TaskKey(id)).Result()
+		require.NoError(t, err)
+		require.Greater(t, ttl, time.Duration(0), "the history of %s expires", id)
+	}
+	require.Equal(t, float64(n), testutil.ToFloat64(mustCounter(t, reg, "taskforge_events_published_total", "task")))
+	// 250 events: three calls of at most 100 (one pipeline), sent again once
+	// after the script was loaded.
+	require.LessOrEqual(t, calls.evalsha.Load(), int64(6), "script calls for %d events", n)
+}
+
+// scriptCalls counts the EVALSHA commands a client sends.
+type scriptCalls struct{ evalsha atomic.Int64 }
+
+func (c *scriptCalls) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (c *scriptCalls) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		c.count(cmd)
+		return next(ctx, cmd)
+	}
+}
+
+func (c *scriptCalls) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		for _, cmd := range cmds {
+			c.count(cmd)
+		}
+		return next(ctx, cmds)
+	}
+}
+
+func (c *scriptCalls) count(cmd redis.Cmder) {
+	if cmd.Name() == "evalsha" {
+		c.evalsha.Add(1)
+	}
 }
 
 // TestSinceAfterTrim: a position the trimmed history no longer reaches is
