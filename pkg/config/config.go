@@ -66,7 +66,7 @@ func Defaults() Config {
 			AdminAddr: "127.0.0.1:9091", Concurrency: 50, Servers: 1, TaskCheckInterval: 100 * time.Millisecond, StrictPriority: true,
 			BurstPoll: 5 * time.Millisecond, BurstLinger: 2 * time.Second,
 			QueueWeights:    map[string]int{"critical": 8, "high": 4, "normal": 2, "low": 1},
-			ShutdownTimeout: 30 * time.Second, FlushInterval: 50 * time.Millisecond,
+			ShutdownTimeout: 30 * time.Second, FlushInterval: 50 * time.Millisecond, FlushGap: 5 * time.Millisecond,
 			TypeLimits:  map[string]int{"backup_data": 2, "optimize_database": 1},
 			MaxMessages: 50,
 		},

@@ -263,6 +263,22 @@ func TestValidateReportsEveryProblemAtOnce(t *testing.T) {
 	require.Len(t, strings.Split(err.Error(), "\n"), 3)
 }
 
+// TestFlushGapBounds: worker.flush_gap defaults to 5ms, 0 turns it off, and a
+// negative gap or one longer than worker.flush_interval is refused by name.
+func TestFlushGapBounds(t *testing.T) {
+	cfg := config.Defaults()
+	require.Equal(t, 5*time.Millisecond, cfg.Worker.FlushGap)
+	for _, ok := range []time.Duration{0, cfg.Worker.FlushInterval} {
+		cfg.Worker.FlushGap = ok
+		require.NoError(t, cfg.Validate(), ok)
+	}
+	for _, bad := range []time.Duration{-time.Millisecond, cfg.Worker.FlushInterval + time.Millisecond} {
+		cfg.Worker.FlushGap = bad
+		err := cfg.Validate()
+		require.ErrorContains(t, err, "worker.flush_gap", bad)
+	}
+}
+
 func TestProductionRefusesWeakJWTSecrets(t *testing.T) {
 	t.Parallel()
 	prod := func(secret, jwks string) error {

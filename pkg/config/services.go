@@ -76,6 +76,12 @@ type WorkerConfig struct {
 	// written to PostgreSQL; an attempt's start, progress and log lines wait one
 	// interval, or ride with its outcome when it ends sooner. Default 50ms.
 	FlushInterval time.Duration `mapstructure:"flush_interval"`
+	// FlushGap is the least time between two batched writes: under load, the
+	// reads and outcomes that tasks wait for gather for up to a gap and share
+	// one write (fewer statements and commits per task, at up to a gap more
+	// latency each); a worker that has not written for a gap writes at once.
+	// 0 turns it off. Default 5ms; at most flush_interval.
+	FlushGap time.Duration `mapstructure:"flush_gap"`
 	// TaskCheckInterval is how long a worker pauses after finding every queue
 	// empty; it bounds how late an idle worker picks up a new task (a schedule's
 	// fire included). Default 100ms (Asynq's own default is 1s).

@@ -87,6 +87,9 @@ func (c Config) Validate() error {
 	}
 	positive("worker.shutdown_timeout", c.Worker.ShutdownTimeout)
 	positive("worker.flush_interval", c.Worker.FlushInterval)
+	if c.Worker.FlushGap < 0 || c.Worker.FlushGap > c.Worker.FlushInterval {
+		bad("worker.flush_gap", c.Worker.FlushGap, "must be between 0 and worker.flush_interval")
+	}
 	if c.Worker.TaskCheckInterval < 10*time.Millisecond {
 		bad("worker.task_check_interval", c.Worker.TaskCheckInterval, "must be at least 10ms")
 	}

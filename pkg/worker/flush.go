@@ -12,10 +12,16 @@ import (
 	"github.com/taskforge/taskforge/pkg/store"
 )
 
+// run flushes on every wake and every interval. Flushes start at least a gap
+// apart: under load, the transitions queued while it waits ride the same
+// statements (in the live-events benchmark a 5 ms gap took the batch from
+// about 4 to 5.5 tasks and PostgreSQL's CPU per task down by a quarter); a
+// writer that has not flushed for a gap, as an idle one, flushes at once.
 func (w *writer) run() {
 	defer close(w.stopped)
 	t := time.NewTicker(w.interval)
 	defer t.Stop()
+	var last time.Time
 	for {
 		select {
 		case <-w.urgent:
@@ -24,6 +30,15 @@ func (w *writer) run() {
 			w.flush(true)
 			return
 		}
+		if wait := time.Until(last.Add(w.gap)); wait > 0 {
+			select {
+			case <-time.After(wait):
+			case <-w.stop:
+				w.flush(true)
+				return
+			}
+		}
+		last = time.Now()
 		w.flush(false)
 	}
 }

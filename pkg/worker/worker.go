@@ -80,6 +80,13 @@ type Options struct {
 	// FlushInterval is how often buffered progress and logs are written.
 	// Default 50ms.
 	FlushInterval time.Duration
+	// FlushGap is the least time between the starts of two flushes of a
+	// writer. Under load the transitions that tasks wait for (deliveries'
+	// reads, outcomes) then gather for up to a gap and ride the same
+	// statements; a writer that has not flushed for a gap flushes at once.
+	// Zero: no gap, each wake flushes at once (the worker service's
+	// configuration defaults it to 5ms, worker.flush_gap).
+	FlushGap time.Duration
 	// MaxMessages is how many recent progress messages a task keeps. Default 50.
 	MaxMessages int
 	// MaxLogLines caps the log lines of one attempt. Default 10000.
@@ -237,7 +244,7 @@ func New(db *gorm.DB, rc redis.UniversalClient, inspector *asynq.Inspector, log 
 		stop:   make(chan struct{}),
 	}
 	for i := 0; i < opts.Writers; i++ {
-		r.writers = append(r.writers, newWriter(sqlDB, lc, log, opts.FlushInterval, opts.MaxMessages, m, opts.OnTerminal))
+		r.writers = append(r.writers, newWriter(sqlDB, lc, log, opts.FlushInterval, opts.FlushGap, opts.MaxMessages, m, opts.OnTerminal))
 	}
 	r.bg.Add(1)
 	go r.pollCancels()

@@ -131,9 +131,11 @@ type logRow struct {
 // transaction, in this order: starts, progress, logs, finishes — so a task's
 // last progress and logs are written before its outcome.
 type writer struct {
-	db          *sql.DB
-	log         *zap.Logger
-	interval    time.Duration
+	db       *sql.DB
+	log      *zap.Logger
+	interval time.Duration
+	// gap is the least time between the starts of two flushes (see run).
+	gap         time.Duration
 	maxMessages int
 	metrics     *metrics
 	onTerminal  func()
@@ -155,9 +157,9 @@ type writer struct {
 	drainBy atomic.Pointer[time.Time]
 }
 
-func newWriter(db *sql.DB, lc *lifecycle.Lifecycle, log *zap.Logger, interval time.Duration, maxMessages int, m *metrics, onTerminal func()) *writer {
+func newWriter(db *sql.DB, lc *lifecycle.Lifecycle, log *zap.Logger, interval, gap time.Duration, maxMessages int, m *metrics, onTerminal func()) *writer {
 	w := &writer{
-		db: db, log: log, interval: interval, maxMessages: maxMessages, metrics: m, onTerminal: onTerminal, lc: lc,
+		db: db, log: log, interval: interval, gap: gap, maxMessages: maxMessages, metrics: m, onTerminal: onTerminal, lc: lc,
 		progress: map[attemptKey]*progressState{},
 		urgent:   make(chan struct{}, 1), stop: make(chan struct{}), stopped: make(chan struct{}),
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -20,7 +21,7 @@ import (
 func newTestWriter(t *testing.T) (*writer, testenv.Postgres) {
 	t.Helper()
 	pg := testenv.NewPostgres(t)
-	w := newWriter(pg.SQL, testLifecycle(t, pg), zaptest.NewLogger(t), 20*time.Millisecond, 3, newMetrics(prometheus.NewRegistry()), nil)
+	w := newWriter(pg.SQL, testLifecycle(t, pg), zaptest.NewLogger(t), 20*time.Millisecond, 0, 3, newMetrics(prometheus.NewRegistry()), nil)
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
@@ -158,7 +159,7 @@ func TestLazyStartAndOutcomeCombine(t *testing.T) {
 	t.Parallel()
 	pg := testenv.NewPostgres(t)
 	// A long interval: nothing is flushed before the outcome is queued.
-	w := newWriter(pg.SQL, testLifecycle(t, pg), zaptest.NewLogger(t), time.Hour, 3, newMetrics(prometheus.NewRegistry()), nil)
+	w := newWriter(pg.SQL, testLifecycle(t, pg), zaptest.NewLogger(t), time.Hour, 0, 3, newMetrics(prometheus.NewRegistry()), nil)
 	t.Cleanup(func() { w.close(context.Background()) })
 	cb := "https://example.com/hook"
 	insertTask(t, pg, "task_q", "pending", &cb)
@@ -201,7 +202,7 @@ func TestLazyStartAndOutcomeCombine(t *testing.T) {
 
 	// A lazy start whose row moved meanwhile is refused and says so, once
 	// it is an interval old.
-	short := newWriter(pg.SQL, testLifecycle(t, pg), zaptest.NewLogger(t), 20*time.Millisecond, 3, newMetrics(prometheus.NewRegistry()), nil)
+	short := newWriter(pg.SQL, testLifecycle(t, pg), zaptest.NewLogger(t), 20*time.Millisecond, 0, 3, newMetrics(prometheus.NewRegistry()), nil)
 	t.Cleanup(func() { short.close(context.Background()) })
 	insertTask(t, pg, "task_r", "pending", nil)
 	got := make(chan startResult, 1)
@@ -224,7 +225,7 @@ func TestLazyStartWaitsAnInterval(t *testing.T) {
 	t.Parallel()
 	pg := testenv.NewPostgres(t)
 	const interval = 400 * time.Millisecond
-	w := newWriter(pg.SQL, testLifecycle(t, pg), zaptest.NewLogger(t), interval, 3, newMetrics(prometheus.NewRegistry()), nil)
+	w := newWriter(pg.SQL, testLifecycle(t, pg), zaptest.NewLogger(t), interval, 0, 3, newMetrics(prometheus.NewRegistry()), nil)
 	t.Cleanup(func() { w.close(context.Background()) })
 	insertTask(t, pg, "task_h", "pending", nil)
 	insertTask(t, pg, "task_o", "pending", nil)
@@ -274,4 +275,73 @@ func TestLazyStartWaitsAnInterval(t *testing.T) {
 	}
 	require.Eventually(t, func() bool { return row("task_h").CurrentStep == "second" }, 5*time.Second, 10*time.Millisecond)
 	require.GreaterOrEqual(t, time.Since(changed), interval)
+}
+
+// flushes is how many non-empty flushes the writer's metrics have seen.
+func flushes(t *testing.T, reg *prometheus.Registry) uint64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	require.NoError(t, err)
+	for _, mf := range mfs {
+		if mf.GetName() == "taskforge_worker_state_flush_seconds" {
+			return mf.GetMetric()[0].GetHistogram().GetSampleCount()
+		}
+	}
+	return 0
+}
+
+// TestFlushGapGathersWaitedWrites: a writer that has not flushed for a gap
+// flushes a waited read at once; reads that arrive within a gap of that flush
+// wait for the gap and share one flush; closing the writer during the wait
+// flushes at once.
+func TestFlushGapGathersWaitedWrites(t *testing.T) {
+	t.Parallel()
+	pg := testenv.NewPostgres(t)
+	const gap = 2 * time.Second
+	reg := prometheus.NewRegistry()
+	w := newWriter(pg.SQL, testLifecycle(t, pg), zaptest.NewLogger(t), time.Hour, gap, 3, newMetrics(reg), nil)
+	closed := false
+	t.Cleanup(func() {
+		if !closed {
+			w.close(context.Background())
+		}
+	})
+	ids := []string{"task_g0", "task_g1", "task_g2", "task_g3", "task_g4", "task_g5", "task_g6"}
+	for _, id := range ids {
+		insertTask(t, pg, id, "pending", nil)
+	}
+
+	began := time.Now()
+	require.True(t, w.check(context.Background(), ids[0]).found)
+	require.Less(t, time.Since(began), gap/2, "an idle writer flushes at once")
+	require.EqualValues(t, 1, flushes(t, reg))
+
+	// Five reads, one every 30 ms, all within the gap: one flush, after it.
+	var wg sync.WaitGroup
+	found := make([]bool, 5)
+	for i := range found {
+		wg.Add(1)
+		go func() { defer wg.Done(); found[i] = w.check(context.Background(), ids[1+i]).found }()
+		time.Sleep(30 * time.Millisecond)
+	}
+	wg.Wait()
+	require.Equal(t, []bool{true, true, true, true, true}, found)
+	require.GreaterOrEqual(t, time.Since(began), gap, "the reads waited for the gap")
+	require.EqualValues(t, 2, flushes(t, reg), "the reads shared one flush")
+
+	// A read waiting for the gap is flushed when the writer closes.
+	answered := make(chan bool, 1)
+	waiting := time.Now()
+	go func() { answered <- w.check(context.Background(), ids[6]).found }()
+	time.Sleep(50 * time.Millisecond)
+	w.close(context.Background())
+	closed = true
+	select {
+	case ok := <-answered:
+		require.True(t, ok)
+		require.Less(t, time.Since(waiting), gap/2, "close does not wait out the gap")
+	case <-time.After(gap):
+		t.Fatal("close left the read unanswered")
+	}
+	require.EqualValues(t, 3, flushes(t, reg))
 }

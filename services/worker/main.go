@@ -156,7 +156,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		events.Close(ectx)
 	}()
 	rt, err := worker.New(deps.DB, deps.RedisClient, inspector, log, worker.Options{
-		Handlers: hs, FlushInterval: wc.FlushInterval, MaxMessages: wc.MaxMessages, TypeLimits: wc.TypeLimits,
+		Handlers: hs, FlushInterval: wc.FlushInterval, FlushGap: wc.FlushGap, MaxMessages: wc.MaxMessages, TypeLimits: wc.TypeLimits,
 		MaxResultBytes: cfg.Storage.InlineMaxBytes, Results: results, Opener: keyringOpener{keyring},
 		Registerer: deps.Registry, OnTerminal: callbacks.Poke, Events: events,
 	})
